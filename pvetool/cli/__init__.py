@@ -1,0 +1,1 @@
+"""pvetool's command line (click): commands parse, call one library function, and render."""
