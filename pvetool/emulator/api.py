@@ -23,9 +23,8 @@ from pvetool.emulator.cluster import (
     GuestRt,
     MigrationOptions,
     PveError,
-    parse_storage_map,
 )
-from pvetool.emulator.schema import ApiSchema
+from pvetool.emulator.schema import ApiSchema, IdMap, parse_idmap
 
 
 @dataclass
@@ -788,6 +787,17 @@ def get_lxc_migrate(ctx: Ctx) -> Any:
     return ctx.cluster.precondition(g, ctx.params.get("target"))
 
 
+def _storage_map(params: Mapping[str, Any], key: str) -> IdMap:
+    text = params.get(key)
+    if not text:
+        return IdMap()
+    try:
+        return parse_idmap(str(text))
+    except ValueError as exc:
+        raise PveError(400, "Parameter verification failed.",
+                       {key: f"failed to parse storage map: {exc}"}) from None
+
+
 @endpoint("POST", "/nodes/{node}/qemu/{vmid}/migrate")
 def post_qemu_migrate(ctx: Ctx) -> Any:
     g = _guest(ctx, "qemu")
@@ -797,7 +807,7 @@ def post_qemu_migrate(ctx: Ctx) -> Any:
     opts = MigrationOptions(
         online=bool(p.get("online", False)),
         with_local_disks=bool(p.get("with-local-disks", False)),
-        targetstorage=parse_storage_map(p.get("targetstorage")),
+        targetstorage=_storage_map(p, "targetstorage"),
         bwlimit_KiBps=float(p["bwlimit"]) if "bwlimit" in p else None,
         migration_type=p.get("migration_type"),
         migration_network=p.get("migration_network"),
@@ -814,7 +824,7 @@ def post_lxc_migrate(ctx: Ctx) -> Any:
     opts = MigrationOptions(
         online=bool(p.get("online", False)),
         restart=bool(p.get("restart", False)),
-        targetstorage=parse_storage_map(p.get("target-storage")),
+        targetstorage=_storage_map(p, "target-storage"),
         bwlimit_KiBps=float(p["bwlimit"]) if "bwlimit" in p else None,
         timeout_s=int(p.get("timeout", 180)),
     )

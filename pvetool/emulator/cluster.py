@@ -21,6 +21,7 @@ from typing import Any
 
 from pvetool.emulator.clock import Clock
 from pvetool.emulator.clusterfile import ClusterSpec, GuestSpec, NodeSpec
+from pvetool.emulator.schema import IdMap
 from pvetool.emulator.engine import (
     Engine,
     Job,
@@ -184,7 +185,7 @@ class MigrationFault:
 class MigrationOptions:
     online: bool = False
     with_local_disks: bool = False
-    targetstorage: dict[str, str] = field(default_factory=dict)
+    targetstorage: IdMap = field(default_factory=IdMap)
     bwlimit_KiBps: float | None = None
     migration_type: str | None = None
     migration_network: str | None = None
@@ -192,23 +193,6 @@ class MigrationOptions:
     timeout_s: int = 180
     force: bool = False
     with_conntrack_state: bool = False
-
-
-def parse_storage_map(text: str | None) -> dict[str, str]:
-    """PVE storage-pair-list: 'src:dst,src2:dst2', a single 'dst' maps all, '1' maps to itself."""
-    if not text:
-        return {}
-    result: dict[str, str] = {}
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        if ":" in item:
-            src, dst = item.split(":", 1)
-            result[src] = dst
-        else:
-            result["*"] = item
-    return result
 
 
 class Cluster:
@@ -461,10 +445,11 @@ class Cluster:
     def local_disks(self, g: GuestRt) -> list[DiskRt]:
         return [d for d in g.disks if not self.spec.storages[d.storage].shared]
 
-    def unavailable_storages(self, g: GuestRt, target: str, mapping: dict[str, str]) -> list[str]:
+    def unavailable_storages(self, g: GuestRt, target: str, mapping: IdMap) -> list[str]:
         missing: list[str] = []
         for d in g.disks:
-            sid = mapping.get(d.storage, mapping.get("*", d.storage))
+            # Shared volumes stay where they are; only local ones follow the storage map.
+            sid = d.storage if self.spec.storages[d.storage].shared else mapping.map(d.storage)
             if not self.storage_available_on(sid, target) and sid not in missing:
                 missing.append(sid)
         return missing
@@ -543,7 +528,7 @@ class Cluster:
             if not self.nodes[name].online:
                 continue
             info: dict[str, Any] = {}
-            missing = self.unavailable_storages(g, name, {})
+            missing = self.unavailable_storages(g, name, IdMap())
             if missing:
                 info["unavailable_storages"] = missing
             blockers = self.ha_blockers(g, name)
@@ -800,7 +785,7 @@ class Cluster:
                     job.progress_total_bytes = total_disk
                 for d in local:
                     yield Send(d.alloc_bytes, source, target, cap)
-                    dst = mapping.get(d.storage, mapping.get("*", d.storage))
+                    dst = mapping.map(d.storage)
                     task.log(self.now, f"volume '{d.volid}' is '{d.volid.replace(d.storage, dst, 1)}'"
                              " on the target")
                     self._retarget_disk(d, dst)
@@ -838,7 +823,7 @@ class Cluster:
             if job is not None:
                 job.progress_total_bytes = total_disk + g.used_bytes
             for d in local if opts.with_local_disks else []:
-                dst = mapping.get(d.storage, mapping.get("*", d.storage))
+                dst = mapping.map(d.storage)
                 nbd = f"nbd:unix:/run/qemu-server/{g.vmid}_nbd.migrate:exportname=drive-{d.key}"
                 task.log(self.now, f"{d.key}: start migration to {nbd}")
                 task.log(self.now, f"drive mirror is starting for drive-{d.key}")
@@ -988,7 +973,7 @@ class Cluster:
                 task.log(self.now, f"found local volume '{d.volid}' (in current VM config)")
             for d in local:
                 yield Send(d.alloc_bytes, source, target, cap)
-                dst = mapping.get(d.storage, mapping.get("*", d.storage))
+                dst = mapping.map(d.storage)
                 task.log(self.now, f"volume '{d.volid}' is '{d.volid.replace(d.storage, dst, 1)}' "
                          "on the target")
                 self._retarget_disk(d, dst)
