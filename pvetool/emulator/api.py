@@ -662,13 +662,13 @@ def get_lxc_config(ctx: Ctx) -> Any:
 @endpoint("GET", "/nodes/{node}/qemu/{vmid}/pending")
 def get_qemu_pending(ctx: Ctx) -> Any:
     conf = guest_config(ctx.cluster, _guest(ctx, "qemu"))
-    return [{"key": k, "value": v} for k, v in conf.items() if k != "digest"]
+    return [{"key": k, "value": str(v)} for k, v in conf.items() if k != "digest"]
 
 
 @endpoint("GET", "/nodes/{node}/lxc/{vmid}/pending")
 def get_lxc_pending(ctx: Ctx) -> Any:
     conf = guest_config(ctx.cluster, _guest(ctx, "lxc"))
-    return [{"key": k, "value": v} for k, v in conf.items() if k != "digest"]
+    return [{"key": k, "value": str(v)} for k, v in conf.items() if k != "digest"]
 
 
 def _guest_status(ctx: Ctx, kind: str) -> dict[str, Any]:
@@ -771,7 +771,7 @@ def post_agent_ping(ctx: Ctx) -> Any:
         raise PveError(500, "No QEMU guest agent configured")
     if g.migrating and g.lock == "migrate":
         raise PveError(500, f"VM {g.vmid} qmp command 'guest-ping' failed - got timeout")
-    return None
+    return {"result": {}}
 
 
 # -- migration --------------------------------------------------------------------------------
