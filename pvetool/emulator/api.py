@@ -20,6 +20,7 @@ from werkzeug.routing import Map, Rule
 
 from pvetool.emulator.cluster import (
     Cluster,
+    Usage,
     GuestRt,
     MigrationOptions,
     PveError,
@@ -186,7 +187,7 @@ def guest_resource(c: Cluster, g: GuestRt) -> dict[str, Any]:
     return res
 
 
-def node_resource(c: Cluster, name: str) -> dict[str, Any]:
+def node_resource(c: Cluster, name: str, u: Usage) -> dict[str, Any]:
     n = c.nodes[name]
     online = n.online
     res: dict[str, Any] = {
@@ -204,8 +205,8 @@ def node_resource(c: Cluster, name: str) -> dict[str, Any]:
     if online:
         res.update(
             {
-                "cpu": round(c.node_cpu(name), 4),
-                "mem": c.node_used_memory(name),
+                "cpu": round(c.node_cpu(name, u), 4),
+                "mem": u.mem_used[name],
                 "disk": 12 * 1024**3,
                 "uptime": int(c.now - n.boot_epoch_s),
             }
@@ -213,7 +214,7 @@ def node_resource(c: Cluster, name: str) -> dict[str, Any]:
     return res
 
 
-def storage_resource(c: Cluster, storage: str, node: str) -> dict[str, Any]:
+def storage_resource(c: Cluster, storage: str, node: str, u: Usage) -> dict[str, Any]:
     st = c.spec.storages[storage]
     online = c.nodes[node].online
     return {
@@ -226,7 +227,7 @@ def storage_resource(c: Cluster, storage: str, node: str) -> dict[str, Any]:
         "shared": 1 if st.shared else 0,
         "content": ",".join(st.content),
         "maxdisk": st.size_bytes,
-        "disk": c.storage_used(storage, node),
+        "disk": c.storage_used(storage, node, u),
     }
 
 
@@ -265,6 +266,7 @@ def get_version(ctx: Ctx) -> Any:
 @endpoint("GET", "/nodes")
 def get_nodes(ctx: Ctx) -> Any:
     c = ctx.cluster
+    u = c.usage()
     out = []
     for name, n in c.nodes.items():
         e: dict[str, Any] = {
@@ -280,8 +282,8 @@ def get_nodes(ctx: Ctx) -> Any:
         if n.online:
             e.update(
                 {
-                    "cpu": round(c.node_cpu(name), 4),
-                    "mem": c.node_used_memory(name),
+                    "cpu": round(c.node_cpu(name, u), 4),
+                    "mem": u.mem_used[name],
                     "uptime": _uptime_node(c, name),
                     "maxdisk": 100 * 1024**3,
                     "disk": 12 * 1024**3,
@@ -412,18 +414,19 @@ def get_cluster_status(ctx: Ctx) -> Any:
 def get_cluster_resources(ctx: Ctx) -> Any:
     c = ctx.cluster
     rtype = ctx.params.get("type")
+    u = c.usage()
     out: list[dict[str, Any]] = []
     if rtype in (None, "vm"):
         for g in c.guests.values():
             out.append(guest_resource(c, g))
     if rtype in (None, "node"):
         for name in c.nodes:
-            out.append(node_resource(c, name))
+            out.append(node_resource(c, name, u))
     if rtype in (None, "storage"):
         for name in c.nodes:
             for storage in c.spec.storages:
                 if c.storage_available_on(storage, name):
-                    out.append(storage_resource(c, storage, name))
+                    out.append(storage_resource(c, storage, name, u))
     if rtype is None:
         for pool in sorted({g.spec.pool for g in c.guests.values() if g.spec.pool}):
             out.append({"id": f"/pool/{pool}", "type": "pool", "pool": pool})

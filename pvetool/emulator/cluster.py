@@ -176,6 +176,14 @@ class TaskRt:
 
 
 @dataclass
+class Usage:
+    mem_used: dict[str, int]
+    mem_committed: dict[str, int]
+    cpu_busy: dict[str, float]
+    storage_used: dict[tuple[str, str | None], int]
+
+
+@dataclass
 class MigrationFault:
     at_fraction: float
     message: str
@@ -349,50 +357,54 @@ class Cluster:
             return False
         return st.nodes is None or node in st.nodes
 
-    def node_used_memory(self, name: str) -> int:
-        used = NODE_BASE_MEMORY_BYTES
+    def usage(self) -> Usage:
+        """Per-node memory/CPU and per-storage usage, in one pass over guests and tasks."""
+        u = Usage(
+            mem_used={n: NODE_BASE_MEMORY_BYTES for n in self.nodes},
+            mem_committed=dict.fromkeys(self.nodes, 0),
+            cpu_busy=dict.fromkeys(self.nodes, 0.0),
+            storage_used={},
+        )
+        shared = {name for name, st in self.spec.storages.items() if st.shared}
         for g in self.guests.values():
-            if g.status != "running":
-                continue
-            if g.node == name:
-                used += g.used_bytes
+            if g.status == "running":
+                u.mem_used[g.node] += g.used_bytes
+                u.mem_committed[g.node] += g.memory_bytes
+                u.cpu_busy[g.node] += g.cpu_load * g.spec.cores
+            for d in g.disks:
+                key = (d.storage, None if d.storage in shared else g.node)
+                u.storage_used[key] = u.storage_used.get(key, 0) + d.alloc_bytes
         for task in self.tasks.values():
             tgt = task.stats.get("target")
-            if task.status == "running" and tgt == name and task.stats.get("target_started"):
+            if task.status == "running" and tgt in u.mem_used and task.stats.get("target_started"):
                 g2 = self.guests.get(task.vmid or 0)
-                if g2 is not None and g2.node != name:
-                    used += int(g2.used_bytes * task.stats.get("ram_fraction", 0.0))
-        return min(used, self.nodes[name].spec.memory_bytes)
+                if g2 is not None and g2.node != tgt:
+                    # The incoming QEMU fills as pages arrive.
+                    u.mem_used[tgt] += int(g2.used_bytes * task.stats.get("ram_fraction", 0.0))
+        for name, node in self.nodes.items():
+            u.mem_used[name] = min(u.mem_used[name], node.spec.memory_bytes)
+        return u
+
+    def node_used_memory(self, name: str) -> int:
+        return self.usage().mem_used[name]
 
     def node_committed_memory(self, name: str) -> int:
-        return sum(
-            g.memory_bytes for g in self.guests.values() if g.node == name and g.status == "running"
-        )
+        return self.usage().mem_committed[name]
 
-    def node_cpu(self, name: str) -> float:
+    def node_cpu(self, name: str, usage: Usage | None = None) -> float:
         node = self.nodes[name]
         if not node.online:
             return 0.0
-        busy = sum(
-            g.cpu_load * g.spec.cores
-            for g in self.guests.values()
-            if g.node == name and g.status == "running"
-        )
+        busy = (usage or self.usage()).cpu_busy[name]
         return min(1.0, 0.01 + busy / max(1, node.spec.cpus))
 
     def guest_status(self, g: GuestRt) -> str:
         return g.status if self.nodes[g.node].online else "unknown"
 
-    def storage_used(self, storage: str, node: str | None) -> int:
-        st = self.spec.storages[storage]
-        total = 0
-        for g in self.guests.values():
-            for d in g.disks:
-                if d.storage != storage:
-                    continue
-                if st.shared or node is None or g.node == node:
-                    total += d.alloc_bytes
-        return total
+    def storage_used(self, storage: str, node: str | None, usage: Usage | None = None) -> int:
+        u = usage or self.usage()
+        key = (storage, None if self.spec.storages[storage].shared else node)
+        return u.storage_used.get(key, 0)
 
     def ha_rules_for(self, sid: str) -> list[Any]:
         return [r for r in self.spec.ha_rules if sid in r.resources]
@@ -1114,6 +1126,7 @@ class Cluster:
 
     # -- state dump ------------------------------------------------------------------------
     def dump(self) -> dict[str, Any]:
+        u = self.usage()
         return {
             "time": self.now,
             "quorate": self.quorate,
@@ -1122,8 +1135,8 @@ class Cluster:
                     "online": n.online,
                     "maintenance": n.maintenance,
                     "memory_total": n.spec.memory_bytes,
-                    "memory_used": self.node_used_memory(n.name),
-                    "memory_committed": self.node_committed_memory(n.name),
+                    "memory_used": u.mem_used[n.name],
+                    "memory_committed": u.mem_committed[n.name],
                     "guests": sorted(g.vmid for g in self.guests.values() if g.node == n.name),
                 }
                 for n in self.nodes.values()
