@@ -50,17 +50,42 @@ def main() -> int:
         cluster = Path(tmp) / "cluster.yaml"
         t0 = time.perf_counter()
         text = subprocess.run(
-            [sys.executable, "-m", "pvetool.emulator", "generate", "--nodes", str(args.nodes),
-             "--guests", str(args.guests), "--seed", str(args.seed)],
-            check=True, capture_output=True, text=True, env=env,
+            [
+                sys.executable,
+                "-m",
+                "pvetool.emulator",
+                "generate",
+                "--nodes",
+                str(args.nodes),
+                "--guests",
+                str(args.guests),
+                "--seed",
+                str(args.seed),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
         ).stdout
         generate_s = time.perf_counter() - t0
         cluster.write_text(text)
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pvetool.emulator", "serve", "--cluster", str(cluster),
-             "--port", "0", "--tls-dir", str(Path(tmp) / "tls")],
-            stdout=subprocess.PIPE, text=True, env=env,
+            [
+                sys.executable,
+                "-m",
+                "pvetool.emulator",
+                "serve",
+                "--cluster",
+                str(cluster),
+                "--port",
+                "0",
+                "--tls-dir",
+                str(Path(tmp) / "tls"),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         exports: dict[str, str] = {}
         assert proc.stdout is not None

@@ -35,8 +35,9 @@ class Reply:
 class Api:
     """Minimal PVE API client over HTTPS with certificate verification on."""
 
-    def __init__(self, emu: Emulator, token: tuple[str, str] | None = None,
-                 port: int | None = None) -> None:
+    def __init__(
+        self, emu: Emulator, token: tuple[str, str] | None = None, port: int | None = None
+    ) -> None:
         self.emu = emu
         self.base = f"https://127.0.0.1:{port or emu.port}/api2/json"
         self.session = requests.Session()

@@ -20,10 +20,10 @@ from werkzeug.routing import Map, Rule
 
 from pvetool.emulator.cluster import (
     Cluster,
-    Usage,
     GuestRt,
     MigrationOptions,
     PveError,
+    Usage,
 )
 from pvetool.emulator.schema import ApiSchema, IdMap, parse_idmap
 
@@ -100,7 +100,9 @@ def resolve(path: str, method: str) -> tuple[str, dict[str, str]]:
     return template, {k: str(v) for k, v in args.items()}
 
 
-def check_permissions(schema_def: Mapping[str, Any], caller: Caller, params: Mapping[str, Any]) -> None:
+def check_permissions(
+    schema_def: Mapping[str, Any], caller: Caller, params: Mapping[str, Any]
+) -> None:
     perms = schema_def.get("permissions") or {}
     check = perms.get("check")
     if not check or check[0] != "perm":
@@ -115,7 +117,11 @@ def check_permissions(schema_def: Mapping[str, Any], caller: Caller, params: Map
 
 
 def dispatch(
-    cluster: Cluster, schema: ApiSchema, caller: Caller, method: str, path: str,
+    cluster: Cluster,
+    schema: ApiSchema,
+    caller: Caller,
+    method: str,
+    path: str,
     raw_params: Mapping[str, Any],
 ) -> Any:
     template, path_params = resolve(path, method)
@@ -353,8 +359,14 @@ def get_node_version(ctx: Ctx) -> Any:
 
 
 def _rrd_points(ctx: Ctx, values: Callable[[], dict[str, float]]) -> list[dict[str, Any]]:
-    frames = {"hour": 60, "day": 1800, "week": 10800, "month": 43200, "year": 604800,
-              "decade": 6048000}
+    frames = {
+        "hour": 60,
+        "day": 1800,
+        "week": 10800,
+        "month": 43200,
+        "year": 604800,
+        "decade": 6048000,
+    }
     step = frames[str(ctx.params.get("timeframe", "hour"))]
     now = int(ctx.cluster.now) // step * step
     current = values()
@@ -442,8 +454,10 @@ def get_cluster_options(ctx: Ctx) -> Any:
     if dc.migration_network:
         mig += f",network={dc.migration_network}"
     res: dict[str, Any] = {
-        "migration": {"type": dc.migration_type, **(
-            {"network": dc.migration_network} if dc.migration_network else {})},
+        "migration": {
+            "type": dc.migration_type,
+            **({"network": dc.migration_network} if dc.migration_network else {}),
+        },
         "max_workers": dc.max_workers,
         "keyboard": "en-us",
         "ha": {"shutdown_policy": dc.ha_shutdown_policy},
@@ -495,7 +509,7 @@ def get_storage(ctx: Ctx) -> Any:
             e["thinpool"] = "data"
             e["vgname"] = "pve"
         if st.type == "dir":
-            e["path"] = f"/var/lib/vz" if name == "local" else f"/mnt/{name}"
+            e["path"] = "/var/lib/vz" if name == "local" else f"/mnt/{name}"
         out.append(e)
     return out
 
@@ -601,7 +615,9 @@ def guest_config(c: Cluster, g: GuestRt) -> dict[str, Any]:
                 "memory": str(mem_mib),
                 "ostype": "l26",
                 "scsihw": "virtio-scsi-single",
-                "boot": "order=" + ";".join(d.key for d in g.disks[:1]) if g.disks else "order=net0",
+                "boot": "order=" + ";".join(d.key for d in g.disks[:1])
+                if g.disks
+                else "order=net0",
                 "smbios1": "uuid=" + _uuid(c, g, "smbios"),
                 "vmgenid": _uuid(c, g, "vmgenid"),
                 "numa": 0,
@@ -736,7 +752,6 @@ def get_lxc_status(ctx: Ctx) -> Any:
 
 
 def _guest_rrd(ctx: Ctx, kind: str) -> Any:
-    c = ctx.cluster
     g = _guest(ctx, kind)
     return _rrd_points(
         ctx,
@@ -797,8 +812,9 @@ def _storage_map(params: Mapping[str, Any], key: str) -> IdMap:
     try:
         return parse_idmap(str(text))
     except ValueError as exc:
-        raise PveError(400, "Parameter verification failed.",
-                       {key: f"failed to parse storage map: {exc}"}) from None
+        raise PveError(
+            400, "Parameter verification failed.", {key: f"failed to parse storage map: {exc}"}
+        ) from None
 
 
 @endpoint("POST", "/nodes/{node}/qemu/{vmid}/migrate")
@@ -845,8 +861,12 @@ def post_migrateall(ctx: Ctx) -> Any:
         raise PveError(403, "Permission check failed (/, VM.Migrate)")
     workers = p.get("max-workers") or p.get("maxworkers")
     task = ctx.cluster.migrate_all(
-        node, str(p["target"]), int(workers) if workers else None, vms,
-        bool(p.get("with-local-disks", False)), ctx.caller.authid,
+        node,
+        str(p["target"]),
+        int(workers) if workers else None,
+        vms,
+        bool(p.get("with-local-disks", False)),
+        ctx.caller.authid,
     )
     return task.upid
 
@@ -857,7 +877,9 @@ def _task_on(ctx: Ctx) -> Any:
     upid = str(ctx.params["upid"])
     t = ctx.cluster.task(upid)
     if t.node != node:
-        raise PveError(400, "Parameter verification failed.", {"upid": "unable to parse worker upid"})
+        raise PveError(
+            400, "Parameter verification failed.", {"upid": "unable to parse worker upid"}
+        )
     if not ctx.caller.has(["Sys.Audit"]) and t.user != ctx.caller.authid:
         raise PveError(403, f"Permission check failed (/nodes/{node}, Sys.Audit)")
     return t
@@ -900,9 +922,13 @@ def get_node_tasks(ctx: Ctx) -> Any:
             continue
         if statusfilter is not None:
             kind = (
-                "running" if t.status == "running" else
-                "ok" if t.exitstatus == "OK" else
-                "warning" if (t.exitstatus or "").startswith("WARNINGS") else "error"
+                "running"
+                if t.status == "running"
+                else "ok"
+                if t.exitstatus == "OK"
+                else "warning"
+                if (t.exitstatus or "").startswith("WARNINGS")
+                else "error"
             )
             if kind not in statusfilter:
                 continue
@@ -988,12 +1014,24 @@ def get_ha_status(ctx: Ctx) -> Any:
     now = int(c.now)
     master = next((n for n in c.nodes.values() if n.online), None)
     out: list[dict[str, Any]] = [
-        {"id": "quorum", "type": "quorum", "node": master.name if master else "",
-         "status": "OK" if c.quorate else "No quorum on node", "quorate": 1 if c.quorate else 0},
+        {
+            "id": "quorum",
+            "type": "quorum",
+            "node": master.name if master else "",
+            "status": "OK" if c.quorate else "No quorum on node",
+            "quorate": 1 if c.quorate else 0,
+        },
     ]
     if master is not None:
-        out.append({"id": "master", "type": "master", "node": master.name,
-                    "status": f"{master.name} (active, {time.ctime(now)})", "timestamp": now})
+        out.append(
+            {
+                "id": "master",
+                "type": "master",
+                "node": master.name,
+                "status": f"{master.name} (active, {time.ctime(now)})",
+                "timestamp": now,
+            }
+        )
     has_ha = any(g.spec.ha for g in c.guests.values())
     for n in c.nodes.values():
         active = any(g.spec.ha and g.node == n.name for g in c.guests.values())
@@ -1007,8 +1045,15 @@ def get_ha_status(ctx: Ctx) -> Any:
         status = f"{n.name} ({mode}, {time.ctime(now)})" if n.online else f"{n.name} ({mode})"
         if state and n.online:
             status = f"{n.name} ({mode}, {state}, {time.ctime(now)})"
-        out.append({"id": f"lrm:{n.name}", "type": "lrm", "node": n.name, "status": status,
-                    "timestamp": now})
+        out.append(
+            {
+                "id": f"lrm:{n.name}",
+                "type": "lrm",
+                "node": n.name,
+                "status": status,
+                "timestamp": now,
+            }
+        )
     for g in c.guests.values():
         if not g.spec.ha:
             continue
@@ -1037,8 +1082,11 @@ def get_ha_manager_status(ctx: Ctx) -> Any:
     now = int(c.now)
     master = next((n for n in c.nodes.values() if n.online), None)
     services = {
-        g.sid: {"node": g.node, "state": g.ha_state or "started",
-                "uid": hashlib.sha1(g.sid.encode()).hexdigest()[:22]}
+        g.sid: {
+            "node": g.node,
+            "state": g.ha_state or "started",
+            "uid": hashlib.sha1(g.sid.encode()).hexdigest()[:22],
+        }
         for g in c.guests.values()
         if g.spec.ha
     }
@@ -1054,9 +1102,12 @@ def get_ha_manager_status(ctx: Ctx) -> Any:
             "timestamp": now,
         },
         "lrm_status": {
-            n.name: {"mode": "maintenance" if n.maintenance else "active",
-                     "state": "active" if n.online else "unknown", "timestamp": now,
-                     "results": {}}
+            n.name: {
+                "mode": "maintenance" if n.maintenance else "active",
+                "state": "active" if n.online else "unknown",
+                "timestamp": now,
+                "results": {},
+            }
             for n in c.nodes.values()
         },
         "quorum": {"node": master.name if master else "", "quorate": "1" if c.quorate else "0"},
@@ -1068,7 +1119,7 @@ def get_ha_rules(ctx: Ctx) -> Any:
     c = ctx.cluster
     want_type = ctx.params.get("type")
     want_res = ctx.params.get("resource")
-    out = []
+    out: list[dict[str, Any]] = []
     for r in c.spec.ha_rules:
         if want_type and r.type != want_type:
             continue
@@ -1141,10 +1192,25 @@ def get_pool(ctx: Ctx) -> Any:
 
 
 ALL_PRIVS = (
-    "Datastore.Allocate", "Datastore.AllocateSpace", "Datastore.Audit", "Mapping.Audit",
-    "Mapping.Use", "Permissions.Modify", "Pool.Allocate", "Pool.Audit", "SDN.Audit", "SDN.Use",
-    "Sys.Audit", "Sys.Console", "Sys.Modify", "Sys.PowerMgmt", "VM.Audit", "VM.Migrate",
-    "VM.PowerMgmt", "VM.Monitor", "VM.GuestAgent.Audit",
+    "Datastore.Allocate",
+    "Datastore.AllocateSpace",
+    "Datastore.Audit",
+    "Mapping.Audit",
+    "Mapping.Use",
+    "Permissions.Modify",
+    "Pool.Allocate",
+    "Pool.Audit",
+    "SDN.Audit",
+    "SDN.Use",
+    "Sys.Audit",
+    "Sys.Console",
+    "Sys.Modify",
+    "Sys.PowerMgmt",
+    "VM.Audit",
+    "VM.Migrate",
+    "VM.PowerMgmt",
+    "VM.Monitor",
+    "VM.GuestAgent.Audit",
 )
 
 
@@ -1164,7 +1230,7 @@ def get_network(ctx: Ctx) -> Any:
     n = c.nodes[name]
     want = ctx.params.get("type")
     out: list[dict[str, Any]] = []
-    ifaces = [("eno1", "eth", None), ("eno2", "eth", None)]
+    ifaces: list[tuple[str, str, str | None]] = [("eno1", "eth", None), ("eno2", "eth", None)]
     for i, br in enumerate(n.spec.bridges):
         ifaces.append((br, "bridge", "eno1" if i == 0 else "eno2"))
     for iface, itype, port in ifaces:

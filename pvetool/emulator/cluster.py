@@ -11,6 +11,7 @@ Imports: stdlib, `pvetool.timing`, and the emulator's own modules.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import threading
@@ -21,7 +22,6 @@ from typing import Any
 
 from pvetool.emulator.clock import Clock
 from pvetool.emulator.clusterfile import ClusterSpec, GuestSpec, NodeSpec
-from pvetool.emulator.schema import IdMap
 from pvetool.emulator.engine import (
     Engine,
     Job,
@@ -32,11 +32,12 @@ from pvetool.emulator.engine import (
     Send,
     Wait,
 )
+from pvetool.emulator.schema import IdMap
 from pvetool.timing import (
     DIRTY_PROFILES,
+    DirtyProfile,
     GiB,
     MiB,
-    DirtyProfile,
     Precopy,
     PrecopyEvent,
     TimingParams,
@@ -604,7 +605,9 @@ class Cluster:
         """POST .../migrate: checks done before the worker forks, then the worker task."""
         source = g.node
         if target == source:
-            raise PveError(400, "Parameter verification failed.", {"target": "target is local node."})
+            raise PveError(
+                400, "Parameter verification failed.", {"target": "target is local node."}
+            )
         if target not in self.nodes:
             raise PveError(500, f"no such cluster node '{target}'")
         self._check_quorum()
@@ -641,8 +644,14 @@ class Cluster:
             task.stats["hung"] = True
         task.job = job
         self.events.append(
-            {"event": "migration-start", "upid": task.upid, "vmid": g.vmid, "t": self.now,
-             "source": source, "target": target}
+            {
+                "event": "migration-start",
+                "upid": task.upid,
+                "vmid": g.vmid,
+                "t": self.now,
+                "source": source,
+                "target": target,
+            }
         )
         self.engine.start_job(job)
         return task
@@ -671,7 +680,7 @@ class Cluster:
                 continue
             gg.ha_state = "migrate"
             delay = ha_delay_s(self.rng, self.params)
-            self.engine.call_later(delay, lambda gg=gg: self._ha_lrm_start(gg, target))
+            self.engine.call_later(delay, functools.partial(self._ha_lrm_start, gg, target))
         return result
 
     def _ha_lrm_start(self, g: GuestRt, target: str) -> None:
@@ -680,12 +689,17 @@ class Cluster:
         busy = sum(
             1
             for t in self.tasks.values()
-            if t.status == "running" and t.user == "root@pam" and t.node == node.name
-            and t.type in ("qmigrate", "vzmigrate") and t.stats.get("ha")
+            if t.status == "running"
+            and t.user == "root@pam"
+            and t.node == node.name
+            and t.type in ("qmigrate", "vzmigrate")
+            and t.stats.get("ha")
         )
         if busy >= slots or not node.online:
             # LRM loop: try again on its next round.
-            self.engine.call_later(self.params.ha_lrm_max_s / 2, lambda: self._ha_lrm_start(g, target))
+            self.engine.call_later(
+                self.params.ha_lrm_max_s / 2, lambda: self._ha_lrm_start(g, target)
+            )
             return
         if g.node == target or g.lock:
             g.ha_state = "started" if g.status == "running" else "stopped"
@@ -731,7 +745,10 @@ class Cluster:
         self.end_task(task, error)
 
     def _abort_lines(self, task: TaskRt, start_s: float, err: str) -> None:
-        task.log(self.now, f"ERROR: migration aborted (duration {render_duration(self.now - start_s)}): {err}")
+        task.log(
+            self.now,
+            f"ERROR: migration aborted (duration {render_duration(self.now - start_s)}): {err}",
+        )
 
     def _target_reachable(self, target: str) -> str | None:
         if not self.nodes[target].online:
@@ -750,10 +767,15 @@ class Cluster:
         source = g.node
         try:
             if running and not opts.with_conntrack_state:
-                task.log(self.now, "conntrack state migration not supported or disabled, "
-                         "active connections might get dropped")
+                task.log(
+                    self.now,
+                    "conntrack state migration not supported or disabled, "
+                    "active connections might get dropped",
+                )
             if dedicated:
-                task.log(self.now, f"use dedicated network address for sending migration traffic ({ip})")
+                task.log(
+                    self.now, f"use dedicated network address for sending migration traffic ({ip})"
+                )
             task.log(self.now, f"starting migration of VM {g.vmid} to node '{target}' ({ip})")
             yield Wait(p.t_pre_s)
             unreachable = self._target_reachable(target)
@@ -779,8 +801,11 @@ class Cluster:
                 task.log(self.now, f"found local disk '{d.volid}' (attached)")
             if running and local and not opts.with_local_disks:
                 d0 = local[0]
-                task.log(self.now, f"can't migrate local disk '{d0.volid}': can't live migrate "
-                         "attached local disks without with-local-disks option")
+                task.log(
+                    self.now,
+                    f"can't migrate local disk '{d0.volid}': can't live migrate "
+                    "attached local disks without with-local-disks option",
+                )
                 err = "Failed to sync data - can't migrate VM - check log"
                 task.log(self.now, f"ERROR: {err}")
                 task.log(self.now, "aborting phase 1 - cleanup resources")
@@ -798,8 +823,11 @@ class Cluster:
                 for d in local:
                     yield Send(d.alloc_bytes, source, target, cap)
                     dst = mapping.map(d.storage)
-                    task.log(self.now, f"volume '{d.volid}' is '{d.volid.replace(d.storage, dst, 1)}'"
-                             " on the target")
+                    task.log(
+                        self.now,
+                        f"volume '{d.volid}' is '{d.volid.replace(d.storage, dst, 1)}'"
+                        " on the target",
+                    )
                     self._retarget_disk(d, dst)
                 unreachable = self._target_reachable(target)
                 if unreachable:
@@ -807,8 +835,11 @@ class Cluster:
                     self._finish(task, g, "migration aborted", None)
                     return
                 yield Wait(p.t_post_s)
-                task.log(self.now, f"migration finished successfully (duration "
-                         f"{render_duration(self.now - start_s)})")
+                task.log(
+                    self.now,
+                    f"migration finished successfully (duration "
+                    f"{render_duration(self.now - start_s)})",
+                )
                 self._finish(task, g, None, target)
                 return
             # Online: phase 2.
@@ -818,8 +849,10 @@ class Cluster:
             if start_err:
                 for line in start_err:
                     task.log(self.now, line)
-                err = (f"error - tunnel command '{{\"cmd\":\"quit\"}}' failed - "
-                       f"failed to write command - start failed: QEMU exited with code 1")
+                err = (
+                    'error - tunnel command \'{"cmd":"quit"}\' failed - '
+                    "failed to write command - start failed: QEMU exited with code 1"
+                )
                 self._abort_lines(task, start_s, err)
                 self._finish(task, g, "migration aborted", None)
                 return
@@ -841,21 +874,32 @@ class Cluster:
                 task.log(self.now, f"drive mirror is starting for drive-{d.key}")
                 t_disk0 = self.now
 
-                def disk_second(sent: float, rate: float, d: DiskRt = d, t0: float = t_disk0) -> None:
+                def disk_second(
+                    sent: float, rate: float, d: DiskRt = d, t0: float = t_disk0
+                ) -> None:
                     frac = sent / d.alloc_bytes if d.alloc_bytes else 1.0
                     shown = frac * d.size_bytes
-                    task.log(self.now, f"drive-{d.key}: transferred {render_bytes(shown)} of "
-                             f"{render_bytes(d.size_bytes)} ({frac * 100:.2f}%) in "
-                             f"{self._short_duration(self.now - t0)}")
+                    task.log(
+                        self.now,
+                        f"drive-{d.key}: transferred {render_bytes(shown)} of "
+                        f"{render_bytes(d.size_bytes)} ({frac * 100:.2f}%) in "
+                        f"{self._short_duration(self.now - t0)}",
+                    )
 
                 yield Send(d.alloc_bytes, source, target, cap, on_second=disk_second)
-                task.log(self.now, f"drive-{d.key}: transferred {render_bytes(d.size_bytes)} of "
-                         f"{render_bytes(d.size_bytes)} (100.00%) in "
-                         f"{self._short_duration(self.now - t_disk0)}, ready")
+                task.log(
+                    self.now,
+                    f"drive-{d.key}: transferred {render_bytes(d.size_bytes)} of "
+                    f"{render_bytes(d.size_bytes)} (100.00%) in "
+                    f"{self._short_duration(self.now - t_disk0)}, ready",
+                )
                 self._retarget_disk(d, dst)
             if local and opts.with_local_disks:
                 task.log(self.now, "all 'mirror' jobs are ready")
-            task.log(self.now, f"starting online/live migration on unix:/run/qemu-server/{g.vmid}.migrate")
+            task.log(
+                self.now,
+                f"starting online/live migration on unix:/run/qemu-server/{g.vmid}.migrate",
+            )
             task.log(self.now, "set migration capabilities")
             if bw:
                 task.log(self.now, f"migration speed limit: {render_bytes(bw * 1024)}/s")
@@ -869,8 +913,10 @@ class Cluster:
 
             def ram_second(pc: Precopy, rate: float) -> None:
                 task.stats["ram_fraction"] = min(1.0, pc.sent_bytes / max(1.0, g.used_bytes))
-                msg = (f"migration active, transferred {render_bytes(pc.sent_bytes)} of "
-                       f"{render_bytes(total_state)} VM-state, {render_bytes(rate)}/s")
+                msg = (
+                    f"migration active, transferred {render_bytes(pc.sent_bytes)} of "
+                    f"{render_bytes(total_state)} VM-state, {render_bytes(rate)}/s"
+                )
                 dirty_rate = g.dirty.rate_Bps * (1 - pc.throttle)
                 if dirty_rate > rate:
                     msg += f", VM dirties lots of memory: {render_bytes(dirty_rate)}/s"
@@ -878,8 +924,11 @@ class Cluster:
 
             def ram_event(ev: PrecopyEvent) -> None:
                 if ev.kind == "downtime-limit":
-                    task.log(self.now, "auto-increased downtime to continue migration: "
-                             f"{int(round(ev.value * 1000))} ms")
+                    task.log(
+                        self.now,
+                        "auto-increased downtime to continue migration: "
+                        f"{int(round(ev.value * 1000))} ms",
+                    )
                     task.stats["escalations"] = task.stats.get("escalations", 0) + 1
                 elif ev.kind == "auto-converge":
                     task.stats["throttle"] = ev.value
@@ -896,10 +945,15 @@ class Cluster:
             task.stats["downtime_ms"] = downtime_ms
             task.stats["guest_downtime_s"] = stop_s + p.t_res_s
             delay = max(1, int(self.now - ram_start))
-            task.log(self.now, f"average migration speed: {render_bytes(total_state / delay)}/s - "
-                     f"downtime {downtime_ms} ms")
-            task.log(self.now, f"migration completed, transferred {render_bytes(precopy.sent_bytes)}"
-                     " VM-state")
+            task.log(
+                self.now,
+                f"average migration speed: {render_bytes(total_state / delay)}/s - "
+                f"downtime {downtime_ms} ms",
+            )
+            task.log(
+                self.now,
+                f"migration completed, transferred {render_bytes(precopy.sent_bytes)} VM-state",
+            )
             task.log(self.now, "migration status: completed")
             if local and opts.with_local_disks:
                 task.log(self.now, "stopping NBD storage migration server on target.")
@@ -907,15 +961,20 @@ class Cluster:
             # as moved once the task has ended successfully.
             yield Wait(p.t_res_s)
             yield Wait(p.t_post_s)
-            task.log(self.now, f"migration finished successfully (duration "
-                     f"{render_duration(self.now - start_s)})")
+            task.log(
+                self.now,
+                f"migration finished successfully (duration {render_duration(self.now - start_s)})",
+            )
             self._finish(task, g, None, target)
         except JobInterrupted as exc:
             task.log(self.now, f"ERROR: online migrate failure - {exc}")
             task.log(self.now, "aborting phase 2 - cleanup resources")
             task.log(self.now, "migrate_cancel")
-            task.log(self.now, f"ERROR: migration finished with problems (duration "
-                     f"{render_duration(self.now - start_s)})")
+            task.log(
+                self.now,
+                f"ERROR: migration finished with problems (duration "
+                f"{render_duration(self.now - start_s)})",
+            )
             self._finish(task, g, "migration problems", None)
         except JobFailure as exc:
             if not running:
@@ -925,8 +984,11 @@ class Cluster:
             task.log(self.now, f"ERROR: online migrate failure - {exc}")
             task.log(self.now, "aborting phase 2 - cleanup resources")
             task.log(self.now, "migrate_cancel")
-            task.log(self.now, f"ERROR: migration finished with problems (duration "
-                     f"{render_duration(self.now - start_s)})")
+            task.log(
+                self.now,
+                f"ERROR: migration finished with problems (duration "
+                f"{render_duration(self.now - start_s)})",
+            )
             self._finish(task, g, "migration problems", None)
 
     def _short_duration(self, seconds: float) -> str:
@@ -943,9 +1005,11 @@ class Cluster:
     def _target_start_error(self, g: GuestRt, target: str) -> list[str]:
         missing = self.bridges_missing(g, target)
         if missing:
-            return [f"bridge '{missing[0]}' does not exist",
-                    "kvm: -netdev type=tap,id=net0,ifname=tap{0}i0: network script "
-                    "/var/lib/qemu-server/pve-bridge failed with status 512".format(g.vmid)]
+            return [
+                f"bridge '{missing[0]}' does not exist",
+                f"kvm: -netdev type=tap,id=net0,ifname=tap{g.vmid}i0: network script "
+                "/var/lib/qemu-server/pve-bridge failed with status 512",
+            ]
         free = self.nodes[target].spec.memory_bytes - self.node_used_memory(target)
         if g.memory_bytes > free:
             return ["kvm: cannot set up guest memory 'pc.ram': Cannot allocate memory"]
@@ -986,8 +1050,10 @@ class Cluster:
             for d in local:
                 yield Send(d.alloc_bytes, source, target, cap)
                 dst = mapping.map(d.storage)
-                task.log(self.now, f"volume '{d.volid}' is '{d.volid.replace(d.storage, dst, 1)}' "
-                         "on the target")
+                task.log(
+                    self.now,
+                    f"volume '{d.volid}' is '{d.volid.replace(d.storage, dst, 1)}' on the target",
+                )
                 self._retarget_disk(d, dst)
             yield Wait(move_s)
             task.log(self.now, "start final cleanup")
@@ -998,8 +1064,10 @@ class Cluster:
                 g.started_at_s = self.now
                 g.cpu_load = 0.05 + self.rng.random() * 0.1
             task.stats["guest_downtime_s"] = self.now - start_s if running else 0.0
-            task.log(self.now, f"migration finished successfully (duration "
-                     f"{render_duration(self.now - start_s)})")
+            task.log(
+                self.now,
+                f"migration finished successfully (duration {render_duration(self.now - start_s)})",
+            )
             self._finish(task, g, None, target)
         except JobFailure as exc:
             self._abort_lines(task, start_s, str(exc))
@@ -1012,8 +1080,13 @@ class Cluster:
 
     # -- migrateall ------------------------------------------------------------------------
     def migrate_all(
-        self, node: str, target: str, max_workers: int | None, vms: list[int] | None,
-        with_local_disks: bool, user: str,
+        self,
+        node: str,
+        target: str,
+        max_workers: int | None,
+        vms: list[int] | None,
+        with_local_disks: bool,
+        user: str,
     ) -> TaskRt:
         if target not in self.nodes:
             raise PveError(500, f"no such cluster node '{target}'")
@@ -1024,21 +1097,34 @@ class Cluster:
             )
         task = self.new_task(node, "migrateall", "", user, None)
         order = sorted(
-            (g.vmid for g in self.guests.values()
-             if g.node == node and not g.spec.template and (vms is None or g.vmid in vms)),
+            (
+                g.vmid
+                for g in self.guests.values()
+                if g.node == node and not g.spec.template and (vms is None or g.vmid in vms)
+            ),
             key=str,
         )
         task.stats["queue"] = order
         task.stats["children"] = []
-        job = Job(name=task.upid, gen=self._migrate_all_worker(task, node, target, workers,
-                                                             order, with_local_disks, user))
+        job = Job(
+            name=task.upid,
+            gen=self._migrate_all_worker(
+                task, node, target, workers, order, with_local_disks, user
+            ),
+        )
         task.job = job
         self.engine.start_job(job)
         return task
 
     def _migrate_all_worker(
-        self, task: TaskRt, node: str, target: str, workers: int, order: list[int],
-        with_local_disks: bool, user: str,
+        self,
+        task: TaskRt,
+        node: str,
+        target: str,
+        workers: int,
+        order: list[int],
+        with_local_disks: bool,
+        user: str,
     ) -> JobGen:
         running: list[TaskRt] = []
         started = 0
@@ -1064,8 +1150,9 @@ class Cluster:
                 for pr in problems:
                     task.raw(f"  {pr}")
                 continue
-            opts = MigrationOptions(online=online, restart=online,
-                                    with_local_disks=with_local_disks)
+            opts = MigrationOptions(
+                online=online, restart=online, with_local_disks=with_local_disks
+            )
             try:
                 child = self.start_migration(g, target, opts, user)
             except PveError as exc:
@@ -1094,16 +1181,18 @@ class Cluster:
                 if task.status != "running" or task.job is None:
                     continue
                 if task.stats.get("target") == name or task.node == name:
-                    self.engine.throw(task.job, JobFailure(
-                        f"Connection to node '{name}' lost: No route to host"))
+                    self.engine.throw(
+                        task.job, JobFailure(f"Connection to node '{name}' lost: No route to host")
+                    )
         else:
             node.boot_epoch_s = self.now
             node.pstart = self.rng.randint(1_000, 100_000)
             for g in self.guests.values():
                 if g.node == name and g.status == "running":
                     g.started_at_s = self.now
-        self.events.append({"event": "node-online" if online else "node-offline", "node": name,
-                            "t": self.now})
+        self.events.append(
+            {"event": "node-online" if online else "node-offline", "node": name, "t": self.now}
+        )
 
     def set_lock(self, vmid: int, lock: str | None) -> None:
         g = self.guests.get(vmid)

@@ -214,10 +214,7 @@ class Engine:
                     req.on_second(req.precopy, fl.last_rate_Bps)
                 fl.second_acc_s = 0.0
                 fl.second_bytes = 0.0
-            if (
-                job.fail_at_fraction is not None
-                and job.progress_fraction >= job.fail_at_fraction
-            ):
+            if job.fail_at_fraction is not None and job.progress_fraction >= job.fail_at_fraction:
                 job.fail_at_fraction = None
                 job.pending_throw = JobFailure(job.fail_message)
 

@@ -1,4 +1,4 @@
-"""Running the emulator in the foreground: `pvetool emulator serve` and `python -m pvetool.emulator`.
+"""The emulator in the foreground: `pvetool emulator serve` and `python -m pvetool.emulator`.
 
 Prints the shell lines a client needs (`export PVETOOL_HOST=...` etc.), then serves until SIGINT or
 SIGTERM. Imports: stdlib and the emulator's own modules.
@@ -38,7 +38,7 @@ def serve(
     ready: threading.Event | None = None,
     stop: threading.Event | None = None,
 ) -> int:
-    """Serve `cluster` (a file or `lab`) until a signal (or `stop`) arrives. Returns an exit code."""
+    """Serve `cluster` (a file or `lab`) until a signal or `stop` comes; return the exit code."""
     spec = load_cluster(cluster)
     extra = [parse_token(t) for t in tokens]
     emu = Emulator(spec, speed=speed, host=host, tls_dir=tls_dir, extra_tokens=extra)
@@ -51,8 +51,10 @@ def serve(
         out.write(f"export PVETOOL_HOST={emu.host_list}\n")
         out.write(f"export PVETOOL_TOKEN='{token_id}={secret}'\n")
         out.write(f"export PVETOOL_VERIFY={emu.tls.ca_file}\n")
-        out.write(f"# emulated cluster '{spec.name}': {len(spec.nodes)} nodes, "
-                  f"{len(spec.guests)} guests, clock x{speed:g}; Ctrl-C stops it\n")
+        out.write(
+            f"# emulated cluster '{spec.name}': {len(spec.nodes)} nodes, "
+            f"{len(spec.guests)} guests, clock x{speed:g}; Ctrl-C stops it\n"
+        )
         out.flush()
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -76,13 +78,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_serve.add_argument("--cluster", default="lab", help="cluster file, or 'lab' (default)")
     p_serve.add_argument("--port", type=int, default=8006)
     p_serve.add_argument("--host", default="127.0.0.1")
-    p_serve.add_argument("--speed", type=float, default=1.0,
-                         help="emulated seconds per real second (default 1)")
+    p_serve.add_argument(
+        "--speed", type=float, default=1.0, help="emulated seconds per real second (default 1)"
+    )
     p_serve.add_argument("--token", action="append", default=[], metavar="ID=SECRET")
-    p_serve.add_argument("--tls-dir", type=Path, default=None,
-                         help="where to write the CA and certificate (default: a temp folder)")
-    p_serve.add_argument("--api-hosts", type=int, default=1,
-                         help="number of API listeners (extra ones on free ports)")
+    p_serve.add_argument(
+        "--tls-dir",
+        type=Path,
+        default=None,
+        help="where to write the CA and certificate (default: a temp folder)",
+    )
+    p_serve.add_argument(
+        "--api-hosts",
+        type=int,
+        default=1,
+        help="number of API listeners (extra ones on free ports)",
+    )
     p_gen = sub.add_parser("generate", help="print a generated cluster file")
     p_gen.add_argument("--nodes", type=int, required=True)
     p_gen.add_argument("--guests", type=int, required=True)
@@ -93,11 +104,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "generate":
-            sys.stdout.write(generate_cluster(args.nodes, args.guests, args.seed, args.link,
-                                              args.migration_type, args.fleet))
+            sys.stdout.write(
+                generate_cluster(
+                    args.nodes, args.guests, args.seed, args.link, args.migration_type, args.fleet
+                )
+            )
             return 0
-        return serve(args.cluster, args.port, args.speed, args.token, args.host, args.tls_dir,
-                     args.api_hosts)
+        return serve(
+            args.cluster, args.port, args.speed, args.token, args.host, args.tls_dir, args.api_hosts
+        )
     except (ClusterFileError, ValueError, OSError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

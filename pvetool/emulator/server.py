@@ -18,6 +18,7 @@ Imports: stdlib, werkzeug, and the emulator's own modules.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -28,7 +29,7 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,13 +143,18 @@ class Emulator:
     def add_listener(self, port: int = 0) -> int:
         """Start one more HTTPS listener (another API host of the same cluster)."""
         server = make_server(
-            self.host, port, self.wsgi, threaded=True, ssl_context=self._ssl_context(),
+            self.host,
+            port,
+            self.wsgi,
+            threaded=True,
+            ssl_context=self._ssl_context(),
             request_handler=_QuietHandler,
         )
         server.timeout = 0.5
         self._servers.append(server)
-        thread = threading.Thread(target=server.serve_forever, name=f"emulator-{server.port}",
-                                  daemon=True)
+        thread = threading.Thread(
+            target=server.serve_forever, name=f"emulator-{server.port}", daemon=True
+        )
         self._threads.append(thread)
         thread.start()
         return int(server.port)
@@ -210,16 +216,29 @@ class Emulator:
 
     # -- Python fault API (the same as over HTTP) ----------------------------------------------
     def fail_requests(
-        self, count: int, status: int = 503, path: str | None = None, method: str | None = None,
-        reason: str | None = None, drop: bool = False,
+        self,
+        count: int,
+        status: int = 503,
+        path: str | None = None,
+        method: str | None = None,
+        reason: str | None = None,
+        drop: bool = False,
     ) -> None:
         with self._faults_lock:
             self.faults.append(
-                RequestFault(count, status, reason or DEFAULT_REASONS.get(status, "Error"),
-                             path, method, drop)
+                RequestFault(
+                    count,
+                    status,
+                    reason or DEFAULT_REASONS.get(status, "Error"),
+                    path,
+                    method,
+                    drop,
+                )
             )
 
-    def slow_requests(self, seconds: float, count: int = 1_000_000, path: str | None = None) -> None:
+    def slow_requests(
+        self, seconds: float, count: int = 1_000_000, path: str | None = None
+    ) -> None:
         with self._faults_lock:
             self.slow.append(RequestFault(count, 200, "", path, None, False, seconds))
 
@@ -232,20 +251,12 @@ class Emulator:
         with self._faults_lock:
             self.tickets.clear()
 
-    def locked(self) -> Any:
-        """Context manager: the cluster, synced and locked, for direct manipulation in tests."""
-        cluster = self.cluster
-
-        class _Locked:
-            def __enter__(self) -> Cluster:
-                cluster.lock.acquire()
-                cluster.sync()
-                return cluster
-
-            def __exit__(self, *exc: object) -> None:
-                cluster.lock.release()
-
-        return _Locked()
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[Cluster]:
+        """The cluster, synced and locked, for direct manipulation (tests, control API)."""
+        with self.cluster.lock:
+            self.cluster.sync()
+            yield self.cluster
 
     def state(self) -> dict[str, Any]:
         with self.locked() as c:
@@ -259,7 +270,9 @@ class Emulator:
             response = self._control(request)
             return response(environ, start_response)
         if not path.startswith("/api2/json/") and path != "/api2/json":
-            response = self._error(PveError(501, f"Method '{request.method} {path}' not implemented"))
+            response = self._error(
+                PveError(501, f"Method '{request.method} {path}' not implemented")
+            )
             return response(environ, start_response)
         api_path = path[len("/api2/json") :] or "/"
         self.stats.requests += 1
@@ -337,8 +350,11 @@ class Emulator:
                 try:
                     body = json.loads(request.get_data() or b"{}")
                 except ValueError:
-                    raise PveError(400, "Parameter verification failed.",
-                                   {"_root": "unable to parse JSON body"}) from None
+                    raise PveError(
+                        400,
+                        "Parameter verification failed.",
+                        {"_root": "unable to parse JSON body"},
+                    ) from None
                 if isinstance(body, dict):
                     params.update(body)
             else:
@@ -373,7 +389,9 @@ class Emulator:
             token = self.tokens.get(token_id)
             if not sep or token is None or not hmac.compare_digest(token.secret, secret):
                 raise PveError(401, "Authentication failed!")
-            return Caller(token_id, None if token.privileges is None else frozenset(token.privileges))
+            return Caller(
+                token_id, None if token.privileges is None else frozenset(token.privileges)
+            )
         cookie = request.cookies.get("PVEAuthCookie")
         if not cookie:
             raise PveError(401, "No ticket")
@@ -404,21 +422,37 @@ class Emulator:
         plain = f"PVE:{username}:{now_hex}"
         sig = base64.b64encode(hmac.new(self._ticket_key, plain.encode(), hashlib.sha256).digest())
         ticket = f"{plain}::{sig.decode()}"
-        csrf_sig = base64.b64encode(
-            hmac.new(self._ticket_key, f"csrf:{ticket}".encode(), hashlib.sha256).digest()
-        ).decode().rstrip("=")
+        csrf_sig = (
+            base64.b64encode(
+                hmac.new(self._ticket_key, f"csrf:{ticket}".encode(), hashlib.sha256).digest()
+            )
+            .decode()
+            .rstrip("=")
+        )
         csrf = f"{now_hex}:{csrf_sig}"
         with self._faults_lock:
             self.tickets[ticket] = Ticket(username, csrf, time.monotonic())
         privs = sorted(ALL_PRIVS) if user.privileges is None else sorted(user.privileges)
-        cap = {"vms": {p: 1 for p in privs if p.startswith("VM.")},
-               "nodes": {p: 1 for p in privs if p.startswith("Sys.")},
-               "storage": {p: 1 for p in privs if p.startswith("Datastore.")}}
-        return self._json(200, "OK", {"data": {
-            "username": username, "ticket": ticket, "CSRFPreventionToken": csrf,
-            "clustername": self.spec.name, "cap": cap}})
+        cap = {
+            "vms": {p: 1 for p in privs if p.startswith("VM.")},
+            "nodes": {p: 1 for p in privs if p.startswith("Sys.")},
+            "storage": {p: 1 for p in privs if p.startswith("Datastore.")},
+        }
+        return self._json(
+            200,
+            "OK",
+            {
+                "data": {
+                    "username": username,
+                    "ticket": ticket,
+                    "CSRFPreventionToken": csrf,
+                    "clustername": self.spec.name,
+                    "cap": cap,
+                }
+            },
+        )
 
-    # -- control API --------------------------------------------------------------------------------
+    # -- control API ---------------------------------------------------------------------------
     def _control(self, request: Request) -> Response:
         try:
             caller = self._authenticate(request)
@@ -449,19 +483,30 @@ class Emulator:
         if method == "GET" and len(parts) == 2 and parts[0] == "tasks":
             with self.locked() as c:
                 t = c.task(parts[1])
-                return {"upid": t.upid, "status": t.status, "exitstatus": t.exitstatus,
-                        "starttime": t.starttime, "endtime": t.endtime,
-                        "stats": {k: v for k, v in t.stats.items() if k != "queue"}}
+                return {
+                    "upid": t.upid,
+                    "status": t.status,
+                    "exitstatus": t.exitstatus,
+                    "starttime": t.starttime,
+                    "endtime": t.endtime,
+                    "stats": {k: v for k, v in t.stats.items() if k != "queue"},
+                }
         if method != "POST":
             raise PveError(501, f"no control endpoint {method} {path}")
         if parts == ["faults", "requests"]:
-            self.fail_requests(int(body.get("count", 1)), int(body.get("status", 503)),
-                               body.get("path"), body.get("method"), body.get("reason"),
-                               bool(body.get("drop", False)))
+            self.fail_requests(
+                int(body.get("count", 1)),
+                int(body.get("status", 503)),
+                body.get("path"),
+                body.get("method"),
+                body.get("reason"),
+                bool(body.get("drop", False)),
+            )
             return None
         if parts == ["faults", "slow"]:
-            self.slow_requests(float(body["seconds"]), int(body.get("count", 1_000_000)),
-                               body.get("path"))
+            self.slow_requests(
+                float(body["seconds"]), int(body.get("count", 1_000_000)), body.get("path")
+            )
             return None
         if parts == ["faults", "clear"]:
             self.clear_faults()
@@ -499,8 +544,11 @@ class Emulator:
                 elif action == "unlock":
                     c.set_lock(vmid, None)
                 elif action == "fail-migration":
-                    c.fail_next_migration(vmid, float(body.get("at_percent", 50)),
-                                          str(body.get("error", "migration failed (injected)")))
+                    c.fail_next_migration(
+                        vmid,
+                        float(body.get("at_percent", 50)),
+                        str(body.get("error", "migration failed (injected)")),
+                    )
                 elif action == "hang-migration":
                     c.hang_next_migration(vmid)
                 else:

@@ -47,7 +47,8 @@ def test_privileges_are_checked_like_pve(emu: Emulator) -> None:
     auditor = Api(emu, AUDITOR)
     assert auditor.call("GET", "/cluster/resources").status == 200
     assert auditor.call("GET", "/nodes/pve1/qemu/101/migrate").reason == (
-        "Permission check failed (/vms/101, VM.Migrate)")
+        "Permission check failed (/vms/101, VM.Migrate)"
+    )
     r = auditor.call("POST", "/nodes/pve1/qemu/101/migrate", target="pve2", online=1)
     assert (r.status, r.reason) == (403, "Permission check failed (/vms/101, VM.Migrate)")
     # The control API needs a caller with every privilege.
@@ -60,8 +61,10 @@ def test_ticket_auth_with_csrf_and_expiry(emu: Emulator) -> None:
     base = _base(emu)
     r = s.post(base + "/access/ticket", data={"username": "root@pam", "password": "nope"})
     assert (r.status_code, r.reason) == (401, "authentication failure")
-    r = s.post(base + "/access/ticket", data={"username": "root", "realm": "pam",
-                                              "password": "rootpass-lab"})
+    r = s.post(
+        base + "/access/ticket",
+        data={"username": "root", "realm": "pam", "password": "rootpass-lab"},
+    )
     assert r.status_code == 200
     data = r.json()["data"]
     assert data["username"] == "root@pam" and data["ticket"].startswith("PVE:root@pam:")
@@ -70,8 +73,11 @@ def test_ticket_auth_with_csrf_and_expiry(emu: Emulator) -> None:
     # Writes need the CSRF token.
     r = s.post(base + "/nodes/pve1/qemu/101/migrate", data={"target": "pve2", "online": 1})
     assert (r.status_code, r.reason) == (401, "Permission denied - invalid csrf token")
-    r = s.post(base + "/nodes/pve1/qemu/101/migrate", data={"target": "pve2", "online": 1},
-               headers={"CSRFPreventionToken": data["CSRFPreventionToken"]})
+    r = s.post(
+        base + "/nodes/pve1/qemu/101/migrate",
+        data={"target": "pve2", "online": 1},
+        headers={"CSRFPreventionToken": data["CSRFPreventionToken"]},
+    )
     assert r.status_code == 200 and ":qmigrate:101:root@pam:" in r.json()["data"]
     emu.expire_tickets()
     r = s.get(base + "/cluster/status")
@@ -141,8 +147,12 @@ def test_migration_failure_at_a_given_progress(emu: Emulator) -> None:
     g = api.guest(101)
     assert (g["node"], g["status"]) == ("pve1", "running") and "lock" not in g
     # Only the next migration fails.
-    assert api.wait_task(api.post("/nodes/pve1/qemu/101/migrate", target="pve2",
-                                  online=1))["exitstatus"] == "OK"
+    assert (
+        api.wait_task(api.post("/nodes/pve1/qemu/101/migrate", target="pve2", online=1))[
+            "exitstatus"
+        ]
+        == "OK"
+    )
 
 
 def test_hung_task_stays_running_until_stopped(emu: Emulator) -> None:
@@ -175,7 +185,8 @@ def test_agent_ping_only_for_running_guests_with_the_agent(emu: Emulator) -> Non
     api = Api(emu)
     assert api.call("POST", "/nodes/pve1/qemu/101/agent/ping").data == {"result": {}}
     assert api.call("POST", "/nodes/pve1/qemu/102/agent/ping").reason == (
-        "No QEMU guest agent configured")
+        "No QEMU guest agent configured"
+    )
     assert api.call("POST", "/nodes/pve2/qemu/105/agent/ping").reason == "VM 105 is not running"
 
 

@@ -75,8 +75,12 @@ def calls(api: Api) -> list[tuple[str, str, str, dict[str, Any]]]:
         node = upid.split(":")[1]
         out += [
             ("GET", "/nodes/{node}/tasks/{upid}/status", f"/nodes/{node}/tasks/{upid}/status", {}),
-            ("GET", "/nodes/{node}/tasks/{upid}/log", f"/nodes/{node}/tasks/{upid}/log",
-             {"start": 0, "limit": 5}),
+            (
+                "GET",
+                "/nodes/{node}/tasks/{upid}/log",
+                f"/nodes/{node}/tasks/{upid}/log",
+                {"start": 0, "limit": 5},
+            ),
         ]
     return out
 
@@ -105,14 +109,30 @@ def test_every_answer_matches_the_official_schema(emu: Emulator) -> None:
     seen = check_all(api)
     # During migrations (locks, running tasks, HA in motion), then after them.
     posts = [
-        ("/nodes/pve1/qemu/111/migrate", {"target": "pve3", "online": 1, "with-local-disks": 1},
-         "POST", "/nodes/{node}/qemu/{vmid}/migrate"),
-        ("/nodes/pve1/lxc/200/migrate", {"target": "pve2", "restart": 1},
-         "POST", "/nodes/{node}/lxc/{vmid}/migrate"),
-        ("/cluster/ha/resources/vm:104/migrate", {"node": "pve2"},
-         "POST", "/cluster/ha/resources/{sid}/migrate"),
-        ("/nodes/pve2/migrateall", {"target": "pve3", "vms": "105,117", "max-workers": 1},
-         "POST", "/nodes/{node}/migrateall"),
+        (
+            "/nodes/pve1/qemu/111/migrate",
+            {"target": "pve3", "online": 1, "with-local-disks": 1},
+            "POST",
+            "/nodes/{node}/qemu/{vmid}/migrate",
+        ),
+        (
+            "/nodes/pve1/lxc/200/migrate",
+            {"target": "pve2", "restart": 1},
+            "POST",
+            "/nodes/{node}/lxc/{vmid}/migrate",
+        ),
+        (
+            "/cluster/ha/resources/vm:104/migrate",
+            {"node": "pve2"},
+            "POST",
+            "/cluster/ha/resources/{sid}/migrate",
+        ),
+        (
+            "/nodes/pve2/migrateall",
+            {"target": "pve3", "vms": "105,117", "max-workers": 1},
+            "POST",
+            "/nodes/{node}/migrateall",
+        ),
     ]
     for path, params, method, template in posts:
         reply = api.call(method, path, **params)
@@ -140,31 +160,43 @@ def test_errors_look_like_pve(emu: Emulator) -> None:
     with emu.locked() as c:
         c.set_node_online("pve3", False)
     # Calls proxied to an offline node: 595 and an empty body, like pveproxy.
-    for path in ("/nodes/pve3/status", "/nodes/pve3/qemu", "/nodes/pve3/qemu/104/config",
-                 "/nodes/pve3/tasks"):
+    for path in (
+        "/nodes/pve3/status",
+        "/nodes/pve3/qemu",
+        "/nodes/pve3/qemu/104/config",
+        "/nodes/pve3/tasks",
+    ):
         reply = api.call("GET", path)
         assert reply.status == 595 and reply.body is None
         assert reply.reason.startswith("Errors during connection establishment")
     # The offline node and its guests still show in the cluster view.
     res = api.get("/cluster/resources")
-    assert next(r for r in res if r.get("node") == "pve3" and r["type"] == "node")["status"] == "offline"
+    assert (
+        next(r for r in res if r.get("node") == "pve3" and r["type"] == "node")["status"]
+        == "offline"
+    )
     assert next(r for r in res if r.get("vmid") == 104)["status"] == "unknown"
     reply = api.call("GET", "/nodes/pve1/qemu/104/config")
     assert (reply.status, reply.reason) == (
-        500, "Configuration file 'nodes/pve1/qemu-server/104.conf' does not exist")
-    assert reply.body == {"data": None,
-                          "message": "Configuration file 'nodes/pve1/qemu-server/104.conf' "
-                                     "does not exist\n"}
+        500,
+        "Configuration file 'nodes/pve1/qemu-server/104.conf' does not exist",
+    )
+    assert reply.body == {
+        "data": None,
+        "message": "Configuration file 'nodes/pve1/qemu-server/104.conf' does not exist\n",
+    }
     reply = api.call("GET", "/cluster/resources", type="vms")
     assert (reply.status, reply.reason) == (400, "Parameter verification failed.")
     assert reply.body["errors"] == {
-        "type": "value 'vms' does not have a value in the enumeration 'vm, storage, node, sdn'"}
+        "type": "value 'vms' does not have a value in the enumeration 'vm, storage, node, sdn'"
+    }
     reply = api.call("GET", "/nodes/pve1/qemu/99/config")
     assert reply.status == 400 and "vmid" in reply.body["errors"]
     reply = api.call("GET", "/nodes/pve1/nothing-here")
     assert reply.status == 501
     reply = api.call("POST", "/nodes/pve1/qemu/101/migrate", online=1)
     assert reply.body["errors"] == {"target": "property is missing and it is not optional"}
-    reply = api.call("POST", "/nodes/pve1/qemu/101/migrate", target="pve2", online="yes",
-                     migration_type="fast")
+    reply = api.call(
+        "POST", "/nodes/pve1/qemu/101/migrate", target="pve2", online="yes", migration_type="fast"
+    )
     assert set(reply.body["errors"]) == {"online", "migration_type"}

@@ -1,4 +1,4 @@
-"""Migration behaviour of the emulator, as PVE 9.2 does it, driven over HTTPS with a stopped clock."""
+"""Migration behaviour of the emulator as PVE 9.2 has it, driven over HTTPS with a stopped clock."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ def api(emu: Emulator) -> Api:
 
 def test_online_migration_locks_then_moves_at_the_end(api: Api) -> None:
     upid = api.post("/nodes/pve1/qemu/101/migrate", target="pve2", online=1)
-    assert re.fullmatch(r"UPID:pve1:[0-9A-F]{8}:[0-9A-F]{8}:[0-9A-F]{8}:qmigrate:101:root@pam!test:",
-                        upid)
+    assert re.fullmatch(
+        r"UPID:pve1:[0-9A-F]{8}:[0-9A-F]{8}:[0-9A-F]{8}:qmigrate:101:root@pam!test:", upid
+    )
     api.advance(3)
     # During the task: locked, still on the source, and a second migrate is refused.
     assert api.guest(101)["lock"] == "migrate"
@@ -47,17 +48,26 @@ def test_online_migration_locks_then_moves_at_the_end(api: Api) -> None:
     assert gone.reason == "Configuration file 'nodes/pve1/qemu-server/101.conf' does not exist"
     log = api.task_log(upid)
     assert log[-1] == "TASK OK"
-    assert any(re.fullmatch(r"\S+ \S+ migration active, transferred [\d.]+ \w?i?B of 8\.0 GiB "
-                            r"VM-state, [\d.]+ \w?i?B/s", line) for line in log)
-    assert any(re.fullmatch(r"\S+ \S+ average migration speed: [\d.]+ \w+/s - downtime \d+ ms", line)
-               for line in log)
+    assert any(
+        re.fullmatch(
+            r"\S+ \S+ migration active, transferred [\d.]+ \w?i?B of 8\.0 GiB "
+            r"VM-state, [\d.]+ \w?i?B/s",
+            line,
+        )
+        for line in log
+    )
+    assert any(
+        re.fullmatch(r"\S+ \S+ average migration speed: [\d.]+ \w+/s - downtime \d+ ms", line)
+        for line in log
+    )
     assert re.fullmatch(r"\S+ \S+ migration finished successfully \(duration 00:00:\d\d\)", log[-2])
 
 
 def test_node_usage_follows_the_guest(api: Api) -> None:
     def mem(node: str) -> int:
-        return next(r["mem"] for r in api.get("/cluster/resources", type="node")
-                    if r["node"] == node)
+        return next(
+            r["mem"] for r in api.get("/cluster/resources", type="node") if r["node"] == node
+        )
 
     before1, before3 = mem("pve1"), mem("pve3")
     api.wait_task(api.post("/nodes/pve1/qemu/101/migrate", target="pve3", online=1))
@@ -77,7 +87,10 @@ def test_refusals_before_the_task(api: Api, emu: Emulator) -> None:
     r = api.call("POST", "/nodes/pve2/qemu/107/migrate", target="pve1", online=1)
     assert (r.status, r.reason) == (500, "VM is locked (backup)")
     r = api.call("POST", "/nodes/pve2/lxc/200/migrate", target="pve1")
-    assert (r.status, r.reason) == (500, "can't migrate running container without --online or --restart")
+    assert (r.status, r.reason) == (
+        500,
+        "can't migrate running container without --online or --restart",
+    )
     r = api.call("POST", "/nodes/pve1/qemu/101/migrate", target="pve2", online=1, bogus=1)
     assert r.status == 400
     assert r.body["errors"]["bogus"].startswith("property is not defined in schema")
@@ -92,21 +105,37 @@ def test_refusals_before_the_task(api: Api, emu: Emulator) -> None:
 @pytest.mark.parametrize(
     ("path", "params", "expected"),
     [
-        ("/nodes/pve1/qemu/102/migrate", {"target": "pve2", "online": 1},
-         "can't migrate local disk 'local-lvm:vm-102-disk-0': can't live migrate attached local "
-         "disks without with-local-disks option"),
-        ("/nodes/pve1/qemu/103/migrate", {"target": "pve2", "online": 1},
-         "can't migrate VM which uses local devices: hostpci0"),
-        ("/nodes/pve1/qemu/101/migrate", {"target": "pve4", "online": 1},
-         "Can't connect to destination address using public key"),
-        ("/nodes/pve1/qemu/104/migrate", {"target": "pve3", "online": 1},
-         "bridge 'vmbr1' does not exist"),
-        ("/nodes/pve1/qemu/108/migrate", {"target": "pve3"},
-         "storage 'fast' is not available on node 'pve3'"),
+        (
+            "/nodes/pve1/qemu/102/migrate",
+            {"target": "pve2", "online": 1},
+            "can't migrate local disk 'local-lvm:vm-102-disk-0': can't live migrate attached local "
+            "disks without with-local-disks option",
+        ),
+        (
+            "/nodes/pve1/qemu/103/migrate",
+            {"target": "pve2", "online": 1},
+            "can't migrate VM which uses local devices: hostpci0",
+        ),
+        (
+            "/nodes/pve1/qemu/101/migrate",
+            {"target": "pve4", "online": 1},
+            "Can't connect to destination address using public key",
+        ),
+        (
+            "/nodes/pve1/qemu/104/migrate",
+            {"target": "pve3", "online": 1},
+            "bridge 'vmbr1' does not exist",
+        ),
+        (
+            "/nodes/pve1/qemu/108/migrate",
+            {"target": "pve3"},
+            "storage 'fast' is not available on node 'pve3'",
+        ),
     ],
 )
-def test_refusals_inside_the_task(api: Api, path: str, params: dict[str, object],
-                                  expected: str) -> None:
+def test_refusals_inside_the_task(
+    api: Api, path: str, params: dict[str, object], expected: str
+) -> None:
     vmid = int(path.split("/")[4])
     upid = api.post(path, **params)
     st = api.wait_task(upid)
@@ -119,8 +148,12 @@ def test_refusals_inside_the_task(api: Api, path: str, params: dict[str, object]
 
 
 def test_local_disks_move_with_the_flag_and_the_storage_map(api: Api) -> None:
-    upid = api.post("/nodes/pve1/qemu/102/migrate", target="pve2", online=1,
-                    **{"with-local-disks": 1, "targetstorage": "local-lvm:fast"})
+    upid = api.post(
+        "/nodes/pve1/qemu/102/migrate",
+        target="pve2",
+        online=1,
+        **{"with-local-disks": 1, "targetstorage": "local-lvm:fast"},
+    )
     assert api.wait_task(upid)["exitstatus"] == "OK"
     log = "\n".join(api.task_log(upid))
     assert "drive mirror is starting for drive-scsi0" in log
@@ -156,7 +189,9 @@ def test_containers_restart_migration(api: Api) -> None:
     assert any("lxc live migration is currently not implemented" in x for x in api.task_log(upid))
     assert api.guest(200)["node"] == "pve3"
     # A stopped container simply moves.
-    assert api.wait_task(api.post("/nodes/pve2/lxc/201/migrate", target="pve1"))["exitstatus"] == "OK"
+    assert (
+        api.wait_task(api.post("/nodes/pve2/lxc/201/migrate", target="pve1"))["exitstatus"] == "OK"
+    )
     assert api.guest(201)["node"] == "pve1"
 
 
@@ -169,8 +204,13 @@ def test_ha_guest_goes_through_hamigrate_then_a_qmigrate_by_root(api: Api) -> No
     assert api.guest(106)["hastate"] == "migrate"
     found: list[dict[str, object]] = []
     for _ in range(60):
-        found = api.get("/nodes/pve2/tasks", vmid=106, typefilter="qmigrate", source="all",
-                        since=int(upid.split(":")[4], 16))
+        found = api.get(
+            "/nodes/pve2/tasks",
+            vmid=106,
+            typefilter="qmigrate",
+            source="all",
+            since=int(upid.split(":")[4], 16),
+        )
         if found:
             break
         api.advance(1)
@@ -225,8 +265,9 @@ def test_migrateall_sliding_window_in_vmid_string_order(api: Api, emu: Emulator)
     peak = 0
     for _ in range(400):
         st = api.task_status(upid)
-        running = [t for t in emu.state()["tasks"]
-                   if t["type"] == "qmigrate" and t["status"] == "running"]
+        running = [
+            t for t in emu.state()["tasks"] if t["type"] == "qmigrate" and t["status"] == "running"
+        ]
         peak = max(peak, len(running))
         if st["status"] == "stopped":
             break

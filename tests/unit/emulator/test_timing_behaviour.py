@@ -18,8 +18,9 @@ def _durations(api: Api, upids: list[str]) -> list[int]:
     for upid in upids:
         api.wait_task(upid, step_s=2.0)
         node = upid.split(":")[1]
-        row = next(t for t in api.get(f"/nodes/{node}/tasks", source="all", limit=0)
-                   if t["upid"] == upid)
+        row = next(
+            t for t in api.get(f"/nodes/{node}/tasks", source="all", limit=0) if t["upid"] == upid
+        )
         assert row["status"] == "OK"
         out.append(row["endtime"] - row["starttime"])
     return out
@@ -28,8 +29,9 @@ def _durations(api: Api, upids: list[str]) -> list[int]:
 def test_two_migrations_sharing_a_1gbe_uplink_each_take_about_twice_as_long() -> None:
     with start("gbe.yaml") as emu:
         api = Api(emu)
-        (solo,) = _durations(api, [api.post("/nodes/pve1/qemu/101/migrate", target="pve2",
-                                            online=1)])
+        (solo,) = _durations(
+            api, [api.post("/nodes/pve1/qemu/101/migrate", target="pve2", online=1)]
+        )
     with start("gbe.yaml") as emu:
         api = Api(emu)
         a = api.post("/nodes/pve1/qemu/101/migrate", target="pve2", online=1)
@@ -51,13 +53,19 @@ def test_hot_guest_on_1gbe_triggers_auto_converge_and_downtime_escalation() -> N
         stats = emu.state()["tasks"][-1]["stats"]
     dirty = [line for line in log if ", VM dirties lots of memory: " in line]
     assert dirty, "a hot guest on 1 GbE must show that it dirties faster than the link"
-    escalations = [line for line in log
-                   if re.search(r"auto-increased downtime to continue migration: \d+ ms$", line)]
+    escalations = [
+        line
+        for line in log
+        if re.search(r"auto-increased downtime to continue migration: \d+ ms$", line)
+    ]
     assert escalations and escalations[0].endswith(": 200 ms")
     assert stats["throttle"] >= 0.2  # QEMU auto-converge throttled the vCPUs
     # The throttle shows in the log as a falling dirty rate.
-    rates = [float(re.search(r"memory: ([\d.]+) MiB/s", line).group(1))  # type: ignore[union-attr]
-             for line in dirty if "MiB/s" in line.split("memory: ")[1]]
+    rates = [
+        float(re.search(r"memory: ([\d.]+) MiB/s", line).group(1))  # type: ignore[union-attr]
+        for line in dirty
+        if "MiB/s" in line.split("memory: ")[1]
+    ]
     assert rates and min(rates) < 400 * 0.85
 
 
@@ -99,8 +107,9 @@ def test_reproduces_the_recorded_pve9_log() -> None:
     assert theirs_ms == 59
     assert abs(ours_ms - theirs_ms) <= 0.15 * theirs_ms, ours_ms
     sent = r"migration completed, transferred ([\d.]+) GiB VM-state"
-    assert float(grab(sent, log).group(1)) == pytest.approx(float(grab(sent, recorded).group(1)),
-                                                            rel=0.15)
+    assert float(grab(sent, log).group(1)) == pytest.approx(
+        float(grab(sent, recorded).group(1)), rel=0.15
+    )
     total = r"of ([\d.]+ GiB) VM-state"
     assert grab(total, log).group(1) == grab(total, recorded).group(1) == "12.6 GiB"
 
