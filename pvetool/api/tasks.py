@@ -1,0 +1,355 @@
+"""Following a PVE task to its end: adaptive polling, incremental log, progress, HA hand-over.
+
+Imports: tenacity, the standard library, `pvetool.errors`, `pvetool.model`, `pvetool.settings`
+and `pvetool.api.convert`. Never proxmoxer or requests: PVE is reached only through the small
+`TaskApi` protocol, which `PveClient` satisfies and tests fake.
+
+A task succeeded only when ``status == "stopped"`` and ``exitstatus`` is ``OK`` or
+``WARNINGS: n``. Each poll is one status call plus an incremental log read (``start=`` the
+number of lines already read), so a long log is never read twice. The poll interval is
+`WaitPolicy.poll_interval_s` (1 s) while the log moves and grows to `max_poll_interval_s` when it
+does not. A task that outlives the timeout is *not* stopped: `TaskTimeout` carries its UPID.
+
+An HA-managed guest's migrate call returns a ``hamigrate`` task that only hands the request to
+the HA manager; the real ``qmigrate``/``vzmigrate`` starts later on the same node, run by the
+HA agent. `follow_task` follows the first, finds the second in the node's task list (by VMID,
+started at or after the ``hamigrate``) and returns the second's outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Collection
+from dataclasses import replace
+from typing import Literal, Protocol
+
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    retry_if_result,
+)
+
+from pvetool.api import convert
+from pvetool.errors import ApiError, ApiUnreachable, Interrupted, TaskFailed, TaskTimeout
+from pvetool.model import (
+    MigrationProgress,
+    TaskLogLine,
+    TaskResult,
+    TaskStatus,
+    TaskSummary,
+    Upid,
+)
+from pvetool.settings import WaitPolicy
+
+__all__ = ["MIGRATION_TYPES", "TaskApi", "find_migration_task", "follow_task"]
+
+logger = logging.getLogger(__name__)
+
+MIGRATION_TYPES: frozenset[str] = frozenset({"qmigrate", "vzmigrate"})
+FAILURE_TAIL_LINES = 10
+
+
+class TaskApi(Protocol):
+    """What task following needs from the API client."""
+
+    def task_status(self, upid: Upid | str) -> TaskStatus: ...
+
+    def task_log(
+        self, upid: Upid | str, *, start: int = 0, limit: int = 500
+    ) -> tuple[TaskLogLine, ...]: ...
+
+    def tasks(
+        self,
+        node: str,
+        *,
+        vmid: int | None = None,
+        typefilter: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        source: Literal["archive", "active", "all"] = "all",
+        limit: int = 50,
+        start: int = 0,
+        errors_only: bool = False,
+    ) -> tuple[TaskSummary, ...]: ...
+
+
+def _transient(exc: BaseException) -> bool:
+    """Errors to sit out while following: the task keeps running while the API is away."""
+    return isinstance(exc, ApiUnreachable | ApiError) and exc.retryable
+
+
+def _describe(upid: Upid) -> str:
+    names = {
+        "qmigrate": "Migration of VM",
+        "vzmigrate": "Migration of CT",
+        "hamigrate": "HA migration request for",
+    }
+    if upid.type in names:
+        return f"{names[upid.type]} {upid.id}"
+    return f"Task {upid.type} {upid.id}".rstrip()
+
+
+class _Follower:
+    """State of one followed task: log position, tail, values parsed from the log."""
+
+    def __init__(
+        self,
+        client: TaskApi,
+        upid: Upid,
+        *,
+        on_progress: Callable[[MigrationProgress], None] | None,
+        on_log_line: Callable[[TaskLogLine], None] | None,
+        wait: WaitPolicy,
+        deadline: float,
+        clock: Callable[[], float],
+        tail_lines: int,
+        page_lines: int,
+    ) -> None:
+        self.client = client
+        self.upid = upid
+        self.on_progress = on_progress
+        self.on_log_line = on_log_line
+        self.wait = wait
+        self.deadline = deadline
+        self.clock = clock
+        self.page_lines = page_lines
+        self.lines_read = 0
+        self.tail: deque[str] = deque(maxlen=max(tail_lines, FAILURE_TAIL_LINES))
+        self.moved = True
+        self.interval = wait.poll_interval_s
+        self.downtime_ms: int | None = None
+        self.logged_duration_s: int | None = None
+
+    def poll(self) -> TaskStatus:
+        status = self.client.task_status(self.upid)
+        self.read_new_lines()
+        return status
+
+    def read_new_lines(self) -> None:
+        self.moved = False
+        while True:
+            page = self.client.task_log(self.upid, start=self.lines_read, limit=self.page_lines)
+            if self.lines_read == 0 and len(page) == 1 and page[0].text == "no content":
+                return  # PVE's placeholder for a log that has no line yet
+            for line in page:
+                self._handle(line)
+            if page:
+                self.lines_read = max(self.lines_read + len(page), page[-1].n)
+                self.moved = True
+            if len(page) < self.page_lines:
+                return
+
+    def _handle(self, line: TaskLogLine) -> None:
+        self.tail.append(line.text)
+        if self.on_log_line is not None:
+            self.on_log_line(line)
+        progress = convert.parse_progress_line(self.upid, line.text, line.n)
+        if progress is not None and self.on_progress is not None:
+            self.on_progress(progress)
+        downtime = convert.parse_downtime_ms(line.text)
+        if downtime is not None:
+            self.downtime_ms = downtime
+        duration = convert.parse_duration_s(line.text)
+        if duration is not None:
+            self.logged_duration_s = duration
+
+    def next_wait(self, _state: RetryCallState) -> float:
+        if self.moved:
+            self.interval = self.wait.poll_interval_s
+        else:
+            self.interval = min(self.wait.max_poll_interval_s, self.interval * 1.5)
+        return max(0.0, min(self.interval, self.deadline - self.clock()))
+
+    def stop(self, _state: RetryCallState) -> bool:
+        return self.clock() >= self.deadline
+
+    def last_lines(self, count: int = FAILURE_TAIL_LINES) -> tuple[str, ...]:
+        meaningful = [line for line in self.tail if line.strip()]
+        return tuple(meaningful[-count:])
+
+
+def _follow_one(
+    client: TaskApi,
+    upid: Upid,
+    *,
+    deadline: float,
+    timeout_s: float,
+    on_progress: Callable[[MigrationProgress], None] | None,
+    on_log_line: Callable[[TaskLogLine], None] | None,
+    wait: WaitPolicy,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+    tail_lines: int,
+    page_lines: int,
+) -> TaskResult:
+    started = clock()
+    follower = _Follower(
+        client,
+        upid,
+        on_progress=on_progress,
+        on_log_line=on_log_line,
+        wait=wait,
+        deadline=deadline,
+        clock=clock,
+        tail_lines=tail_lines,
+        page_lines=page_lines,
+    )
+    polling = Retrying(
+        stop=follower.stop,
+        wait=follower.next_wait,
+        retry=retry_if_result(lambda status: status.running) | retry_if_exception(_transient),
+        sleep=sleep,
+        reraise=True,
+    )
+    try:
+        status = polling(follower.poll)
+    except RetryError:
+        raise TaskTimeout(upid=str(upid), node=upid.node, timeout_s=timeout_s) from None
+    except KeyboardInterrupt:
+        raise Interrupted(upid=str(upid)) from None
+
+    exitstatus = status.exitstatus or "unknown"
+    if not status.ok:
+        raise TaskFailed(
+            upid=str(upid),
+            node=upid.node,
+            exitstatus=exitstatus,
+            last_lines=follower.last_lines(),
+            description=_describe(upid),
+        )
+    duration = follower.logged_duration_s
+    return TaskResult(
+        upid=upid,
+        exitstatus=exitstatus,
+        duration_s=float(duration) if duration is not None else clock() - started,
+        downtime_ms=follower.downtime_ms,
+        log_tail=tuple(follower.tail)[-tail_lines:] if tail_lines else (),
+    )
+
+
+def find_migration_task(
+    client: TaskApi,
+    node: str,
+    vmid: int,
+    since: int,
+    timeout_s: float,
+    *,
+    types: Collection[str] = MIGRATION_TYPES,
+    wait: WaitPolicy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Upid:
+    """Wait for a migration task of `vmid` started on `node` at or after `since` (epoch).
+
+    Used after an HA migration request, whose ``qmigrate`` the HA agent starts later (up to
+    two 10 s manager rounds). Raises `TaskTimeout` when none appears within `timeout_s`.
+    """
+    policy = wait or WaitPolicy()
+    deadline = clock() + timeout_s
+    wanted = frozenset(types)
+    interval = [policy.poll_interval_s]
+
+    def look() -> Upid | None:
+        found = [
+            t.upid
+            for t in client.tasks(node, vmid=vmid, since=since, source="all", limit=50)
+            if t.upid.type in wanted and t.upid.starttime >= since and t.upid.vmid == vmid
+        ]
+        return min(found, key=lambda u: (u.starttime, u.pstart)) if found else None
+
+    def next_wait(_state: RetryCallState) -> float:
+        current = interval[0]
+        interval[0] = min(policy.max_poll_interval_s, current * 1.5)
+        return max(0.0, min(current, deadline - clock()))
+
+    searching = Retrying(
+        stop=lambda _state: clock() >= deadline,
+        wait=next_wait,
+        retry=retry_if_result(lambda upid: upid is None) | retry_if_exception(_transient),
+        sleep=sleep,
+        reraise=True,
+    )
+    try:
+        found = searching(look)
+    except RetryError:
+        found = None
+    except KeyboardInterrupt:
+        raise Interrupted() from None
+    if found is None:
+        raise TaskTimeout(
+            upid="",
+            node=node,
+            timeout_s=timeout_s,
+            detail=(
+                f"No migration task for guest {vmid} started on node {node} within "
+                f"{timeout_s:g} s; the HA manager may still start it or may have refused it "
+                "(see ha-manager status)"
+            ),
+        )
+    return found
+
+
+def follow_task(
+    client: TaskApi,
+    upid: Upid | str,
+    timeout_s: float,
+    *,
+    on_progress: Callable[[MigrationProgress], None] | None = None,
+    on_log_line: Callable[[TaskLogLine], None] | None = None,
+    wait: WaitPolicy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    tail_lines: int = 20,
+    page_lines: int = 500,
+) -> TaskResult:
+    """Follow a task until it ends; return its `TaskResult` or raise.
+
+    Raises `TaskFailed` (exit status and the last log lines), `TaskTimeout` (the task keeps
+    running; its UPID is in the exception), `Interrupted` on Ctrl-C, or the client's error
+    when the API stays unreachable past the deadline. `on_progress` receives each migration
+    progress line as a `MigrationProgress`, `on_log_line` every log line. `sleep` and `clock`
+    (monotonic seconds) are replaceable for tests.
+    """
+    task = upid if isinstance(upid, Upid) else Upid.parse(upid)
+    policy = wait or WaitPolicy()
+    deadline = clock() + timeout_s
+
+    def follow(one: Upid) -> TaskResult:
+        return _follow_one(
+            client,
+            one,
+            deadline=deadline,
+            timeout_s=timeout_s,
+            on_progress=on_progress,
+            on_log_line=on_log_line,
+            wait=policy,
+            sleep=sleep,
+            clock=clock,
+            tail_lines=tail_lines,
+            page_lines=page_lines,
+        )
+
+    first = follow(task)
+    if task.type != "hamigrate" or task.vmid is None:
+        return first
+
+    real = find_migration_task(
+        client,
+        task.node,
+        task.vmid,
+        task.starttime,
+        max(0.0, deadline - clock()),
+        wait=policy,
+        sleep=sleep,
+        clock=clock,
+    )
+    logger.info("The HA manager started %s for guest %s", real, task.vmid)
+    try:
+        result = follow(real)
+    except TaskTimeout as exc:
+        raise TaskTimeout(upid=str(real), node=real.node, timeout_s=timeout_s) from exc
+    return replace(result, ha_upid=task)
