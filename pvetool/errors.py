@@ -15,6 +15,7 @@ Imports: the standard library only (this is the bottom of the import graph).
     ├── ApiUnreachable               no usable answer: refused, reset, timeout, TLS     exit 1
     ├── TaskFailed                   a PVE task ended with an error exit status         exit 1
     ├── TaskTimeout                  a task did not finish in time (it keeps running)   exit 1
+    ├── VerificationFailed           a task said OK but the cluster shows otherwise     exit 1
     └── Interrupted                  the operator interrupted the run                   exit 1
 
 Transport failures (``ApiUnreachable``, and ``ApiError`` with ``retryable`` set: HTTP 502, 503,
@@ -42,6 +43,7 @@ __all__ = [
     "PvetoolError",
     "TaskFailed",
     "TaskTimeout",
+    "VerificationFailed",
     "ValidationError",
 ]
 
@@ -213,11 +215,29 @@ class TaskFailed(PvetoolError):
         self.node = node
         self.exitstatus = exitstatus
         self.last_lines = tuple(last_lines)
-        what = description or "Task"
+        self.description = description or "Task"
+        what = self.description
         text = f"{what} on node {node} failed with exit status '{exitstatus}' (UPID {upid})"
         if self.last_lines:
             text += ". Last log lines: " + " | ".join(line.strip() for line in self.last_lines)
         super().__init__(text)
+
+
+    @property
+    def reason(self) -> str:
+        """PVE's own words for the failure, from the task log (else the exit status)."""
+        texts = [ln.split(" ", 2)[-1] if ln[:4].isdigit() else ln for ln in self.last_lines]
+        specific = ("can't ", "does not exist", "not available", "Cannot allocate", "not running")
+        for text in reversed(texts):
+            if any(k in text for k in specific) and "check log" not in text:
+                return text.removeprefix("ERROR: ")
+        for line in reversed(self.last_lines):
+            text = line.split(" ", 2)[-1] if line[:4].isdigit() else line
+            if "migration aborted (duration" in text and "): " in text:
+                return text.split("): ", 1)[1]
+            if text.startswith("ERROR: ") and "finished with problems" not in text:
+                return text[len("ERROR: ") :]
+        return self.exitstatus
 
 
 class TaskTimeout(PvetoolError):
@@ -254,3 +274,13 @@ class Interrupted(PvetoolError):
         if upid:
             text = f"{message.rstrip('.')}; task {upid} may still be running"
         super().__init__(text)
+
+
+class VerificationFailed(PvetoolError):
+    """A task reported success but the cluster does not show the expected result."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, upid: str | None = None) -> None:
+        self.upid = upid
+        super().__init__(message)

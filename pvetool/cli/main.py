@@ -1,133 +1,55 @@
-"""The `pvetool` command group and its one error boundary.
+"""Entry point of `pvetool`: registers the commands and is the one error boundary.
 
-Every command parses its arguments, calls the library, and renders. Errors from the library
-(`PvetoolError`) become a one-line message and their exit code; anything unexpected prints
-"internal error" (and a traceback only with `--debug`).
+Errors pvetool raises on purpose (`PvetoolError`) become one line on stderr and their exit code
+(1 execution failed, 2 usage/config/plan/validation); Ctrl-C exits 130; anything unexpected
+prints "internal error" (with a traceback only under `--debug`) and exits 1.
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+import traceback
+from collections.abc import Sequence
 
 import click
 
-from pvetool import __version__
-from pvetool.emulator.clusterfile import ClusterFileError, generate_cluster
-from pvetool.emulator.main import parse_token, serve
+from pvetool.cli import emulator_cmds, migrate_cmds, status_cmds  # noqa: F401  (registration)
+from pvetool.cli.group import cli
+from pvetool.errors import PvetoolError, TaskFailed
+
+__all__ = ["cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="pvetool")
-@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
-@click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
-    """Drain, rebalance and maintain Proxmox VE clusters safely."""
-    ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
-
-
-@cli.group()
-def emulator() -> None:
-    """Run an emulated Proxmox VE 9.2 cluster (HTTPS API) for trials and tests."""
-
-
-@emulator.command("serve")
-@click.option(
-    "--cluster",
-    "cluster_file",
-    default="lab",
-    show_default=True,
-    help="Cluster file (YAML), or 'lab' for the built-in 3-node lab.",
-)
-@click.option("--port", default=8006, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--speed",
-    default=1.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Emulated seconds per real second (0 stops the clock).",
-)
-@click.option(
-    "--token",
-    "tokens",
-    multiple=True,
-    metavar="ID=SECRET",
-    help="Add an API token with all privileges, e.g. root@pam!ci=s3cret.",
-)
-@click.option(
-    "--tls-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder for the generated CA and certificate (default: a temporary folder).",
-)
-@click.option(
-    "--api-hosts",
-    default=1,
-    show_default=True,
-    type=click.IntRange(1, 16),
-    help="Number of API listeners (extra ones on free ports), for failover trials.",
-)
-def emulator_serve(
-    cluster_file: str,
-    port: int,
-    host: str,
-    speed: float,
-    tokens: tuple[str, ...],
-    tls_dir: Path | None,
-    api_hosts: int,
-) -> None:
-    """Serve an emulated cluster until Ctrl-C.
-
-    Prints the `export PVETOOL_...` lines that point pvetool (or curl) at it:
-
-    \b
-      eval "$(pvetool emulator serve --port 8443 &)"
-      curl --cacert "$PVETOOL_VERIFY" -H "Authorization: PVEAPIToken=$PVETOOL_TOKEN" \\
-           "https://$PVETOOL_HOST/api2/json/cluster/resources"
-    """
-    for t in tokens:
-        try:
-            parse_token(t)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--token") from None
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
     try:
-        code = serve(cluster_file, port, speed, tokens, host, tls_dir, api_hosts)
-    except ClusterFileError as exc:
-        raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sys.exit(code)
-
-
-@emulator.command("generate")
-@click.option("--nodes", required=True, type=click.IntRange(1, 1000))
-@click.option("--guests", required=True, type=click.IntRange(0, 100000))
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--link", default="10Gbit", show_default=True, help="Node link speed, e.g. 1Gbit.")
-@click.option(
-    "--migration-type",
-    type=click.Choice(["secure", "insecure"]),
-    default="secure",
-    show_default=True,
-)
-@click.option(
-    "--fleet",
-    type=click.Choice(["light", "mixed"]),
-    default="mixed",
-    show_default=True,
-    help="light: small idle guests; mixed: realistic mix.",
-)
-def emulator_generate(
-    nodes: int, guests: int, seed: int, link: str, migration_type: str, fleet: str
-) -> None:
-    """Print a generated cluster file (deterministic for a seed)."""
-    try:
-        click.echo(generate_cluster(nodes, guests, seed, link, migration_type, fleet), nl=False)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def main() -> None:
-    cli(obj={})
+        rv = cli.main(args=args, prog_name="pvetool", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except TaskFailed as exc:
+        click.echo(f"error: {exc.description} failed: {exc.reason}", err=True)
+        click.echo(f"  exit status '{exc.exitstatus}', task {exc.upid}", err=True)
+        if exc.last_lines:
+            click.echo("  last lines of the task log:", err=True)
+            for line in exc.last_lines[-8:]:
+                click.echo(f"    {line}", err=True)
+        sys.exit(exc.exit_code)
+    except PvetoolError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except Exception as exc:  # the one place that catches everything
+        click.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
+        if debug:
+            traceback.print_exc()
+        else:
+            click.echo("(run with --debug for details)", err=True)
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)

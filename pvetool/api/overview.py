@@ -1,0 +1,46 @@
+"""`fetch_overview()`: what `pvetool status` shows, in a handful of calls.
+
+Quorum and membership (`/cluster/status`), usage of every node and guest (`/cluster/resources`,
+once), HA state (`/cluster/ha/status/current`) and each online node's PVE version. Guest configs
+are not read (that is what the planner's `fetch_snapshot` does). Imports: pvetool.model and the
+client (no HTTP library directly).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pvetool.api.client import PveClient
+from pvetool.errors import ApiError, ApiUnreachable
+from pvetool.model import ClusterStatus, Guest, HaStatus, Node, PveVersion
+
+
+@dataclass(frozen=True)
+class ClusterOverview:
+    status: ClusterStatus
+    nodes: tuple[Node, ...]
+    guests: tuple[Guest, ...]
+    ha: HaStatus | None
+    versions: dict[str, PveVersion]
+
+    def guests_on(self, node: str) -> tuple[Guest, ...]:
+        return tuple(sorted((g for g in self.guests if g.node == node), key=lambda g: g.vmid))
+
+
+def fetch_overview(client: PveClient) -> ClusterOverview:
+    status = client.cluster_status()
+    resources = client.cluster_resources()
+    try:
+        ha: HaStatus | None = client.ha_status()
+    except ApiError:
+        ha = None  # e.g. a token without Sys.Audit on /: show the rest
+    versions: dict[str, PveVersion] = {}
+    for node in resources.nodes:
+        if not node.online:
+            continue
+        try:
+            versions[node.name] = client.node_version(node.name)
+        except (ApiError, ApiUnreachable):
+            continue  # went offline meanwhile: shown without a version
+    nodes = tuple(sorted(resources.nodes, key=lambda n: n.name))
+    return ClusterOverview(status, nodes, resources.guests, ha, versions)

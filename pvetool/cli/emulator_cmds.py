@@ -1,0 +1,115 @@
+"""`pvetool emulator serve|generate`: the PVE API emulator from the command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from pvetool.cli.group import cli
+from pvetool.emulator.clusterfile import ClusterFileError, generate_cluster
+from pvetool.emulator.main import parse_token, serve
+
+
+@cli.group()
+def emulator() -> None:
+    """Run an emulated Proxmox VE 9.2 cluster (HTTPS API) for trials and tests."""
+
+
+@emulator.command("serve")
+@click.option(
+    "--cluster",
+    "cluster_file",
+    default="lab",
+    show_default=True,
+    help="Cluster file (YAML), or 'lab' for the built-in 3-node lab.",
+)
+@click.option("--port", default=8006, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--speed",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Emulated seconds per real second (0 stops the clock).",
+)
+@click.option(
+    "--token",
+    "tokens",
+    multiple=True,
+    metavar="ID=SECRET",
+    help="Add an API token with all privileges, e.g. root@pam!ci=s3cret.",
+)
+@click.option(
+    "--tls-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the generated CA and certificate (default: a temporary folder).",
+)
+@click.option(
+    "--api-hosts",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 16),
+    help="Number of API listeners (extra ones on free ports), for failover trials.",
+)
+def emulator_serve(
+    cluster_file: str,
+    port: int,
+    host: str,
+    speed: float,
+    tokens: tuple[str, ...],
+    tls_dir: Path | None,
+    api_hosts: int,
+) -> None:
+    """Serve an emulated cluster until Ctrl-C.
+
+    Prints the `export PVETOOL_...` lines that point pvetool (or curl) at it:
+
+    \b
+      pvetool emulator serve --port 8443 > emulator.env &
+      . ./emulator.env
+      curl --cacert "$PVETOOL_VERIFY" -H "Authorization: PVEAPIToken=$PVETOOL_TOKEN" \\
+           "https://$PVETOOL_HOST/api2/json/cluster/resources"
+    """
+    for t in tokens:
+        try:
+            parse_token(t)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--token") from None
+    try:
+        code = serve(cluster_file, port, speed, tokens, host, tls_dir, api_hosts)
+    except ClusterFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sys.exit(code)
+
+
+@emulator.command("generate")
+@click.option("--nodes", required=True, type=click.IntRange(1, 1000))
+@click.option("--guests", required=True, type=click.IntRange(0, 100000))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--link", default="10Gbit", show_default=True, help="Node link speed, e.g. 1Gbit.")
+@click.option(
+    "--migration-type",
+    type=click.Choice(["secure", "insecure"]),
+    default="secure",
+    show_default=True,
+)
+@click.option(
+    "--fleet",
+    type=click.Choice(["light", "mixed"]),
+    default="mixed",
+    show_default=True,
+    help="light: small idle guests; mixed: a realistic mix.",
+)
+def emulator_generate(
+    nodes: int, guests: int, seed: int, link: str, migration_type: str, fleet: str
+) -> None:
+    """Print a generated cluster file (deterministic for a seed)."""
+    try:
+        click.echo(generate_cluster(nodes, guests, seed, link, migration_type, fleet), nl=False)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None

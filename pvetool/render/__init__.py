@@ -1,0 +1,1 @@
+"""Rendering: pure functions from model objects to rich tables, JSON-able dicts and text."""
