@@ -731,6 +731,20 @@ class PveClient:
         raw = self._request("GET", f"{self._guest_path(kind, node, vmid)}/config", current=current)
         return convert.guest_config(kind, raw)
 
+    def agent_ping(self, node: str, vmid: int) -> bool:
+        """``POST /nodes/{node}/qemu/{vmid}/agent/ping``: does the QEMU guest agent answer?
+
+        True when it answers; False when PVE says it does not (not running, not configured,
+        timeout). Transport failures still raise (they say nothing about the guest).
+        """
+        try:
+            self._request("POST", f"{self._guest_path('qemu', node, vmid)}/agent/ping")
+        except ApiError as exc:
+            if exc.status == 500:
+                return False
+            raise
+        return True
+
     def guest_status(self, kind: GuestKind, node: str, vmid: int) -> GuestStatus:
         """``GET /nodes/{node}/{kind}/{vmid}/status/current``."""
         raw = self._request("GET", f"{self._guest_path(kind, node, vmid)}/status/current")
