@@ -6,6 +6,7 @@ over HTTPS for a fixed number of requests. Reports requests/s, latency percentil
 size and the server's resident memory (idle after start, and peak after the load), as text and
 as JSON (--json). A benchmark, not a test: nothing is asserted.
 
+    pip install -e '.[bench]'
     python bench/emulator.py [--nodes 50] [--guests 2000] [--requests 400] [--clients 4]
 """
 
@@ -24,15 +25,23 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def rss_kib(pid: int, field: str = "VmRSS") -> int:
-    text = Path(f"/proc/{pid}/status").read_text()
-    m = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
-    return int(m.group(1)) if m else 0
+def rss_kib(pid: int, peak: bool = False) -> int:
+    """Resident memory of the server process (peak: the high-water mark, where known)."""
+    proc = psutil.Process(pid)
+    info = proc.memory_full_info() if peak else proc.memory_info()
+    if peak:
+        status = Path(f"/proc/{pid}/status")
+        if status.exists():  # Linux keeps the high-water mark; psutil has no portable one
+            m = re.search(r"^VmHWM:\s+(\d+) kB", status.read_text(), re.M)
+            if m:
+                return int(m.group(1))
+    return int(info.rss // 1024)
 
 
 def main() -> int:
@@ -126,7 +135,7 @@ def main() -> int:
             for th in threads:
                 th.join()
             wall_s = time.perf_counter() - t0
-            peak_kib = rss_kib(proc.pid, "VmHWM")
+            peak_kib = rss_kib(proc.pid, peak=True)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
