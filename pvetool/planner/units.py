@@ -1,0 +1,215 @@
+"""Units of plan files: sizes, rates, percentages and durations, read into base units.
+
+`planner.loader` calls these on the values YAML gives it (str, int or float) and gets back bytes,
+bytes per second, a fraction or seconds. A value that cannot be read raises ``ValueError`` whose
+message completes ``<file>:<line>: <key path>: ...`` for an administrator, e.g.
+``expected a duration like 30s, 10m or 1h, got '10 mins'``.
+
+- Sizes are binary: ``8GiB``, ``512MiB``, and PVE style ``32G`` (= 32 GiB); a plain number is
+  bytes. ``8GB`` is refused with a hint, because PVE and pvetool never count in powers of 1000.
+- Rates are sizes per second (``500MiB/s``, binary) or bits per second (``1Gbit/s``, ``100Mbit``,
+  decimal as network links are). A bare number is refused unless it is 0: PVE's own ``bwlimit``
+  counts KiB/s, so ``500`` would be ambiguous.
+- Percentages need the ``%`` sign (``10%``, ``12.5%``) and become fractions (0.10, 0.125).
+- Durations: ``30s``, ``10m``, ``2h``, ``1d``, combined ``1h30m``, or a plain number of seconds.
+
+Pure functions, no I/O. Imports: the standard library only.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
+
+__all__ = [
+    "GiB",
+    "KiB",
+    "MiB",
+    "TiB",
+    "is_percent",
+    "parse_duration",
+    "parse_percent",
+    "parse_rate",
+    "parse_size",
+]
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+TiB = 1024 * GiB
+
+# At most 30 digits: enough for any real value, and far from Python's int-from-string limit.
+_NUMBER = r"(\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})"
+
+# Binary size units, looked up case-insensitively ("gib" and "GiB" cannot mean anything else).
+_SIZE_UNITS: dict[str, int] = {
+    "": 1,
+    "b": 1,
+    "k": KiB,
+    "kib": KiB,
+    "m": MiB,
+    "mib": MiB,
+    "g": GiB,
+    "gib": GiB,
+    "t": TiB,
+    "tib": TiB,
+}
+_DECIMAL_SIZE_UNITS = frozenset({"kb", "mb", "gb", "tb"})
+_SIZE_RE = re.compile(rf"\s*{_NUMBER}\s*([A-Za-z]*)\s*")
+
+# Bits per second, decimal (10 Gbit/s = 10^10 bit/s), as link speeds are counted.
+_BIT_UNITS: dict[str, int] = {
+    "bit": 1,
+    "kbit": 10**3,
+    "mbit": 10**6,
+    "gbit": 10**9,
+    "tbit": 10**12,
+    "bps": 1,
+    "kbps": 10**3,
+    "mbps": 10**6,
+    "gbps": 10**9,
+    "tbps": 10**12,
+}
+_RATE_RE = re.compile(rf"\s*{_NUMBER}\s*([A-Za-z]*)\s*(/\s*s)?\s*")
+
+_PERCENT_RE = re.compile(rf"\s*([-+]?){_NUMBER}\s*%\s*")
+
+_DURATION_UNITS: tuple[tuple[str, int], ...] = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+_DURATION_RE = re.compile(
+    r"\s*" + "".join(rf"(?:{_NUMBER}\s*{unit}\s*)?" for unit, _ in _DURATION_UNITS), re.IGNORECASE
+)
+_PLAIN_NUMBER_RE = re.compile(rf"\s*{_NUMBER}\s*")
+
+_SIZE_EXAMPLE = "a size like 8GiB or 512MiB"
+_RATE_EXAMPLE = "a rate like 500MiB/s or 1Gbit/s"
+_PERCENT_EXAMPLE = "a percentage like 10%"
+_DURATION_EXAMPLE = "a duration like 30s, 10m or 1h"
+
+
+def _shown(value: object) -> str:
+    """The value as an administrator wrote it, quoted if it was text, cut if very long."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(value: object, what: str) -> float | None:
+    """A YAML number, checked to be finite and not negative; None for text; else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"expected {what}, got {_shown(value)}")
+    if isinstance(value, str):
+        return None
+    if not math.isfinite(value):
+        raise ValueError(f"expected {what}, got {_shown(value)}")
+    if value < 0:
+        raise ValueError(f"must not be negative, got {_shown(value)}")
+    return float(value)
+
+
+def _finite(number: Fraction | float, value: object, what: str) -> float:
+    result = float(number)
+    if not math.isfinite(result):
+        raise ValueError(f"expected {what}, got {_shown(value)} (too large)")
+    return result
+
+
+def parse_size(value: object) -> int:
+    """Bytes of ``8GiB``, ``32G``, ``1.5TiB``, ``512MiB``, ``100B`` or a plain number of bytes.
+
+    Units B, K/KiB, M/MiB, G/GiB, T/TiB (all binary, case-insensitive); fractions round to the
+    nearest byte.
+    """
+    number = _number(value, _SIZE_EXAMPLE)
+    if number is not None:
+        return round(number)
+    assert isinstance(value, str)
+    match = _SIZE_RE.fullmatch(value)
+    if match is None:
+        raise ValueError(f"expected {_SIZE_EXAMPLE}, got {_shown(value)}")
+    amount, unit = match.group(1), match.group(2)
+    factor = _SIZE_UNITS.get(unit.lower())
+    if factor is None:
+        hint = ""
+        if unit.lower() in _DECIMAL_SIZE_UNITS:
+            hint = f" (sizes are binary: write {amount}{unit[0].upper()}iB)"
+        raise ValueError(f"expected {_SIZE_EXAMPLE}, got {_shown(value)}{hint}")
+    return round(Fraction(amount) * factor)
+
+
+def parse_rate(value: object) -> float:
+    """Bytes per second of ``500MiB/s`` (binary) or ``1Gbit/s`` / ``100Mbit`` (decimal bits).
+
+    A bare ``0`` is 0.0 (the loader reads it as "unlimited"); any other bare number is refused
+    because it is ambiguous (PVE's ``bwlimit`` option counts KiB/s).
+    """
+    number = _number(value, _RATE_EXAMPLE)
+    if number is not None:
+        if number == 0:
+            return 0.0
+        raise ValueError(
+            f"expected {_RATE_EXAMPLE}, got {_shown(value)} (give a unit: a bare number is "
+            "ambiguous, PVE's bwlimit counts KiB/s)"
+        )
+    assert isinstance(value, str)
+    match = _RATE_RE.fullmatch(value)
+    if match is None:
+        raise ValueError(f"expected {_RATE_EXAMPLE}, got {_shown(value)}")
+    amount, unit, per_second = match.group(1), match.group(2).lower(), match.group(3)
+    if unit in _BIT_UNITS:
+        return _finite(Fraction(amount) * _BIT_UNITS[unit] / 8, value, _RATE_EXAMPLE)
+    if unit == "" and per_second is None:
+        if Fraction(amount) == 0:
+            return 0.0
+        raise ValueError(f"expected {_RATE_EXAMPLE}, got {_shown(value)} (give a unit)")
+    factor = _SIZE_UNITS.get(unit)
+    if factor is None:
+        hint = ""
+        if unit in _DECIMAL_SIZE_UNITS:
+            hint = f" (rates are binary: write {amount}{unit[0].upper()}iB/s)"
+        raise ValueError(f"expected {_RATE_EXAMPLE}, got {_shown(value)}{hint}")
+    if per_second is None:
+        raise ValueError(
+            f"expected {_RATE_EXAMPLE}, got {_shown(value)} (a rate needs /s: {value.strip()}/s)"
+        )
+    return _finite(Fraction(amount) * factor, value, _RATE_EXAMPLE)
+
+
+def is_percent(value: object) -> bool:
+    """Whether a value is written as a percentage (text ending in ``%``)."""
+    return isinstance(value, str) and value.strip().endswith("%")
+
+
+def parse_percent(value: object) -> float:
+    """The fraction of ``10%`` (0.10) or ``12.5%`` (0.125). The ``%`` sign is required."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"expected {_PERCENT_EXAMPLE}, got {_shown(value)}")
+    if not isinstance(value, str):
+        shown = _shown(value)
+        raise ValueError(f"expected {_PERCENT_EXAMPLE}, got {shown} (write {shown}%)")
+    match = _PERCENT_RE.fullmatch(value)
+    if match is None:
+        hint = f" (write {value.strip()}%)" if _PLAIN_NUMBER_RE.fullmatch(value) else ""
+        raise ValueError(f"expected {_PERCENT_EXAMPLE}, got {_shown(value)}{hint}")
+    fraction = Fraction(match.group(2)) / 100
+    if match.group(1) == "-" and fraction != 0:
+        raise ValueError(f"must not be negative, got {_shown(value)}")
+    return float(fraction)
+
+
+def parse_duration(value: object) -> float:
+    """Seconds of ``30s``, ``10m``, ``2h``, ``1d``, ``1h30m``, ``1.5h`` or a plain number."""
+    number = _number(value, _DURATION_EXAMPLE)
+    if number is not None:
+        return number
+    assert isinstance(value, str)
+    plain = _PLAIN_NUMBER_RE.fullmatch(value)
+    if plain is not None:
+        return _finite(Fraction(plain.group(1)), value, _DURATION_EXAMPLE)
+    match = _DURATION_RE.fullmatch(value)
+    if match is None or not any(match.groups()):
+        raise ValueError(f"expected {_DURATION_EXAMPLE}, got {_shown(value)}")
+    total = Fraction(0)
+    for amount, (_, factor) in zip(match.groups(), _DURATION_UNITS, strict=True):
+        if amount is not None:
+            total += Fraction(amount) * factor
+    return _finite(total, value, _DURATION_EXAMPLE)
