@@ -1308,7 +1308,14 @@ def load_plan_text(text: str, filename: str = "<string>") -> PlanSpec:
         node = _compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        problems.add(mark.line + 1 if mark else 1, "", f"invalid YAML: {_yaml_reason(exc)}")
+        line = mark.line + 1 if mark else 1
+        reason = _yaml_reason(exc)
+        if "nesting depth" in reason:
+            # Newer libyaml (PyYAML >= 6.0.4) stops absurd nesting itself, in its scanner,
+            # before our own depth check sees the events: same problem, same words.
+            problems.add(line, "", too_deep)
+        else:
+            problems.add(line, "", f"invalid YAML: {reason}")
         raise _plan_error(problems) from None
     except UnicodeEncodeError as exc:  # a lone surrogate: not text libyaml can read
         line = text[: exc.start].count("\n") + 1
