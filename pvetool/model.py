@@ -35,6 +35,8 @@ __all__ = [
     "Disk",
     "Guest",
     "GuestConfig",
+    "GuestGroup",
+    "GuestPin",
     "GuestKind",
     "GuestStatus",
     "HaMigrateRequest",
@@ -52,6 +54,7 @@ __all__ = [
     "Net",
     "Node",
     "NodeRefusal",
+    "PlanRules",
     "Precondition",
     "PveVersion",
     "Storage",
@@ -760,6 +763,23 @@ class ClusterSnapshot:
         versions = [n.version for n in self.nodes.values() if n.version is not None]
         return min(versions, key=lambda v: v.major_minor) if versions else None
 
+    def in_ha_maintenance(self, node: str) -> bool:
+        """True when the node's HA LRM reports maintenance mode (``ha-manager crm-command
+        node-maintenance enable``): the HA stack moves guests off it and accepts none."""
+        entry = self.nodes.get(node)
+        return entry is not None and "maintenance" in (entry.ha_lrm_status or "")
+
+    def host_overhead_bytes(self, node: str) -> int:
+        """Memory the node uses beyond its guests (host, page cache, ZFS ARC), estimated as
+        its used memory minus the used memory of its running guests; 0 when unknown."""
+        entry = self.nodes.get(node)
+        if entry is None or not entry.online or not entry.memory_used_bytes:
+            return 0
+        guests_used = sum(
+            g.used_memory_bytes for g in self.guests.values() if g.node == node and g.running
+        )
+        return max(0, entry.memory_used_bytes - guests_used)
+
     # -- what-if
     def with_guest_moved(self, vmid: int, target: str) -> ClusterSnapshot:
         """A copy in which guest `vmid` runs on `target` (for planning; no I/O)."""
@@ -805,6 +825,7 @@ class MoveOptions:
     migration_type: Literal["secure", "insecure"] | None = None
     migration_network: str | None = None
     ha: bool = False  # goes through PVE's HA stack (hamigrate -> qmigrate)
+    shutdown: bool = False  # qemu: shut the running VM down, migrate offline, start it again
 
 
 @dataclass(frozen=True, slots=True)
@@ -832,6 +853,8 @@ class Move:
     after: tuple[str, ...] = ()
     pinned: bool = False
     rejected: tuple[str, ...] = ()  # "pve3 rejected for 101: needs 8.0 GiB, 3.5 GiB free ..."
+    profile: str | None = None  # dirty-page profile the prediction assumed (idle/moderate/hot)
+    predicted_sent_bytes: float = 0.0  # bytes on the wire incl. re-sent dirty pages
 
 
 @dataclass(frozen=True, slots=True)
@@ -871,6 +894,59 @@ class Stage:
 
 
 @dataclass(frozen=True, slots=True)
+class GuestGroup:
+    """A plan rule's group resolved to vmids when the plan was computed."""
+
+    name: str
+    vmids: tuple[int, ...]
+    where: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GuestPin:
+    """Guests that may only run on `nodes` (resolved to vmids)."""
+
+    vmids: tuple[int, ...]
+    nodes: tuple[str, ...]
+    where: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRules:
+    """The plan's rules as the planner applied them, carried by the `ExecutionPlan` so a saved
+    plan can be re-checked and a failed move re-planned without the YAML file.
+
+    Memory headroom: `memory_headroom_bytes` when set, else `memory_headroom_fraction` of the
+    node's memory (the planner's default is 5 %, on top of the host's measured own use).
+    CPU: a target may carry `cpu_overcommit` vCPUs of running guests per CPU, minus the CPU
+    headroom (`cpu_headroom_cpus`, else the fraction).
+    """
+
+    memory_headroom_fraction: float = 0.05
+    memory_headroom_bytes: float | None = None
+    cpu_headroom_fraction: float = 0.0
+    cpu_headroom_cpus: float | None = None
+    cpu_overcommit: float = 4.0
+    anti_affinity: tuple[GuestGroup, ...] = ()
+    affinity: tuple[GuestGroup, ...] = ()
+    pins: tuple[GuestPin, ...] = ()
+    excluded: tuple[int, ...] = ()
+
+    def memory_headroom_for(self, node_memory_bytes: int) -> int:
+        if self.memory_headroom_bytes is not None:
+            return int(self.memory_headroom_bytes)
+        return int(self.memory_headroom_fraction * node_memory_bytes)
+
+    def cpu_limit_for(self, cpus: int) -> float:
+        headroom = (
+            self.cpu_headroom_cpus
+            if self.cpu_headroom_cpus is not None
+            else self.cpu_headroom_fraction * cpus
+        )
+        return cpus * self.cpu_overcommit - headroom
+
+
+@dataclass(frozen=True, slots=True)
 class ExecutionPlan:
     """What the executor runs: stages in order, caps, and everything the checks found.
 
@@ -889,6 +965,13 @@ class ExecutionPlan:
     on_failure: Literal["stop", "continue", "skip-guest"] = "stop"
     task_timeout_s: float = 3600.0
     predicted_makespan_s: float = 0.0
+    # Optional additions (planner): the rules applied, every rejected candidate target of a
+    # guest that found another target (the rest of the check matrix), the facts the
+    # fingerprint hashes (for `drift`), and the assumptions of the predicted timeline.
+    rules: PlanRules | None = None
+    rejections: tuple[Finding, ...] = ()
+    facts: tuple[tuple[str, str], ...] = ()
+    assumptions: tuple[tuple[str, str], ...] = ()
 
     @property
     def moves(self) -> tuple[Move, ...]:

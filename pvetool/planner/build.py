@@ -1,0 +1,542 @@
+"""From a plan and a cluster snapshot to the `ExecutionPlan` the executor runs.
+
+`build_plan` = every check + the strategies + the sequencer, for `pvetool plan show/validate`,
+`pvetool check drain` and the `--dry-run` of `pvetool drain/rebalance/undrain/plan apply` (the
+same code for the dry run and the real run). It never raises for a guest that cannot move: that
+becomes findings and `ExecutionPlan.blocked`. It raises `PlanError` only when the plan does not
+fit the cluster at all (a node it names does not exist: "did you mean ...?").
+
+Steps become stages, each planned on the cluster as the previous stages leave it:
+
+- ``drain`` -> one migrate stage;
+- ``move`` -> one migrate stage of pinned moves;
+- ``rebalance`` -> one migrate stage;
+- ``rolling`` -> per node: migrate (drain), hook (before; the executor sets PVETOOL_NODE),
+  wait-node (online and quorate), hook (after), migrate (bring the guests home); then pause
+  and/or confirm before the next node.
+
+`drain_spec`, `rebalance_spec` and `undrain_spec` build the `PlanSpec` of the one-shot commands.
+`replan_move` finds another target for a move whose target failed during a run.
+
+Pure: no I/O, no clock. Imports: the standard library, `pvetool.errors`, `pvetool.model`,
+`pvetool.timing` and `pvetool.planner`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from pvetool.errors import PlanError
+from pvetool.model import (
+    ClusterSnapshot,
+    Disk,
+    ExecutionPlan,
+    Finding,
+    Move,
+    PlanRules,
+    Precondition,
+    Stage,
+)
+from pvetool.planner import fingerprint as fp
+from pvetool.planner.checks import Issue, cluster_findings, to_finding
+from pvetool.planner.loader import suggest
+from pvetool.planner.resolve import resolve_rules, where_text
+from pvetool.planner.sequencer import (
+    DEFAULT_LINK_BITS_PER_S,
+    Network,
+    choose_schedule,
+)
+from pvetool.planner.spec import (
+    Concurrency,
+    DrainStep,
+    ExplicitMove,
+    MigrationSettings,
+    MoveStep,
+    PlanSpec,
+    RebalanceStep,
+    RollingStep,
+    Rules,
+    Where,
+)
+from pvetool.planner.strategies import (
+    StagePlanner,
+    Wanted,
+    plan_drain,
+    plan_moves,
+    plan_rebalance,
+)
+from pvetool.planner.strategies.common import MoveChoice
+from pvetool.timing import TimingParams, link_goodput_Bps, stream_cap_Bps
+
+__all__ = [
+    "build_plan",
+    "drain_spec",
+    "rebalance_spec",
+    "replan_move",
+    "undrain_spec",
+]
+
+_CLI = "<command line>"
+
+
+# --------------------------------------------------------------------------------------------
+# Specs of the one-shot commands
+
+
+def _ref(node: str, path: str) -> tuple[str, Where]:
+    return node, Where(_CLI, 0, path)
+
+
+def drain_spec(
+    nodes: Sequence[str],
+    targets: Sequence[str] | None = None,
+    max_parallel: int | None = None,
+    with_local_disks: bool = False,
+) -> PlanSpec:
+    """What `pvetool drain NODE [--to ...] [--max-parallel N]` plans."""
+    refs = [_ref(n, "NODE") for n in nodes] + [_ref(t, "--to") for t in targets or ()]
+    return PlanSpec(
+        version=1,
+        name=f"drain-{'-'.join(nodes)}",
+        rules=Rules(
+            concurrency=Concurrency(cluster=max_parallel, per_source=max_parallel),
+            migration=MigrationSettings(with_local_disks=with_local_disks),
+        ),
+        steps=(
+            DrainStep(
+                nodes=tuple(nodes),
+                targets=tuple(targets) if targets else None,
+                with_local_disks=with_local_disks,
+            ),
+        ),
+        source=_CLI,
+        node_refs=tuple(refs),
+    )
+
+
+def rebalance_spec(
+    by: str = "memory", threshold: float = 0.10, max_moves: int | None = None
+) -> PlanSpec:
+    """What `pvetool rebalance [--by memory|cpu] [--threshold PCT]` plans."""
+    if by not in ("memory", "cpu", "both"):
+        raise PlanError(f"--by must be memory, cpu or both, got '{by}'")
+    weights = {"memory": (1.0, 0.0), "cpu": (0.0, 1.0)}.get(by, (0.5, 0.5))
+    step = RebalanceStep(
+        by="memory" if by == "memory" else "cpu" if by == "cpu" else "both",
+        memory_weight=weights[0],
+        cpu_weight=weights[1],
+        threshold=threshold,
+        max_moves=max_moves,
+    )
+    return PlanSpec(version=1, name=f"rebalance-{by}", steps=(step,), source=_CLI)
+
+
+def undrain_spec(moves: Sequence[tuple[int, str]]) -> PlanSpec:
+    """Explicit moves vmid -> home node (the executor computes them from its journal)."""
+    step = MoveStep(
+        moves=tuple(
+            ExplicitMove(vmid=v, target=t, where=Where(_CLI, 0, f"undrain {v}")) for v, t in moves
+        )
+    )
+    return PlanSpec(
+        version=1,
+        name="undrain",
+        rules=Rules(),
+        steps=(step,),
+        source=_CLI,
+        node_refs=tuple(_ref(t, f"undrain {v}") for v, t in moves),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# build_plan
+
+
+def _check_nodes(spec: PlanSpec, snapshot: ClusterSnapshot) -> None:
+    known = list(snapshot.nodes)
+    problems: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for name, where in spec.node_refs:
+        if name in snapshot.nodes or (name, str(where)) in seen:
+            continue
+        seen.add((name, str(where)))
+        hint = suggest(name, known)
+        text = f"unknown node '{name}'" + (f" ({hint})" if hint else "")
+        if where.file == _CLI:
+            problems.append(f"{text}; the cluster has {', '.join(known)}")
+        else:
+            problems.append(f"{where}: {text}")
+    if problems:
+        noun = "node" if len(problems) == 1 else "nodes"
+        raise PlanError(
+            f"The plan {spec.source} names {len(problems)} unknown {noun}: " + "; ".join(problems),
+            problems=problems,
+        )
+
+
+@dataclass
+class _Builder:
+    spec: PlanSpec
+    snapshot: ClusterSnapshot
+    rules: PlanRules
+    replication: Mapping[int, tuple[str, ...]]
+    preconditions: Mapping[int, Precondition]
+    working: ClusterSnapshot
+    stages: list[Stage] = field(default_factory=list)
+    migrate_snapshots: dict[int, ClusterSnapshot] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    rejections: list[Finding] = field(default_factory=list)
+    blocked: list[int] = field(default_factory=list)
+    nodes: set[str] = field(default_factory=set)
+
+    def planner(self, sources: Collection[str] = ()) -> StagePlanner:
+        return StagePlanner(
+            len(self.stages) + 1,
+            self.working,
+            self.rules,
+            sources=sources,
+            replication=self.replication,
+            preconditions=self.preconditions if self.working is self.snapshot else {},
+        )
+
+    def close(self, sp: StagePlanner, label: str, node: str | None = None) -> Stage:
+        stage = Stage(kind="migrate", label=label, node=node, moves=tuple(sp.moves))
+        self.migrate_snapshots[len(self.stages)] = self.working
+        self.stages.append(stage)
+        for f in sp.findings:
+            if f not in self.findings:
+                self.findings.append(f)
+        self.rejections += sp.rejections
+        self.blocked += [v for v in sp.blocked if v not in self.blocked]
+        self.nodes |= {m.source for m in sp.moves} | {m.target for m in sp.moves}
+        self.working = apply_moves(self.working, sp.moves)
+        return stage
+
+
+def apply_moves(snapshot: ClusterSnapshot, moves: Sequence[Move]) -> ClusterSnapshot:
+    """The snapshot once `moves` have ended: guests on their targets, copied disks on their
+    target storages."""
+    if not moves:
+        return snapshot
+    guests = dict(snapshot.guests)
+    used = {name: node.memory_used_bytes for name, node in snapshot.nodes.items()}
+    for move in moves:
+        guest = guests.get(move.vmid)
+        if guest is None:
+            continue
+        mapping = dict(move.options.target_storage)
+        disks = guest.disks
+        if mapping:
+            disks = tuple(_mapped_disk(d, mapping, snapshot) for d in guest.disks)
+        if guest.running and guest.node in used and move.target in used:
+            # The node's used memory follows the guest, so the host's own use stays the same.
+            used[guest.node] -= guest.used_memory_bytes
+            used[move.target] += guest.used_memory_bytes
+        guests[move.vmid] = replace(guest, node=move.target, disks=disks)
+    nodes = {
+        name: replace(node, memory_used_bytes=max(0, used[name]))
+        for name, node in snapshot.nodes.items()
+    }
+    return replace(snapshot, guests=guests, nodes=nodes)
+
+
+def _mapped_disk(disk: Disk, mapping: Mapping[str, str], snapshot: ClusterSnapshot) -> Disk:
+    if not disk.is_local or disk.storage is None or disk.media != "disk":
+        return disk
+    target = mapping.get(disk.storage) or mapping.get("*") or disk.storage
+    if target == disk.storage:
+        return disk
+    storage = snapshot.storages.get(target)
+    return replace(
+        disk,
+        storage=target,
+        volid=target + disk.volid[len(disk.storage) :],
+        is_local=not (storage is not None and storage.shared),
+    )
+
+
+def _rolling(b: _Builder, step: RollingStep, rules: Rules) -> None:
+    nodes = list(step.nodes) if step.nodes is not None else sorted(b.working.nodes)
+    for i, node in enumerate(nodes):
+        b.nodes.add(node)
+        targets = tuple(t for t in step.targets if t != node) if step.targets else None
+        sp = b.planner(sources=[node])
+        drain = DrainStep(nodes=(node,), targets=targets, where=step.where)
+        plan_drain(
+            sp,
+            drain,
+            rules,
+            label=f"maintenance of {node}",
+            staying_note="; it stays on the node during its maintenance",
+        )
+        drained = b.close(sp, f"drain {node}", node)
+        if step.before is not None:
+            b.stages.append(
+                Stage(
+                    kind="hook",
+                    label=f"before hook for {node}",
+                    node=node,
+                    argv=step.before.argv,
+                    timeout_s=step.before.timeout_s,
+                )
+            )
+        b.stages.append(
+            Stage(
+                kind="wait-node",
+                label=f"wait until {node} is online and the cluster quorate",
+                node=node,
+                timeout_s=step.wait_online_timeout_s,
+            )
+        )
+        if step.after is not None:
+            b.stages.append(
+                Stage(
+                    kind="hook",
+                    label=f"after hook for {node}",
+                    node=node,
+                    argv=step.after.argv,
+                    timeout_s=step.after.timeout_s,
+                )
+            )
+        if step.return_guests:
+            sp = b.planner(sources=[])
+            wanted = [
+                Wanted(
+                    m.vmid,
+                    node,
+                    why=f"back home to {node} after its maintenance",
+                    with_local_disks=m.options.with_local_disks,
+                    target_storage=(),
+                )
+                for m in drained.moves
+            ]
+            plan_moves(sp, wanted, rules, honour_exclusions=False)
+            b.close(sp, f"return guests to {node}", node)
+        if i + 1 < len(nodes):
+            if step.pause_s > 0:
+                b.stages.append(
+                    Stage(kind="pause", label=f"pause {step.pause_s:g} s", timeout_s=step.pause_s)
+                )
+            if step.confirm_between:
+                b.stages.append(
+                    Stage(kind="confirm", label=f"confirm before the maintenance of {nodes[i + 1]}")
+                )
+
+
+def build_plan(
+    spec: PlanSpec,
+    snapshot: ClusterSnapshot,
+    params: TimingParams | None = None,
+    *,
+    link_bits_per_s: float | Mapping[str, float] = DEFAULT_LINK_BITS_PER_S,
+    replication: Mapping[int, Sequence[str]] | None = None,
+    preconditions: Mapping[int, Precondition] | None = None,
+) -> ExecutionPlan:
+    """All checks + strategies + sequencing of `spec` on `snapshot`.
+
+    `link_bits_per_s`: nominal migration link speed of every node (or per node; the API does not
+    report it). `replication`: storage replication job targets per vmid, if known.
+    `preconditions`: PVE's own migrate preconditions per vmid, if fetched (merged into the
+    checks). Raises `PlanError` only for unknown node names.
+    """
+    params = params or TimingParams()
+    _check_nodes(spec, snapshot)
+    rules = resolve_rules(spec.rules, snapshot)
+    b = _Builder(
+        spec=spec,
+        snapshot=snapshot,
+        rules=rules,
+        replication={k: tuple(v) for k, v in (replication or {}).items()},
+        preconditions=preconditions or {},
+        working=snapshot,
+    )
+    b.findings += cluster_findings(snapshot)
+    for step in spec.steps:
+        if isinstance(step, DrainStep):
+            sp = b.planner(sources=step.nodes)
+            plan_drain(sp, step, spec.rules)
+            b.nodes |= set(step.nodes)
+            b.close(sp, f"drain {', '.join(step.nodes)}")
+        elif isinstance(step, MoveStep):
+            sp = b.planner()
+            wanted = [Wanted(m.vmid, m.target, where_text(m.where)) for m in step.moves]
+            plan_moves(sp, wanted, spec.rules)
+            b.close(sp, "move guests")
+        elif isinstance(step, RebalanceStep):
+            sp = b.planner()
+            earlier = {m.vmid for stage in b.stages for m in stage.moves}
+            plan_rebalance(sp, step, spec.rules, moved_before=earlier)
+            b.close(sp, f"rebalance by {step.by}")
+        elif isinstance(step, RollingStep):
+            _rolling(b, step, spec.rules)
+    network = Network.of(link_bits_per_s)
+    migrate = [i for i, s in enumerate(b.stages) if s.kind == "migrate"]
+    conc = spec.rules.concurrency
+    caps, schedules = choose_schedule(
+        [b.stages[i].moves for i in migrate],
+        [b.migrate_snapshots[i] for i in migrate],
+        params,
+        network,
+        fixed=(conc.cluster, conc.per_source, conc.per_target),
+    )
+    stages = list(b.stages)
+    for i, schedule in zip(migrate, schedules, strict=True):
+        stages[i] = replace(
+            stages[i],
+            moves=schedule.moves,
+            predicted_makespan_s=schedule.makespan_s,
+            bounds=schedule.bounds,
+        )
+        snap = b.migrate_snapshots[i]
+        for move in schedule.moves:
+            pred = schedule.predicted[move.id]
+            guest = snap.guests[move.vmid]
+            if pred.aborted:
+                issue = Issue(
+                    "PVT-CONVERGENCE",
+                    "warning",
+                    "predicted not to converge: at the bandwidth it gets, its memory is dirtied "
+                    "faster than it is sent and PVE would abort the migration; give it more "
+                    "bandwidth (insecure migration, fewer in parallel) or migrate it offline",
+                )
+                b.findings.append(to_finding(issue, guest, move.target))
+            elif pred.escalations:
+                issue = Issue(
+                    "PVT-CONVERGENCE",
+                    "warning",
+                    f"predicted to need {pred.escalations} downtime escalation(s): PVE doubles "
+                    "the allowed downtime until the last pass fits (predicted downtime "
+                    f"{move.predicted_downtime_ms or 0:.0f} ms)",
+                )
+                b.findings.append(to_finding(issue, guest, move.target))
+    involved = {m.vmid for s in stages for m in s.moves} | set(b.blocked)
+    for step in spec.steps:
+        if isinstance(step, DrainStep):
+            involved |= {g.vmid for n in step.nodes for g in snapshot.guests_on(n)}
+    nodes = b.nodes | {m.target for s in stages for m in s.moves}
+    facts = fp.facts(snapshot, involved, nodes)
+    makespan = sum(s.predicted_makespan_s for s in stages if s.kind == "migrate") + sum(
+        s.timeout_s for s in stages if s.kind == "pause"
+    )
+    return ExecutionPlan(
+        name=spec.name,
+        source=spec.source,
+        stages=tuple(stages),
+        caps=caps,
+        findings=tuple(_ordered(b.findings)),
+        blocked=tuple(b.blocked),
+        fingerprint=fp.digest(facts),
+        plan_digest=spec.digest,
+        on_failure=spec.rules.on_failure,
+        task_timeout_s=spec.rules.task_timeout_s,
+        predicted_makespan_s=round(makespan, 3),
+        rules=rules,
+        rejections=tuple(b.rejections),
+        facts=facts,
+        assumptions=_assumptions(snapshot, params, link_bits_per_s, spec.rules, rules),
+    )
+
+
+_SEVERITY_ORDER = {"blocker": 0, "warning": 1, "info": 2}
+
+
+def _ordered(findings: Sequence[Finding]) -> list[Finding]:
+    unique = list(dict.fromkeys(findings))
+    return sorted(
+        unique,
+        key=lambda f: (_SEVERITY_ORDER.get(f.severity, 3), f.vmid or 0, f.id, f.target or ""),
+    )
+
+
+def _assumptions(
+    snapshot: ClusterSnapshot,
+    params: TimingParams,
+    link: float | Mapping[str, float],
+    spec_rules: Rules,
+    rules: PlanRules,
+) -> tuple[tuple[str, str], ...]:
+    if isinstance(link, Mapping):
+        speeds = sorted(set(link.values()))
+        link_text = ", ".join(f"{s / 1e9:g} Gbit/s" for s in speeds) + " (per node)"
+    else:
+        link_text = (
+            f"{link / 1e9:g} Gbit/s per node ({link_goodput_Bps(link) / 1e9:.2f} GB/s usable)"
+        )
+    mtype = spec_rules.migration.type or snapshot.datacenter.migration_type
+    secure = mtype != "insecure"
+    stream = stream_cap_Bps(params, secure)
+    if rules.memory_headroom_bytes is not None:
+        headroom = f"{rules.memory_headroom_bytes / 1024**3:.1f} GiB per node"
+    else:
+        headroom = f"{rules.memory_headroom_fraction:.0%} of each node's memory"
+    return (
+        ("link", link_text + ", both directions, shared max-min fairly"),
+        ("migration", f"{mtype}: one stream carries at most {stream / 1e9:.2f} GB/s"),
+        ("memory headroom", headroom + " kept free, plus the host's own use"),
+        ("RAM sent", "each running VM's used memory, plus pages dirtied meanwhile"),
+        (
+            "dirty pages",
+            "estimated from each guest's CPU load: below 6 % idle, below 25 % moderate, else hot",
+        ),
+        ("local disks", "their configured size (an upper bound of the allocated bytes)"),
+        ("HA", "HA-managed guests wait about 10 s for the HA manager before they start"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Re-planning during a run
+
+
+def replan_move(
+    plan: ExecutionPlan, move: Move, snapshot: ClusterSnapshot, avoid: Collection[str]
+) -> Move | None:
+    """The same guest to another target that passes every check on the *current* snapshot.
+
+    Used when a target failed mid-run. Every other move of the plan whose guest is not yet on
+    its target is counted as still coming (conservative). Never for pinned moves; None when no
+    target qualifies.
+    """
+    if move.pinned:
+        return None
+    guest = snapshot.guests.get(move.vmid)
+    if guest is None:
+        return None
+    rules = plan.rules or PlanRules()
+    stage_sources: set[str] = set()
+    for stage in plan.stages:
+        if any(m.id == move.id for m in stage.moves):
+            stage_sources = {m.source for m in stage.moves}
+    sp = StagePlanner(0, snapshot, rules, sources=stage_sources)
+    for other in plan.moves:
+        if other.id == move.id:
+            continue
+        other_guest = snapshot.guests.get(other.vmid)
+        if other_guest is None or other_guest.node != other.source:
+            continue  # done already (the snapshot shows it) or gone
+        sp.placement.commit(other.id, other_guest, other.target)
+    excluded = set(avoid) | {move.target, guest.node} | stage_sources
+    candidates = [n for n in snapshot.nodes if n not in excluded]
+    ev = sp.evaluate([MoveChoice(guest, move.options)], candidates)
+    target = ev.best()
+    if target is None:
+        return None
+    verdict = ev.verdicts[target][guest.vmid]
+    rejected = tuple(
+        f"{t} rejected for {guest.vmid}: {i.text}"
+        for t, by in ev.verdicts.items()
+        if t != target
+        for v in by.values()
+        for i in v.blockers
+    ) + tuple(
+        f"{t} rejected for {guest.vmid}: it failed or is to be avoided" for t in sorted(avoid)
+    )
+    return replace(
+        move,
+        source=guest.node,
+        target=target,
+        reason=f"re-planned after {move.target} failed: "
+        + sp.choice_reason(ev, target, "best remaining target"),
+        after=verdict.deps,
+        rejected=rejected,
+    )

@@ -1,0 +1,666 @@
+"""Sequencer: planned moves -> order, concurrency caps and a predicted timeline per stage.
+
+The executor runs the stages in order. Within a migrate stage it runs a *sliding window*: at the
+start and whenever a migration ends, it walks the moves in order and starts every move whose
+`after` moves have all ended and that fits the `Caps` (running migrations in the cluster, out of
+its source, into its target); a move that cannot start yet is passed over, not waited for.
+`simulate` replays exactly that rule with the timing model (docs/timing-model.md):
+
+- per move: fixed phases (lock/checks/ssh, target start, tunnel; HA manager delay for HA
+  guests; container shutdown/start), then local disks one after the other, then the RAM
+  pre-copy (`timing.Precopy`, stepped with the bandwidth the move gets), stop-and-copy, resume
+  and cleanup;
+- bandwidth: max-min fair sharing (`timing.max_min_fair`) of each source's uplink and each
+  target's downlink, each flow capped at one stream (`stream_cap_Bps`, bwlimit), recomputed at
+  every start, phase change and end.
+
+Caps and order are chosen from that model unless the plan fixes them. Per-source concurrency:
+every value from 1 to about ceil(link / stream cap) + 2 (the smallest that fills the link is
+about ceil(link / stream cap) + 1) and a few higher ones up to 12 (many small guests hide their
+fixed per-migration time only with more of them in flight); the same per target; the cluster
+cap per-source x sources (at most 16). Orders: as planned, largest first (best when
+stream-capped), smallest first (best mean completion when link-bound), hot guests first / last
+(a hot guest with few competitors re-sends fewer pages), and largest first spread round-robin
+over targets. Moves that free memory for others always come first. The lowest predicted
+makespan wins; within 3 % the smaller concurrency (fewer parallel streams: less risk, less
+re-sent memory).
+
+Lower bounds per stage (`Bounds`): LB_pure and LB_dirty as in the timing model, over every
+source uplink, every target downlink and every single stream; `bound_by` names the binding one.
+
+Inputs the cluster does not report are assumptions, listed in `ExecutionPlan.assumptions`:
+link speed (default 10 Gbit/s per node), the bytes a live VM sends (its used memory), local
+disk bytes (their configured size: an upper bound of what is allocated), and each guest's
+dirty-page profile, estimated from its CPU load (below 6 % idle, below 25 % moderate, else hot).
+
+Pure: no I/O, no clock. Imports: the standard library, `pvetool.model`, `pvetool.timing`.
+"""
+
+from __future__ import annotations
+
+import copy
+import heapq
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from pvetool.model import (
+    Bounds,
+    Caps,
+    ClusterSnapshot,
+    DatacenterOptions,
+    Guest,
+    Move,
+)
+from pvetool.timing import (
+    DIRTY_PROFILES,
+    DirtyProfile,
+    Flow,
+    Precopy,
+    TimingParams,
+    fixed_time_s,
+    link_goodput_Bps,
+    max_min_fair,
+    solo_migration,
+    stream_cap_Bps,
+)
+
+__all__ = [
+    "DEFAULT_LINK_BITS_PER_S",
+    "Network",
+    "Predicted",
+    "StageSchedule",
+    "Timing",
+    "choose_schedule",
+    "estimate_profile",
+    "move_timing",
+    "simulate",
+    "stage_bounds",
+]
+
+DEFAULT_LINK_BITS_PER_S = 10e9
+MAX_DEFAULT_CLUSTER_CAP = 16
+MAX_DEFAULT_PER_SOURCE = 12
+CONCURRENCY_TOLERANCE = 0.03  # prefer fewer parallel migrations unless more is >3 % faster
+_EPS = 1e-9
+_HORIZON_S = 5.0  # longest step between events: bounds the pre-copy work a finish wastes
+_PROFILE_RANK = {"idle": 0, "moderate": 1, "hot": 2}
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+
+
+@dataclass(frozen=True)
+class Network:
+    """Usable bytes/second of each node's migration link (each direction)."""
+
+    goodput_Bps: Mapping[str, float]
+    default_Bps: float = link_goodput_Bps(DEFAULT_LINK_BITS_PER_S)
+
+    @classmethod
+    def of(cls, link_bits_per_s: float | Mapping[str, float]) -> Network:
+        if isinstance(link_bits_per_s, Mapping):
+            return cls({n: link_goodput_Bps(b) for n, b in link_bits_per_s.items()})
+        return cls({}, link_goodput_Bps(link_bits_per_s))
+
+    def link(self, node: str) -> float:
+        return self.goodput_Bps.get(node, self.default_Bps)
+
+
+def estimate_profile(guest: Guest) -> str:
+    """Dirty-page profile guessed from the guest's CPU load (PVE does not report dirty rates)."""
+    if guest.cpu_fraction >= 0.25:
+        return "hot"
+    if guest.cpu_fraction >= 0.06:
+        return "moderate"
+    return "idle"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What the timing model needs to know about one move."""
+
+    move_id: str
+    source: str
+    target: str
+    mode: str  # "live" (qemu pre-copy), "offline" (config + disks), "restart" (lxc / shutdown)
+    ram_bytes: float
+    disk_bytes: float
+    profile: str
+    cap_Bps: float
+    secure: bool
+    pre_s: float  # fixed time before the transfers
+    post_s: float  # fixed time after them (live: t_res + t_post; stop-and-copy is added)
+    lb_fixed_s: float  # lower bound of the fixed time (for LB_pure / LB_dirty)
+    downtime_all: bool  # the guest is down for the whole migration (restart, shutdown)
+
+    @property
+    def dirty(self) -> DirtyProfile:
+        return DIRTY_PROFILES[self.profile]
+
+
+def move_timing(
+    move: Move,
+    guest: Guest,
+    params: TimingParams,
+    datacenter: DatacenterOptions,
+) -> Timing:
+    """The timing-model view of a planned move."""
+    opts = move.options
+    secure = (opts.migration_type or datacenter.migration_type) != "insecure"
+    bwlimit: float | None
+    if opts.bwlimit_kib_s is not None:
+        bwlimit = float(opts.bwlimit_kib_s) or None
+    else:
+        bwlimit = datacenter.bwlimit_migration_kib_s or datacenter.bwlimit_default_kib_s or None
+    cap = stream_cap_Bps(params, secure, bwlimit)
+    ha_s = (params.ha_crm_max_s + params.ha_lrm_max_s) / 2 if opts.ha else 0.0
+    profile = estimate_profile(guest)
+    shutdown_s = (params.lxc_shutdown_min_s + params.lxc_shutdown_max_s) / 2
+    start_s = (params.lxc_start_min_s + params.lxc_start_max_s) / 2
+    if guest.kind == "qemu" and opts.online:
+        ram = float(guest.used_memory_bytes or guest.memory_bytes * 0.7)
+        disks = float(move.send_bytes - ram) if opts.with_local_disks else 0.0
+        start = params.t_start_s + (params.t_start_secure_extra_s if secure else 0.0)
+        return Timing(
+            move.id,
+            move.source,
+            move.target,
+            "live",
+            ram,
+            max(0.0, disks),
+            profile,
+            cap,
+            secure,
+            pre_s=ha_s + params.t_pre_s + start,
+            post_s=params.t_res_s + params.t_post_s,
+            lb_fixed_s=fixed_time_s(params, secure),
+            downtime_all=False,
+        )
+    disks = float(move.send_bytes)
+    if guest.kind == "lxc":
+        running = opts.restart
+        return Timing(
+            move.id,
+            move.source,
+            move.target,
+            "restart" if running else "offline",
+            0.0,
+            disks,
+            profile,
+            cap,
+            secure,
+            pre_s=ha_s + (shutdown_s if running else 0.0),
+            post_s=params.lxc_move_s + (start_s if running else 0.0),
+            lb_fixed_s=params.lxc_move_s
+            + ((params.lxc_shutdown_min_s + params.lxc_start_min_s) if running else 0.0),
+            downtime_all=running,
+        )
+    down = opts.shutdown
+    return Timing(
+        move.id,
+        move.source,
+        move.target,
+        "restart" if down else "offline",
+        0.0,
+        disks,
+        profile,
+        cap,
+        secure,
+        pre_s=ha_s + params.t_pre_s + (shutdown_s if down else 0.0),
+        post_s=params.t_post_s + (start_s if down else 0.0),
+        lb_fixed_s=params.t_pre_s
+        + params.t_post_s
+        + ((params.lxc_shutdown_min_s + params.lxc_start_min_s) if down else 0.0),
+        downtime_all=down,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Simulation of the sliding window
+
+
+@dataclass(frozen=True)
+class Predicted:
+    start_s: float
+    end_s: float
+    downtime_s: float | None
+    sent_bytes: float
+    aborted: bool = False
+    escalations: int = 0
+
+
+class _Run:
+    __slots__ = (
+        "disk_left",
+        "downtime_s",
+        "move",
+        "phase",
+        "precopy",
+        "rate",
+        "start_s",
+        "timer",
+        "timing",
+    )
+
+    def __init__(self, move: Move, timing: Timing, start_s: float, params: TimingParams) -> None:
+        self.move = move
+        self.timing = timing
+        self.start_s = start_s
+        self.phase = "pre"
+        self.timer = timing.pre_s
+        self.disk_left = timing.disk_bytes
+        self.rate = 0.0
+        self.downtime_s: float | None = None
+        self.precopy: Precopy | None = None
+        if timing.mode == "live":
+            dirty = timing.dirty
+            self.precopy = Precopy(
+                max(timing.ram_bytes, 1024**2), dirty.rate_Bps, dirty.wss_bytes, params
+            )
+
+
+def simulate(
+    order: Sequence[Move],
+    timings: Mapping[str, Timing],
+    caps: Caps,
+    network: Network,
+    params: TimingParams,
+) -> dict[str, Predicted]:
+    """Predicted start/end of every move when a sliding window runs `order` under `caps`."""
+    pending = list(order)
+    done: dict[str, Predicted] = {}
+    active: list[_Run] = []
+    by_source: dict[str, int] = {}
+    by_target: dict[str, int] = {}
+    stage_ids = {m.id for m in order}
+    capacity: dict[str, float] = {}
+    for m in order:
+        capacity[f"up:{m.source}"] = network.link(m.source)
+        capacity[f"down:{m.target}"] = network.link(m.target)
+    now = 0.0
+    while pending or active:
+        started = []
+        for move in pending:
+            if len(active) >= caps.cluster:
+                break
+            if any(dep in stage_ids and dep not in done for dep in move.after):
+                continue
+            if by_source.get(move.source, 0) >= caps.per_source:
+                continue
+            if by_target.get(move.target, 0) >= caps.per_target:
+                continue
+            active.append(_Run(move, timings[move.id], now, params))
+            by_source[move.source] = by_source.get(move.source, 0) + 1
+            by_target[move.target] = by_target.get(move.target, 0) + 1
+            started.append(move)
+        for move in started:
+            pending.remove(move)
+        _transitions(active, params)
+        finished = [r for r in active if r.phase == "done"]
+        if finished:
+            for run in finished:
+                _finish(run, now, done, active, by_source, by_target)
+            continue
+        if not active:
+            # Unreachable with dependencies on earlier moves only; never loop forever.
+            for move in pending:
+                done[move.id] = Predicted(now, now, None, 0.0)
+            break
+        flows = [r for r in active if r.phase in ("disk", "ram")]
+        if flows:
+            rates = max_min_fair(
+                [
+                    Flow((f"up:{r.move.source}", f"down:{r.move.target}"), r.timing.cap_Bps)
+                    for r in flows
+                ],
+                capacity,
+            )
+            for run, rate in zip(flows, rates, strict=True):
+                run.rate = rate
+        dt = _HORIZON_S
+        for run in active:
+            if run.phase in ("pre", "post"):
+                dt = min(dt, run.timer)
+            elif run.phase == "disk" and run.rate > 0:
+                dt = min(dt, run.disk_left / run.rate)
+        horizon = dt
+        trials: dict[int, tuple[Precopy, float]] = {}
+        for i, run in enumerate(active):
+            if run.phase != "ram" or run.precopy is None:
+                continue
+            trial = copy.copy(run.precopy)
+            trial.step(run.rate, horizon)
+            took = trial.elapsed_s - run.precopy.elapsed_s
+            trials[i] = (trial, took)
+            if trial.finished or trial.aborted:
+                dt = min(dt, took)
+        dt = max(dt, 0.0)
+        for i, run in enumerate(active):
+            if run.phase in ("pre", "post"):
+                run.timer -= dt
+            elif run.phase == "disk":
+                run.disk_left -= run.rate * dt
+            elif run.phase == "ram" and run.precopy is not None:
+                trial, took = trials[i]
+                if abs(took - dt) <= _EPS or (dt >= horizon - _EPS):
+                    run.precopy = trial
+                else:
+                    run.precopy.step(run.rate, dt)
+        now += dt
+    return done
+
+
+def _transitions(active: list[_Run], params: TimingParams) -> None:
+    """Advance every run through phases that have ended (several may end at once)."""
+    for run in active:
+        changed = True
+        while changed:
+            changed = False
+            timing = run.timing
+            if run.phase == "pre" and run.timer <= _EPS:
+                run.phase = (
+                    "disk" if run.disk_left > 1.0 else "ram" if timing.mode == "live" else "post"
+                )
+                if run.phase == "post":
+                    run.timer = timing.post_s
+                changed = True
+            elif run.phase == "disk" and run.disk_left <= 1.0:
+                run.phase = "ram" if timing.mode == "live" else "post"
+                if run.phase == "post":
+                    run.timer = timing.post_s
+                changed = True
+            elif (
+                run.phase == "ram"
+                and run.precopy is not None
+                and (run.precopy.finished or run.precopy.aborted)
+            ):
+                stop_copy = 0.0
+                if run.precopy.finished:
+                    rate = run.rate if run.rate > 0 else timing.cap_Bps
+                    stop_copy = run.precopy.stop_copy_s(rate)
+                    run.downtime_s = stop_copy + params.t_res_s
+                run.phase = "post"
+                run.timer = stop_copy + timing.post_s
+                changed = True
+            elif run.phase == "post" and run.timer <= _EPS:
+                run.phase = "done"
+
+
+def _finish(
+    run: _Run,
+    now: float,
+    done: dict[str, Predicted],
+    active: list[_Run],
+    by_source: dict[str, int],
+    by_target: dict[str, int],
+) -> None:
+    active.remove(run)
+    by_source[run.move.source] -= 1
+    by_target[run.move.target] -= 1
+    timing = run.timing
+    downtime = run.downtime_s
+    if timing.downtime_all:
+        downtime = now - run.start_s
+    sent = timing.disk_bytes
+    aborted = False
+    escalations = 0
+    if run.precopy is not None:
+        sent += run.precopy.sent_bytes
+        aborted = run.precopy.aborted
+        escalations = run.precopy.escalations
+    done[run.move.id] = Predicted(run.start_s, now, downtime, sent, aborted, escalations)
+
+
+# --------------------------------------------------------------------------------------------
+# Lower bounds
+
+
+def stage_bounds(
+    moves: Sequence[Move],
+    timings: Mapping[str, Timing],
+    network: Network,
+    params: TimingParams,
+    labels: Mapping[str, str] | None = None,
+) -> Bounds:
+    """LB_pure / LB_dirty of a stage: every uplink, every downlink, every single stream."""
+    if not moves:
+        return Bounds(0.0, 0.0, "nothing to move")
+    labels = labels or {}
+    up_pure: dict[str, float] = {}
+    up_dirty: dict[str, float] = {}
+    down_pure: dict[str, float] = {}
+    down_dirty: dict[str, float] = {}
+    streams_pure: list[tuple[float, str]] = []
+    streams_dirty: list[tuple[float, str]] = []
+    for move in moves:
+        t = timings[move.id]
+        rate = min(t.cap_Bps, network.link(t.source), network.link(t.target))
+        pure = t.ram_bytes + t.disk_bytes
+        dirty = t.disk_bytes
+        if t.mode == "live":
+            solo = solo_migration(t.ram_bytes, t.dirty, rate, params, t.secure)
+            dirty += solo.sent_bytes
+        up_pure[t.source] = up_pure.get(t.source, 0.0) + pure
+        up_dirty[t.source] = up_dirty.get(t.source, 0.0) + dirty
+        down_pure[t.target] = down_pure.get(t.target, 0.0) + pure
+        down_dirty[t.target] = down_dirty.get(t.target, 0.0) + dirty
+        name = labels.get(move.id, str(move.vmid))
+        streams_pure.append((t.lb_fixed_s + pure / rate, f"stream of {name}"))
+        streams_dirty.append((t.lb_fixed_s + dirty / rate, f"stream of {name}"))
+
+    def terms(
+        up: dict[str, float], down: dict[str, float], streams: list[tuple[float, str]]
+    ) -> list[tuple[float, str]]:
+        out = [(b / network.link(n), f"uplink of {n}") for n, b in up.items()]
+        out += [(b / network.link(n), f"downlink of {n}") for n, b in down.items()]
+        return out + streams
+
+    pure_terms = terms(up_pure, down_pure, streams_pure)
+    dirty_terms = terms(up_dirty, down_dirty, streams_dirty)
+    # Ties: a link term wins over a stream term (as timing.drain_lower_bounds does).
+    best_dirty = max(dirty_terms, key=lambda x: (x[0], not x[1].startswith("stream")))
+    return Bounds(
+        lb_pure_s=max(v for v, _ in pure_terms),
+        lb_dirty_s=best_dirty[0],
+        bound_by=best_dirty[1],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Choosing caps and order
+
+
+def _topological(moves: Sequence[Move], key: Callable[[Move], tuple[object, ...]]) -> list[Move]:
+    """Moves by `key`, but never before a move it waits for; moves others wait for first."""
+    ids = {m.id for m in moves}
+    needed = {dep for m in moves for dep in m.after if dep in ids}
+    waiting = {m.id: {d for d in m.after if d in ids} for m in moves}
+    dependents: dict[str, list[Move]] = {}
+    for m in moves:
+        for dep in waiting[m.id]:
+            dependents.setdefault(dep, []).append(m)
+    index = {m.id: i for i, m in enumerate(moves)}
+
+    def prio(m: Move) -> tuple[object, ...]:
+        return (m.id not in needed, *key(m), index[m.id])
+
+    heap = [(prio(m), index[m.id], m) for m in moves if not waiting[m.id]]
+    heapq.heapify(heap)
+    out: list[Move] = []
+    while heap:
+        _, _, move = heapq.heappop(heap)
+        out.append(move)
+        for nxt in dependents.get(move.id, []):
+            waiting[nxt.id].discard(move.id)
+            if not waiting[nxt.id]:
+                heapq.heappush(heap, (prio(nxt), index[nxt.id], nxt))
+    if len(out) < len(moves):  # a cycle cannot be planned; keep the rest in planned order
+        out += [m for m in moves if m not in out]
+    return out
+
+
+def _orders(moves: Sequence[Move], timings: Mapping[str, Timing]) -> dict[str, list[Move]]:
+    def size(m: Move) -> float:
+        return timings[m.id].ram_bytes + timings[m.id].disk_bytes
+
+    def rank(m: Move) -> int:
+        t = timings[m.id]
+        return _PROFILE_RANK.get(t.profile, 0) if t.mode == "live" else -1
+
+    orders = {
+        "as planned": _topological(moves, lambda m: ()),
+        "largest first": _topological(moves, lambda m: (-size(m),)),
+        "smallest first": _topological(moves, lambda m: (size(m),)),
+        "hot first": _topological(moves, lambda m: (-rank(m), -size(m))),
+        "hot last": _topological(moves, lambda m: (rank(m), -size(m))),
+    }
+    largest = orders["largest first"]
+    seen: dict[str, int] = {}
+    turn: dict[str, int] = {}
+    for m in largest:
+        turn[m.id] = seen.get(m.target, 0)
+        seen[m.target] = turn[m.id] + 1
+    orders["spread over targets"] = _topological(moves, lambda m: (turn[m.id], -size(m)))
+    if len(moves) > 80:  # keep planning time bounded on very large stages
+        orders = {k: orders[k] for k in ("as planned", "largest first", "spread over targets")}
+    unique: dict[tuple[str, ...], str] = {}
+    for name, order in orders.items():
+        unique.setdefault(tuple(m.id for m in order), name)
+    return {name: orders[name] for name in unique.values()}
+
+
+@dataclass(frozen=True)
+class StageSchedule:
+    """One migrate stage, sequenced: moves in order with predictions, makespan, bounds."""
+
+    moves: tuple[Move, ...]
+    makespan_s: float
+    bounds: Bounds
+    order_name: str
+    predicted: Mapping[str, Predicted]
+
+
+def _mean_end(pred: Mapping[str, Predicted]) -> float:
+    return sum(p.end_s for p in pred.values()) / len(pred) if pred else 0.0
+
+
+def _best_order(
+    moves: Sequence[Move],
+    timings: Mapping[str, Timing],
+    caps: Caps,
+    network: Network,
+    params: TimingParams,
+) -> tuple[str, list[Move], dict[str, Predicted], float]:
+    best: tuple[tuple[float, float], str, list[Move], dict[str, Predicted]] | None = None
+    for name, order in _orders(moves, timings).items():
+        pred = simulate(order, timings, caps, network, params)
+        makespan = max((p.end_s for p in pred.values()), default=0.0)
+        key = (round(makespan, 3), round(_mean_end(pred), 3))
+        if best is None or key < best[0]:
+            best = (key, name, order, pred)
+    assert best is not None
+    return best[1], best[2], best[3], best[0][0]
+
+
+def _size(timing: Timing) -> float:
+    return timing.ram_bytes + timing.disk_bytes
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 1)
+
+
+def choose_schedule(
+    stages: Sequence[Sequence[Move]],
+    snapshots: Sequence[ClusterSnapshot],
+    params: TimingParams,
+    network: Network,
+    fixed: tuple[int | None, int | None, int | None] = (None, None, None),
+) -> tuple[Caps, list[StageSchedule]]:
+    """Caps for the whole plan and, per migrate stage, the order with the best predicted
+    makespan. `fixed` = the plan's (cluster, per_source, per_target); None = choose."""
+    timings: dict[str, Timing] = {}
+    labels: dict[str, str] = {}
+    for moves, snap in zip(stages, snapshots, strict=True):
+        for m in moves:
+            guest = snap.guests[m.vmid]
+            timings[m.id] = move_timing(m, guest, params, snap.datacenter)
+            labels[m.id] = f"{m.vmid} ({m.name})" if m.name else str(m.vmid)
+    all_moves = [m for moves in stages for m in moves]
+    fixed_cluster, fixed_source, fixed_target = fixed
+    if all_moves:
+        links = [network.link(m.source) for m in all_moves] + [
+            network.link(m.target) for m in all_moves
+        ]
+        stream = min(timings[m.id].cap_Bps for m in all_moves)
+        fill = math.ceil(max(links) / stream) + 1
+    else:
+        fill = 2
+    # Around the concurrency that fills the link, plus higher ones: many small guests hide
+    # their fixed per-migration time only with more of them in flight.
+    busiest = max(
+        (max(Counter(m.source for m in s).values(), default=0) for s in stages), default=1
+    )
+    wanted = set(range(1, fill + 2)) | {fill + 3, 2 * fill, 3 * fill, MAX_DEFAULT_PER_SOURCE}
+    per_source_options = (
+        [fixed_source]
+        if fixed_source
+        else sorted(c for c in wanted if 1 <= c <= min(max(busiest, 1), MAX_DEFAULT_PER_SOURCE))
+    )
+    sources_per_stage = max((len({m.source for m in s}) for s in stages), default=1) or 1
+    candidates: list[Caps] = []
+    for per_source in per_source_options:
+        per_target = fixed_target or max(per_source, 1)
+        cluster = fixed_cluster or max(
+            per_source, min(MAX_DEFAULT_CLUSTER_CAP, per_source * sources_per_stage)
+        )
+        candidates.append(Caps(cluster=cluster, per_source=per_source, per_target=per_target))
+    # First every caps candidate with one order (largest first), then every order for the
+    # fastest and for the least concurrency within the tolerance of it: the order matters less
+    # than the concurrency, and this saves most of the work.
+    if len(candidates) > 2:
+        quick: list[tuple[float, int, Caps]] = []
+        worse = 0
+        for caps in candidates:  # ascending concurrency; stop once it keeps getting worse
+            total = 0.0
+            for s in stages:
+                order = _topological(s, lambda m: (-_size(timings[m.id]),))
+                pred = simulate(order, timings, caps, network, params)
+                total += max((p.end_s for p in pred.values()), default=0.0)
+            worse = worse + 1 if quick and total > min(q[0] for q in quick) else 0
+            quick.append((round(total, 3), caps.per_source, caps))
+            if worse >= 2:
+                break
+        quick.sort(key=lambda q: (q[0], q[1]))
+        limit = quick[0][0] * (1 + CONCURRENCY_TOLERANCE) + 1e-9
+        # The fastest, and the least concurrency within the tolerance of it.
+        keep = [quick[0][2], min((q for q in quick if q[0] <= limit), key=lambda q: q[1])[2]]
+        candidates = [c for c in candidates if any(c is k for k in keep)]
+    results: list[
+        tuple[float, Caps, list[tuple[str, list[Move], dict[str, Predicted], float]]]
+    ] = []
+    for caps in candidates:
+        per_stage = [_best_order(s, timings, caps, network, params) for s in stages]
+        results.append((sum(r[3] for r in per_stage), caps, per_stage))
+    best_total = min(r[0] for r in results)
+    chosen = next(r for r in results if r[0] <= best_total * (1 + CONCURRENCY_TOLERANCE) + 1e-9)
+    _, caps, per_stage = chosen
+    schedules: list[StageSchedule] = []
+    for moves, (name, order, pred, makespan) in zip(stages, per_stage, strict=True):
+        ordered = tuple(
+            replace(
+                m,
+                predicted_start_s=round(pred[m.id].start_s, 3),
+                predicted_end_s=round(pred[m.id].end_s, 3),
+                predicted_downtime_ms=_ms(pred[m.id].downtime_s),
+                predicted_sent_bytes=float(round(pred[m.id].sent_bytes)),
+                profile=timings[m.id].profile if timings[m.id].mode == "live" else None,
+            )
+            for m in order
+        )
+        bounds = stage_bounds(moves, timings, network, params, labels)
+        schedules.append(StageSchedule(ordered, round(makespan, 3), bounds, name, pred))
+    return caps, schedules

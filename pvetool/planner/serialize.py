@@ -1,0 +1,263 @@
+"""An `ExecutionPlan` as JSON and back, exactly (``plan show -o json`` -> ``plan apply``).
+
+The document is ``{"format": "pvetool-plan", "version": 1, "plan": {...}}`` where the plan is
+every field of the dataclasses in `pvetool.model` by name: tuples become lists, floats keep
+their exact value (Python's float repr round-trips), optional fields may be left out (their
+default is used). `plan_from_json` checks every value against the field's type and raises one
+`PlanError` that names every problem by its path: ``plan.json: plan.stages[0].moves[2].vmid:
+expected an integer, got 'abc'``.
+
+Pure. Imports: the standard library, `pvetool.errors` and `pvetool.model`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pvetool import model
+from pvetool.errors import PlanError
+from pvetool.model import ExecutionPlan
+
+__all__ = ["FORMAT", "VERSION", "plan_from_dict", "plan_from_json", "plan_to_dict", "plan_to_json"]
+
+FORMAT = "pvetool-plan"
+VERSION = 1
+
+
+def _encode(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_encode(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _encode(v) for k, v in value.items()}
+    return value
+
+
+def plan_to_dict(plan: ExecutionPlan) -> dict[str, Any]:
+    """The plan as plain data (what `plan_to_json` writes)."""
+    return {"format": FORMAT, "version": VERSION, "plan": _encode(plan)}
+
+
+def plan_to_json(plan: ExecutionPlan) -> str:
+    return json.dumps(plan_to_dict(plan), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+class _Problems(Exception):
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[str] = []
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls, vars(model))
+    return _HINTS[cls]
+
+
+class _Decoder:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def fail(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}")
+
+    def value(self, tp: Any, raw: Any, path: str) -> Any:
+        origin = get_origin(tp)
+        if tp is Any:
+            return raw
+        if origin is Union or origin is types.UnionType:
+            options = get_args(tp)
+            if raw is None and type(None) in options:
+                return None
+            non_none = [o for o in options if o is not type(None)]
+            if len(non_none) == 1:
+                return self.value(non_none[0], raw, path)
+            for option in non_none:  # e.g. float | int: take the first that fits quietly
+                sub = _Decoder()
+                result = sub.value(option, raw, path)
+                if not sub.problems:
+                    return result
+            self.fail(path, f"expected {self._name(tp)}, got {_describe(raw)}")
+            return None
+        if origin is Literal:
+            choices = get_args(tp)
+            if raw in choices and not isinstance(raw, bool):
+                return raw
+            self.fail(path, f"expected one of {', '.join(map(str, choices))}, got {_describe(raw)}")
+            return None
+        if origin is tuple:
+            args = get_args(tp)
+            if not isinstance(raw, list):
+                self.fail(path, f"expected a list, got {_describe(raw)}")
+                return ()
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(self.value(args[0], v, f"{path}[{i}]") for i, v in enumerate(raw))
+            if len(raw) != len(args):
+                self.fail(path, f"expected a list of {len(args)} items, got {len(raw)}")
+                return ()
+            return tuple(
+                self.value(a, v, f"{path}[{i}]")
+                for i, (a, v) in enumerate(zip(args, raw, strict=True))
+            )
+        if origin in (Mapping, dict) or tp is dict:
+            args = get_args(tp)
+            if not isinstance(raw, dict):
+                self.fail(path, f"expected an object, got {_describe(raw)}")
+                return {}
+            key_tp = args[0] if args else str
+            val_tp = args[1] if args else Any
+            out: dict[Any, Any] = {}
+            for k, v in raw.items():
+                key: Any = k
+                if key_tp is int:
+                    if not str(k).lstrip("-").isdigit():
+                        self.fail(f"{path}.{k}", "expected an integer key")
+                        continue
+                    key = int(k)
+                out[key] = self.value(val_tp, v, f"{path}.{k}")
+            return out
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            return self.dataclass(tp, raw, path)
+        if tp is bool:
+            if isinstance(raw, bool):
+                return raw
+            self.fail(path, f"expected true or false, got {_describe(raw)}")
+            return False
+        if tp is int:
+            if isinstance(raw, int) and not isinstance(raw, bool):
+                return raw
+            self.fail(path, f"expected an integer, got {_describe(raw)}")
+            return 0
+        if tp is float:
+            if isinstance(raw, int | float) and not isinstance(raw, bool):
+                return float(raw)
+            self.fail(path, f"expected a number, got {_describe(raw)}")
+            return 0.0
+        if tp is str:
+            if isinstance(raw, str):
+                return raw
+            self.fail(path, f"expected a string, got {_describe(raw)}")
+            return ""
+        if tp is type(None):
+            if raw is None:
+                return None
+            self.fail(path, f"expected null, got {_describe(raw)}")
+            return None
+        self.fail(path, f"cannot read a value of type {tp!r}")
+        return None
+
+    def dataclass(self, cls: type, raw: Any, path: str) -> Any:
+        if not isinstance(raw, dict):
+            self.fail(path, f"expected an object, got {_describe(raw)}")
+            return None
+        hints = _hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for key in raw:
+            if key not in fields:
+                self.fail(f"{path}.{key}", f"unknown key (known: {', '.join(fields)})")
+        kwargs: dict[str, Any] = {}
+        for name, f in fields.items():
+            if name not in raw:
+                has_default = (
+                    f.default is not dataclasses.MISSING
+                    or f.default_factory is not dataclasses.MISSING
+                )
+                if not has_default:
+                    self.fail(f"{path}.{name}", "missing")
+                continue
+            kwargs[name] = self.value(hints[name], raw[name], f"{path}.{name}")
+        if self.problems:
+            return None
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            self.fail(path, str(exc))
+            return None
+
+    @staticmethod
+    def _name(tp: Any) -> str:
+        return getattr(tp, "__name__", str(tp))
+
+
+def plan_from_dict(data: Any, source: str = "<json>") -> ExecutionPlan:
+    """Check plain data as written by `plan_to_dict` and build the plan."""
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        problems.append(f"{source}: expected an object with 'format', 'version' and 'plan'")
+    elif data.get("format") != FORMAT:
+        problems.append(
+            f"{source}: format: expected '{FORMAT}' (a plan saved by 'pvetool plan show -o "
+            f"json'), got {_describe(data.get('format'))}"
+        )
+    elif data.get("version") != VERSION:
+        problems.append(
+            f"{source}: version: expected {VERSION} (the only saved-plan version this pvetool "
+            f"reads), got {_describe(data.get('version'))}"
+        )
+    else:
+        decoder = _Decoder()
+        plan = decoder.dataclass(ExecutionPlan, data.get("plan"), "plan")
+        if not decoder.problems and isinstance(plan, ExecutionPlan):
+            problems += _check_references(plan, source)
+            if not problems:
+                return plan
+        problems += [f"{source}: {p}" for p in decoder.problems]
+    noun = "problem" if len(problems) == 1 else "problems"
+    raise PlanError(
+        f"The saved plan {source} has {len(problems)} {noun}: " + "; ".join(problems),
+        problems=problems,
+    )
+
+
+def _check_references(plan: ExecutionPlan, source: str) -> list[str]:
+    problems = []
+    ids: set[str] = set()
+    for si, stage in enumerate(plan.stages):
+        for mi, move in enumerate(stage.moves):
+            if move.id in ids:
+                problems.append(f"{source}: plan.stages[{si}].moves[{mi}].id: '{move.id}' twice")
+            ids.add(move.id)
+    for si, stage in enumerate(plan.stages):
+        for mi, move in enumerate(stage.moves):
+            for ai, dep in enumerate(move.after):
+                if dep not in ids:
+                    problems.append(
+                        f"{source}: plan.stages[{si}].moves[{mi}].after[{ai}]: no move '{dep}'"
+                    )
+    return problems
+
+
+def plan_from_json(text: str, source: str = "<json>") -> ExecutionPlan:
+    """Read a plan written by `plan_to_json`; a bad file raises `PlanError` naming every
+    problem."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanError(
+            f"The saved plan {source} is not valid JSON: line {exc.lineno} column {exc.colno}: "
+            f"{exc.msg}",
+            problems=[f"{source}:{exc.lineno}: {exc.msg}"],
+        ) from None
+    return plan_from_dict(data, source)

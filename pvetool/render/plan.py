@@ -1,0 +1,463 @@
+"""An `ExecutionPlan` for people: rich tables, Markdown, and plain data for JSON.
+
+`plan_renderable`: the moves stage by stage in the order they start (with predicted start, end
+and downtime, why each guest goes where it goes, what it waits for), the hook / wait / pause
+stages, every blocked guest with all its reasons, warnings, the predicted timeline (makespan,
+LB_pure / LB_dirty and which link or stream bounds them), caps and assumptions.
+`matrix_renderable`: the check matrix (guest, blocked?, every reason per target).
+`plan_data` is `plan_to_dict` (``plan show -o json`` can be read back by `plan_from_json`).
+
+Pure functions of the plan (no I/O). Imports: rich, `pvetool.model`, `pvetool.planner.serialize`
+and `pvetool.render.formats`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from pvetool.model import ExecutionPlan, Finding, Move, Stage
+from pvetool.planner.serialize import plan_to_dict
+from pvetool.render.formats import duration, gib
+
+__all__ = [
+    "matrix_data",
+    "matrix_renderable",
+    "plan_data",
+    "plan_markdown",
+    "plan_renderable",
+    "plan_summary",
+]
+
+_SEVERITY_STYLE = {"blocker": "bold red", "warning": "yellow", "info": "dim"}
+
+
+def _mode(move: Move) -> str:
+    o = move.options
+    if o.online:
+        text = "live"
+        if o.with_local_disks:
+            text += " + disks"
+    elif o.restart:
+        text = "restart"
+    elif o.shutdown:
+        text = "shutdown, offline"
+    else:
+        text = "offline"
+    if o.ha:
+        text += " (HA)"
+    return text
+
+
+def _downtime(move: Move) -> str:
+    if move.predicted_downtime_ms is None:
+        return "-"
+    ms = move.predicted_downtime_ms
+    return f"{ms:.0f} ms" if ms < 1000 else duration(ms / 1000.0)
+
+
+def _guest(move: Move) -> str:
+    return f"{move.vmid} {move.name}".strip()
+
+
+def _after(move: Move) -> str:
+    return ", ".join(a.split(":")[-1] for a in move.after) or "-"
+
+
+def plan_summary(plan: ExecutionPlan) -> str:
+    """One line: can it run, how many moves, blockers, warnings, predicted time."""
+    n_moves = len(plan.moves)
+    verdict = (
+        "can run"
+        if plan.can_run
+        else f"CANNOT RUN: {len(plan.blockers)} blocker(s), {len(plan.blocked)} guest(s) blocked"
+    )
+    return (
+        f"plan {plan.name}: {verdict}; {n_moves} migration(s) in "
+        f"{sum(1 for s in plan.stages if s.kind == 'migrate')} migrate stage(s), "
+        f"{len(plan.warnings)} warning(s), predicted {duration(plan.predicted_makespan_s)}"
+        + (
+            " plus hooks and waits"
+            if any(s.kind in ("hook", "wait-node") for s in plan.stages)
+            else ""
+        )
+    )
+
+
+def _stage_title(i: int, total: int, stage: Stage) -> str:
+    head = f"Stage {i}/{total} {stage.kind}: {stage.label}"
+    if stage.kind == "migrate":
+        head += (
+            f" - {len(stage.moves)} migration(s), predicted {duration(stage.predicted_makespan_s)}"
+        )
+    elif stage.kind == "hook":
+        head += (
+            f" - runs {' '.join(stage.argv)} (PVETOOL_NODE={stage.node}, "
+            f"timeout {duration(stage.timeout_s)})"
+        )
+    elif stage.kind in ("wait-node", "pause"):
+        head += f" - up to {duration(stage.timeout_s)}" if stage.kind == "wait-node" else ""
+    return head
+
+
+def _bounds_line(stage: Stage) -> str | None:
+    b = stage.bounds
+    if b is None or not stage.moves:
+        return None
+    ratio = f", {stage.predicted_makespan_s / b.lb_dirty_s:.2f} x LB_dirty" if b.lb_dirty_s else ""
+    return (
+        f"lower bounds: LB_pure {duration(b.lb_pure_s)}, LB_dirty {duration(b.lb_dirty_s)} "
+        f"(bound by the {b.bound_by}){ratio}"
+    )
+
+
+def _moves_table(stage: Stage) -> Table:
+    table = Table(show_edge=False, pad_edge=False, expand=False)
+    for col, wrap in (
+        ("#", False),
+        ("guest", True),
+        ("from -> to", True),
+        ("how", True),
+        ("mem", True),
+        ("sent", True),
+        ("start-end", True),
+        ("down", True),
+        ("after", True),
+    ):
+        table.add_column(col, overflow="fold", no_wrap=not wrap, min_width=None if wrap else 4)
+    for n, m in enumerate(stage.moves, 1):
+        table.add_row(
+            str(n),
+            Text(_guest(m)),
+            Text(f"{m.source} -> {m.target}" + (" pinned" if m.pinned else "")),
+            Text(_mode(m) + (f", {m.profile}" if m.profile else "")),
+            gib(m.memory_bytes),
+            gib(m.predicted_sent_bytes or m.send_bytes),
+            f"{duration(m.predicted_start_s)}-{duration(m.predicted_end_s)}",
+            _downtime(m),
+            Text(_after(m)),
+        )
+    return table
+
+
+def _reasons(stage: Stage) -> Text:
+    """Why each guest goes where it goes, and the targets it could not take."""
+    text = Text()
+    for n, m in enumerate(stage.moves, 1):
+        if text:
+            text.append("\n")
+        text.append(f"  {n}. {m.vmid} -> {m.target}: ", style="bold")
+        text.append(m.reason)
+        for line in m.rejected:
+            text.append("\n     x " + line, style="dim")
+    return text
+
+
+def _short(f: Finding) -> str:
+    """The finding's sentence without the guest's name (shown next to it already):
+    "(pve3) bridge vmbr1 ... does not exist there." instead of "112 (cache1) cannot move ..."."""
+    if f.vmid is None:
+        return f.message
+    text = f.message
+    for marker in (f" cannot move to {f.target}: ", f" to {f.target}: ", ": "):
+        head, sep, rest = text.partition(marker)
+        label = re.fullmatch(rf"{f.vmid}( \([^)]*\))?", head)
+        if sep and label and (marker == ": " or f.target):
+            return f"({f.target}) {rest}" if f.target else rest
+    return text
+
+
+def _by_guest(findings: Iterable[Finding]) -> dict[int | None, list[Finding]]:
+    out: dict[int | None, list[Finding]] = {}
+    for f in findings:
+        out.setdefault(f.vmid, []).append(f)
+    return out
+
+
+def _findings_table(findings: Sequence[Finding], title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("id")
+    table.add_column("guest")
+    table.add_column("target")
+    table.add_column("what", overflow="fold")
+    for f in findings:
+        table.add_row(
+            Text(f.id, style=_SEVERITY_STYLE.get(f.severity, "")),
+            str(f.vmid) if f.vmid is not None else "-",
+            Text(f.target or "-"),
+            Text(f.message + (f" [{f.where}]" if f.where else "")),
+        )
+    return table
+
+
+def _blocked_table(plan: ExecutionPlan) -> Table:
+    table = Table(
+        title=f"Blocked guests ({len(plan.blocked)}): they stay where they are",
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+    )
+    table.add_column("guest")
+    table.add_column("reasons", overflow="fold")
+    by_guest = _by_guest(plan.blockers)
+    for vmid in plan.blocked:
+        reasons = Text()
+        for f in by_guest.get(vmid, []):
+            if reasons:
+                reasons.append("\n")
+            reasons.append(f.id, style="bold red")
+            reasons.append(" " + _short(f))
+        table.add_row(str(vmid), reasons)
+    return table
+
+
+def plan_renderable(plan: ExecutionPlan) -> RenderableType:
+    """The whole plan for a terminal."""
+    parts: list[RenderableType] = []
+    style = "bold green" if plan.can_run else "bold red"
+    parts.append(Text(plan_summary(plan), style=style))
+    parts.append(
+        Text(
+            f"source {plan.source}; caps: {plan.caps.cluster} in the cluster, "
+            f"{plan.caps.per_source} per source, {plan.caps.per_target} per target; "
+            f"on failure: {plan.on_failure}; task timeout {duration(plan.task_timeout_s)}; "
+            f"state {plan.fingerprint[:19]}",
+            style="dim",
+        )
+    )
+    total = len(plan.stages)
+    for i, stage in enumerate(plan.stages, 1):
+        parts.append(Text(""))
+        parts.append(Text(_stage_title(i, total, stage), style="bold"))
+        if stage.kind == "migrate":
+            if stage.moves:
+                parts.append(_moves_table(stage))
+                parts.append(_reasons(stage))
+                line = _bounds_line(stage)
+                if line:
+                    parts.append(Text(line, style="dim"))
+            else:
+                parts.append(Text("  nothing to move", style="dim"))
+    blockers_without_guest = [
+        f for f in plan.blockers if f.vmid is None or f.vmid not in plan.blocked
+    ]
+    if plan.blocked:
+        parts += [Text(""), _blocked_table(plan)]
+    if blockers_without_guest:
+        parts += [Text(""), _findings_table(blockers_without_guest, "Blockers")]
+    if plan.warnings:
+        parts += [Text(""), _findings_table(plan.warnings, f"Warnings ({len(plan.warnings)})")]
+    infos = [f for f in plan.findings if f.severity == "info"]
+    if infos:
+        parts += [Text(""), _findings_table(infos, "Notes")]
+    parts += [Text(""), _timeline(plan)]
+    if plan.assumptions:
+        parts.append(
+            Text(
+                "assumptions: " + "; ".join(f"{k}: {v}" for k, v in plan.assumptions),
+                style="dim",
+            )
+        )
+    return Group(*parts)
+
+
+def _timeline(plan: ExecutionPlan) -> Text:
+    text = Text("Predicted timeline: ", style="bold")
+    pieces = []
+    for i, stage in enumerate(plan.stages, 1):
+        if stage.kind == "migrate" and stage.moves:
+            b = stage.bounds
+            extra = f" (LB_dirty {duration(b.lb_dirty_s)}, {b.bound_by})" if b is not None else ""
+            pieces.append(f"stage {i} {duration(stage.predicted_makespan_s)}{extra}")
+        elif stage.kind == "pause":
+            pieces.append(f"stage {i} pause {duration(stage.timeout_s)}")
+        elif stage.kind in ("hook", "wait-node", "confirm"):
+            pieces.append(f"stage {i} {stage.kind} (not predicted)")
+    text.append("; ".join(pieces) if pieces else "nothing to do")
+    text.append(f"; total {duration(plan.predicted_makespan_s)}")
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# The check matrix
+
+
+def _matrix_rows(plan: ExecutionPlan) -> list[dict[str, Any]]:
+    moves: dict[int, list[Move]] = {}
+    for m in plan.moves:
+        moves.setdefault(m.vmid, []).append(m)
+    by_guest = _by_guest(plan.findings)
+    rejected = _by_guest(dict.fromkeys(plan.rejections))
+    vmids = sorted({v for v in (*by_guest, *rejected, *moves) if v is not None})
+    rows = []
+    for vmid in vmids:
+        move = moves.get(vmid)
+        reasons = [
+            {
+                "id": f.id,
+                "severity": f.severity,
+                "target": f.target,
+                "message": f.message,
+                "short": _short(f),
+            }
+            for f in by_guest.get(vmid, [])
+        ] + [
+            {
+                "id": f.id,
+                "severity": "rejected",
+                "target": f.target,
+                "message": f.message,
+                "short": _short(f),
+            }
+            for f in rejected.get(vmid, [])
+        ]
+        rows.append(
+            {
+                "vmid": vmid,
+                "name": move[0].name if move else _name_from(by_guest.get(vmid, []), vmid),
+                "blocked": vmid in plan.blocked,
+                "source": move[0].source if move else None,
+                "target": move[0].target if move else None,
+                "moves": [{"id": m.id, "source": m.source, "target": m.target} for m in move or []],
+                "reasons": reasons,
+            }
+        )
+    return rows
+
+
+def _name_from(findings: Sequence[Finding], vmid: int) -> str:
+    for f in findings:
+        prefix = f"{vmid} ("
+        if f.message.startswith(prefix):
+            return f.message[len(prefix) :].split(")", 1)[0]
+    return ""
+
+
+def matrix_data(plan: ExecutionPlan) -> dict[str, Any]:
+    """The check matrix as plain data (``plan validate -o json``)."""
+    return {
+        "plan": plan.name,
+        "can_run": plan.can_run,
+        "blocked": list(plan.blocked),
+        "blockers": len(plan.blockers),
+        "warnings": len(plan.warnings),
+        "cluster": [
+            {"id": f.id, "severity": f.severity, "message": f.message}
+            for f in plan.findings
+            if f.vmid is None
+        ],
+        "guests": _matrix_rows(plan),
+    }
+
+
+def matrix_renderable(plan: ExecutionPlan) -> RenderableType:
+    """Guest | blocked? | where it goes | every reason (blockers, warnings, rejected targets)."""
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("guest")
+    table.add_column("blocked?")
+    table.add_column("move")
+    table.add_column("reasons", overflow="fold")
+    for row in _matrix_rows(plan):
+        reasons = Text()
+        for r in row["reasons"]:
+            if reasons:
+                reasons.append("\n")
+            severity = r["severity"]
+            style = _SEVERITY_STYLE.get(severity, "dim")
+            reasons.append(f"{r['id']}", style=style)
+            label = "" if severity in ("blocker", "warning", "info") else " (target rejected)"
+            reasons.append(f"{label} {r['short']}")
+        move = ", ".join(f"{m['source']} -> {m['target']}" for m in row["moves"]) or "stays"
+        table.add_row(
+            Text(f"{row['vmid']} {row['name']}".strip()),
+            Text("BLOCKED", style="bold red") if row["blocked"] else Text("no", style="green"),
+            Text(move),
+            reasons,
+        )
+    parts: list[RenderableType] = [
+        Text(plan_summary(plan), style="bold green" if plan.can_run else "bold red")
+    ]
+    for f in plan.findings:
+        if f.vmid is None:
+            parts.append(Text(f"{f.id} {f.message}", style=_SEVERITY_STYLE.get(f.severity, "")))
+    parts.append(table)
+    return Group(*parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown and JSON
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def plan_markdown(plan: ExecutionPlan) -> str:
+    """The plan as a Markdown document (for a change request or a wiki)."""
+    out = [f"# Plan {_md(plan.name)}", "", f"**{_md(plan_summary(plan))}**", ""]
+    out.append(
+        f"Source `{plan.source}`; caps {plan.caps.cluster} in the cluster, "
+        f"{plan.caps.per_source} per source, {plan.caps.per_target} per target; on failure "
+        f"`{plan.on_failure}`; state `{plan.fingerprint}`."
+    )
+    total = len(plan.stages)
+    for i, stage in enumerate(plan.stages, 1):
+        out += ["", f"## {_md(_stage_title(i, total, stage))}", ""]
+        if stage.kind != "migrate":
+            continue
+        if not stage.moves:
+            out.append("Nothing to move.")
+            continue
+        out.append(
+            "| # | guest | from | to | how | memory | send | start | end | downtime | after | why |"
+        )
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for n, m in enumerate(stage.moves, 1):
+            cells = [
+                str(n),
+                _guest(m),
+                m.source,
+                m.target + (" (pinned)" if m.pinned else ""),
+                _mode(m) + (f", {m.profile}" if m.profile else ""),
+                gib(m.memory_bytes),
+                gib(m.predicted_sent_bytes or m.send_bytes),
+                duration(m.predicted_start_s),
+                duration(m.predicted_end_s),
+                _downtime(m),
+                _after(m),
+                m.reason,
+            ]
+            out.append("| " + " | ".join(_md(c) for c in cells) + " |")
+        line = _bounds_line(stage)
+        if line:
+            out += ["", f"_{line}_"]
+    if plan.blocked:
+        out += ["", f"## Blocked guests ({len(plan.blocked)})", ""]
+        by_guest = _by_guest(plan.blockers)
+        for vmid in plan.blocked:
+            out.append(f"- **{vmid}**")
+            for f in by_guest.get(vmid, []):
+                out.append(f"  - `{f.id}` {_md(f.message)}")
+    other = [
+        f for f in plan.findings if f.vmid is None or f.vmid not in plan.blocked or not f.blocks
+    ]
+    if other:
+        out += ["", "## Findings", ""]
+        for f in other:
+            where = f" ({_md(f.where)})" if f.where else ""
+            out.append(f"- {f.severity} `{f.id}`: {_md(f.message)}{where}")
+    out += ["", "## Predicted timeline", "", _timeline(plan).plain]
+    if plan.assumptions:
+        out += ["", "Assumptions:", ""]
+        out += [f"- {k}: {_md(v)}" for k, v in plan.assumptions]
+    return "\n".join(out) + "\n"
+
+
+def plan_data(plan: ExecutionPlan) -> dict[str, Any]:
+    """Plain data for ``-o json``: exactly what `plan_from_json` reads back."""
+    return plan_to_dict(plan)
