@@ -13,7 +13,13 @@ from collections.abc import Sequence
 
 import click
 
-from pvetool.cli import emulator_cmds, migrate_cmds, status_cmds  # noqa: F401  (registration)
+from pvetool.cli import (  # noqa: F401  (registration)
+    emulator_cmds,
+    migrate_cmds,
+    plan_cmds,
+    run_cmds,
+    status_cmds,
+)
 from pvetool.cli.group import cli
 from pvetool.errors import PvetoolError, TaskFailed
 

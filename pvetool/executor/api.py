@@ -1,0 +1,88 @@
+"""What the executor needs from the outside world, as small protocols and callable types.
+
+`ClusterApi` lists the PVE calls the executor makes; `pvetool.api.PveClient` satisfies it
+(mypy checks that in `pvetool/cli/run_cmds.py`) and unit tests fake it. Task following, the
+planner's re-planning and hooks come in as plain callables, so this package imports neither the
+API layer nor the planner. Imports: the standard library and `pvetool.model`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from typing import Literal, Protocol
+
+from pvetool.model import (
+    ClusterResources,
+    ClusterStatus,
+    GuestKind,
+    MigrationProgress,
+    MigrationType,
+    Move,
+    Precondition,
+    TaskResult,
+    TaskStatus,
+    TaskSummary,
+    Upid,
+)
+
+__all__ = ["ClusterApi", "Confirm", "Follow", "Replan"]
+
+
+class ClusterApi(Protocol):
+    """The PVE calls the executor makes (one method per REST call)."""
+
+    def cluster_resources(
+        self, type_filter: Literal["vm", "storage", "node"] | None = None
+    ) -> ClusterResources: ...
+
+    def cluster_status(self) -> ClusterStatus: ...
+
+    def migrate_precondition(
+        self, kind: GuestKind, node: str, vmid: int, target: str | None = None
+    ) -> Precondition: ...
+
+    def start_migration(
+        self,
+        kind: GuestKind,
+        node: str,
+        vmid: int,
+        target: str,
+        *,
+        online: bool | None = None,
+        with_local_disks: bool | None = None,
+        target_storage: Mapping[str, str] | str | None = None,
+        bwlimit_kib_s: int | None = None,
+        migration_type: MigrationType | None = None,
+        migration_network: str | None = None,
+        restart: bool | None = None,
+    ) -> Upid: ...
+
+    def agent_ping(self, node: str, vmid: int) -> bool: ...
+
+    def task_status(self, upid: Upid | str) -> TaskStatus: ...
+
+    def tasks(
+        self,
+        node: str,
+        *,
+        vmid: int | None = None,
+        typefilter: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        source: Literal["archive", "active", "all"] = "all",
+        limit: int = 50,
+        start: int = 0,
+        errors_only: bool = False,
+    ) -> tuple[TaskSummary, ...]: ...
+
+
+# follow(upid, timeout_s, on_progress) -> TaskResult; raises TaskFailed / TaskTimeout / ApiError.
+# `pvetool.api.follow_task` bound to the client (HA: follows hamigrate through to qmigrate).
+Follow = Callable[[Upid, float, Callable[[MigrationProgress], None] | None], TaskResult]
+
+# replan(move, avoid) -> a Move to another target, or None when no other node can take it.
+# The CLI binds the planner's `replan_move(plan, move, fetch_snapshot(client), avoid)`.
+Replan = Callable[[Move, Collection[str]], Move | None]
+
+# confirm(question) -> True to go on (rolling maintenance's confirm_between).
+Confirm = Callable[[str], bool]

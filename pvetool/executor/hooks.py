@@ -1,0 +1,133 @@
+"""Rolling-maintenance helpers: run a hook command, wait for a node to come back.
+
+Hooks run without a shell (an argument list), in their own session (a Ctrl-C at the terminal
+does not reach them), with a timeout after which the whole process group is killed, and with
+``PVETOOL_NODE`` (and ``PVETOOL_HOOK``, ``PVETOOL_RUN_ID``) added to pvetool's environment.
+Waiting for a node polls ``/cluster/status`` until the node is online and the cluster quorate,
+with one declarative tenacity policy whose clock and sleep tests replace.
+
+Imports: the standard library, tenacity, `pvetool.errors`, `pvetool.model` and
+`pvetool.executor` siblings.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from tenacity import RetryError, Retrying, retry_if_exception, retry_if_result
+
+from pvetool.errors import ApiError, ApiUnreachable
+from pvetool.model import ClusterStatus
+
+__all__ = ["HookOutcome", "HookRunner", "run_hook", "wait_node_online"]
+
+OUTPUT_TAIL_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class HookOutcome:
+    exit_code: int | None
+    timed_out: bool
+    duration_s: float
+    output_tail: str
+    error: str = ""
+
+
+HookRunner = Callable[[Sequence[str], Mapping[str, str], float], HookOutcome]
+
+
+def run_hook(argv: Sequence[str], env: Mapping[str, str], timeout_s: float) -> HookOutcome:
+    """Run `argv` (no shell) with `env` added to the environment; kill it after `timeout_s`."""
+    started = time.monotonic()
+    full_env = {**os.environ, **env}
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            start_new_session=True,  # the operator's Ctrl-C is for pvetool, not the hook
+            text=True,
+            errors="replace",
+        )
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return HookOutcome(None, False, 0.0, "", f"could not start {argv[0]!r}: {reason}")
+    timed_out = False
+    try:
+        output, _ = proc.communicate(timeout=timeout_s if timeout_s > 0 else None)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            proc.kill()
+        output, _ = proc.communicate()
+    return HookOutcome(
+        exit_code=None if timed_out else proc.returncode,
+        timed_out=timed_out,
+        duration_s=time.monotonic() - started,
+        output_tail=(output or "")[-OUTPUT_TAIL_CHARS:],
+    )
+
+
+def _transient(exc: BaseException) -> bool:
+    # While a node reboots, the API host itself may answer 595/503 or drop connections.
+    return isinstance(exc, ApiUnreachable) or (isinstance(exc, ApiError) and exc.retryable)
+
+
+def wait_node_online(
+    cluster_status: Callable[[], ClusterStatus],
+    node: str,
+    timeout_s: float,
+    *,
+    poll_s: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> tuple[bool, float, str]:
+    """Wait until `node` is online and the cluster quorate: (ok, waited seconds, why not)."""
+    started = clock()
+    deadline = started + timeout_s
+    last: list[str] = ["no answer yet"]
+
+    def look() -> bool:
+        status = cluster_status()
+        entry = next((n for n in status.nodes if n.name == node), None)
+        if entry is None:
+            last[0] = f"{node} is not a member of the cluster"
+            return False
+        if not entry.online:
+            last[0] = f"{node} is offline"
+            return False
+        if not status.quorate:
+            last[0] = "the cluster is not quorate"
+            return False
+        return True
+
+    waiting = Retrying(
+        stop=lambda _state: should_stop() or clock() >= deadline,
+        wait=lambda _state: max(0.0, min(poll_s, deadline - clock())),
+        retry=retry_if_result(lambda ok: not ok) | retry_if_exception(_transient),
+        sleep=sleep,
+        reraise=True,
+    )
+    try:
+        ok = bool(waiting(look))
+    except RetryError:
+        ok = False
+    except (ApiUnreachable, ApiError) as exc:
+        ok = False
+        last[0] = str(exc)
+    waited = clock() - started
+    if ok:
+        return True, waited, ""
+    if should_stop():
+        return False, waited, f"stopped waiting for {node}: the run was interrupted"
+    return False, waited, f"{node} did not come back within {timeout_s:g} s ({last[0]})"

@@ -1,0 +1,263 @@
+"""The checks around one migration: just before it starts, and after its task ended.
+
+Before (`precheck`): the guest still exists and is still on the move's source (already on the
+target: the move is *skipped*; elsewhere: unsafe, it *fails*), it is not locked, the target is
+online, PVE's migrate precondition allows the target, nothing pins the guest to its node, and
+the target has memory for a running guest (free memory minus what migrations already under way
+into it will take). The verdict says whether a failure is the target's (re-plan the moves to
+it), this guest's on that target (re-plan this move), or the guest's own (fail).
+
+After (`verify_arrival`): `/cluster/resources` shows the guest on the target, in the run state
+it had before, with no lock; a running qemu guest with the QEMU guest agent enabled answers an
+agent ping within a few seconds. A task that says OK while the guest did not arrive fails here.
+
+Imports: the standard library, tenacity, `pvetool.errors`, `pvetool.model`,
+`pvetool.executor.api`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from tenacity import RetryError, Retrying, retry_if_exception, retry_if_result
+
+from pvetool.errors import ApiError, ApiUnreachable, NotFound, PvetoolError
+from pvetool.executor.api import ClusterApi
+from pvetool.model import ClusterResources, Guest, Move, Node
+
+__all__ = [
+    "Arrival",
+    "Check",
+    "Verdict",
+    "expected_status",
+    "find_guest",
+    "gib",
+    "precheck",
+    "target_trouble",
+    "verify_arrival",
+]
+
+Verdict = Literal["ready", "skip", "fail", "target-down", "target-refused", "defer"]
+
+# Task failures that are the target node's fault: another target may well work.
+TARGET_DOWN_PATTERNS = (
+    "Can't connect to destination",
+    "No route to host",
+    "Connection to node",
+    "Cannot allocate memory",
+    "no such cluster node",
+    "Host key verification failed",
+)
+TARGET_REFUSED_PATTERNS = (
+    "does not exist",  # "bridge 'vmbr1' does not exist" on the target
+    "is not available on node",  # a storage missing on the target
+)
+
+
+def gib(n_bytes: float) -> str:
+    return f"{n_bytes / 1024**3:.1f} GiB"
+
+
+@dataclass(frozen=True)
+class Check:
+    verdict: Verdict
+    reason: str = ""
+    guest: Guest | None = None
+    reserve_bytes: int = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.verdict == "ready"
+
+
+def find_guest(resources: ClusterResources, vmid: int) -> Guest | None:
+    return next((g for g in resources.guests if g.vmid == vmid), None)
+
+
+def _node(resources: ClusterResources, name: str) -> Node | None:
+    return next((n for n in resources.nodes if n.name == name), None)
+
+
+def expected_status(move: Move, before: Guest | None) -> str:
+    """The run state the guest must have after the move: what it had before, else what the
+    plan's options imply (live/restart migration = running)."""
+    if before is not None and before.status in ("running", "stopped"):
+        return before.status
+    return "running" if (move.options.online or move.options.restart) else "stopped"
+
+
+def precheck(
+    api: ClusterApi,
+    move: Move,
+    *,
+    reserved_bytes: Callable[[str], int],
+    inflight_into: Callable[[str], int],
+) -> Check:
+    """Is `move` still safe to start now? `reserved_bytes(target)` is the memory migrations
+    under way into the target will still take, `inflight_into(target)` how many there are."""
+    resources = api.cluster_resources()
+    guest = find_guest(resources, move.vmid)
+    what = f"{'VM' if move.kind == 'qemu' else 'CT'} {move.vmid}"
+    if guest is None:
+        return Check("fail", f"{what} no longer exists in the cluster")
+    if guest.node == move.target:
+        return Check("skip", f"{what} is already on {move.target}", guest)
+    if guest.node != move.source:
+        return Check(
+            "fail",
+            f"{what} is on {guest.node} now, not on {move.source} as planned; not moved",
+            guest,
+        )
+    if guest.lock:
+        return Check("fail", f"{what} is locked ({guest.lock}); PVE would refuse to move it", guest)
+
+    status = api.cluster_status()
+    member = next((n for n in status.nodes if n.name == move.target), None)
+    if member is None:
+        return Check("target-down", f"{move.target} is not a member of the cluster", guest)
+    if not member.online:
+        return Check("target-down", f"target {move.target} is offline", guest)
+    if not status.quorate:
+        return Check("fail", "the cluster is not quorate; PVE refuses migrations", guest)
+
+    try:
+        pre = api.migrate_precondition(move.kind, move.source, move.vmid, move.target)
+    except (ApiError, NotFound) as exc:
+        return Check("fail", f"PVE refused the migration check of {what}: {exc.reason}", guest)
+    if not pre.allows(move.target):
+        refusal = pre.not_allowed.get(move.target)
+        if refusal is None:
+            return Check("target-down", f"PVE does not offer {move.target} as a target", guest)
+        parts = []
+        if refusal.unavailable_storages:
+            parts.append("storage not available there: " + ", ".join(refusal.unavailable_storages))
+        if refusal.unavailable_resources:
+            parts.append("resources not mapped there: " + ", ".join(refusal.unavailable_resources))
+        if refusal.blocking_ha_resources:
+            parts.append(
+                "blocked by HA: "
+                + ", ".join(f"{b.sid} ({b.cause})" for b in refusal.blocking_ha_resources)
+            )
+        detail = "; ".join(parts) or "not allowed"
+        return Check(
+            "target-refused", f"PVE will not move {what} to {move.target}: {detail}", guest
+        )
+    running = guest.running
+    if move.kind == "qemu" and pre.local_resources:
+        return Check(
+            "fail",
+            f"{what} uses local devices ({', '.join(pre.local_resources)}); it cannot migrate",
+            guest,
+        )
+    disks = [d.volid for d in pre.local_disks if not d.cdrom and not d.is_unused]
+    if move.kind == "qemu" and running and disks and not move.options.with_local_disks:
+        return Check(
+            "fail",
+            f"{what} has local disks ({', '.join(disks)}) and the plan does not move them "
+            "(with-local-disks)",
+            guest,
+        )
+
+    if move.kind == "qemu" and running and getattr(move.options, "shutdown", False):
+        return Check(
+            "fail",
+            f"the plan migrates {what} offline (shut down, migrate, start again), which the "
+            "executor does not do by itself: shut it down first, then run again",
+            guest,
+        )
+
+    if not running:
+        return Check("ready", "", guest)
+    target = _node(resources, move.target)
+    if target is None or target.memory_total_bytes <= 0:
+        return Check("ready", "", guest)  # no numbers to check against
+    need = guest.memory_bytes or move.memory_bytes
+    reserved = reserved_bytes(move.target)
+    free = target.memory_free_bytes - reserved
+    if need > free:
+        reason = (
+            f"{move.target} has no room for {move.vmid} now: needs {gib(need)}, "
+            f"{gib(max(0, free))} free"
+            + (f" after {gib(reserved)} for migrations under way" if reserved else "")
+        )
+        if inflight_into(move.target):
+            return Check("defer", reason, guest)
+        return Check("target-down", reason, guest)
+    return Check("ready", "", guest, reserve_bytes=need)
+
+
+def target_trouble(reason: str) -> Literal["target-down", "target-refused"] | None:
+    """Whether a failed task's reason blames the target node (re-plan) or not."""
+    if any(p in reason for p in TARGET_DOWN_PATTERNS):
+        return "target-down"
+    if any(p in reason for p in TARGET_REFUSED_PATTERNS):
+        return "target-refused"
+    return None
+
+
+@dataclass(frozen=True)
+class Arrival:
+    ok: bool
+    node: str | None
+    problems: tuple[str, ...] = ()
+    guest: Guest | None = None
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.problems)
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, ApiUnreachable) or (isinstance(exc, ApiError) and exc.retryable)
+
+
+def verify_arrival(
+    api: ClusterApi,
+    move: Move,
+    status_before: str,
+    *,
+    agent: bool,
+    agent_timeout_s: float = 10.0,
+    agent_poll_s: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Arrival:
+    """The guest is on the target, in `status_before`, unlocked (and its agent answers)."""
+    guest = find_guest(api.cluster_resources("vm"), move.vmid)
+    if guest is None:
+        return Arrival(False, None, (f"guest {move.vmid} is not in /cluster/resources any more",))
+    problems = []
+    if guest.node != move.target:
+        problems.append(f"it is on {guest.node}, not on {move.target}")
+    if guest.status != status_before:
+        problems.append(f"it is {guest.status}, it was {status_before}")
+    if guest.lock:
+        problems.append(f"it is still locked ({guest.lock})")
+    if problems:
+        return Arrival(False, guest.node, tuple(problems), guest)
+    if agent and move.kind == "qemu" and guest.running:
+        deadline = clock() + agent_timeout_s
+        pinging = Retrying(
+            stop=lambda _s: clock() >= deadline,
+            wait=lambda _s: max(0.0, min(agent_poll_s, deadline - clock())),
+            retry=retry_if_result(lambda ok: not ok) | retry_if_exception(_transient),
+            sleep=sleep,
+            reraise=True,
+        )
+        try:
+            answered = bool(pinging(api.agent_ping, move.target, move.vmid))
+        except RetryError:
+            answered = False
+        except PvetoolError:
+            answered = False
+        if not answered:
+            return Arrival(
+                False,
+                guest.node,
+                (f"its QEMU guest agent did not answer a ping within {agent_timeout_s:g} s",),
+                guest,
+            )
+    return Arrival(True, guest.node, (), guest)
