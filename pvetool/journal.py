@@ -18,8 +18,11 @@ run-start      run, pid, command (key: drain:pve2, plan:<digest>), argv, kind,
                undoes (run id an undrain reverses), plan_json (the whole ExecutionPlan)
 resume         pid: a later process continues this run (appends to the same file)
 stage          index, kind, label, node, event ("start" | "end")
-intent         move, vmid, source, target: written BEFORE the migration is requested
+intent         move, vmid, source, target, shutdown (an offline move of a running VM: shut
+               down, migrate, start): written BEFORE anything is requested
 started        move, vmid, upid, cluster_t (the task's start time on the cluster's clock)
+power          move, vmid, action (shutdown | start), node, upid: an offline move's shutdown or
+               start was requested (or, found=true, found running by a resumed run)
 outcome        move, vmid, status (moved | skipped | failed | not-started), reason, upid,
                real_upid, source, target, node (where the guest is), still_running,
                task_start, task_duration_s, downtime_ms, wall_start, wall_end
@@ -193,6 +196,9 @@ class MoveRecord:
     outcome: dict[str, Any] | None = None
     abandoned: bool = False
     upids: list[str] = field(default_factory=list)  # every task of every attempt
+    shutdown: bool = False  # an offline move of a running VM (shut down, migrate, start)
+    power_action: str | None = None  # its latest shutdown/start request ...
+    power_upid: str | None = None  # ... and that request's task
 
     @property
     def status(self) -> str | None:
@@ -323,6 +329,9 @@ def _apply(state: RunState, rec: Mapping[str, Any]) -> None:
         entry.upid_t = None
         entry.outcome = None
         entry.abandoned = False
+        entry.shutdown = bool(rec.get("shutdown"))
+        entry.power_action = None
+        entry.power_upid = None
     elif rtype == "started":
         entry = _move(state, rec)
         entry.upid = str(rec.get("upid"))
@@ -330,6 +339,12 @@ def _apply(state: RunState, rec: Mapping[str, Any]) -> None:
         cluster_t = rec.get("cluster_t")
         entry.cluster_t = int(cluster_t) if isinstance(cluster_t, int | float) else None
         entry.upids.append(entry.upid)
+    elif rtype == "power":
+        entry = _move(state, rec)
+        entry.power_action = str(rec.get("action") or "") or None
+        entry.power_upid = str(rec.get("upid") or "") or None
+        if entry.power_upid and entry.power_upid not in entry.upids:
+            entry.upids.append(entry.power_upid)
     elif rtype == "outcome":
         entry = _move(state, rec)
         entry.outcome = dict(rec)

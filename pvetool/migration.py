@@ -78,6 +78,16 @@ def start(api: MigrationApi, req: MigrationRequest) -> tuple[Guest, Upid]:
         raise ValidationError(
             f"Guest {req.vmid} is already on {req.target}; nothing to migrate", field="target"
         )
+    if guest.kind == "qemu" and guest.running and req.offline:
+        # PVE refuses it ("can't migrate running VM without --online"); say what to do instead.
+        raise ValidationError(
+            f"VM {guest.vmid} is running, and PVE migrates a running VM only live: shut it down "
+            f"first (qm shutdown {guest.vmid}), then migrate it with --offline and start it "
+            "again; or drop --offline to migrate it live. A plan with the per-guest override "
+            "'offline: true' (pvetool plan apply) does the shutdown, the migration and the "
+            "start for you",
+            field="offline",
+        )
     bwlimit = None if req.bwlimit_Bps is None else max(1, int(req.bwlimit_Bps // 1024))
     if guest.kind == "qemu":
         upid = api.start_migration(

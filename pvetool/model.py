@@ -57,6 +57,7 @@ __all__ = [
     "PlanRules",
     "Precondition",
     "PveVersion",
+    "ReplicationJob",
     "Storage",
     "StorageConfig",
     "StorageOnNode",
@@ -692,6 +693,23 @@ class Precondition:
 
 
 # --------------------------------------------------------------------------------------------
+# Storage replication
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicationJob:
+    """A storage replication job (``GET /cluster/replication``): `id` is ``<vmid>-<n>``; the
+    guest's volumes are replicated from `source` (None when PVE has not recorded it yet) to
+    `target`. PVE switches a job's direction when its guest migrates to the job's target."""
+
+    id: str
+    vmid: int
+    target: str
+    source: str | None = None
+    disabled: bool = False
+
+
+# --------------------------------------------------------------------------------------------
 # Datacenter and snapshot
 
 
@@ -722,6 +740,8 @@ class ClusterSnapshot:
     datacenter: DatacenterOptions = field(default_factory=DatacenterOptions)
     bridges: Mapping[str, frozenset[str]] = field(default_factory=dict)
     fetched_at: float | None = None
+    # Targets of each guest's enabled storage replication jobs (`/cluster/replication`).
+    replication: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
 
     # -- lookups
     def node(self, name: str) -> Node:

@@ -62,6 +62,11 @@ WANTED: tuple[tuple[str, str], ...] = (
     ("GET", "/nodes/{node}/qemu/{vmid}/rrddata"),
     ("GET", "/nodes/{node}/lxc/{vmid}/rrddata"),
     ("POST", "/nodes/{node}/qemu/{vmid}/agent/ping"),
+    # power (offline moves: shut down, migrate, start again)
+    ("POST", "/nodes/{node}/qemu/{vmid}/status/shutdown"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/status/start"),
+    ("POST", "/nodes/{node}/lxc/{vmid}/status/shutdown"),
+    ("POST", "/nodes/{node}/lxc/{vmid}/status/start"),
     # migration
     ("GET", "/nodes/{node}/qemu/{vmid}/migrate"),
     ("POST", "/nodes/{node}/qemu/{vmid}/migrate"),

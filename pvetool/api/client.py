@@ -91,6 +91,7 @@ from pvetool.model import (
     Node,
     Precondition,
     PveVersion,
+    ReplicationJob,
     StorageConfig,
     StorageStatus,
     TaskLogLine,
@@ -103,6 +104,7 @@ from pvetool.settings import HostPort, PasswordAuth, Settings, TokenAuth
 __all__ = [
     "MIGRATION_TASK_TYPES",
     "PARAM_MIN_VERSION",
+    "POWER_TASK_TYPES",
     "PveClient",
     "fetch_snapshot",
 ]
@@ -120,6 +122,13 @@ PARAM_MIN_VERSION: Mapping[tuple[str, str], tuple[int, int]] = {
 MIGRATION_TASK_TYPES: Mapping[str, frozenset[str]] = {
     "qemu": frozenset({"qmigrate", "hamigrate"}),
     "lxc": frozenset({"vzmigrate", "hamigrate"}),
+}
+# The tasks a shutdown or start request creates (HA-managed guests: the HA request task).
+POWER_TASK_TYPES: Mapping[tuple[str, str], frozenset[str]] = {
+    ("qemu", "shutdown"): frozenset({"qmshutdown", "hastop"}),
+    ("qemu", "start"): frozenset({"qmstart", "hastart"}),
+    ("lxc", "shutdown"): frozenset({"vzshutdown", "hastop"}),
+    ("lxc", "start"): frozenset({"vzstart", "hastart"}),
 }
 
 # PVE tickets are valid for 2 h; log in again after 1 h, as the web UI does.
@@ -715,6 +724,11 @@ class PveClient:
             self._request("GET", f"/nodes/{_check_node(node)}/network", type="any_bridge")
         )
 
+    def replication_jobs(self) -> tuple[ReplicationJob, ...]:
+        """``GET /cluster/replication``: storage replication jobs (only those of guests the
+        caller may audit)."""
+        return convert.replication_jobs(self._request("GET", "/cluster/replication"))
+
     def node_cpu_model(self, node: str) -> str | None:
         """``GET /nodes/{node}/status``: the CPU model (``cpuinfo.model``)."""
         return convert.node_cpu_model(self._request("GET", f"/nodes/{_check_node(node)}/status"))
@@ -749,6 +763,86 @@ class PveClient:
         """``GET /nodes/{node}/{kind}/{vmid}/status/current``."""
         raw = self._request("GET", f"{self._guest_path(kind, node, vmid)}/status/current")
         return convert.guest_status(kind, raw)
+
+    def shutdown_guest(
+        self,
+        kind: GuestKind,
+        node: str,
+        vmid: int,
+        *,
+        timeout_s: int | None = None,
+        force_stop: bool | None = None,
+    ) -> Upid:
+        """``POST /nodes/{node}/{kind}/{vmid}/status/shutdown``: a clean shutdown (ACPI power
+        button, or the guest agent); returns the task's UPID.
+
+        The guest runs until the task ends: follow it. `timeout_s` is how long PVE waits for
+        the guest (PVE's default: 60 s); after it the task fails, unless `force_stop`, which
+        makes PVE stop the guest hard. An HA-managed guest gets a ``hastop`` task that only asks
+        the HA stack, which shuts the guest down shortly after.
+        """
+        if timeout_s is not None and (
+            isinstance(timeout_s, bool) or not isinstance(timeout_s, int) or timeout_s < 0
+        ):
+            raise ValidationError("timeout_s must be a whole number >= 0", field="timeout")
+        return self._power(
+            _check_kind(kind), node, vmid, "shutdown", timeout=timeout_s, forceStop=force_stop
+        )
+
+    def start_guest(self, kind: GuestKind, node: str, vmid: int) -> Upid:
+        """``POST /nodes/{node}/{kind}/{vmid}/status/start``; returns the task's UPID.
+
+        The guest runs once the task has ended successfully. An HA-managed guest gets a
+        ``hastart`` task that sets its HA state to started; the HA stack starts it shortly after.
+        """
+        return self._power(_check_kind(kind), node, vmid, "start")
+
+    def _power(
+        self,
+        kind: GuestKind,
+        node: str,
+        vmid: int,
+        action: Literal["shutdown", "start"],
+        **params: Any,
+    ) -> Upid:
+        """Send a shutdown/start request once; after an ambiguous failure, look for its task
+        in the node's task list and send it again only if none started."""
+        path = f"{self._guest_path(kind, node, vmid)}/status/{action}"
+        since = int(self._wall_clock()) - CLOCK_SKEW_S
+        wanted = POWER_TASK_TYPES[(kind, action)]
+        for attempt in (1, 2):
+            try:
+                return convert.upid(self._request("POST", path, idempotent=False, **params))
+            except (ApiError, ApiUnreachable) as exc:
+                if not _is_transient(exc):
+                    raise
+                logger.warning(
+                    "The %s request for %s %s got no clear answer: %s", action, kind, vmid, exc
+                )
+                self._sleep(self._settings.wait.ambiguous_check_delay_s)
+                try:
+                    tasks = self.tasks(node, vmid=vmid, since=since, source="all")
+                except (ApiError, ApiUnreachable) as look_exc:
+                    raise ApiUnreachable(
+                        host=str(self.current_host),
+                        reason=(
+                            f"the {action} request for {kind} {vmid} got no clear answer ({exc}) "
+                            f"and whether it started could not be checked ({look_exc}); it was "
+                            f"not sent again: check the task list of {node}"
+                        ),
+                        retryable=False,
+                    ) from look_exc
+                found = [
+                    t.upid for t in tasks if t.upid.type in wanted and t.upid.starttime >= since
+                ]
+                if found:
+                    return max(found, key=lambda u: (u.starttime, u.pstart))
+                if attempt == 2:
+                    raise
+                logger.warning(
+                    "No %s task of %s %s started; sending it once more", action, kind, vmid
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def migrate_precondition(
         self, kind: GuestKind, node: str, vmid: int, target: str | None = None
@@ -1095,12 +1189,13 @@ def fetch_snapshot(
     """Read the whole cluster into a `ClusterSnapshot` in few calls.
 
     ``/cluster/status``, ``/cluster/resources`` (once), ``/storage``, ``/cluster/options``,
-    the HA resources, status and rules; then, concurrently with at most `max_workers` calls in
-    flight, for each *online* node its version and bridges, and each guest's config. Node
-    status (for the CPU model) is read only when a guest uses ``cpu: host`` or `cpu_models` is
-    True. Offline nodes get no per-node call (PVE would answer 595). A guest whose config
-    cannot be read (it moved, or its node went away meanwhile) is kept with
-    ``config_known=False`` and a warning.
+    the HA resources, status and rules, ``/cluster/replication``; then, concurrently with at
+    most `max_workers` calls in flight, for each *online* node its version and bridges, and
+    each guest's config. Node status (for the CPU model) is read only when a guest uses
+    ``cpu: host`` or `cpu_models` is True. Offline nodes get no per-node call (PVE would answer
+    595). A guest whose config cannot be read (it moved, or its node went away meanwhile) is
+    kept with ``config_known=False`` and a warning. Replication jobs PVE refuses to list are
+    left out with a warning.
     """
     fetched_at = client._wall_clock()
     status = client.cluster_status()
@@ -1144,6 +1239,7 @@ def fetch_snapshot(
             raise
 
     rules = client.ha_rules(ha_resource_list)
+    replication = _replication_jobs(client)
     return convert.build_snapshot(
         status=status,
         resources=resources,
@@ -1157,4 +1253,17 @@ def fetch_snapshot(
         cpu_models=cpu_by_node,
         bridges=bridges,
         fetched_at=fetched_at,
+        replication=replication,
     )
+
+
+def _replication_jobs(client: PveClient) -> tuple[ReplicationJob, ...]:
+    """The replication jobs, or none when PVE refuses to list them (the planner then does not
+    know about replication; it is not a reason to stop planning)."""
+    try:
+        return client.replication_jobs()
+    except ApiError as exc:
+        if exc.retryable:
+            raise
+        logger.warning("Could not read the storage replication jobs: %s", exc)
+        return ()

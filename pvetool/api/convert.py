@@ -45,6 +45,7 @@ from pvetool.model import (
     NodeRefusal,
     Precondition,
     PveVersion,
+    ReplicationJob,
     Storage,
     StorageConfig,
     StorageOnNode,
@@ -81,6 +82,8 @@ __all__ = [
     "parse_property_string",
     "parse_size",
     "precondition",
+    "replication_jobs",
+    "replication_targets",
     "storage_config",
     "task_list",
     "task_log",
@@ -828,6 +831,49 @@ def ha_migrate_request(raw: Any, sid: str, node: str) -> HaMigrateRequest:
 
 
 # --------------------------------------------------------------------------------------------
+# Storage replication
+
+
+def replication_jobs(raw: Any) -> tuple[ReplicationJob, ...]:
+    """``GET /cluster/replication`` -> `ReplicationJob` per job, by guest and job number.
+
+    A job marked for removal (``remove_job``) replicates no more: it counts as disabled.
+    """
+    jobs: list[tuple[int, ReplicationJob]] = []
+    for entry in _objects(raw, "/cluster/replication"):
+        job_id = _str(entry.get("id"))
+        guest, _, number = job_id.partition("-")
+        vmid = _int(entry.get("guest"), _int(guest) if guest.isdigit() else 0)
+        jobnum = _int(entry.get("jobnum"), _int(number) if number.isdigit() else 0)
+        jobs.append(
+            (
+                jobnum,
+                ReplicationJob(
+                    id=job_id,
+                    vmid=vmid,
+                    target=_str(entry.get("target")),
+                    source=_opt_str(entry.get("source")),
+                    disabled=_bool(entry.get("disable")) or bool(entry.get("remove_job")),
+                ),
+            )
+        )
+    jobs.sort(key=lambda item: (item[1].vmid, item[0]))
+    return tuple(job for _, job in jobs)
+
+
+def replication_targets(jobs: Iterable[ReplicationJob]) -> dict[int, tuple[str, ...]]:
+    """The targets of the enabled jobs, per guest (what the planner checks moves against)."""
+    targets: dict[int, list[str]] = {}
+    for job in jobs:
+        if job.disabled or not job.target:
+            continue
+        found = targets.setdefault(job.vmid, [])
+        if job.target not in found:
+            found.append(job.target)
+    return {vmid: tuple(nodes) for vmid, nodes in sorted(targets.items())}
+
+
+# --------------------------------------------------------------------------------------------
 # Migration precondition
 
 
@@ -1077,6 +1123,7 @@ def build_snapshot(
     cpu_models: Mapping[str, str] | None = None,
     bridges: Mapping[str, frozenset[str]] | None = None,
     fetched_at: float | None = None,
+    replication: Sequence[ReplicationJob] = (),
 ) -> ClusterSnapshot:
     """Join the separate answers into one `ClusterSnapshot` (no I/O)."""
     configs = configs or {}
@@ -1171,4 +1218,5 @@ def build_snapshot(
         datacenter=dc,
         bridges=dict(bridges or {}),
         fetched_at=fetched_at,
+        replication=replication_targets(replication),
     )

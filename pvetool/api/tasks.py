@@ -87,6 +87,12 @@ def _describe(upid: Upid) -> str:
         "qmigrate": "Migration of VM",
         "vzmigrate": "Migration of CT",
         "hamigrate": "HA migration request for",
+        "qmshutdown": "Shutdown of VM",
+        "vzshutdown": "Shutdown of CT",
+        "qmstart": "Start of VM",
+        "vzstart": "Start of CT",
+        "hastop": "HA stop request for",
+        "hastart": "HA start request for",
     }
     if upid.type in names:
         return f"{names[upid.type]} {upid.id}"

@@ -62,7 +62,15 @@ def _seconds(_: click.Context, __: click.Parameter, value: str) -> float:
 @cli.command("migrate")
 @click.argument("vmid", type=click.IntRange(100, 999_999_999))
 @click.option("--to", "target", required=True, metavar="NODE", help="Target node.")
-@click.option("--offline", is_flag=True, help="Do not live-migrate (PVE refuses a running VM).")
+@click.option(
+    "--offline",
+    is_flag=True,
+    help=(
+        "Migrate offline, not live. For a stopped VM (offline anyway) or a container; a running "
+        "VM is refused (PVE migrates it only live): shut it down first, or use a plan with "
+        "'offline: true', which shuts it down, migrates it and starts it again."
+    ),
+)
 @click.option("--with-local-disks", is_flag=True, help="Copy local disks along (live).")
 @click.option(
     "--target-storage",
@@ -97,11 +105,16 @@ def migrate_cmd(
 ) -> None:
     """Migrate one guest to NODE (live for running VMs; restart migration for containers).
 
+    A running VM is never shut down by this command: `--offline` is for stopped VMs. To shut a
+    running VM down, migrate it offline and start it on NODE, use a plan with the per-guest
+    override `offline: true` (`pvetool plan apply`).
+
     \b
     Examples:
       pvetool migrate 101 --to pve3
       pvetool migrate 111 --to pve3 --with-local-disks --target-storage local-lvm:ceph
       pvetool migrate 200 --to pve2 --no-wait
+      pvetool migrate 116 --to pve1 --offline
     """
     st = state(ctx)
     client = get_client(ctx)

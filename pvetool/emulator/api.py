@@ -10,6 +10,7 @@ Imports: stdlib, werkzeug routing, and the emulator's own modules.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -485,6 +486,29 @@ def get_nextid(ctx: Ctx) -> Any:
     return vmid
 
 
+@endpoint("GET", "/cluster/replication")
+def get_replication(ctx: Ctx) -> Any:
+    """Storage replication jobs (replication.cfg): one per `replicate:` target of a guest, by
+    job number; only guests the caller may audit (PVE checks VM.Audit per guest)."""
+    out: list[dict[str, Any]] = []
+    if not ctx.caller.has(["VM.Audit"]):
+        return out
+    for vmid, g in sorted(ctx.cluster.guests.items()):
+        for jobnum, target in enumerate(g.replicate):
+            out.append(
+                {
+                    "id": f"{vmid}-{jobnum}",
+                    "jobnum": jobnum,
+                    "type": "local",
+                    "guest": vmid,
+                    "target": target,
+                    "schedule": "*/15",
+                    "source": g.node,
+                }
+            )
+    return out
+
+
 # -- storage -------------------------------------------------------------------------------
 @endpoint("GET", "/storage")
 def get_storage(ctx: Ctx) -> Any:
@@ -789,6 +813,8 @@ def post_agent_ping(ctx: Ctx) -> Any:
         raise PveError(500, "No QEMU guest agent configured")
     if g.migrating and g.lock == "migrate":
         raise PveError(500, f"VM {g.vmid} qmp command 'guest-ping' failed - got timeout")
+    if ctx.cluster.now < g.agent_ready_at_s:
+        raise PveError(500, "QEMU guest agent is not running")  # still booting
     return {"result": {}}
 
 
@@ -850,6 +876,74 @@ def post_lxc_migrate(ctx: Ctx) -> Any:
     return ctx.cluster.start_migration(g, str(p["target"]), opts, ctx.caller.authid).upid
 
 
+def _root_only(ctx: Ctx, *names: str) -> None:
+    """Options PVE lets only root@pam use (an API token of root is not root@pam)."""
+    for name in names:
+        if ctx.params.get(name) and ctx.caller.authid != "root@pam":
+            raise PveError(
+                400, "Parameter verification failed.", {name: "Only root may use this option."}
+            )
+
+
+def _shutdown(ctx: Ctx, kind: str) -> Any:
+    g = _guest(ctx, kind)
+    p = ctx.params
+    _root_only(ctx, "skiplock", "keepActive")
+    timeout = int(p["timeout"]) if "timeout" in p else None
+    task = ctx.cluster.start_shutdown(
+        g,
+        ctx.caller.authid,
+        timeout_s=timeout,
+        force_stop=bool(p.get("forceStop", False)),
+        skiplock=bool(p.get("skiplock", False)),
+    )
+    return task.upid
+
+
+def _start(ctx: Ctx, kind: str) -> Any:
+    g = _guest(ctx, kind)
+    _root_only(
+        ctx,
+        "stateuri",
+        "skiplock",
+        "migratedfrom",
+        "migration_type",
+        "migration_network",
+        "targetstorage",
+        "force-cpu",
+    )
+    if ctx.params.get("targetstorage") and not ctx.params.get("migratedfrom"):
+        raise PveError(
+            400,
+            "Parameter verification failed.",
+            {"targetstorage": "targetstorage can only by used with migratedfrom."},
+        )
+    task = ctx.cluster.start_guest(
+        g, ctx.caller.authid, skiplock=bool(ctx.params.get("skiplock", False))
+    )
+    return task.upid
+
+
+@endpoint("POST", "/nodes/{node}/qemu/{vmid}/status/shutdown")
+def post_qemu_shutdown(ctx: Ctx) -> Any:
+    return _shutdown(ctx, "qemu")
+
+
+@endpoint("POST", "/nodes/{node}/qemu/{vmid}/status/start")
+def post_qemu_start(ctx: Ctx) -> Any:
+    return _start(ctx, "qemu")
+
+
+@endpoint("POST", "/nodes/{node}/lxc/{vmid}/status/shutdown")
+def post_lxc_shutdown(ctx: Ctx) -> Any:
+    return _shutdown(ctx, "lxc")
+
+
+@endpoint("POST", "/nodes/{node}/lxc/{vmid}/status/start")
+def post_lxc_start(ctx: Ctx) -> Any:
+    return _start(ctx, "lxc")
+
+
 @endpoint("POST", "/nodes/{node}/migrateall")
 def post_migrateall(ctx: Ctx) -> Any:
     node = _proxied_node(ctx)
@@ -880,62 +974,89 @@ def _task_on(ctx: Ctx) -> Any:
         raise PveError(
             400, "Parameter verification failed.", {"upid": "unable to parse worker upid"}
         )
-    if not ctx.caller.has(["Sys.Audit"]) and t.user != ctx.caller.authid:
+    if not ctx.caller.has(["Sys.Audit"]) and not _task_visible(ctx.caller, t.user):
         raise PveError(403, f"Permission check failed (/nodes/{node}, Sys.Audit)")
     return t
 
 
+def _task_status_type(exitstatus: str | None) -> str:
+    """PVE::Tools::upid_normalize_status_type: ok, warning, error or unknown (running tasks)."""
+    if not exitstatus:
+        return "unknown"
+    if exitstatus == "OK":
+        return "ok"
+    if re.fullmatch(r"WARNINGS: \d+", exitstatus):
+        return "warning"
+    if exitstatus == "unexpected status":
+        return "unknown"
+    return "error"
+
+
+def _task_visible(caller: Caller, task_user: str) -> bool:
+    """pve-manager's check_task_user: a token sees its own tasks, a user its own and its
+    tokens' tasks."""
+    return caller.authid == task_user or caller.authid == task_user.split("!", 1)[0]
+
+
 @endpoint("GET", "/nodes/{node}/tasks")
 def get_node_tasks(ctx: Ctx) -> Any:
+    """pve-manager PVE/API2/Tasks.pm `node_tasks`: the active tasks first (source active|all,
+    status "RUNNING"), then the archive, newest first. `typefilter` is the exact task type,
+    `userfilter` a case-insensitive part of the user (without the token), and running tasks
+    count as status type "unknown". One known difference is kept: `limit=0` lists every task
+    here (PVE's `$limit // 50` lists none), because callers of the emulator rely on it."""
     c = ctx.cluster
     node = _proxied_node(ctx)
     p = ctx.params
     source = p.get("source", "archive")
     vmid = p.get("vmid")
     typefilter = p.get("typefilter")
-    userfilter = p.get("userfilter")
+    userfilter = str(p["userfilter"]).lower() if p.get("userfilter") else None
     since = p.get("since")
     until = p.get("until")
     errors_only = bool(p.get("errors", False))
     start = int(p.get("start", 0))
     limit = int(p.get("limit", 50))
-    statusfilter = set(str(p["statusfilter"]).split(",")) if p.get("statusfilter") else None
-    rows = []
-    for t in reversed(c.task_order):
-        if t.node != node:
-            continue
-        if source == "archive" and t.status == "running":
-            continue
-        if source == "active" and t.status != "running":
-            continue
+    wanted = {"ok", "warning", "error", "unknown"}
+    if p.get("statusfilter") and not errors_only:
+        wanted = {s.strip().lower() for s in str(p["statusfilter"]).split(",") if s.strip()}
+    elif errors_only:
+        wanted.discard("ok")
+    auditor = ctx.caller.has(["Sys.Audit"])
+    count = 0
+
+    def keep(t: Any) -> bool:
+        nonlocal count
+        user = t.user.split("!", 1)[0]
+        if userfilter and userfilter not in user.lower():
+            return False
+        if not auditor and not _task_visible(ctx.caller, t.user):
+            return False
+        if typefilter and t.type != typefilter:
+            return False
         if vmid is not None and t.id != str(vmid):
-            continue
-        if typefilter and typefilter not in t.type:
-            continue
-        if userfilter and userfilter not in t.user:
-            continue
+            return False
         if since is not None and t.starttime < int(since):
-            continue
+            return False
         if until is not None and t.starttime > int(until):
-            continue
-        if errors_only and (t.status == "running" or t.exitstatus == "OK"):
-            continue
-        if statusfilter is not None:
-            kind = (
-                "running"
-                if t.status == "running"
-                else "ok"
-                if t.exitstatus == "OK"
-                else "warning"
-                if (t.exitstatus or "").startswith("WARNINGS")
-                else "error"
-            )
-            if kind not in statusfilter:
-                continue
-        if not ctx.caller.has(["Sys.Audit"]) and t.user != ctx.caller.authid:
-            continue
-        rows.append(task_entry(t))
-    return rows[start : start + limit] if limit else rows[start:]
+            return False
+        running = t.status == "running"
+        if _task_status_type(None if running else t.exitstatus) not in wanted:
+            return False
+        count += 1
+        return count > start and (not limit or len(rows) < limit)
+
+    rows: list[dict[str, Any]] = []
+    newest_first = [t for t in reversed(c.task_order) if t.node == node]
+    if source in ("active", "all"):
+        for t in newest_first:
+            if t.status == "running" and keep(t):
+                rows.append(task_entry(t) | {"status": "RUNNING"})
+    if source != "active":
+        for t in newest_first:
+            if t.status != "running" and keep(t):
+                rows.append(task_entry(t))
+    return rows
 
 
 @endpoint("GET", "/nodes/{node}/tasks/{upid}/status")
@@ -973,7 +1094,7 @@ def _ha_entry(c: Cluster, g: GuestRt) -> dict[str, Any]:
     e: dict[str, Any] = {
         "sid": g.sid,
         "type": "vm" if g.type == "qemu" else "ct",
-        "state": g.spec.ha_state,
+        "state": g.ha_request,
         "max_relocate": g.spec.ha_max_relocate,
         "max_restart": 1,
         "failback": 1,
@@ -1066,7 +1187,7 @@ def get_ha_status(ctx: Ctx) -> Any:
                 "node": g.node,
                 "state": crm,
                 "crm_state": crm,
-                "request_state": g.spec.ha_state,
+                "request_state": g.ha_request,
                 "status": f"{g.sid} ({g.node}, {crm})",
                 "max_relocate": g.spec.ha_max_relocate,
                 "max_restart": 1,

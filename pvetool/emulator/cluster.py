@@ -48,6 +48,8 @@ from pvetool.timing import (
 )
 
 NODE_BASE_MEMORY_BYTES = int(1.5 * GiB)
+# Seconds from the end of a start task until the guest OS has booted and its agent answers.
+GUEST_BOOT_S = (5.0, 30.0)
 OFFLINE_REASON = "Errors during connection establishment, proxy handshake: No route to host"
 
 
@@ -139,6 +141,13 @@ class GuestRt:
     config_version: int = 0
     migrating: bool = False
     agent_frozen: bool = False
+    # The HA resource's requested state (resources.cfg `state`); `ha_state` is the CRM's view.
+    ha_request: str = ""
+    # Targets of the guest's storage replication jobs, by job number (`<vmid>-<n>`). A
+    # migration to a job's target switches that job back to the old node (see `_finish`).
+    replicate: list[str] = field(default_factory=list)
+    # After a (cold) start the guest OS boots; its QEMU guest agent answers from then on.
+    agent_ready_at_s: float = 0.0
 
     @property
     def sid(self) -> str:
@@ -297,6 +306,8 @@ class Cluster:
             started_at_s=t0 - self.rng.randint(600, 20 * 86400),
             pid=self.rng.randint(1000, 4_000_000),
             ha_state=("started" if running else "stopped") if g.ha else "",
+            ha_request=g.ha_state if g.ha else "",
+            replicate=list(g.replicate),
         )
 
     def _with_mac(self, g: GuestSpec, key: str, raw: str) -> str:
@@ -576,7 +587,8 @@ class Cluster:
                     "cdrom": 0,
                     "is_unused": 0,
                     "drivename": d.key,
-                    "replicated": 0,
+                    # Volumes of a guest with replication jobs (they all are on zfspool).
+                    "replicated": 1 if g.replicate else 0,
                 }
             )
         mapped = self.mapped_resources(g)
@@ -713,6 +725,182 @@ class Cluster:
             return
         task.stats["ha"] = True
 
+    # -- power: status/shutdown and status/start ---------------------------------------------
+    def start_shutdown(
+        self,
+        g: GuestRt,
+        user: str,
+        *,
+        timeout_s: int | None = None,
+        force_stop: bool = False,
+        skiplock: bool = False,
+        via_ha: bool = False,
+    ) -> TaskRt:
+        """POST .../status/shutdown (qemu-server and pve-container `vm_shutdown`).
+
+        The checks PVE makes before it forks the worker raise `PveError`; the rest (lock, the
+        guest taking longer than `timeout_s`) ends the task with PVE's error. An HA-managed
+        guest gets a ``hastop`` task that only asks the HA stack, which shuts it down later.
+        """
+        if g.type == "lxc" and g.status != "running":
+            raise PveError(500, f"CT {g.vmid} not running")
+        if g.spec.ha and not via_ha:
+            return self._ha_power_request(g, "stopped", user, timeout_s)
+        ttype = "qmshutdown" if g.type == "qemu" else "vzshutdown"
+        task = self.new_task(g.node, ttype, str(g.vmid), user, g.vmid)
+        task.stats["power"] = "shutdown"
+        gen = self._shutdown_worker(task, g, timeout_s, force_stop, skiplock)
+        task.job = Job(name=task.upid, gen=gen)
+        self.engine.start_job(task.job)
+        return task
+
+    def start_guest(
+        self, g: GuestRt, user: str, *, skiplock: bool = False, via_ha: bool = False
+    ) -> TaskRt:
+        """POST .../status/start (qemu-server and pve-container `vm_start`).
+
+        Quorum (and for a container: already running) are checked before the worker forks;
+        template, lock, already running (VM) and a failing QEMU start end the task with PVE's
+        error. The guest runs from the task's successful end on. An HA-managed guest gets a
+        ``hastart`` task that sets its HA state to started; the HA stack starts it later.
+        """
+        if g.type == "lxc" and g.status == "running":
+            raise PveError(500, f"CT {g.vmid} already running")
+        self._check_quorum()
+        if g.spec.ha and not via_ha:
+            return self._ha_power_request(g, "started", user, None)
+        ttype = "qmstart" if g.type == "qemu" else "vzstart"
+        task = self.new_task(g.node, ttype, str(g.vmid), user, g.vmid)
+        task.stats["power"] = "start"
+        task.job = Job(name=task.upid, gen=self._start_worker(task, g, skiplock))
+        self.engine.start_job(task.job)
+        return task
+
+    def _power_off(self, g: GuestRt) -> None:
+        g.status = "stopped"
+        g.cpu_load = 0.0
+        g.agent_frozen = False
+        if g.spec.ha:
+            g.ha_state = "stopped"
+
+    def _power_on(self, g: GuestRt) -> None:
+        g.status = "running"
+        g.started_at_s = self.now
+        g.agent_ready_at_s = self.now + self.rng.uniform(*GUEST_BOOT_S)
+        g.pid = self.rng.randint(1000, 4_000_000)
+        g.cpu_load = 0.05 + self.rng.random() * 0.1
+        if g.spec.ha:
+            g.ha_state = "started"
+
+    def _shutdown_worker(
+        self, task: TaskRt, g: GuestRt, timeout_s: int | None, force_stop: bool, skiplock: bool
+    ) -> JobGen:
+        p = self.params
+        try:
+            if g.status != "running":
+                # qemu-server `_do_vm_stop` returns quietly when the VM does not run.
+                self.end_task(task, None)
+                return
+            if g.lock and not skiplock:
+                self.end_task(task, f"{g.kind_word} is locked ({g.lock})")
+                return
+            # The guest OS takes as long as a container's shutdown (pvetool.timing).
+            needed_s = self.rng.uniform(p.lxc_shutdown_min_s, p.lxc_shutdown_max_s)
+            limit_s = 60.0 if timeout_s is None else float(timeout_s)
+            if needed_s <= limit_s:
+                yield Wait(needed_s)
+                self._power_off(g)
+                self.end_task(task, None)
+                return
+            yield Wait(limit_s)
+            if not force_stop:
+                if g.type == "qemu":
+                    err = "VM quit/powerdown failed - got timeout"
+                else:
+                    err = (
+                        f"command 'lxc-stop -n {g.vmid} --nokill --timeout {int(limit_s)}' "
+                        "failed: exit code 1"
+                    )
+                self.end_task(task, err)
+                return
+            if g.type == "qemu":
+                task.raw("VM still running - terminating now with SIGTERM")
+            else:
+                task.raw("shutdown failed - forcing stop now")
+            task.warnings += 1
+            yield Wait(1.0)
+            self._power_off(g)
+            self.end_task(task, None)
+        except JobFailure as exc:
+            self.end_task(task, str(exc))
+
+    def _start_worker(self, task: TaskRt, g: GuestRt, skiplock: bool) -> JobGen:
+        p = self.params
+        try:
+            if g.spec.template:
+                what = "vm" if g.type == "qemu" else "CT"
+                self.end_task(task, f"you can't start a {what} if it's a template")
+                return
+            if g.lock and not skiplock:
+                self.end_task(task, f"{g.kind_word} is locked ({g.lock})")
+                return
+            if g.status == "running":
+                self.end_task(task, f"VM {g.vmid} already running")
+                return
+            errors = self._target_start_error(g, g.node)
+            yield Wait(self.rng.uniform(p.lxc_start_min_s, p.lxc_start_max_s))
+            if errors:
+                for line in errors:
+                    task.raw(line)
+                if g.type == "qemu":
+                    self.end_task(task, "start failed: QEMU exited with code 1")
+                else:
+                    self.end_task(task, f"startup for container '{g.vmid}' failed")
+                return
+            self._power_on(g)
+            self.end_task(task, None)
+        except JobFailure as exc:
+            self.end_task(task, str(exc))
+
+    def _ha_power_request(self, g: GuestRt, state: str, user: str, timeout_s: int | None) -> TaskRt:
+        """``hastop``/``hastart``: `ha-manager crm-command stop` / `ha-manager set --state
+        started`; the HA stack's LRM runs the real shutdown or start after its loop delays."""
+        verb = "stop" if state == "stopped" else "start"
+        task = self.new_task(g.node, f"ha{verb}", str(g.vmid), user, g.vmid)
+        task.raw(f"Requesting HA {verb} for {g.kind_word} {g.vmid}")
+        g.ha_request = state
+        self.end_task(task, None)
+        delay = ha_delay_s(self.rng, self.params)
+        self.engine.call_later(
+            delay,
+            functools.partial(self._ha_lrm_power, g, state, 60 if timeout_s is None else timeout_s),
+        )
+        return task
+
+    def _ha_lrm_power(self, g: GuestRt, state: str, timeout_s: int) -> None:
+        if g.ha_request != state:
+            return  # asked otherwise meanwhile
+        if not self.nodes[g.node].online or g.lock:
+            self.engine.call_later(
+                self.params.ha_lrm_max_s / 2,
+                functools.partial(self._ha_lrm_power, g, state, timeout_s),
+            )
+            return
+        running = g.status == "running"
+        try:
+            if state == "stopped" and running:
+                task = self.start_shutdown(
+                    g, "root@pam", timeout_s=timeout_s, force_stop=True, via_ha=True
+                )
+            elif state == "started" and not running:
+                task = self.start_guest(g, "root@pam", via_ha=True)
+            else:
+                g.ha_state = "started" if running else "stopped"
+                return
+        except PveError:
+            return
+        task.stats["ha"] = True
+
     # -- workers ---------------------------------------------------------------------------
     def _secure(self, opts: MigrationOptions) -> bool:
         mtype = opts.migration_type or self.spec.datacenter.migration_type
@@ -735,6 +923,9 @@ class Cluster:
     def _finish(self, task: TaskRt, g: GuestRt, error: str | None, moved_to: str | None) -> None:
         """Common end of a migration worker: unlock, move config on success, end the task."""
         if moved_to is not None:
+            # pve-guest-common AbstractMigrate::switch_replication_job_target, after the config
+            # moved: the job that replicated to the new node now replicates back to the old one.
+            g.replicate = [g.node if t == moved_to else t for t in g.replicate]
             g.node = moved_to
         g.lock = None
         g.migrating = False

@@ -57,6 +57,18 @@ class ClusterApi(Protocol):
         restart: bool | None = None,
     ) -> Upid: ...
 
+    def shutdown_guest(
+        self,
+        kind: GuestKind,
+        node: str,
+        vmid: int,
+        *,
+        timeout_s: int | None = None,
+        force_stop: bool | None = None,
+    ) -> Upid: ...
+
+    def start_guest(self, kind: GuestKind, node: str, vmid: int) -> Upid: ...
+
     def agent_ping(self, node: str, vmid: int) -> bool: ...
 
     def task_status(self, upid: Upid | str) -> TaskStatus: ...
@@ -77,7 +89,8 @@ class ClusterApi(Protocol):
 
 
 # follow(upid, timeout_s, on_progress) -> TaskResult; raises TaskFailed / TaskTimeout / ApiError.
-# `pvetool.api.follow_task` bound to the client (HA: follows hamigrate through to qmigrate).
+# `pvetool.api.follow_task` bound to the client (HA: follows hamigrate through to qmigrate). It
+# follows any task: also the qmshutdown/qmstart (hastop/hastart) of an offline move.
 Follow = Callable[[Upid, float, Callable[[MigrationProgress], None] | None], TaskResult]
 
 # replan(move, avoid) -> a Move to another target, or None when no other node can take it.

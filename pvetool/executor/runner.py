@@ -18,6 +18,13 @@ plan's options, lxc restart, HA guests through PVE's HA path), journals the UPID
 task (HA: `hamigrate` through to the real `qmigrate`), verifies the arrival, and journals the
 outcome and the guest's origin node.
 
+Offline moves of running VMs (`MoveOptions.shutdown`, the plan's per-guest ``offline: true``):
+the intent says so; the worker shuts the VM down cleanly (PVE waits `SHUTDOWN_TIMEOUT_S`, never
+forces), migrates it offline, checks it arrived stopped, starts it on the target and verifies
+it runs (agent ping if enabled). Each shutdown/start is journalled with its UPID. After any
+failure the VM is started again wherever it is, and the outcome says where it runs, or that it
+is stopped and why.
+
 Failures: `on_failure: stop` starts nothing new after a failure (running migrations finish),
 `continue` and `skip-guest` go on (`skip-guest` also leaves moves that depend on the failed one).
 A target that fails (offline, full, refusing) makes the scheduler ask the planner for another
@@ -30,7 +37,11 @@ and leaves them running (their UPIDs are in the report and the journal).
 Resume: given the `RunState` of an unfinished run (and the same plan), moves that arrived are
 taken from the journal, tasks that were started are re-attached by UPID, a move whose intent
 was journalled but whose UPID was not is looked up (arrived? locked for migration? a migration
-task of that guest on the source since the intent?) before anything is started again.
+task of that guest on the source since the intent?) before anything is started again. An
+unfinished offline move goes on from what the cluster shows: a shutdown, migration or start
+task of the guest still running is followed; then stopped on the source -> migrate and start,
+stopped on the target -> start, running on the target -> verify; running on the source with
+nothing under way -> checked and started afresh.
 """
 
 from __future__ import annotations
@@ -78,16 +89,44 @@ from pvetool.executor.verify import (
     precheck,
     target_trouble,
     verify_arrival,
+    wait_for_status,
 )
 from pvetool.journal import Journal, MoveRecord, RunState
-from pvetool.model import ExecutionPlan, Guest, MigrationProgress, Move, Stage, TaskResult, Upid
+from pvetool.model import (
+    ExecutionPlan,
+    Guest,
+    MigrationProgress,
+    Move,
+    MoveOptions,
+    Stage,
+    TaskResult,
+    Upid,
+)
 
 __all__ = ["Executor"]
 
 logger = logging.getLogger(__name__)
 
 MIGRATION_TASK_TYPES = frozenset({"qmigrate", "vzmigrate", "hamigrate"})
+OfflineStep = Literal["shutdown", "migrate", "start", "verify"]
+# The task types of an offline move's steps (HA-managed guests: the HA request tasks).
+STEP_OF_TASK: Mapping[str, OfflineStep] = {
+    "qmshutdown": "shutdown",
+    "hastop": "shutdown",
+    "qmigrate": "migrate",
+    "hamigrate": "migrate",
+    "qmstart": "start",
+    "hastart": "start",
+}
 CLOCK_SLACK_S = 5
+# How long PVE waits for a VM's clean shutdown before it fails the task. Never forced: a VM
+# that does not shut down in time keeps running and its move fails.
+SHUTDOWN_TIMEOUT_S = 180
+# How long the run state may take to show after a shutdown/start task (HA: the HA stack acts
+# after its own loop delays, and the shutdown itself may take SHUTDOWN_TIMEOUT_S).
+POWER_WAIT_S = SHUTDOWN_TIMEOUT_S + 60.0
+# After a cold start the guest OS boots before its QEMU guest agent answers a ping.
+BOOT_AGENT_TIMEOUT_S = 180.0
 
 OutcomeKind = Literal["result", "defer", "target-down", "target-refused"]
 
@@ -98,6 +137,18 @@ class _Outcome:
     result: MoveResult | None = None
     reason: str = ""
     upid: str | None = None
+
+
+class _StepFailed(Exception):
+    """A step of an offline move failed; `reason` is the sentence for the outcome."""
+
+    def __init__(
+        self, reason: str, *, upid: str | None = None, still_running: bool = False
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.upid = upid
+        self.still_running = still_running
 
 
 @dataclass
@@ -643,6 +694,12 @@ class Executor:
                     if upid
                     else "left while its pre-checks ran; nothing was started yet or its task "
                     "id was not known"
+                )
+                + (
+                    f"; an offline move: VM {move.vmid} may be shut down, `--resume` migrates "
+                    "and starts it"
+                    if move.options.shutdown
+                    else ""
                 ),
                 stage_index=flight.stage_index,
                 upid=upid,
@@ -689,6 +746,11 @@ class Executor:
     def _do_move(self, ctx: _RunCtx, flight: _Flight) -> _Outcome:
         move = flight.move
         rec = flight.resume
+        if rec is not None and rec.shutdown and rec.status not in ("moved", "skipped"):
+            resumed = self._resume_offline(ctx, flight, rec)
+            if resumed is not None:
+                return resumed
+            rec = None  # nothing was done, or it was undone: check and start afresh
         if rec is not None:
             attach = self._resume_task(ctx, flight, rec)
             if isinstance(attach, _Outcome):
@@ -726,6 +788,12 @@ class Executor:
             # Stopped while this move was being checked: start nothing new.
             why = self._stop_reason or "interrupted by the operator (Ctrl-C)"
             return self._result(flight, "not-started", f"not started: {why}", node=move.source)
+        guest = check.guest
+        # A running VM is migrated live and a running container by restart (PVE cannot move
+        # them otherwise), unless the plan says to shut the VM down, migrate it offline and
+        # start it again (the guest was running when checked: the sequence will start it).
+        running = guest.running if guest is not None else (opts.online or opts.restart)
+        offline = move.kind == "qemu" and opts.shutdown and running
         self._write(
             "intent",
             move=move.id,
@@ -734,15 +802,11 @@ class Executor:
             target=move.target,
             kind=move.kind,
             ha=opts.ha,
+            shutdown=offline,
         )
-        guest = check.guest
-        # A running VM is always migrated live and a running container by restart: PVE
-        # cannot move them otherwise, and the executor never shuts a guest down itself.
-        running = guest.running if guest is not None else (opts.online or opts.restart)
-        storage: dict[str, str] | str | None = None
-        if opts.target_storage:
-            pairs = dict(opts.target_storage)
-            storage = pairs["*"] if set(pairs) == {"*"} else pairs
+        if offline:
+            return self._offline(ctx, flight, "shutdown")
+        storage = _storage_map(opts)
         try:
             if move.kind == "qemu":
                 upid = self._api.start_migration(
@@ -780,6 +844,340 @@ class Executor:
         )
         self._emit(MoveStarted(move, str(upid)))
         return self._follow_and_verify(ctx, flight, upid, before=guest, attached=False)
+
+    # -- offline moves of running VMs (worker thread)
+
+    def _offline(
+        self,
+        ctx: _RunCtx,
+        flight: _Flight,
+        step: OfflineStep,
+        *,
+        attach: Upid | None = None,
+        resumed: bool = False,
+    ) -> _Outcome:
+        """Shut the VM down, migrate it offline, start it on the target, verify; from `step`
+        on (resume), following `attach` when that step's task already runs."""
+        move = flight.move
+        order: tuple[OfflineStep, ...] = ("shutdown", "migrate", "start", "verify")
+        first = order.index(step)
+        timeout_s = ctx.plan.task_timeout_s
+        down_from: Upid | None = None
+        migration: TaskResult | None = None
+        started: tuple[Upid, TaskResult] | None = None
+        try:
+            if first <= 0:
+                down_from, _ = self._power_step(
+                    flight,
+                    "shutdown",
+                    move.source,
+                    timeout_s,
+                    attach if step == "shutdown" else None,
+                )
+            if first <= 1:
+                migration = self._offline_migrate(
+                    ctx, flight, attach if step == "migrate" else None
+                )
+            if first <= 2:
+                started = self._power_step(
+                    flight, "start", move.target, timeout_s, attach if step == "start" else None
+                )
+            arrival = verify_arrival(
+                self._api,
+                move,
+                "running",
+                agent=move.vmid in self._agent_vmids,
+                agent_timeout_s=max(self._agent_timeout_s, BOOT_AGENT_TIMEOUT_S),
+                agent_poll_s=self._agent_poll_s,
+                sleep=self._sleep,
+                clock=self._clock,
+            )
+        except _StepFailed as failure:
+            return self._offline_failed(flight, failure, migration, resumed)
+        except PvetoolError as exc:  # e.g. the API stayed unreachable through every retry
+            return self._offline_failed(flight, _StepFailed(str(exc)), migration, resumed)
+        if not arrival.ok:
+            # Started (so nothing to start again), but not as it should be.
+            return self._result(
+                flight,
+                "failed",
+                f"VM {move.vmid} was shut down, migrated and started, but {arrival.reason}",
+                node=arrival.node,
+                task=migration,
+                attached=resumed,
+            )
+        downtime_ms = None
+        if down_from is not None and started is not None:
+            # From the shutdown request to the end of the start task, on the cluster's clock
+            # (the start task's own duration as this machine measured it).
+            upid, result = started
+            downtime_ms = (upid.starttime - down_from.starttime + (result.duration_s or 0.0)) * 1000
+        return self._result(
+            flight,
+            "moved",
+            "shut down, migrated offline and started again",
+            node=arrival.node,
+            task=migration,
+            downtime_ms=downtime_ms,
+            attached=resumed,
+        )
+
+    def _power_step(
+        self,
+        flight: _Flight,
+        action: Literal["shutdown", "start"],
+        node: str,
+        timeout_s: float,
+        attach: Upid | None,
+    ) -> tuple[Upid, TaskResult]:
+        """Request (or follow, when `attach`) a shutdown or start on `node` and wait until the
+        VM shows stopped/running there; raises `_StepFailed`."""
+        move = flight.move
+        what = f"VM {move.vmid}"
+        upid = attach
+        if upid is None:
+            try:
+                if action == "shutdown":
+                    upid = self._api.shutdown_guest(
+                        move.kind, node, move.vmid, timeout_s=SHUTDOWN_TIMEOUT_S
+                    )
+                else:
+                    upid = self._api.start_guest(move.kind, node, move.vmid)
+            except PvetoolError as exc:
+                raise _StepFailed(
+                    f"PVE refused to {action} {what} on {node}: {_reason(exc)}"
+                ) from exc
+            self._write(
+                "power", move=move.id, vmid=move.vmid, action=action, node=node, upid=str(upid)
+            )
+        flight.upid = str(upid)
+        doing = "shutting down" if action == "shutdown" else "starting"
+        again = " (re-attached)" if attach is not None else ""
+        self._emit(Notice(f"{what}: {doing} on {node}, task {upid}{again}"))
+        try:
+            result = self._follow(upid, timeout_s, None)
+        except TaskTimeout as exc:
+            raise _StepFailed(
+                f"its {action} task {exc.upid or upid} did not finish within {timeout_s:g} s; "
+                "it is still running and was not stopped",
+                upid=exc.upid or str(upid),
+                still_running=True,
+            ) from exc
+        except TaskFailed as exc:
+            raise _StepFailed(
+                f"the {action} of {what} on {node} failed: {exc.reason}", upid=exc.upid
+            ) from exc
+        except PvetoolError as exc:
+            raise _StepFailed(
+                f"lost track of the {action} task {upid}: {exc}",
+                upid=str(upid),
+                still_running=True,
+            ) from exc
+        want = "stopped" if action == "shutdown" else "running"
+        shown = wait_for_status(
+            self._api,
+            move.vmid,
+            node,
+            want,
+            timeout_s=POWER_WAIT_S,
+            poll_s=self._node_poll_s,
+            sleep=self._sleep,
+            clock=self._clock,
+        )
+        if shown is None:
+            _, where = self._whereabouts(move)
+            raise _StepFailed(
+                f"its {action} task {upid} ended {result.exitstatus}, but {what} is not "
+                f"{want} on {node} ({where})",
+                upid=str(upid),
+            )
+        return upid, result
+
+    def _offline_migrate(self, ctx: _RunCtx, flight: _Flight, attach: Upid | None) -> TaskResult:
+        """The offline migration of the shut-down VM; verifies it arrived stopped."""
+        move = flight.move
+        opts = move.options
+        upid = attach
+        if upid is None:
+            try:
+                upid = self._api.start_migration(
+                    move.kind,
+                    move.source,
+                    move.vmid,
+                    move.target,
+                    online=False,
+                    with_local_disks=opts.with_local_disks or None,
+                    target_storage=_storage_map(opts),
+                    bwlimit_kib_s=opts.bwlimit_kib_s,
+                    migration_type=opts.migration_type,
+                    migration_network=opts.migration_network,
+                )
+            except PvetoolError as exc:
+                raise _StepFailed(f"PVE refused to start the migration: {_reason(exc)}") from exc
+            self._write(
+                "started", move=move.id, vmid=move.vmid, upid=str(upid), cluster_t=upid.starttime
+            )
+        flight.upid = str(upid)
+        self._emit(MoveStarted(move, str(upid), attached=attach is not None))
+
+        def on_progress(p: MigrationProgress) -> None:
+            if not self._abandon:
+                self._emit(
+                    MoveProgressed(move, p.transferred_bytes, p.total_bytes, p.rate_bps, p.phase)
+                )
+
+        timeout_s = ctx.plan.task_timeout_s
+        try:
+            result = self._follow(upid, timeout_s, on_progress)
+        except TaskTimeout as exc:
+            raise _StepFailed(
+                f"task {exc.upid or upid} did not finish within {timeout_s:g} s; it is still "
+                "running and was not stopped",
+                upid=exc.upid or str(upid),
+                still_running=True,
+            ) from exc
+        except TaskFailed as exc:
+            raise _StepFailed(f"{exc.description} failed: {exc.reason}", upid=exc.upid) from exc
+        except PvetoolError as exc:
+            raise _StepFailed(
+                f"lost track of task {upid}: {exc}", upid=str(upid), still_running=True
+            ) from exc
+        arrival = verify_arrival(self._api, move, "stopped", agent=False)
+        if not arrival.ok:
+            raise _StepFailed(
+                f"task {result.upid} reported {result.exitstatus}, but {arrival.reason}",
+                upid=str(result.upid),
+            )
+        return result
+
+    def _offline_failed(
+        self,
+        flight: _Flight,
+        failure: _StepFailed,
+        migration: TaskResult | None,
+        resumed: bool,
+    ) -> _Outcome:
+        """A step failed: start the VM again wherever it is, and say where it runs (or not)."""
+        node, state = self._start_again(flight)
+        return self._result(
+            flight,
+            "failed",
+            f"{failure.reason}; {state}",
+            node=node,
+            upid=failure.upid,
+            still_running=failure.still_running,
+            task=migration,
+            attached=resumed,
+        )
+
+    def _start_again(self, flight: _Flight) -> tuple[str | None, str]:
+        """(node, sentence): the VM of a failed offline move running again, or why not."""
+        move = flight.move
+        what = f"VM {move.vmid}"
+        try:
+            guest = find_guest(self._api.cluster_resources("vm"), move.vmid)
+        except PvetoolError as exc:
+            return None, (
+                f"whether {what} runs could not be checked ({exc}); it may be STOPPED: "
+                f"check it and start it (qm start {move.vmid})"
+            )
+        if guest is None:
+            return None, f"{what} is not in /cluster/resources any more"
+        if guest.running:
+            return guest.node, f"{what} runs on {guest.node}"
+        if guest.lock:
+            return guest.node, (
+                f"{what} is STOPPED on {guest.node} and locked ({guest.lock}); start it once "
+                f"the lock is gone (qm start {move.vmid} on {guest.node})"
+            )
+        try:
+            upid, _ = self._power_step(flight, "start", guest.node, POWER_WAIT_S, None)
+        except _StepFailed as failure:
+            return guest.node, (
+                f"{what} is STOPPED on {guest.node}: starting it again failed "
+                f"({failure.reason}); start it by hand"
+            )
+        except PvetoolError as exc:
+            return guest.node, (
+                f"{what} is STOPPED on {guest.node}: starting it again failed ({exc}); "
+                "start it by hand"
+            )
+        return guest.node, f"{what} was started again on {guest.node} (task {upid})"
+
+    def _resume_offline(self, ctx: _RunCtx, flight: _Flight, rec: MoveRecord) -> _Outcome | None:
+        """Go on with an offline move the interrupted run left unfinished, from what the
+        cluster shows; None when nothing was done (check and start afresh)."""
+        move = flight.move
+        try:
+            guest = find_guest(self._api.cluster_resources("vm"), move.vmid)
+        except PvetoolError as exc:
+            return self._result(
+                flight,
+                "failed",
+                f"where VM {move.vmid} is could not be checked ({exc}); it may be shut down: "
+                "resume again",
+                node=None,
+                attached=True,
+            )
+        if guest is None:
+            return self._result(
+                flight, "failed", f"VM {move.vmid} no longer exists in the cluster", node=None
+            )
+        task = self._running_step_task(move, guest.node)
+        if task is not None:
+            step, upid = task
+            if step == "migrate":
+                self._write(
+                    "started",
+                    move=move.id,
+                    vmid=move.vmid,
+                    upid=str(upid),
+                    cluster_t=upid.starttime,
+                    found=True,
+                )
+            else:
+                self._write(
+                    "power",
+                    move=move.id,
+                    vmid=move.vmid,
+                    action=step,
+                    node=upid.node,
+                    upid=str(upid),
+                    found=True,
+                )
+            return self._offline(ctx, flight, step, attach=upid, resumed=True)
+        if guest.lock:
+            return self._result(
+                flight,
+                "failed",
+                f"VM {move.vmid} is locked ({guest.lock}) on {guest.node} and no task of it "
+                "runs; not touched",
+                node=guest.node,
+                attached=True,
+            )
+        if guest.node == move.source:
+            if guest.running:
+                return None
+            return self._offline(ctx, flight, "migrate", resumed=True)
+        if guest.node == move.target:
+            return self._offline(ctx, flight, "verify" if guest.running else "start", resumed=True)
+        failure = _StepFailed(
+            f"VM {move.vmid} is on {guest.node} now, neither on {move.source} nor on "
+            f"{move.target} as planned; not moved"
+        )
+        return self._offline_failed(flight, failure, None, True)
+
+    def _running_step_task(self, move: Move, node: str) -> tuple[OfflineStep, Upid] | None:
+        """The newest running shutdown, migration or start task of the guest on `node`."""
+        try:
+            found = self._api.tasks(node, vmid=move.vmid, source="all", limit=50)
+        except PvetoolError:
+            return None
+        running = [t for t in found if t.running and t.upid.type in STEP_OF_TASK]
+        if not running:
+            return None
+        newest = max(running, key=lambda t: (t.upid.starttime, t.upid.pstart))
+        return STEP_OF_TASK[newest.upid.type], newest.upid
 
     def _follow_and_verify(
         self,
@@ -1105,6 +1503,14 @@ class Executor:
 
 # --------------------------------------------------------------------------------------------
 # helpers
+
+
+def _storage_map(opts: MoveOptions) -> dict[str, str] | str | None:
+    """The plan's storage map as `start_migration` takes it (one storage for all: its name)."""
+    if not opts.target_storage:
+        return None
+    pairs = dict(opts.target_storage)
+    return pairs["*"] if set(pairs) == {"*"} else pairs
 
 
 def _float(value: object) -> float | None:

@@ -10,6 +10,8 @@ it), this guest's on that target (re-plan this move), or the guest's own (fail).
 After (`verify_arrival`): `/cluster/resources` shows the guest on the target, in the run state
 it had before, with no lock; a running qemu guest with the QEMU guest agent enabled answers an
 agent ping within a few seconds. A task that says OK while the guest did not arrive fails here.
+For an offline move of a running VM, `wait_for_status` waits for the shutdown (or start) to
+show, since an HA-managed guest's request task ends before the HA stack acts.
 
 Imports: the standard library, tenacity, `pvetool.errors`, `pvetool.model`,
 `pvetool.executor.api`.
@@ -38,6 +40,7 @@ __all__ = [
     "precheck",
     "target_trouble",
     "verify_arrival",
+    "wait_for_status",
 ]
 
 Verdict = Literal["ready", "skip", "fail", "target-down", "target-refused", "defer"]
@@ -153,19 +156,13 @@ def precheck(
             guest,
         )
     disks = [d.volid for d in pre.local_disks if not d.cdrom and not d.is_unused]
-    if move.kind == "qemu" and running and disks and not move.options.with_local_disks:
+    # An offline move (shut down, migrate, start) copies local disks like any offline migration.
+    live = move.kind == "qemu" and running and not move.options.shutdown
+    if live and disks and not move.options.with_local_disks:
         return Check(
             "fail",
             f"{what} has local disks ({', '.join(disks)}) and the plan does not move them "
             "(with-local-disks)",
-            guest,
-        )
-
-    if move.kind == "qemu" and running and getattr(move.options, "shutdown", False):
-        return Check(
-            "fail",
-            f"the plan migrates {what} offline (shut down, migrate, start again), which the "
-            "executor does not do by itself: shut it down first, then run again",
             guest,
         )
 
@@ -261,3 +258,39 @@ def verify_arrival(
                 guest,
             )
     return Arrival(True, guest.node, (), guest)
+
+
+def wait_for_status(
+    api: ClusterApi,
+    vmid: int,
+    node: str,
+    status: str,
+    *,
+    timeout_s: float,
+    poll_s: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Guest | None:
+    """The guest once `/cluster/resources` shows it on `node`, in `status` and unlocked; None
+    when that does not happen within `timeout_s`. After a shutdown or start task of PVE's own
+    this holds at once; an HA-managed guest's ``hastop``/``hastart`` only asks the HA stack,
+    which acts a few seconds later."""
+    deadline = clock() + timeout_s
+
+    def arrived(guest: Guest | None) -> bool:
+        return (
+            guest is not None and guest.node == node and guest.status == status and not guest.lock
+        )
+
+    waiting = Retrying(
+        stop=lambda _s: clock() >= deadline,
+        wait=lambda _s: max(0.0, min(poll_s, deadline - clock())),
+        retry=retry_if_result(lambda g: not arrived(g)) | retry_if_exception(_transient),
+        sleep=sleep,
+        reraise=True,
+    )
+    try:
+        guest = waiting(lambda: find_guest(api.cluster_resources("vm"), vmid))
+    except RetryError:
+        return None
+    return guest if arrived(guest) else None

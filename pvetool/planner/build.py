@@ -180,7 +180,6 @@ class _Builder:
     spec: PlanSpec
     snapshot: ClusterSnapshot
     rules: PlanRules
-    replication: Mapping[int, tuple[str, ...]]
     preconditions: Mapping[int, Precondition]
     working: ClusterSnapshot
     stages: list[Stage] = field(default_factory=list)
@@ -196,7 +195,9 @@ class _Builder:
             self.working,
             self.rules,
             sources=sources,
-            replication=self.replication,
+            # PVE re-targets replication jobs as guests move: each stage sees the jobs as the
+            # earlier stages leave them (see `apply_moves`).
+            replication=self.working.replication,
             preconditions=self.preconditions if self.working is self.snapshot else {},
         )
 
@@ -216,10 +217,11 @@ class _Builder:
 
 def apply_moves(snapshot: ClusterSnapshot, moves: Sequence[Move]) -> ClusterSnapshot:
     """The snapshot once `moves` have ended: guests on their targets, copied disks on their
-    target storages."""
+    target storages, replication jobs re-targeted as PVE does it."""
     if not moves:
         return snapshot
     guests = dict(snapshot.guests)
+    replication = dict(snapshot.replication)
     used = {name: node.memory_used_bytes for name, node in snapshot.nodes.items()}
     for move in moves:
         guest = guests.get(move.vmid)
@@ -234,11 +236,16 @@ def apply_moves(snapshot: ClusterSnapshot, moves: Sequence[Move]) -> ClusterSnap
             used[guest.node] -= guest.used_memory_bytes
             used[move.target] += guest.used_memory_bytes
         guests[move.vmid] = replace(guest, node=move.target, disks=disks)
+        jobs = replication.get(move.vmid)
+        if jobs:
+            # pve-guest-common `switch_replication_job_target`: the job to the new node now
+            # replicates back to the old one.
+            replication[move.vmid] = tuple(guest.node if t == move.target else t for t in jobs)
     nodes = {
         name: replace(node, memory_used_bytes=max(0, used[name]))
         for name, node in snapshot.nodes.items()
     }
-    return replace(snapshot, guests=guests, nodes=nodes)
+    return replace(snapshot, guests=guests, nodes=nodes, replication=replication)
 
 
 def _mapped_disk(disk: Disk, mapping: Mapping[str, str], snapshot: ClusterSnapshot) -> Disk:
@@ -336,18 +343,20 @@ def build_plan(
     """All checks + strategies + sequencing of `spec` on `snapshot`.
 
     `link_bits_per_s`: nominal migration link speed of every node (or per node; the API does not
-    report it). `replication`: storage replication job targets per vmid, if known.
+    report it). `replication`: storage replication job targets per vmid; None: those of the
+    snapshot (``/cluster/replication``).
     `preconditions`: PVE's own migrate preconditions per vmid, if fetched (merged into the
     checks). Raises `PlanError` only for unknown node names.
     """
     params = params or TimingParams()
+    if replication is not None:
+        snapshot = replace(snapshot, replication={k: tuple(v) for k, v in replication.items()})
     _check_nodes(spec, snapshot)
     rules = resolve_rules(spec.rules, snapshot)
     b = _Builder(
         spec=spec,
         snapshot=snapshot,
         rules=rules,
-        replication={k: tuple(v) for k, v in (replication or {}).items()},
         preconditions=preconditions or {},
         working=snapshot,
     )
@@ -507,7 +516,7 @@ def replan_move(
     for stage in plan.stages:
         if any(m.id == move.id for m in stage.moves):
             stage_sources = {m.source for m in stage.moves}
-    sp = StagePlanner(0, snapshot, rules, sources=stage_sources)
+    sp = StagePlanner(0, snapshot, rules, sources=stage_sources, replication=snapshot.replication)
     for other in plan.moves:
         if other.id == move.id:
             continue

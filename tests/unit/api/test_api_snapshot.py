@@ -95,6 +95,34 @@ def _register(api: responses.RequestsMock, *, cpu_host: bool) -> None:
             ]
         },
     )
+    # Shaped like pve-manager's ReplicationConfig index: the section config entries plus `id`.
+    api.get(
+        f"{BASE1}/cluster/replication",
+        json={
+            "data": [
+                {
+                    "id": "100-0",
+                    "type": "local",
+                    "guest": 100,
+                    "jobnum": 0,
+                    "target": "node3",
+                    "source": "node2",
+                    "schedule": "*/15",
+                },
+                {
+                    "id": "101-0",
+                    "type": "local",
+                    "guest": 101,
+                    "jobnum": 0,
+                    "target": "node2",
+                    "schedule": "22:30",
+                    "rate": 50,
+                    "disable": 1,
+                    "comment": "paused during the migration to new disks",
+                },
+            ]
+        },
+    )
     for node in ONLINE:
         api.get(
             f"{BASE1}/nodes/{node}/version",
@@ -177,7 +205,7 @@ def test_fetch_snapshot(
     assert len(status_calls) == (3 if cpu_host else 0)
     config_calls = [c for c in api.calls if c.request.url.split("?")[0].endswith("/config")]
     assert config_calls and all("current=1" in c.request.url for c in config_calls)
-    assert len(api.calls) == 7 + 3 * 2 + len(status_calls) + 4
+    assert len(api.calls) == 8 + 3 * 2 + len(status_calls) + 4
 
     assert snap.cluster_name == "clustername" and snap.quorate and snap.fetched_at == 1.7e9
     assert snap.online_nodes == ONLINE and not snap.nodes["node4"].online
@@ -198,6 +226,7 @@ def test_fetch_snapshot(
     assert "200" in caplog.text
     assert not snap.guest(300).config_known and snap.guest(300).node == "node4"
     assert snap.storage_free_bytes("local-zfs", "node1") == 955016175616 - 14446702592
+    assert snap.replication == {100: ("node3",)}  # 101's job is disabled
 
 
 def test_fetch_snapshot_fails_when_a_cluster_call_fails(api: responses.RequestsMock) -> None:
@@ -213,3 +242,19 @@ def test_fetch_snapshot_fails_when_a_cluster_call_fails(api: responses.RequestsM
     client = PveClient(token_settings(), sleep=RecordingSleep())
     with pytest.raises(Exception, match="Sys.Audit"):
         fetch_snapshot(client)
+
+
+def test_fetch_snapshot_without_replication_jobs_when_pve_refuses_them(
+    api: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    _register(api, cpu_host=False)
+    api.replace(
+        responses.GET,
+        f"{BASE1}/cluster/replication",
+        status=403,
+        body="",
+    )
+    client = PveClient(token_settings(), sleep=RecordingSleep(), wall_clock=lambda: 1.7e9)
+    snap = fetch_snapshot(client, max_workers=4)
+    assert snap.replication == {}
+    assert "replication" in caplog.text

@@ -33,6 +33,7 @@ def calls(api: Api) -> list[tuple[str, str, str, dict[str, Any]]]:
         ("GET", "/cluster/options", "/cluster/options", {}),
         ("GET", "/cluster/tasks", "/cluster/tasks", {}),
         ("GET", "/cluster/nextid", "/cluster/nextid", {}),
+        ("GET", "/cluster/replication", "/cluster/replication", {}),
         ("GET", "/storage", "/storage", {}),
         ("GET", "/cluster/ha/resources", "/cluster/ha/resources", {}),
         ("GET", "/cluster/ha/resources/{sid}", "/cluster/ha/resources/vm:101", {}),
@@ -128,6 +129,20 @@ def test_every_answer_matches_the_official_schema(emu: Emulator) -> None:
             "/cluster/ha/resources/{sid}/migrate",
         ),
         (
+            "/nodes/pve1/qemu/113/status/shutdown",
+            {"timeout": 30, "forceStop": 1},
+            "POST",
+            "/nodes/{node}/qemu/{vmid}/status/shutdown",
+        ),
+        ("/nodes/pve3/qemu/116/status/start", {}, "POST", "/nodes/{node}/qemu/{vmid}/status/start"),
+        (
+            "/nodes/pve3/lxc/202/status/shutdown",
+            {"timeout": 60},
+            "POST",
+            "/nodes/{node}/lxc/{vmid}/status/shutdown",
+        ),
+        ("/nodes/pve3/lxc/203/status/start", {}, "POST", "/nodes/{node}/lxc/{vmid}/status/start"),
+        (
             "/nodes/pve2/migrateall",
             {"target": "pve3", "vms": "105,117", "max-workers": 1},
             "POST",
@@ -200,3 +215,40 @@ def test_errors_look_like_pve(emu: Emulator) -> None:
         "POST", "/nodes/pve1/qemu/101/migrate", target="pve2", online="yes", migration_type="fast"
     )
     assert set(reply.body["errors"]) == {"online", "migration_type"}
+
+
+REPLICATED = """
+name: repl
+seed: 5
+nodes:
+  pve1: {cpus: 16, memory: 64GiB}
+  pve2: {cpus: 16, memory: 64GiB}
+  pve3: {cpus: 16, memory: 64GiB}
+storages:
+  local-zfs: {type: zfspool, shared: false, size: 1TiB}
+guests:
+  100: {type: qemu, node: pve1, memory: 2GiB, disks: {scsi0: "local-zfs:8G"},
+        net0: "virtio,bridge=vmbr0", replicate: [pve2, pve3]}
+  101: {type: qemu, node: pve2, status: stopped, memory: 2GiB, disks: {scsi0: "local-zfs:8G"},
+        net0: "virtio,bridge=vmbr0"}
+"""
+
+
+def test_replication_jobs_match_the_official_schema(tmp_path: Any) -> None:
+    path = tmp_path / "repl.yaml"
+    path.write_text(REPLICATED)
+    emu = start(str(path))
+    try:
+        api = Api(emu)
+        jobs = api.get("/cluster/replication")
+        assert return_schema_errors("GET", "/cluster/replication", jobs) == []
+        assert [(j["id"], j["guest"], j["target"], j["source"]) for j in jobs] == [
+            ("100-0", 100, "pve2", "pve1"),
+            ("100-1", 100, "pve3", "pve1"),
+        ]
+        assert {(j["type"], j["schedule"], j["jobnum"]) for j in jobs} == {
+            ("local", "*/15", 0),
+            ("local", "*/15", 1),
+        }
+    finally:
+        emu.stop()

@@ -3,6 +3,8 @@
 Migrations start as tasks (the guest is locked `migrate`) and end when `follow` is called for
 them: then the guest moves (or the injected fault happens). A test can hold a migration open
 with a gate (`hold(vmid)`) to look at the window while it runs. Concurrency maxima are recorded.
+Shutdowns and starts (`power`) are tasks too: the guest stops or runs when they are followed,
+unless `fail_power[(vmid, action)]` holds a reason for that request.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ class FakeApi:
         self.refuse_target: dict[tuple[int, str], str] = {}
         self.agent_silent_pings: dict[int, int] = {}
         self.offline_on_follow: dict[int, str] = {}  # vmid -> node going offline mid-task
+        self.fail_power: dict[tuple[int, str], list[str]] = {}  # (vmid, action) -> reasons
+        self.power: list[FakeTask] = []  # shutdown/start tasks, in order
         # gates and concurrency bookkeeping
         self.gates: dict[int, threading.Event] = {}
         self.running: list[FakeTask] = []
@@ -230,6 +234,67 @@ class FakeApi:
                     self.overfilled.append(f"{target} at the start of {vmid}")
         return upid
 
+    def _power_task(self, kind: GuestKind, node: str, vmid: int, action: str) -> Upid:
+        with self.lock:
+            g = self.guests[vmid]
+            assert g.node == node, f"{vmid} is on {g.node}, not {node}"
+            self.clock += 1
+            self.pid += 1
+            prefix = "qm" if kind == "qemu" else "vz"
+            ttype = ("hastop" if action == "shutdown" else "hastart") if g.ha else prefix + action
+            upid = Upid(node, self.pid, 1, self.clock, ttype, str(vmid), "root@pam")
+            task = FakeTask(upid, vmid, node, node, params={"action": action})
+            self.task_map[str(upid)] = task
+            self.power.append(task)
+        return upid
+
+    def shutdown_guest(
+        self,
+        kind: GuestKind,
+        node: str,
+        vmid: int,
+        *,
+        timeout_s: int | None = None,
+        force_stop: bool | None = None,
+    ) -> Upid:
+        upid = self._power_task(kind, node, vmid, "shutdown")
+        self.task_map[str(upid)].params.update(timeout=timeout_s, force_stop=force_stop)
+        return upid
+
+    def start_guest(self, kind: GuestKind, node: str, vmid: int) -> Upid:
+        return self._power_task(kind, node, vmid, "start")
+
+    def power_log(self) -> list[tuple[str, int, str]]:
+        """(action, vmid, node) of every shutdown/start requested, in order."""
+        return [(str(t.params["action"]), t.vmid, t.source) for t in self.power]
+
+    def _follow_power(self, task: FakeTask) -> TaskResult:
+        upid = task.upid
+        action = str(task.params["action"])
+        with self.lock:
+            g = self.guests[task.vmid]
+            if task.status == "running":
+                reasons = self.fail_power.get((task.vmid, action))
+                error = reasons.pop(0) if reasons else None
+                if error is None and g.lock:
+                    error = f"VM is locked ({g.lock})"
+                if error is None and action == "start" and g.status == "running":
+                    error = f"VM {task.vmid} already running"
+                if error is not None:
+                    task.status, task.exitstatus = "stopped", error
+                else:
+                    task.status, task.exitstatus = "stopped", "OK"
+                    g.status = "stopped" if action == "shutdown" else "running"
+            if task.exitstatus != "OK":
+                raise TaskFailed(
+                    upid=str(upid),
+                    node=upid.node,
+                    exitstatus=str(task.exitstatus),
+                    last_lines=(f"TASK ERROR: {task.exitstatus}",),
+                    description=f"Task {upid.type} {task.vmid}",
+                )
+        return TaskResult(upid=upid, exitstatus="OK", duration_s=3.0)
+
     def agent_ping(self, node: str, vmid: int) -> bool:
         with self.lock:
             self.pings += 1
@@ -280,6 +345,8 @@ class FakeApi:
     ) -> TaskResult:
         task = self.task_map[str(upid)]
         self.followed.append(str(upid))
+        if "action" in task.params:
+            return self._follow_power(task)
         gate = self.gates.get(task.vmid)
         if gate is not None:
             assert gate.wait(30), f"gate of {task.vmid} never opened"
@@ -339,6 +406,7 @@ def move(
     after: tuple[str, ...] = (),
     ha: bool = False,
     start_s: float = 0.0,
+    shutdown: bool = False,
 ) -> Move:
     return Move(
         id=mid,
@@ -348,7 +416,10 @@ def move(
         source=source,
         target=target,
         options=MoveOptions(
-            online=kind == "qemu" and running, restart=kind == "lxc" and running, ha=ha
+            online=kind == "qemu" and running and not shutdown,
+            restart=kind == "lxc" and running,
+            ha=ha,
+            shutdown=shutdown,
         ),
         reason="test",
         memory_bytes=2 * GiB,

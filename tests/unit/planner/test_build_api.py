@@ -106,3 +106,30 @@ def test_replan_counts_the_rest_of_the_plan() -> None:
     stage = replace(plan.stages[0], moves=(*plan.stages[0].moves, pending))
     crowded = replace(plan, stages=(stage,))
     assert replan_move(crowded, move, small, avoid=["pve3"]) is None
+
+
+def test_replication_comes_from_the_snapshot_unless_given() -> None:
+    snap = replace(lab(), replication={110: ("pve3",)})
+    spec = load_plan_text("version: 1\nsteps:\n  - move: {110: pve2}\n", "p.yaml")
+
+    def replication_findings(plan: ExecutionPlan) -> list[tuple[int | None, str | None]]:
+        return [(f.vmid, f.target) for f in plan.findings if f.id == "PVT-REPLICATION"]
+
+    assert replication_findings(build_plan(spec, snap)) == [(110, "pve2")]
+    assert replication_findings(build_plan(spec, snap, replication={})) == []
+    assert replication_findings(build_plan(spec, lab(), replication={110: ["pve3"]})) == [
+        (110, "pve2")
+    ]
+
+
+def test_a_later_stage_sees_replication_jobs_re_targeted_as_pve_does() -> None:
+    # 110 replicates to pve2 and moves there; PVE then replicates it back to pve1, so moving it
+    # home in a second step is no replication problem, while a third move to pve3 is.
+    snap = replace(lab(), replication={110: ("pve2",)})
+    text = "version: 1\nsteps:\n  - move: {110: pve2}\n  - move: {110: pve1}\n"
+    plan = build_plan(load_plan_text(text, "p.yaml"), snap)
+    assert not [f for f in plan.findings if f.id == "PVT-REPLICATION"]
+    text += "  - move: {110: pve3}\n"
+    plan = build_plan(load_plan_text(text, "p.yaml"), snap)
+    found = [(f.vmid, f.target) for f in plan.findings if f.id == "PVT-REPLICATION"]
+    assert found == [(110, "pve3")]
