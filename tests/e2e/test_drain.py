@@ -204,6 +204,7 @@ def collect(proc: subprocess.Popen[str], seen: list[str], cluster: Cluster) -> t
 # tests
 
 
+@pytest.mark.emulator_only
 def test_drain_pve1_moves_every_movable_guest_without_overfilling(
     fast_lab: Cluster, tmp_path: Path
 ) -> None:
@@ -248,6 +249,7 @@ def test_drain_pve1_moves_every_movable_guest_without_overfilling(
     assert {r["vmid"] for r in journal if r["type"] == "origin"} == set(before) - {900}
 
 
+@pytest.mark.emulator_only
 def test_drain_pve2_reports_each_unmovable_guest_with_its_reason(fast_lab: Cluster) -> None:
     before = guests_on(fast_lab.emu, "pve2")
     r = fast_lab.pvetool("drain", "pve2", "--yes", "-o", "json")
@@ -264,6 +266,7 @@ def test_drain_pve2_reports_each_unmovable_guest_with_its_reason(fast_lab: Clust
     assert {"run-start", "move-start", "move-end", "summary"} <= events
 
 
+@pytest.mark.emulator_only
 def test_dry_run_and_confirmation(fast_lab: Cluster) -> None:
     r = fast_lab.pvetool("drain", "pve1", "--dry-run")
     assert r.code == 0, r.err
@@ -274,6 +277,7 @@ def test_dry_run_and_confirmation(fast_lab: Cluster) -> None:
     assert not [t for t in fast_lab.emu.state()["tasks"] if t["type"] == "qmigrate"]
 
 
+@pytest.mark.emulator_only
 def test_undrain_brings_the_guests_back_and_reports_the_ones_moved_elsewhere(
     fast_lab: Cluster,
 ) -> None:
@@ -297,6 +301,7 @@ def test_undrain_brings_the_guests_back_and_reports_the_ones_moved_elsewhere(
     assert r.code == 0 and "No drain of pve1 to undo" in r.err
 
 
+@pytest.mark.emulator_only
 def test_rebalance_narrows_the_memory_spread(fast_lab: Cluster) -> None:
     def spread() -> float:
         nodes = fast_lab.emu.state()["nodes"].values()

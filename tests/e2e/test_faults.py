@@ -70,6 +70,7 @@ def drain_with(
     return code, out, report_of(report)
 
 
+@pytest.mark.emulator_only
 def test_503_burst(fast_lab: Cluster, tmp_path: Path) -> None:
     code, out, data = drain_with(
         fast_lab, tmp_path, lambda _: fast_lab.emu.fail_requests(8, status=503)
@@ -79,6 +80,7 @@ def test_503_burst(fast_lab: Cluster, tmp_path: Path) -> None:
     assert set(guests_on(fast_lab.emu, "pve1")) == {900}
 
 
+@pytest.mark.emulator_only
 def test_api_host_failover(tmp_path: Path) -> None:
     lab = make_cluster(tmp_path, api_hosts=2)
     try:
@@ -91,6 +93,7 @@ def test_api_host_failover(tmp_path: Path) -> None:
         lab.emu.stop()
 
 
+@pytest.mark.emulator_only
 def test_a_migration_task_that_fails(fast_lab: Cluster, tmp_path: Path) -> None:
     with fast_lab.emu.locked() as c:
         c.fail_next_migration(110, 40, "migration failed (injected)")
@@ -104,6 +107,7 @@ def test_a_migration_task_that_fails(fast_lab: Cluster, tmp_path: Path) -> None:
     assert "failed" in out and "110" in out
 
 
+@pytest.mark.emulator_only
 def test_a_task_that_hangs_past_its_timeout(fast_lab: Cluster, tmp_path: Path) -> None:
     with fast_lab.emu.locked() as c:
         c.hang_next_migration(113)
@@ -123,6 +127,7 @@ def test_a_task_that_hangs_past_its_timeout(fast_lab: Cluster, tmp_path: Path) -
     assert fast_lab.node_of(113) == "pve1"
 
 
+@pytest.mark.emulator_only
 def test_a_target_going_offline_mid_drain_is_replanned(fast_lab: Cluster, tmp_path: Path) -> None:
     # Drain pve2 to pve3 and pve1; pve3 dies as soon as the first migration starts.
     def pve3_dies(_line: str) -> None:
@@ -149,6 +154,7 @@ def test_a_target_going_offline_mid_drain_is_replanned(fast_lab: Cluster, tmp_pa
         c.set_node_online("pve3", True)
 
 
+@pytest.mark.emulator_only
 def test_a_guest_locked_by_a_backup_fails_with_the_lock(fast_lab: Cluster, tmp_path: Path) -> None:
     locked: list[int] = []
 
@@ -171,6 +177,7 @@ def test_a_guest_locked_by_a_backup_fails_with_the_lock(fast_lab: Cluster, tmp_p
 
 
 @pytest.mark.parametrize("auth", ["password"])
+@pytest.mark.emulator_only
 def test_a_ticket_expiring_mid_drain(fast_lab: Cluster, tmp_path: Path, auth: str) -> None:
     env = {k: v for k, v in fast_lab.env.items() if k != "PVETOOL_TOKEN"}
     env["PVETOOL_USER"] = "root@pam"

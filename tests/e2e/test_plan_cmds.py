@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from pvetool.planner.fingerprint import drift
 from pvetool.planner.serialize import plan_from_json
 from tests.e2e.conftest import ROOT, Cluster
@@ -12,6 +14,7 @@ from tests.e2e.conftest import ROOT, Cluster
 PLAYBOOKS = ROOT / "playbooks"
 
 
+@pytest.mark.emulator_only
 def test_validate_a_plan_that_can_run(lab: Cluster) -> None:
     r = lab.pvetool("plan", "validate", str(PLAYBOOKS / "drain-node.yaml"))
     assert r.code == 0, r.err
@@ -21,6 +24,7 @@ def test_validate_a_plan_that_can_run(lab: Cluster) -> None:
     assert r.err == ""
 
 
+@pytest.mark.emulator_only
 def test_validate_names_every_blocker_and_exits_2(lab: Cluster, tmp_path: Path) -> None:
     plan = tmp_path / "drain-pve3.yaml"
     plan.write_text("version: 1\nname: drain-pve3\nsteps:\n  - drain: pve3\n")
@@ -33,6 +37,7 @@ def test_validate_names_every_blocker_and_exits_2(lab: Cluster, tmp_path: Path) 
     assert "Traceback" not in r.err
 
 
+@pytest.mark.emulator_only
 def test_validate_json(lab: Cluster) -> None:
     r = lab.pvetool("plan", "validate", str(PLAYBOOKS / "drain-node.yaml"), "-o", "json")
     assert r.code == 0, r.err
@@ -42,6 +47,7 @@ def test_validate_json(lab: Cluster) -> None:
     assert rows[201]["target"] == "pve3"
 
 
+@pytest.mark.emulator_only
 def test_bad_plan_file_is_an_error_not_a_traceback(lab: Cluster, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nsteps:\n  - drian: pve2\n")
@@ -58,6 +64,7 @@ def test_bad_plan_file_is_an_error_not_a_traceback(lab: Cluster, tmp_path: Path)
     assert r.code == 2 and "Cannot read the plan file" in r.err
 
 
+@pytest.mark.emulator_only
 def test_show_table_markdown_and_json_round_trip(lab: Cluster, tmp_path: Path) -> None:
     path = str(PLAYBOOKS / "rolling-maintenance.yaml")
     r = lab.pvetool("plan", "show", path)
@@ -72,6 +79,7 @@ def test_show_table_markdown_and_json_round_trip(lab: Cluster, tmp_path: Path) -
     assert [m.vmid for m in plan.moves]
 
 
+@pytest.mark.emulator_only
 def test_saved_plan_detects_drift(lab: Cluster) -> None:
     r = lab.pvetool("plan", "show", str(PLAYBOOKS / "drain-node.yaml"), "-o", "json")
     plan = plan_from_json(r.out)
@@ -85,6 +93,7 @@ def test_saved_plan_detects_drift(lab: Cluster) -> None:
     assert drift(plan, snapshot) == ["Guest 105 (mon1) is now locked (backup)."]
 
 
+@pytest.mark.emulator_only
 def test_check_drain(lab: Cluster) -> None:
     r = lab.pvetool("check", "drain", "pve2")
     assert r.code == 2
@@ -98,6 +107,7 @@ def test_check_drain(lab: Cluster) -> None:
     assert r.code == 2 and "did you mean 'pve2'?" in r.err
 
 
+@pytest.mark.emulator_only
 def test_link_option(lab: Cluster) -> None:
     r = lab.pvetool("plan", "show", str(PLAYBOOKS / "drain-node.yaml"), "--link", "1Gbit")
     assert r.code == 0, r.err

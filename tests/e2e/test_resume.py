@@ -59,6 +59,7 @@ def assert_each_migrated_once(lab: Cluster, vmids: set[int]) -> None:
         assert tasks[0]["exitstatus"] == "OK"
 
 
+@pytest.mark.emulator_only
 def test_kill_9_mid_drain_then_resume_completes_without_migrating_twice(
     slow_lab: Cluster,
 ) -> None:
@@ -91,6 +92,7 @@ def test_kill_9_mid_drain_then_resume_completes_without_migrating_twice(
     assert runs[0][-1]["exit_code"] == 0
 
 
+@pytest.mark.emulator_only
 def test_ctrl_c_once_waits_for_running_migrations_then_resume(slow_lab: Cluster) -> None:
     movable = movable_on_pve1(slow_lab)
     proc = spawn(slow_lab, "drain", "pve1", "--with-local-disks", "--yes", "--max-parallel", "2")
@@ -118,6 +120,7 @@ def test_ctrl_c_once_waits_for_running_migrations_then_resume(slow_lab: Cluster)
     assert_each_migrated_once(slow_lab, movable)
 
 
+@pytest.mark.emulator_only
 def test_ctrl_c_twice_leaves_migrations_running_and_resume_reattaches(slow_lab: Cluster) -> None:
     movable = movable_on_pve1(slow_lab)
     proc = spawn(slow_lab, "drain", "pve1", "--with-local-disks", "--yes", "--max-parallel", "2")

@@ -51,6 +51,7 @@ steps:
     return plan
 
 
+@pytest.mark.emulator_only
 def test_rolling_maintenance_drains_reboots_and_refills_every_node(
     fast_lab: Cluster, tmp_path: Path
 ) -> None:
@@ -88,6 +89,7 @@ def test_rolling_maintenance_drains_reboots_and_refills_every_node(
         assert drained, node
 
 
+@pytest.mark.emulator_only
 def test_a_failing_hook_stops_the_roll_before_the_next_node(
     fast_lab: Cluster, tmp_path: Path
 ) -> None:

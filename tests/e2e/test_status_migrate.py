@@ -10,6 +10,7 @@ import pytest
 from tests.e2e.conftest import Cluster
 
 
+@pytest.mark.emulator_only
 def test_status_table_and_json(lab: Cluster) -> None:
     r = lab.pvetool("status")
     assert r.code == 0, r.err
@@ -44,6 +45,7 @@ def test_status_table_and_json(lab: Cluster) -> None:
         (111, "pve2", ["--with-local-disks", "--target-storage", "local-lvm:ceph"], "local disk"),
     ],
 )
+@pytest.mark.emulator_only
 def test_migrate_succeeds(
     lab: Cluster, vmid: int, target: str, extra: list[str], kind: str
 ) -> None:
@@ -64,6 +66,7 @@ def test_migrate_succeeds(
         (113, "pve3", "bridge 'vmbr1' does not exist"),
     ],
 )
+@pytest.mark.emulator_only
 def test_migrate_refused_with_pves_reason(
     lab: Cluster, vmid: int, target: str, reason: str
 ) -> None:
@@ -75,6 +78,7 @@ def test_migrate_refused_with_pves_reason(
     assert lab.node_of(vmid) == source
 
 
+@pytest.mark.emulator_only
 def test_migrate_to_an_offline_target(lab: Cluster) -> None:
     with lab.emu.locked() as c:
         c.set_node_online("pve3", False)
@@ -84,6 +88,7 @@ def test_migrate_to_an_offline_target(lab: Cluster) -> None:
     assert lab.node_of(110) == "pve1"
 
 
+@pytest.mark.emulator_only
 def test_wrong_token_is_one_line_and_exit_2(lab: Cluster) -> None:
     env = dict(lab.env, PVETOOL_TOKEN="root@pam!pvetool=not-the-secret")
     r = lab.pvetool("status", env=env)
@@ -105,6 +110,7 @@ def _wait_migration_running(lab: Cluster, vmid: int, timeout_s: float = 30) -> N
     raise AssertionError("the migration did not start")
 
 
+@pytest.mark.emulator_only
 def test_503_burst_during_a_migration(lab: Cluster) -> None:
     lab.emu.clock.set_speed(5.0)
     proc = lab.popen("migrate", "110", "--to", "pve3")
@@ -118,6 +124,7 @@ def test_503_burst_during_a_migration(lab: Cluster) -> None:
     assert len(started) == 1  # never started twice
 
 
+@pytest.mark.emulator_only
 def test_host_failover_during_a_migration(lab: Cluster) -> None:
     second = lab.emu.add_listener(0)
     lab.env["PVETOOL_HOST"] = f"127.0.0.1:{lab.emu.port},127.0.0.1:{second}"
@@ -132,12 +139,14 @@ def test_host_failover_during_a_migration(lab: Cluster) -> None:
     assert len([t for t in lab.emu.state()["tasks"] if t["vmid"] == 110]) == 1
 
 
+@pytest.mark.emulator_only
 def test_no_wait_prints_the_upid(lab: Cluster) -> None:
     r = lab.pvetool("migrate", "110", "--to", "pve2", "--no-wait")
     assert r.code == 0
     assert r.out.startswith("started: UPID:pve1:") and ":qmigrate:110:" in r.out
 
 
+@pytest.mark.emulator_only
 def test_bad_arguments_exit_2(lab: Cluster) -> None:
     r = lab.pvetool("migrate", "110", "--to", "pve2", "--bwlimit", "fast")
     assert r.code == 2 and "expected" in r.err and "Traceback" not in r.err
@@ -147,6 +156,7 @@ def test_bad_arguments_exit_2(lab: Cluster) -> None:
     assert r.code == 2 and "no guest 4242" in r.err
 
 
+@pytest.mark.emulator_only
 def test_emulate_runs_against_an_in_process_emulator(lab: Cluster) -> None:
     r = lab.pvetool("--emulate", "lab", "migrate", "200", "--to", "pve3", env={})
     assert r.code == 0, r.err
