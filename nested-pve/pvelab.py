@@ -57,7 +57,16 @@ DEFAULT_CONFIG = HERE / "config.toml"
 FIRST_BOOT_SCRIPT = HERE / "first-boot.sh"
 ALIVE_INIT_SCRIPT = HERE / "alive-init.sh"
 
-GUEST_KINDS = ("nodisk", "shared-disk", "local-disk", "local-device", "ha", "container", "alive")
+GUEST_KINDS = (
+    "nodisk",
+    "stopped",
+    "shared-disk",
+    "local-disk",
+    "local-device",
+    "ha",
+    "container",
+    "alive",
+)
 # QEMU's software emulation migrates dirty memory correctly from 9.0 on; the test guests run
 # with kvm=0, so the nodes' pve-qemu-kvm must be at least this.
 MIN_PVE_QEMU = "9.0"
@@ -1750,6 +1759,8 @@ class Lab:
             if guest.kind == "ha":
                 self.ssh(node, ["ha-manager", "add", f"vm:{guest.vmid}", "--state", "started"])
                 continue
+            if guest.kind == "stopped":
+                continue  # never started: the offline-migration test guest
             started = self.ssh(
                 node, ["qm", "start", str(guest.vmid)], check=guest.kind != "local-device"
             )
@@ -1761,7 +1772,7 @@ class Lab:
 
     def _guest_options(self, guest: Guest) -> list[str]:
         storage = self.cfg.storage
-        if guest.kind == "nodisk":
+        if guest.kind in ("nodisk", "stopped"):
             return ["--boot", "order=net0"]
         if guest.kind in ("shared-disk", "ha"):
             return ["--scsihw", "virtio-scsi-single", "--scsi0", f"{storage}:1,format=qcow2"]

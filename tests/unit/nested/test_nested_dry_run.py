@@ -86,7 +86,7 @@ def test_up_dry_run_shows_the_whole_sequence_of_commands(sandbox: Sandbox) -> No
             "$ exportfs -o rw,sync,no_subtree_check,no_root_squash,insecure 10.251.0.0/24:",
             "ssh pve1: pvesm add nfs labnfs --server 10.251.0.1",
             "ssh pve1: pveum role add PVEToolMigrate --privs Sys.Audit,Sys.Console,"
-            "VM.Audit,VM.Migrate",
+            "VM.Audit,VM.Migrate,VM.PowerMgmt",
             "ssh pve1: pveum acl modify / --users pvetool@pve --roles PVEToolMigrate",
             "ssh pve1: pveum user token add pvetool@pve ci --privsep 0",
             "/etc/pve/pve-root-ca.pem",
@@ -108,7 +108,10 @@ def test_up_dry_run_shows_the_whole_sequence_of_commands(sandbox: Sandbox) -> No
     assert sum("-no-reboot" in line for line in qemu) == 3
     # The test guests never use KVM: they are a third level of virtualisation.
     creates = [line for line in out.splitlines() if "qm create" in line]
-    assert len(creates) == 6 and all("--kvm 0" in line for line in creates)
+    assert len(creates) == 7 and all("--kvm 0" in line for line in creates)
+    # The stopped guest is created but never started.
+    assert any("qm create 108" in line for line in creates)
+    assert not any("qm start 108" in line for line in out.splitlines())
 
 
 def test_dry_run_touches_nothing(sandbox: Sandbox) -> None:
