@@ -5,8 +5,8 @@
    emulator as on real PVE.
 2. The "external cluster" path works: an emulator started on its own (`python -m
    pvetool.emulator serve`, as a separate process) is written to an env file exactly like
-   `nested-pve/cluster.env`, and the portable tests run against it with
-   `PVETOOL_E2E_ENV=<that file>`, in a pytest of their own: all of them must pass, none skipped.
+   `nested-pve/cluster.env`, and a representative part of the portable tests (`PROOF`) runs
+   against it with `PVETOOL_E2E_ENV=<that file>`, in a pytest of their own: all must pass.
 """
 
 from __future__ import annotations
