@@ -19,7 +19,6 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pvetool import model
 from pvetool.errors import PlanError
 from pvetool.model import ExecutionPlan
 
@@ -72,7 +71,8 @@ _HINTS: dict[type, dict[str, Any]] = {}
 
 def _hints(cls: type) -> dict[str, Any]:
     if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls, vars(model))
+        # Resolve each class's annotations in its own module (the model is a package of modules).
+        _HINTS[cls] = typing.get_type_hints(cls)
     return _HINTS[cls]
 
 
