@@ -16,8 +16,9 @@ from ``seed``. A token without ``privileges`` has its user's; a user other than 
 
 ``generate_cluster`` writes a seeded, realistic cluster file of any size for benchmarks.
 
-Imports: the standard library, PyYAML and, lazily, ``pvetool.timing`` (for the names and limits of
-timing overrides); nothing else from pvetool.
+Imports: the standard library, PyYAML, the standard-library-only leaf ``pvetool.units`` and,
+lazily, ``pvetool.timing`` (for the names and limits of timing overrides); nothing else from
+pvetool.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ import re
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any, TypeVar
 
 import yaml
+
+from pvetool.units import GiB, MiB, TiB, format_size, parse_link, parse_rate, parse_size
 
 __all__ = [
     "ClusterFileError",
@@ -53,15 +55,7 @@ __all__ = [
     "generate_cluster",
     "load_cluster",
     "load_cluster_text",
-    "parse_link",
-    "parse_rate",
-    "parse_size",
 ]
-
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
-TiB = 1024 * GiB
 
 BUILTIN_CLUSTERS = ("lab",)
 
@@ -253,107 +247,6 @@ class ClusterSpec:
     tokens: tuple[TokenSpec, ...]
     users: tuple[UserSpec, ...]
     timing_overrides: dict[str, float]
-
-
-# --- units -------------------------------------------------------------------------------------
-
-_NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
-_SIZE_RE = re.compile(rf"\s*{_NUMBER}\s*([A-Za-z]*)\s*")
-_SIZE_UNITS: dict[str, int] = {
-    "": 1,
-    "B": 1,
-    "K": KiB,
-    "KiB": KiB,
-    "M": MiB,
-    "MiB": MiB,
-    "G": GiB,
-    "GiB": GiB,
-    "T": TiB,
-    "TiB": TiB,
-    "P": 1024 * TiB,
-    "PiB": 1024 * TiB,
-}
-_LINK_RE = re.compile(rf"\s*{_NUMBER}\s*([A-Za-z]*)(/s)?\s*")
-_LINK_UNITS: dict[str, float] = {
-    "": 1.0,
-    "bit": 1.0,
-    "kbit": 1e3,
-    "mbit": 1e6,
-    "gbit": 1e9,
-    "tbit": 1e12,
-}
-_RATE_RE = re.compile(rf"\s*{_NUMBER}\s*([A-Za-z]*)\s*/\s*s\s*")
-
-
-def _check_plain_number(text: object, what: str, example: str) -> float | int | None:
-    """Numbers pass through (checked); strings return None; anything else is a ValueError."""
-    if isinstance(text, bool) or not isinstance(text, int | float | str):
-        raise ValueError(f"expected {what} like {example}, got {text!r}")
-    if isinstance(text, str):
-        return None
-    if isinstance(text, float) and not math.isfinite(text):
-        raise ValueError(f"expected {what} like {example}, got {text!r}")
-    if text < 0:
-        raise ValueError(f"{what} must not be negative, got {text!r}")
-    return text
-
-
-def parse_size(text: str | int | float) -> int:
-    """Bytes of a size: ``8GiB``, ``32G`` (PVE style, binary), ``12.6GiB``, ``512MiB``, ``4096``.
-
-    Units B, K/KiB, M/MiB, G/GiB, T/TiB, P/PiB are all powers of 1024; a plain number is bytes.
-    Fractional results are rounded to the nearest byte.
-    """
-    number = _check_plain_number(text, "a size", "8GiB")
-    if number is not None:
-        return round(number)
-    assert isinstance(text, str)
-    match = _SIZE_RE.fullmatch(text)
-    unit = match.group(2) if match else ""
-    if match is None or unit not in _SIZE_UNITS:
-        hint = ""
-        if match is not None and unit.upper() in {"KB", "MB", "GB", "TB", "PB"}:
-            hint = f" (sizes are binary: write {match.group(1)}{unit[0].upper()}iB)"
-        raise ValueError(f"expected a size like 8GiB, got {text!r}{hint}")
-    return round(Fraction(match.group(1)) * _SIZE_UNITS[unit])
-
-
-def parse_link(text: str | int | float) -> float:
-    """Bits per second of a nominal link speed: ``10Gbit``, ``2.5Gbit``, ``100Mbit``.
-
-    Units bit, Kbit, Mbit, Gbit, Tbit (decimal, case-insensitive, optional ``/s``); a plain number
-    is bits per second. The speed must be positive.
-    """
-    number = _check_plain_number(text, "a link speed", "10Gbit")
-    if number is None:
-        assert isinstance(text, str)
-        match = _LINK_RE.fullmatch(text)
-        if match is None or match.group(2).lower() not in _LINK_UNITS:
-            raise ValueError(f"expected a link speed like 10Gbit, 2.5Gbit or 100Mbit, got {text!r}")
-        number = float(match.group(1)) * _LINK_UNITS[match.group(2).lower()]
-    if number <= 0:
-        raise ValueError(f"a link speed must be positive, got {text!r}")
-    return float(number)
-
-
-def parse_rate(text: str | int | float) -> float:
-    """Bytes per second of a rate such as ``120MiB/s`` (size units, binary); a number is B/s."""
-    number = _check_plain_number(text, "a rate", "120MiB/s")
-    if number is not None:
-        return float(number)
-    assert isinstance(text, str)
-    match = _RATE_RE.fullmatch(text)
-    if match is None or match.group(2) not in _SIZE_UNITS:
-        raise ValueError(f"expected a rate like 120MiB/s, got {text!r}")
-    return float(Fraction(match.group(1)) * _SIZE_UNITS[match.group(2)])
-
-
-def format_size(size_bytes: int) -> str:
-    """The shortest exact spelling of a size in binary units (``8GiB``, ``1536MiB``, ``100``)."""
-    for unit, factor in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
-        if size_bytes and size_bytes % factor == 0:
-            return f"{size_bytes // factor}{unit}"
-    return str(size_bytes)
 
 
 # --- YAML with line numbers --------------------------------------------------------------------

@@ -7,14 +7,14 @@ every value; nesting deeper than ``MAX_DEPTH`` is refused first). The whole docu
 before anything is returned, and *every* problem is collected into one ``PlanError``, each as
 ``file:line: key.path: what was expected, got what was found`` with a "did you mean" for a
 misspelt key, step kind or choice. Units (``8GiB``, ``500MiB/s``, ``10%``, ``30s``) are converted
-to base units by `planner.units`. A plan that fails to load never reaches a cluster.
+to base units by `pvetool.units`. A plan that fails to load never reaches a cluster.
 
 What the loader cannot know without a cluster (does node ``pve4`` exist? guest 123?) it leaves to
 the checks, and hands them every node name the plan mentions, with its place, in
 ``PlanSpec.node_refs``; ``suggest`` phrases their "did you mean".
 
 Imports: the standard library, PyYAML, `pvetool.errors`, `pvetool.planner.spec` and
-`pvetool.planner.units`. Never the emulator, the API client or the executor.
+`pvetool.units`. Never the emulator, the API client or the executor.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 import yaml
 
+from pvetool import units
 from pvetool.errors import PlanError
-from pvetool.planner import units
 from pvetool.planner.spec import (
     Amount,
     BalanceBy,
@@ -425,7 +425,7 @@ def _vmid_key(key: str) -> int:
 
 
 def _unit(parse: Callable[[object], T], what: str) -> Conv[T]:
-    """A converter from a `planner.units` parser; lists, mappings and null are refused first."""
+    """A converter from a `pvetool.units` parser; lists, mappings and null are refused first."""
 
     def conv(loc: _Loc) -> T:
         if not _is_scalar(loc) or loc.value is None or isinstance(loc.value, bool):

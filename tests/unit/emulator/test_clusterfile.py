@@ -20,10 +20,8 @@ from pvetool.emulator.clusterfile import (
     generate_cluster,
     load_cluster,
     load_cluster_text,
-    parse_link,
-    parse_rate,
-    parse_size,
 )
+from pvetool.units import parse_link, parse_rate, parse_size
 
 KiB, MiB, GiB, TiB = 1024, 1024**2, 1024**3, 1024**4
 CLUSTERS = Path(__file__).resolve().parents[2] / "data" / "clusters"
@@ -49,7 +47,7 @@ def problems_of(text: str, filename: str = "t.yaml") -> list[str]:
     return info.value.problems
 
 
-# --- units -------------------------------------------------------------------------------------
+# --- units (pvetool.units, as cluster files use them) --------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -71,6 +69,7 @@ def problems_of(text: str, filename: str = "t.yaml") -> list[str]:
         ("0.5G", GiB // 2),
         (" 8 GiB ", 8 * GiB),
         (1.6, 2),
+        ("8gib", 8 * GiB),  # one language with plans: units in any case
     ],
 )
 def test_parse_size(text: str | int | float, expected: int) -> None:
@@ -78,7 +77,7 @@ def test_parse_size(text: str | int | float, expected: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["8 gigs", "8GB", "", "GiB", "-1G", -5, "1e3G", "8gib", float("inf"), "1.2.3G"]
+    "text", ["8 gigs", "8GB", "", "GiB", "-1G", -5, "1e3G", float("inf"), "1.2.3G"]
 )
 def test_parse_size_rejects(text: str | int | float) -> None:
     with pytest.raises(ValueError, match="size"):
@@ -121,17 +120,36 @@ def test_parse_link_rejects(text: Any) -> None:
         ("1.5 MiB / s", 1.5 * MiB),
         ("40M/s", 40 * MiB),
         ("0B/s", 0),
-        (1000, 1000),
+        ("120Mbit/s", 120e6 / 8),  # one language with plans: bits per second too
     ],
 )
 def test_parse_rate(text: str | int, expected: float) -> None:
     assert parse_rate(text) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("text", ["120MiB", "fast", "120Mbit/s", "/s", "-1MiB/s"])
-def test_parse_rate_rejects(text: str) -> None:
+@pytest.mark.parametrize("text", ["120MiB", "fast", "/s", "-1MiB/s", 1000])
+def test_parse_rate_rejects(text: str | int) -> None:
     with pytest.raises(ValueError, match="rate"):
         parse_rate(text)
+
+
+def test_a_cluster_file_speaks_the_plan_units() -> None:
+    # The spellings a plan accepts work in a cluster file too (issue 9: 100Mbit/s was an error).
+    spec = load_cluster_text(
+        "name: t\nnodes:\n  pve1: {cpus: 8, memory: 32gib, link: 10Gbps}\n"
+        "guests:\n  100: {type: qemu, node: pve1, memory: 1GiB, dirty: 100Mbit/s}\n"
+    )
+    assert spec.nodes["pve1"].memory_bytes == 32 * GiB
+    assert spec.nodes["pve1"].link_bits_per_s == 10e9
+    assert spec.guests[100].dirty_rate_Bps == pytest.approx(100e6 / 8)
+
+
+def test_a_bare_dirty_rate_needs_a_unit() -> None:
+    (problem,) = problems_of(BASE + "  100: {type: qemu, node: pve1, dirty: 1000}\n")
+    assert problem == (
+        f"t.yaml:{len(BASE.splitlines()) + 1}: guests.100.dirty: expected idle, moderate, hot or "
+        "a rate like 120MiB/s, got 1000"
+    )
 
 
 def test_dirty_profiles_match_the_timing_model() -> None:
