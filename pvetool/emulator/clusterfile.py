@@ -24,22 +24,41 @@ pvetool.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib.resources
-import ipaddress
 import json
 import math
 import os
 import random
 import re
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import yaml
-
 from pvetool.units import GiB, MiB, TiB, format_size, parse_link, parse_rate, parse_size
+from pvetool.yamlcheck import (
+    BROKEN,
+    Checker,
+    Conv,
+    Invalid,
+    Loc,
+    Problems,
+    describe,
+    hint,
+    hint_or_known,
+    join,
+    read_document,
+    to_bool,
+    to_cidr,
+    to_enum,
+    to_int,
+    to_nonempty_str,
+    to_number,
+    to_pattern,
+    to_str,
+)
+
+T = TypeVar("T")
 
 __all__ = [
     "ClusterFileError",
@@ -249,262 +268,24 @@ class ClusterSpec:
     timing_overrides: dict[str, float]
 
 
-# --- YAML with line numbers --------------------------------------------------------------------
-
-
-class _Broken:
-    """Marks a value that could not be read; its problem is already reported."""
-
-    def __repr__(self) -> str:
-        return "<broken>"
-
-
-_BROKEN = _Broken()
-
-
-@dataclass(eq=False)
-class _Loc:
-    """A YAML value with the (1-based) line it starts on; mappings keep their keys' lines."""
-
-    value: object  # dict[str, _Loc] | list[_Loc] | scalar | _BROKEN
-    line: int
-    raw: str | None = None  # source text of a scalar
-    key_lines: dict[str, int] | None = None
-
-
-class _Problems:
-    def __init__(self, filename: str) -> None:
-        self.filename = filename
-        self._items: list[tuple[int, int, str]] = []
-
-    def add(self, line: int, path: str, message: str) -> None:
-        where = f"{self.filename}:{line}: "
-        text = f"{where}{path}: {message}" if path else f"{where}{message}"
-        self._items.append((line, len(self._items), text))
-
-    def __bool__(self) -> bool:
-        return bool(self._items)
-
-    def sorted(self) -> list[str]:
-        return [text for _, _, text in sorted(self._items)]
-
-
-class _Reader:
-    """Turns composed YAML nodes into `_Loc` trees (merge keys and aliases resolved)."""
-
-    def __init__(self, problems: _Problems) -> None:
-        self._problems = problems
-        self._constructor = yaml.constructor.SafeConstructor()
-        self._done: dict[int, _Loc] = {}
-        self._active: set[int] = set()
-
-    def read(self, node: yaml.Node, path: str) -> _Loc:
-        line = node.start_mark.line + 1
-        done = self._done.get(id(node))
-        if done is not None:
-            return done
-        if id(node) in self._active:
-            self._problems.add(line, path, "a recursive alias is not allowed here")
-            return _Loc(_BROKEN, line)
-        self._active.add(id(node))
-        try:
-            loc = self._read(node, path, line)
-        finally:
-            self._active.discard(id(node))
-        self._done[id(node)] = loc
-        return loc
-
-    def _read(self, node: yaml.Node, path: str, line: int) -> _Loc:
-        if isinstance(node, yaml.MappingNode):
-            own_keys = {id(key) for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge"}
-            try:
-                self._constructor.flatten_mapping(node)
-            except yaml.YAMLError as exc:
-                self._problems.add(line, path, f"invalid merge key: {_yaml_reason(exc)}")
-                return _Loc(_BROKEN, line)
-            values: dict[str, _Loc] = {}
-            key_lines: dict[str, int] = {}
-            own: set[str] = set()
-            for key_node, value_node in node.value:
-                key_line = key_node.start_mark.line + 1
-                if not isinstance(key_node, yaml.ScalarNode):
-                    self._problems.add(key_line, path, "a key must be a plain value")
-                    continue
-                key = str(key_node.value)
-                if key in values and id(key_node) in own_keys and key in own:
-                    self._problems.add(
-                        key_line, path, f"duplicate key '{key}' (first on line {key_lines[key]})"
-                    )
-                    continue
-                if id(key_node) in own_keys:
-                    own.add(key)  # a key of this mapping itself overrides one merged with <<
-                key_lines[key] = key_line
-                values[key] = self.read(value_node, _join(path, key))
-            return _Loc(values, line, key_lines=key_lines)
-        if isinstance(node, yaml.SequenceNode):
-            items = [self.read(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
-            return _Loc(items, line)
-        try:
-            value = self._constructor.construct_object(node, deep=True)
-        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
-            reason = _yaml_reason(exc) if isinstance(exc, yaml.YAMLError) else str(exc)
-            self._problems.add(line, path, f"cannot read value {node.value!r}: {reason}")
-            return _Loc(_BROKEN, line, raw=str(node.value))
-        return _Loc(value, line, raw=str(node.value))
-
-
-def _yaml_reason(exc: yaml.YAMLError) -> str:
-    if not isinstance(exc, yaml.MarkedYAMLError):
-        return str(exc)
-    context = exc.context or ""
-    problem_line = exc.problem_mark.line if exc.problem_mark else None
-    if context and exc.context_mark is not None and exc.context_mark.line != problem_line:
-        context += f" started on line {exc.context_mark.line + 1}"
-    parts = [p for p in (context, exc.problem) if p]
-    return "; ".join(parts) if parts else str(exc)
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-# --- value converters --------------------------------------------------------------------------
-
-T = TypeVar("T")
-Conv = Callable[[_Loc], T]
-
-
-class _Invalid(Exception):
-    """A value that does not fit; the message completes ``path: ...``."""
-
-
-def _describe(loc: _Loc) -> str:
-    value = loc.value
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, str):
-        return repr(value)
-    return loc.raw if loc.raw is not None else repr(value)
-
-
-def _suggest(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _suggest_or_list(word: str, choices: Collection[str]) -> str:
-    """A did-you-mean when one is close, else the (first few) known names."""
-    suggestion = _suggest(word, choices)
-    if suggestion or not choices:
-        return suggestion
-    listing = ", ".join(sorted(choices)[:8]) + (", ..." if len(choices) > 8 else "")
-    return f" (known: {listing})"
-
-
-def _is_scalar(loc: _Loc) -> bool:
-    return not isinstance(loc.value, dict | list)
-
-
-def _to_str(loc: _Loc) -> str:
-    value = loc.value
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool) or value is None or not _is_scalar(loc) or loc.raw is None:
-        raise _Invalid(f"expected a string, got {_describe(loc)}")
-    return loc.raw  # a number or date written without quotes: keep its text
-
-
-def _to_nonempty_str(loc: _Loc) -> str:
-    text = _to_str(loc)
-    if not text.strip():
-        raise _Invalid("must not be empty")
-    return text
-
-
-def _to_bool(loc: _Loc) -> bool:
-    value = loc.value
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    raise _Invalid(f"expected true or false, got {_describe(loc)}")
-
-
-def _to_int(low: int | None = None, high: int | None = None) -> Conv[int]:
-    def conv(loc: _Loc) -> int:
-        value = loc.value
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _Invalid(f"expected an integer, got {_describe(loc)}")
-        if low is not None and value < low:
-            raise _Invalid(f"must be at least {low}, got {value}")
-        if high is not None and value > high:
-            raise _Invalid(f"must be at most {high}, got {value}")
-        return value
-
-    return conv
-
-
-def _to_number(loc: _Loc) -> float:
-    value = loc.value
-    if isinstance(value, str) and re.fullmatch(
-        r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*", value
-    ):
-        value = float(value)  # YAML 1.1 reads 8.6e8 (no dot-and-sign exponent) as a string
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Invalid(f"expected a number, got {_describe(loc)}")
-    if not math.isfinite(value):
-        raise _Invalid(f"expected a finite number, got {_describe(loc)}")
-    return float(value)
-
-
-def _to_enum(choices: Collection[str]) -> Conv[str]:
-    def conv(loc: _Loc) -> str:
-        if not _is_scalar(loc) or loc.value is None or isinstance(loc.value, bool):
-            text = None
-        else:
-            text = loc.value if isinstance(loc.value, str) else loc.raw
-        if text is None or text not in choices:
-            hint = _suggest(text, choices) if text is not None else ""
-            raise _Invalid(f"expected one of {', '.join(choices)}, got {_describe(loc)}{hint}")
-        return text
-
-    return conv
-
-
-def _to_size(loc: _Loc) -> int:
+def _to_size(loc: Loc) -> int:
     value = loc.value
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise _Invalid(f"expected a size like 8GiB, got {_describe(loc)}")
+        raise Invalid(f"expected a size like 8GiB, got {describe(loc)}")
     try:
         return parse_size(value)
     except ValueError as exc:
-        raise _Invalid(str(exc)) from None
+        raise Invalid(str(exc)) from None
 
 
-def _to_link(loc: _Loc) -> float:
+def _to_link(loc: Loc) -> float:
     value = loc.value
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise _Invalid(f"expected a link speed like 10Gbit, got {_describe(loc)}")
+        raise Invalid(f"expected a link speed like 10Gbit, got {describe(loc)}")
     try:
         return parse_link(value)
     except ValueError as exc:
-        raise _Invalid(str(exc)) from None
-
-
-def _to_pattern(regex: re.Pattern[str], what: str) -> Conv[str]:
-    def conv(loc: _Loc) -> str:
-        text = _to_str(loc)
-        if not regex.fullmatch(text):
-            raise _Invalid(f"expected {what}, got {text!r}")
-        return text
-
-    return conv
+        raise Invalid(str(exc)) from None
 
 
 _NODE_NAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
@@ -544,129 +325,40 @@ def _split_options(text: str) -> list[tuple[str, str | None]]:
 # --- the checker -------------------------------------------------------------------------------
 
 
-class _Checker:
-    """Validation helpers that record problems instead of stopping at the first."""
-
-    def __init__(self, problems: _Problems) -> None:
-        self.problems = problems
-
-    def add(self, loc: _Loc | int, path: str, message: str) -> None:
-        self.problems.add(loc if isinstance(loc, int) else loc.line, path, message)
-
-    def at(self, values: dict[str, _Loc], key: str, path: str, message: str) -> None:
-        """A problem with the value of ``key`` in ``values`` (a mapping at ``path``)."""
-        self.add(values[key], _join(path, key), message)
-
-    def mapping(self, loc: _Loc, path: str, what: str = "a mapping") -> dict[str, _Loc] | None:
-        if loc.value is _BROKEN:
-            return None
-        if not isinstance(loc.value, dict):
-            self.add(loc, path, f"expected {what}, got {_describe(loc)}")
-            return None
-        return loc.value
-
-    def sequence(self, loc: _Loc, path: str, what: str = "a list") -> list[_Loc] | None:
-        if loc.value is _BROKEN:
-            return None
-        if not isinstance(loc.value, list):
-            self.add(loc, path, f"expected {what}, got {_describe(loc)}")
-            return None
-        return loc.value
-
-    def fields(
-        self,
-        loc: _Loc,
-        path: str,
-        known: Collection[str],
-        required: Collection[str] = (),
-        indexed: Mapping[str, int] | None = None,
-        hints: Callable[[str], str | None] | None = None,
-    ) -> dict[str, _Loc] | None:
-        """A mapping whose keys are checked: unknown keys (with a suggestion), missing ones."""
-        values = self.mapping(loc, path)
-        if values is None:
-            return None
-        key_lines = loc.key_lines or {}
-        indexed = indexed or {}
-        candidates = list(known) + [f"{prefix}0" for prefix in indexed]
-        for key in values:
-            if key in known:
-                continue
-            match = re.fullmatch(r"([a-z]+)(\d+)", key)
-            if match and match.group(1) in indexed:
-                top = indexed[match.group(1)]
-                if int(match.group(2)) <= top and str(int(match.group(2))) == match.group(2):
-                    continue
-                self.add(
-                    key_lines.get(key, loc.line),
-                    path,
-                    f"'{key}': the index of {match.group(1)}N must be 0..{top}",
-                )
-                continue
-            hint = hints(key) if hints is not None else None
-            self.add(
-                key_lines.get(key, loc.line),
-                path,
-                f"unknown key '{key}'{hint or _suggest(key, candidates)}",
-            )
-        for key in required:
-            if key not in values:
-                self.add(loc, path, f"missing required key '{key}'")
-        return values
-
-    def convert(self, loc: _Loc, path: str, conv: Conv[T]) -> T | None:
-        if loc.value is _BROKEN:
-            return None
-        try:
-            return conv(loc)
-        except _Invalid as exc:
-            self.add(loc, path, str(exc))
-            return None
-
-    def get(self, values: dict[str, _Loc], key: str, path: str, conv: Conv[T], default: T) -> T:
-        """The converted value of ``key``; ``default`` when absent *or* invalid (reported)."""
-        loc = values.get(key)
-        if loc is None:
-            return default
-        result = self.convert(loc, _join(path, key), conv)
-        return default if result is None else result
-
-    def opt(self, values: dict[str, _Loc], key: str, path: str, conv: Conv[T]) -> T | None:
-        """The converted value of ``key``; None when absent or invalid (reported)."""
-        loc = values.get(key)
-        return None if loc is None else self.convert(loc, _join(path, key), conv)
+class _Checker(Checker):
+    """The shared checker, plus lists of strings and references to what a section defines."""
 
     def str_list(
-        self, values: dict[str, _Loc], key: str, path: str, conv: Conv[str] = _to_str
-    ) -> list[tuple[_Loc, str]] | None:
+        self, values: dict[str, Loc], key: str, path: str, conv: Conv[str] = to_str
+    ) -> list[tuple[Loc, str]] | None:
         """A list of strings (a single string counts as a one-item list)."""
         loc = values.get(key)
         if loc is None:
             return None
-        if loc.value is _BROKEN:
+        if loc.value is BROKEN:
             return None
         if isinstance(loc.value, list):
             items = loc.value
         elif isinstance(loc.value, str):
             items = [loc]
         else:
-            self.add(loc, _join(path, key), f"expected a list, got {_describe(loc)}")
+            self.add(loc, join(path, key), f"expected a list, got {describe(loc)}")
             return None
-        out: list[tuple[_Loc, str]] = []
+        out: list[tuple[Loc, str]] = []
         for i, item in enumerate(items):
-            item_path = f"{_join(path, key)}[{i}]" if isinstance(loc.value, list) else path
+            item_path = f"{join(path, key)}[{i}]" if isinstance(loc.value, list) else path
             value = self.convert(item, item_path, conv)
             if value is not None:
                 out.append((item, value))
         return out
 
     def reference(
-        self, loc: _Loc, path: str, name: str, known: Collection[str] | None, what: str
+        self, loc: Loc, path: str, name: str, known: Collection[str] | None, what: str
     ) -> bool:
         """Whether ``name`` is known; None for ``known`` means the section is unreadable."""
         if known is None or name in known:
             return True
-        self.add(loc, path, f"unknown {what} '{name}'{_suggest_or_list(name, known)}")
+        self.add(loc, path, f"unknown {what} '{name}'{hint_or_known(name, known)}")
         return False
 
 
@@ -701,7 +393,7 @@ class _Draft:
     storage_names: list[str] = field(default_factory=list)
     storages: dict[str, StorageSpec] = field(default_factory=dict)
     guests: dict[int, GuestSpec] = field(default_factory=dict)
-    guest_locs: dict[int, _Loc] = field(default_factory=dict)
+    guest_locs: dict[int, Loc] = field(default_factory=dict)
     nodes_broken: bool = False  # the whole section is unreadable: do not flag references to it
     storages_broken: bool = False
 
@@ -714,7 +406,7 @@ class _Draft:
         return None if self.storages_broken else self.storage_names
 
 
-def _check_datacenter(ck: _Checker, loc: _Loc | None) -> DatacenterSpec:
+def _check_datacenter(ck: _Checker, loc: Loc | None) -> DatacenterSpec:
     if loc is None:
         return DatacenterSpec()
     path = "datacenter"
@@ -726,44 +418,31 @@ def _check_datacenter(ck: _Checker, loc: _Loc | None) -> DatacenterSpec:
         mig = ck.fields(values["migration"], f"{path}.migration", ("type", "network"))
         if mig is not None:
             migration_type = ck.get(
-                mig, "type", f"{path}.migration", _to_enum(MIGRATION_TYPES), "secure"
+                mig, "type", f"{path}.migration", to_enum(MIGRATION_TYPES), "secure"
             )
-            network = ck.opt(mig, "network", f"{path}.migration", _to_cidr)
+            network = ck.opt(mig, "network", f"{path}.migration", to_cidr)
     bwlimit = 0
     if "bwlimit" in values:
         bw = ck.fields(values["bwlimit"], f"{path}.bwlimit", ("migration",))
         if bw is not None:
-            bwlimit = ck.get(bw, "migration", f"{path}.bwlimit", _to_int(0), 0)
+            bwlimit = ck.get(bw, "migration", f"{path}.bwlimit", to_int(0), 0)
     policy = "conditional"
     if "ha" in values:
         ha = ck.fields(values["ha"], f"{path}.ha", ("shutdown_policy",))
         if ha is not None:
             policy = ck.get(
-                ha, "shutdown_policy", f"{path}.ha", _to_enum(SHUTDOWN_POLICIES), "conditional"
+                ha, "shutdown_policy", f"{path}.ha", to_enum(SHUTDOWN_POLICIES), "conditional"
             )
     return DatacenterSpec(
         migration_type=migration_type,
         migration_network=network,
         bwlimit_migration_KiBps=bwlimit,
-        max_workers=ck.get(values, "max_workers", path, _to_int(1, 1024), 4),
+        max_workers=ck.get(values, "max_workers", path, to_int(1, 1024), 4),
         ha_shutdown_policy=policy,
     )
 
 
-def _to_cidr(loc: _Loc) -> str:
-    text = _to_str(loc)
-    try:
-        if "/" not in text:
-            raise ValueError
-        ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        raise _Invalid(
-            f"expected a network in CIDR notation like 10.10.10.0/24, got {text!r}"
-        ) from None
-    return text
-
-
-def _check_nodes(ck: _Checker, loc: _Loc | None, top_line: int, draft: _Draft) -> None:
+def _check_nodes(ck: _Checker, loc: Loc | None, top_line: int, draft: _Draft) -> None:
     if loc is None:
         ck.add(top_line, "", "missing required key 'nodes'")
         return
@@ -792,7 +471,9 @@ def _check_nodes(ck: _Checker, loc: _Loc | None, top_line: int, draft: _Draft) -
                 f"{format_size(memory)} is too little for a node (did you forget a unit?)",
             )
         bridges = ["vmbr0"]
-        listed = ck.str_list(values, "bridges", path, _to_pattern(_BRIDGE_RE, "a bridge name"))
+        listed = ck.str_list(
+            values, "bridges", path, to_pattern(_BRIDGE_RE, "a bridge name", numbers=True)
+        )
         if listed is not None:
             bridges = []
             for item, bridge in listed:
@@ -801,27 +482,27 @@ def _check_nodes(ck: _Checker, loc: _Loc | None, top_line: int, draft: _Draft) -
                 bridges.append(bridge)
         draft.nodes[name] = NodeSpec(
             name=name,
-            cpus=ck.get(values, "cpus", path, _to_int(1, 8192), 1),
+            cpus=ck.get(values, "cpus", path, to_int(1, 8192), 1),
             memory_bytes=memory or GiB,
             link_bits_per_s=ck.get(values, "link", path, _to_link, 10e9),
             version=ck.get(
                 values,
                 "version",
                 path,
-                _to_pattern(_VERSION_RE, "a PVE version like 9.2.4"),
+                to_pattern(_VERSION_RE, "a PVE version like 9.2.4", numbers=True),
                 "9.2.4",
             ),
             cpu_model=ck.get(
-                values, "cpu_model", path, _to_nonempty_str, "QEMU Virtual CPU version 2.5+"
+                values, "cpu_model", path, to_nonempty_str, "QEMU Virtual CPU version 2.5+"
             ),
-            online=ck.get(values, "online", path, _to_bool, True),
-            arch=ck.get(values, "arch", path, _to_enum(ARCHES), "x86_64"),
+            online=ck.get(values, "online", path, to_bool, True),
+            arch=ck.get(values, "arch", path, to_enum(ARCHES), "x86_64"),
             bridges=tuple(dict.fromkeys(bridges)),
-            maintenance=ck.get(values, "maintenance", path, _to_bool, False),
+            maintenance=ck.get(values, "maintenance", path, to_bool, False),
         )
 
 
-def _check_storages(ck: _Checker, loc: _Loc | None, draft: _Draft) -> None:
+def _check_storages(ck: _Checker, loc: Loc | None, draft: _Draft) -> None:
     if loc is None:
         return
     storages = ck.mapping(loc, "storages", "a mapping of storage id to storage")
@@ -838,8 +519,8 @@ def _check_storages(ck: _Checker, loc: _Loc | None, draft: _Draft) -> None:
         values = ck.fields(st_loc, path, _STORAGE_KEYS, required=("type", "size"))
         if values is None:
             continue
-        stype = ck.opt(values, "type", path, _to_enum(sorted(STORAGE_TYPES)))
-        shared = ck.opt(values, "shared", path, _to_bool)
+        stype = ck.opt(values, "type", path, to_enum(sorted(STORAGE_TYPES)))
+        shared = ck.opt(values, "shared", path, to_bool)
         if stype is not None and shared is not None:
             if shared and stype in _NEVER_SHARED:
                 ck.at(
@@ -859,7 +540,7 @@ def _check_storages(ck: _Checker, loc: _Loc | None, draft: _Draft) -> None:
             for i, (item, node) in enumerate(listed):
                 ck.reference(item, f"{path}.nodes[{i}]", node, draft.known_nodes, "node")
         content: tuple[str, ...] = ("images", "rootdir")
-        listed = ck.str_list(values, "content", path, _to_enum(sorted(CONTENT_TYPES)))
+        listed = ck.str_list(values, "content", path, to_enum(sorted(CONTENT_TYPES)))
         if listed is not None:
             content = tuple(dict.fromkeys(c for _, c in listed))
         draft.storages[name] = StorageSpec(
@@ -894,20 +575,20 @@ def _parse_disk(text: str) -> tuple[str, int]:
     storage, colon, volume = head.partition(":")
     options = dict((k, v) for k, v in _split_options(rest) if v is not None) if rest else {}
     if not colon or not _STORAGE_ID_RE.fullmatch(storage.strip()):
-        raise _Invalid(f"expected STORAGE:SIZE like 'ceph:32G', got {text!r}")
+        raise Invalid(f"expected STORAGE:SIZE like 'ceph:32G', got {text!r}")
     if options.get("media") == "cdrom":
-        raise _Invalid("CD-ROM drives are not modelled; list only disks")
+        raise Invalid("CD-ROM drives are not modelled; list only disks")
     size_text = options.get("size", volume)
     try:
         size = parse_size(size_text.strip())
     except ValueError:
-        raise _Invalid(f"expected STORAGE:SIZE like 'ceph:32G', got {text!r}") from None
+        raise Invalid(f"expected STORAGE:SIZE like 'ceph:32G', got {text!r}") from None
     if size <= 0:
-        raise _Invalid(f"a disk needs a positive size, got {text!r}")
+        raise Invalid(f"a disk needs a positive size, got {text!r}")
     return storage.strip(), size
 
 
-def _check_guests(ck: _Checker, loc: _Loc | None, draft: _Draft) -> None:
+def _check_guests(ck: _Checker, loc: Loc | None, draft: _Draft) -> None:
     if loc is None:
         return
     guests = ck.mapping(loc, "guests", "a mapping of vmid to guest")
@@ -936,7 +617,7 @@ def _check_guests(ck: _Checker, loc: _Loc | None, draft: _Draft) -> None:
 
 
 def _check_guest(
-    ck: _Checker, loc: _Loc, path: str, vmid: int, draft: _Draft, all_bridges: set[str]
+    ck: _Checker, loc: Loc, path: str, vmid: int, draft: _Draft, all_bridges: set[str]
 ) -> GuestSpec | None:
     values = ck.fields(
         loc,
@@ -948,16 +629,16 @@ def _check_guest(
     )
     if values is None:
         return None
-    gtype = ck.opt(values, "type", path, _to_enum(GUEST_TYPES))
-    node = ck.opt(values, "node", path, _to_str)
+    gtype = ck.opt(values, "type", path, to_enum(GUEST_TYPES))
+    node = ck.opt(values, "node", path, to_str)
     if node is not None and not ck.reference(
         values["node"], f"{path}.node", node, draft.known_nodes, "node"
     ):
         node = None
     node_spec = draft.nodes.get(node) if node else None
-    template = ck.get(values, "template", path, _to_bool, False)
+    template = ck.get(values, "template", path, to_bool, False)
     status = ck.get(
-        values, "status", path, _to_enum(GUEST_STATUSES), "stopped" if template else "running"
+        values, "status", path, to_enum(GUEST_STATUSES), "stopped" if template else "running"
     )
     if template and status == "running":
         ck.at(values, "status", path, "a template cannot be running")
@@ -971,7 +652,7 @@ def _check_guest(
                 line = (loc.key_lines or {}).get(key, loc.line)
                 ck.add(line, path, f"'{key}' is a VM option; containers do not have it")
 
-    cores = ck.get(values, "cores", path, _to_int(1, 8192), 1)
+    cores = ck.get(values, "cores", path, to_int(1, 8192), 1)
     if node_spec is not None and "cores" in values and cores > node_spec.cpus:
         ck.at(
             values,
@@ -1010,16 +691,16 @@ def _check_guest(
 
     lock = None
     if gtype is not None:
-        lock = ck.opt(values, "lock", path, _to_enum(QEMU_LOCKS if gtype == "qemu" else LXC_LOCKS))
+        lock = ck.opt(values, "lock", path, to_enum(QEMU_LOCKS if gtype == "qemu" else LXC_LOCKS))
     tags = ck.str_list(
-        values, "tags", path, _to_pattern(_TAG_RE, "a tag of letters, digits, _ - + .")
+        values, "tags", path, to_pattern(_TAG_RE, "a tag of letters, digits, _ - + .", numbers=True)
     )
     replicate = _check_replicate(ck, values, path, node, disks, draft)
     default_name = f"VM {vmid}" if gtype != "lxc" else f"CT{vmid}"
     return GuestSpec(
         vmid=vmid,
         type=gtype or "qemu",
-        name=ck.get(values, "name", path, _to_nonempty_str, default_name),
+        name=ck.get(values, "name", path, to_nonempty_str, default_name),
         node=node or "",
         status=status,
         cores=cores,
@@ -1029,9 +710,9 @@ def _check_guest(
         wss_bytes=wss,
         disks=disks,
         nets=nets,
-        agent=ck.get(values, "agent", path, _to_bool, False),
+        agent=ck.get(values, "agent", path, to_bool, False),
         tags=tuple(t for _, t in tags or ()),
-        pool=ck.opt(values, "pool", path, _to_pattern(_POOL_RE, "a pool name")),
+        pool=ck.opt(values, "pool", path, to_pattern(_POOL_RE, "a pool name", numbers=True)),
         ha=ha,
         ha_state=ha_state,
         ha_max_relocate=max_relocate,
@@ -1040,10 +721,10 @@ def _check_guest(
         serial=serial,
         lock=lock,
         template=template,
-        cpu=ck.opt(values, "cpu", path, _to_pattern(_CPU_RE, "a CPU type like host")),
+        cpu=ck.opt(values, "cpu", path, to_pattern(_CPU_RE, "a CPU type like host", numbers=True)),
         replicate=replicate,
-        onboot=ck.get(values, "onboot", path, _to_bool, False),
-        description=ck.get(values, "description", path, _to_str, ""),
+        onboot=ck.get(values, "onboot", path, to_bool, False),
+        description=ck.get(values, "description", path, to_str, ""),
     )
 
 
@@ -1053,10 +734,10 @@ def _guest_key_hint(key: str) -> str | None:
     return None
 
 
-def _check_dirty(ck: _Checker, values: dict[str, _Loc], path: str) -> tuple[float, float]:
+def _check_dirty(ck: _Checker, values: dict[str, Loc], path: str) -> tuple[float, float]:
     rate, wss = DIRTY_PROFILES[DEFAULT_DIRTY]
     loc = values.get("dirty")
-    if loc is not None and loc.value is not _BROKEN:
+    if loc is not None and loc.value is not BROKEN:
         if isinstance(loc.value, str) and loc.value in DIRTY_PROFILES:
             rate, wss = DIRTY_PROFILES[loc.value]
         else:
@@ -1065,12 +746,12 @@ def _check_dirty(ck: _Checker, values: dict[str, _Loc], path: str) -> tuple[floa
                     raise ValueError
                 rate, wss = parse_rate(loc.value), float(DEFAULT_RATE_WSS_BYTES)
             except ValueError:
-                hint = _suggest(loc.value, DIRTY_PROFILES) if isinstance(loc.value, str) else ""
+                suffix = hint(loc.value, DIRTY_PROFILES) if isinstance(loc.value, str) else ""
                 ck.add(
                     loc,
                     f"{path}.dirty",
                     f"expected idle, moderate, hot or a rate like 120MiB/s, got "
-                    f"{_describe(loc)}{hint}",
+                    f"{describe(loc)}{suffix}",
                 )
     wss_bytes = ck.opt(values, "wss", path, _to_size)
     return rate, float(wss_bytes) if wss_bytes is not None else wss
@@ -1078,8 +759,8 @@ def _check_dirty(ck: _Checker, values: dict[str, _Loc], path: str) -> tuple[floa
 
 def _check_disks(
     ck: _Checker,
-    values: dict[str, _Loc],
-    guest_loc: _Loc,
+    values: dict[str, Loc],
+    guest_loc: Loc,
     path: str,
     gtype: str | None,
     node: str | None,
@@ -1115,12 +796,12 @@ def _check_disks(
                 f"'{key}' is not a container disk; container disks are rootfs and mp0-255",
             )
             continue
-        text = ck.convert(d_loc, key_path, _to_str)
+        text = ck.convert(d_loc, key_path, to_str)
         if text is None:
             continue
         try:
             storage, size = _parse_disk(text)
-        except _Invalid as exc:
+        except Invalid as exc:
             ck.add(d_loc, key_path, str(exc))
             continue
         out.append(DiskSpec(key=key, storage=storage, size_bytes=size))
@@ -1148,14 +829,14 @@ def _check_disks(
 
 
 def _check_nets(
-    ck: _Checker, values: dict[str, _Loc], path: str, gtype: str | None, all_bridges: set[str]
+    ck: _Checker, values: dict[str, Loc], path: str, gtype: str | None, all_bridges: set[str]
 ) -> tuple[tuple[str, str], ...]:
     out: list[tuple[str, str]] = []
     for key, loc in values.items():
         if not re.fullmatch(r"net\d+", key):
             continue
         key_path = f"{path}.{key}"
-        text = ck.convert(loc, key_path, _to_str)
+        text = ck.convert(loc, key_path, to_str)
         if text is None:
             continue
         out.append((key, text))
@@ -1170,7 +851,7 @@ def _check_nets(
                     problems.append(f"'{val}' is not a MAC address")
                 continue
             if val is None or (gtype is not None and opt not in allowed):
-                problems.append(f"unknown option '{opt}'{_suggest(opt, allowed)}")
+                problems.append(f"unknown option '{opt}'{hint(opt, allowed)}")
         if (
             gtype == "qemu"
             and not (items and items[0][0] in QEMU_NIC_MODELS)
@@ -1190,25 +871,24 @@ def _check_nets(
             ck.add(
                 loc,
                 key_path,
-                f"bridge '{bridge}' is not defined on any node"
-                f"{_suggest_or_list(bridge, all_bridges)}",
+                f"bridge '{bridge}' is not defined on any node{hint_or_known(bridge, all_bridges)}",
             )
     return tuple(out)
 
 
 def _check_ha(
-    ck: _Checker, values: dict[str, _Loc], path: str, running: bool, template: bool
+    ck: _Checker, values: dict[str, Loc], path: str, running: bool, template: bool
 ) -> tuple[bool, str, int]:
     loc = values.get("ha")
-    if loc is None or loc.value is _BROKEN:
+    if loc is None or loc.value is BROKEN:
         return False, "", 1
     default_state = "started" if running else "stopped"
     if isinstance(loc.value, dict):
         ha_values = ck.fields(loc, f"{path}.ha", ("state", "max_relocate"))
         if ha_values is None:
             return False, "", 1
-        state = ck.get(ha_values, "state", f"{path}.ha", _to_enum(HA_STATES), default_state)
-        relocate = ck.get(ha_values, "max_relocate", f"{path}.ha", _to_int(0, 100), 1)
+        state = ck.get(ha_values, "state", f"{path}.ha", to_enum(HA_STATES), default_state)
+        relocate = ck.get(ha_values, "max_relocate", f"{path}.ha", to_int(0, 100), 1)
         enabled = True
     else:
         flag = ck.convert(loc, f"{path}.ha", _to_bool_or_mapping)
@@ -1224,19 +904,19 @@ def _check_ha(
     return enabled, state, relocate
 
 
-def _to_bool_or_mapping(loc: _Loc) -> bool:
+def _to_bool_or_mapping(loc: Loc) -> bool:
     try:
-        return _to_bool(loc)
-    except _Invalid:
-        raise _Invalid(
+        return to_bool(loc)
+    except Invalid:
+        raise Invalid(
             f"expected true, false or a mapping like {{state: started, max_relocate: 1}}, "
-            f"got {_describe(loc)}"
+            f"got {describe(loc)}"
         ) from None
 
 
 def _check_passthrough(
     ck: _Checker,
-    values: dict[str, _Loc],
+    values: dict[str, Loc],
     path: str,
     prefix: str,
     check: Callable[[str], str | None],
@@ -1245,7 +925,7 @@ def _check_passthrough(
     for key, loc in values.items():
         if not re.fullmatch(rf"{prefix}\d+", key):
             continue
-        text = ck.convert(loc, f"{path}.{key}", _to_str)
+        text = ck.convert(loc, f"{path}.{key}", to_str)
         if text is None:
             continue
         problem = check(text)
@@ -1292,7 +972,7 @@ def _check_serial(text: str) -> str | None:
 
 def _check_replicate(
     ck: _Checker,
-    values: dict[str, _Loc],
+    values: dict[str, Loc],
     path: str,
     node: str | None,
     disks: tuple[DiskSpec, ...],
@@ -1325,7 +1005,7 @@ def _check_replicate(
     return tuple(targets)
 
 
-def _check_ha_rules(ck: _Checker, loc: _Loc | None, draft: _Draft) -> tuple[HaRuleSpec, ...]:
+def _check_ha_rules(ck: _Checker, loc: Loc | None, draft: _Draft) -> tuple[HaRuleSpec, ...]:
     if loc is None:
         return ()
     items = ck.sequence(loc, "ha_rules", "a list of rules")
@@ -1340,13 +1020,16 @@ def _check_ha_rules(ck: _Checker, loc: _Loc | None, draft: _Draft) -> tuple[HaRu
         if values is None:
             continue
         rule_id = ck.opt(
-            values, "rule", path, _to_pattern(_CONFIG_ID_RE, "a rule id like keep-apart")
+            values,
+            "rule",
+            path,
+            to_pattern(_CONFIG_ID_RE, "a rule id like keep-apart", numbers=True),
         )
         if rule_id is not None:
             if rule_id in seen_ids:
                 ck.at(values, "rule", path, f"rule id '{rule_id}' is used twice")
             seen_ids.add(rule_id)
-        rtype = ck.opt(values, "type", path, _to_enum(HA_RULE_TYPES))
+        rtype = ck.opt(values, "type", path, to_enum(HA_RULE_TYPES))
         resources = _check_rule_resources(ck, values, path, draft)
         for key, wanted in (
             ("affinity", "resource-affinity"),
@@ -1359,7 +1042,7 @@ def _check_ha_rules(ck: _Checker, loc: _Loc | None, draft: _Draft) -> tuple[HaRu
         affinity: str | None = None
         nodes: list[tuple[str, int]] = []
         if rtype == "resource-affinity":
-            affinity = ck.opt(values, "affinity", path, _to_enum(AFFINITIES))
+            affinity = ck.opt(values, "affinity", path, to_enum(AFFINITIES))
             if "affinity" not in values:
                 ck.add(r_loc, path, "missing required key 'affinity' (positive or negative)")
             if "resources" in values and len(resources) < 2:
@@ -1402,7 +1085,7 @@ def _check_ha_rules(ck: _Checker, loc: _Loc | None, draft: _Draft) -> tuple[HaRu
                     resources=tuple(resources),
                     affinity=affinity,
                     nodes=tuple(nodes),
-                    strict=ck.get(values, "strict", path, _to_bool, False),
+                    strict=ck.get(values, "strict", path, to_bool, False),
                 ),
             )
         )
@@ -1411,7 +1094,7 @@ def _check_ha_rules(ck: _Checker, loc: _Loc | None, draft: _Draft) -> tuple[HaRu
 
 
 def _check_rule_resources(
-    ck: _Checker, values: dict[str, _Loc], path: str, draft: _Draft
+    ck: _Checker, values: dict[str, Loc], path: str, draft: _Draft
 ) -> list[str]:
     listed = ck.str_list(values, "resources", path)
     out: list[str] = []
@@ -1442,7 +1125,7 @@ def _check_rule_resources(
 
 
 def _check_rule_nodes(
-    ck: _Checker, values: dict[str, _Loc], r_loc: _Loc, path: str, draft: _Draft
+    ck: _Checker, values: dict[str, Loc], r_loc: Loc, path: str, draft: _Draft
 ) -> list[tuple[str, int]]:
     if "nodes" not in values:
         ck.add(r_loc, path, "missing required key 'nodes' (e.g. [\"pve1:2\", pve2])")
@@ -1462,13 +1145,13 @@ def _check_rule_nodes(
             ck.add(item, item_path, f"node {node} is listed twice")
             continue
         out.append((node, priority))
-    if listed is not None and not listed and values["nodes"].value is not _BROKEN:
+    if listed is not None and not listed and values["nodes"].value is not BROKEN:
         ck.at(values, "nodes", path, "a node-affinity rule needs at least one node")
     return out
 
 
 def _check_affinity_conflicts(
-    ck: _Checker, rules: list[tuple[int, HaRuleSpec]], items: list[_Loc]
+    ck: _Checker, rules: list[tuple[int, HaRuleSpec]], items: list[Loc]
 ) -> None:
     """A pair of resources cannot be both kept together and kept apart."""
     together: dict[frozenset[str], str] = {}
@@ -1493,10 +1176,10 @@ def _check_affinity_conflicts(
 
 
 def _check_privileges(
-    ck: _Checker, values: dict[str, _Loc], path: str, default: tuple[str, ...] | None
+    ck: _Checker, values: dict[str, Loc], path: str, default: tuple[str, ...] | None
 ) -> tuple[str, ...] | None:
     loc = values.get("privileges")
-    if loc is None or loc.value is _BROKEN:
+    if loc is None or loc.value is BROKEN:
         return default
     if loc.value == "all":
         return None
@@ -1504,16 +1187,16 @@ def _check_privileges(
         ck.add(
             loc,
             f"{path}.privileges",
-            f"expected 'all' or a list of privileges, got {_describe(loc)}",
+            f"expected 'all' or a list of privileges, got {describe(loc)}",
         )
         return default
     out: list[str] = []
     for i, item in enumerate(loc.value):
-        priv = ck.convert(item, f"{path}.privileges[{i}]", _to_str)
+        priv = ck.convert(item, f"{path}.privileges[{i}]", to_str)
         if priv is None:
             continue
         if priv not in PRIVILEGES:
-            note = " (PVE 9 removed it)" if priv == "VM.Monitor" else _suggest(priv, PRIVILEGES)
+            note = " (PVE 9 removed it)" if priv == "VM.Monitor" else hint(priv, PRIVILEGES)
             ck.add(item, f"{path}.privileges[{i}]", f"unknown privilege '{priv}'{note}")
             continue
         if priv not in out:
@@ -1522,7 +1205,7 @@ def _check_privileges(
 
 
 def _check_auth(
-    ck: _Checker, tokens_loc: _Loc | None, users_loc: _Loc | None, seed: int
+    ck: _Checker, tokens_loc: Loc | None, users_loc: Loc | None, seed: int
 ) -> tuple[tuple[TokenSpec, ...], tuple[UserSpec, ...]]:
     if tokens_loc is None and users_loc is None:
         rng = random.Random(seed)
@@ -1541,7 +1224,9 @@ def _check_auth(
         )
         if values is None:
             continue
-        uid = ck.opt(values, "id", path, _to_pattern(_USER_RE, "a user id like auditor@pve"))
+        uid = ck.opt(
+            values, "id", path, to_pattern(_USER_RE, "a user id like auditor@pve", numbers=True)
+        )
         if uid is not None:
             if any(u.id == uid for u in users):
                 ck.at(values, "id", path, f"user {uid} is listed twice")
@@ -1549,7 +1234,7 @@ def _check_auth(
         if uid == "root@pam" and privs is not None:
             ck.at(values, "privileges", path, "root@pam always has all privileges")
         users.append(
-            UserSpec(uid or "", ck.get(values, "password", path, _to_nonempty_str, ""), privs)
+            UserSpec(uid or "", ck.get(values, "password", path, to_nonempty_str, ""), privs)
         )
         if uid:
             user_privs[uid] = privs
@@ -1560,7 +1245,12 @@ def _check_auth(
         values = ck.fields(t_loc, path, ("id", "secret", "privileges"), required=("id", "secret"))
         if values is None:
             continue
-        tid = ck.opt(values, "id", path, _to_pattern(_TOKEN_RE, "a token id like root@pam!pvetool"))
+        tid = ck.opt(
+            values,
+            "id",
+            path,
+            to_pattern(_TOKEN_RE, "a token id like root@pam!pvetool", numbers=True),
+        )
         owner_privs: tuple[str, ...] | None = ()
         if tid is not None:
             owner = tid.split("!", 1)[0]
@@ -1572,12 +1262,12 @@ def _check_auth(
         # Without `privileges` a token has its user's (PVE: privsep=0).
         privs = _check_privileges(ck, values, path, owner_privs)
         tokens.append(
-            TokenSpec(tid or "", ck.get(values, "secret", path, _to_nonempty_str, ""), privs)
+            TokenSpec(tid or "", ck.get(values, "secret", path, to_nonempty_str, ""), privs)
         )
     return tuple(tokens), tuple(users)
 
 
-def _check_timing(ck: _Checker, loc: _Loc | None) -> dict[str, float]:
+def _check_timing(ck: _Checker, loc: Loc | None) -> dict[str, float]:
     if loc is None:
         return {}
     values = ck.mapping(loc, "timing", "a mapping of timing parameter to number")
@@ -1590,11 +1280,9 @@ def _check_timing(ck: _Checker, loc: _Loc | None) -> dict[str, float]:
     for name, v_loc in values.items():
         if name not in fields_by_name:
             line = (loc.key_lines or {}).get(name, loc.line)
-            ck.add(
-                line, "timing", f"unknown timing parameter '{name}'{_suggest(name, fields_by_name)}"
-            )
+            ck.add(line, "timing", f"unknown timing parameter '{name}'{hint(name, fields_by_name)}")
             continue
-        number = ck.convert(v_loc, f"timing.{name}", _to_number)
+        number = ck.convert(v_loc, f"timing.{name}", to_number)
         if number is None:
             continue
         if number < 0:
@@ -1617,7 +1305,7 @@ def _check_timing(ck: _Checker, loc: _Loc | None) -> dict[str, float]:
     return overrides
 
 
-def _check_cluster(root: _Loc, problems: _Problems) -> ClusterSpec:
+def _check_cluster(root: Loc, problems: Problems) -> ClusterSpec:
     ck = _Checker(problems)
     top = ck.fields(root, "", _TOP_KEYS, required=("name", "nodes"))
     if top is None:
@@ -1626,10 +1314,12 @@ def _check_cluster(root: _Loc, problems: _Problems) -> ClusterSpec:
         top,
         "name",
         "",
-        _to_pattern(_CLUSTER_NAME_RE, "a cluster name of up to 15 letters, digits and -"),
+        to_pattern(
+            _CLUSTER_NAME_RE, "a cluster name of up to 15 letters, digits and -", numbers=True
+        ),
         "",
     )
-    seed = ck.get(top, "seed", "", _to_int(0), 0)
+    seed = ck.get(top, "seed", "", to_int(0), 0)
     datacenter = _check_datacenter(ck, top.get("datacenter"))
     draft = _Draft()
     _check_nodes(ck, top.get("nodes"), root.line, draft)
@@ -1659,20 +1349,17 @@ def _check_cluster(root: _Loc, problems: _Problems) -> ClusterSpec:
 
 def load_cluster_text(text: str, filename: str = "<string>") -> ClusterSpec:
     """Validate a cluster file's text; ``filename`` is what problem messages name."""
-    problems = _Problems(filename)
-    loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        node = yaml.compose(text, Loader=loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        problems.add(mark.line + 1 if mark else 1, "", f"invalid YAML: {_yaml_reason(exc)}")
-        raise ClusterFileError(problems.sorted()) from None
-    if node is None:
-        problems.add(1, "", "the file is empty; a cluster needs at least 'name' and 'nodes'")
+    problems = Problems(filename)
+    root = read_document(
+        text,
+        problems,
+        what="the cluster file",
+        empty="the file is empty; a cluster needs at least 'name' and 'nodes'",
+    )
+    if root is None:
         raise ClusterFileError(problems.sorted())
-    root = _Reader(problems).read(node, "")
     if not isinstance(root.value, dict):
-        problems.add(root.line, "", f"expected a mapping at the top, got {_describe(root)}")
+        problems.add(root.line, "", f"expected a mapping at the top, got {describe(root)}")
         raise ClusterFileError(problems.sorted())
     return _check_cluster(root, problems)
 
