@@ -1,4 +1,4 @@
-"""Cluster files for the emulator: load and validate YAML into frozen specs, and generate big ones.
+"""Cluster files for the emulator: the schema, read from YAML into frozen specs.
 
 A cluster file describes what the emulated Proxmox VE cluster holds: nodes, storages, guests,
 HA rules, API tokens and users, datacenter options and timing overrides (format: the built-in
@@ -14,28 +14,26 @@ Defaults worth knowing: a guest is ``running`` (a template ``stopped``), ``idle`
 from ``seed``. A token without ``privileges`` has its user's; a user other than root@pam without
 ``privileges`` has none. Secrets never appear in a repr.
 
-``generate_cluster`` writes a seeded, realistic cluster file of any size for benchmarks.
+Big cluster files for benchmarks come from `emulator.fleet.generate_cluster`.
 
-Imports: the standard library, PyYAML, the standard-library-only leaf ``pvetool.units`` and,
-lazily, ``pvetool.timing`` (for the names and limits of timing overrides); nothing else from
-pvetool.
+Imports: the standard library and the standard-library-only leaves ``pvetool.units``,
+``pvetool.yamlcheck`` and, lazily, ``pvetool.timing`` (for the names and limits of timing
+overrides); nothing else from pvetool.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-import json
-import math
 import os
 import random
 import re
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pvetool.units import GiB, MiB, TiB, format_size, parse_link, parse_rate, parse_size
+from pvetool.units import GiB, MiB, format_size, parse_link, parse_rate, parse_size
 from pvetool.yamlcheck import (
     BROKEN,
     Checker,
@@ -71,9 +69,9 @@ __all__ = [
     "StorageSpec",
     "TokenSpec",
     "UserSpec",
-    "generate_cluster",
     "load_cluster",
     "load_cluster_text",
+    "parse_disk",
 ]
 
 BUILTIN_CLUSTERS = ("lab",)
@@ -142,7 +140,6 @@ SHUTDOWN_POLICIES = ("freeze", "failover", "conditional", "migrate")
 ARCHES = ("x86_64", "aarch64")
 HA_RULE_TYPES = ("node-affinity", "resource-affinity")
 AFFINITIES = ("positive", "negative")
-FLEETS = ("light", "mixed")
 VMID_MIN, VMID_MAX = 100, 999_999_999
 
 
@@ -569,7 +566,7 @@ def _lxc_disk_key(key: str) -> bool:
     return key == "rootfs" or bool(match and int(match.group(1)) <= _LXC_MP_MAX)
 
 
-def _parse_disk(text: str) -> tuple[str, int]:
+def parse_disk(text: str) -> tuple[str, int]:
     """(storage, size) of ``ceph:32G``, ``local-lvm:100G,ssd=1``, ``ceph:vm-1-disk-0,size=32G``."""
     head, _, rest = text.partition(",")
     storage, colon, volume = head.partition(":")
@@ -800,7 +797,7 @@ def _check_disks(
         if text is None:
             continue
         try:
-            storage, size = _parse_disk(text)
+            storage, size = parse_disk(text)
         except Invalid as exc:
             ck.add(d_loc, key_path, str(exc))
             continue
@@ -1379,297 +1376,3 @@ def load_cluster(source: str | os.PathLike[str]) -> ClusterSpec:
         problem = f"{filename}: cannot read the cluster file: {reason}{builtin}"
         raise ClusterFileError([problem]) from None
     return load_cluster_text(text, filename)
-
-
-# --- generator ---------------------------------------------------------------------------------
-
-# Memory sizes (GiB) of real servers, for generated nodes.
-_NODE_MEMORY_GIB = tuple(
-    int(m) for m in "8 16 24 32 48 64 96 128 192 256 384 512 768 1024 1536 2048 3072 4096".split()
-)
-_COMMIT_LOW, _COMMIT_TARGET, _COMMIT_HIGH = 0.40, 0.55, 0.70
-_ROLES = tuple("web app api db cache mq ci mon file dns proxy mail vdi k8s log auth".split())
-_HOT_ROLES = ("db", "cache", "mq", "k8s")
-_TAGS = tuple("web backend linux windows critical batch monitoring k8s".split())
-
-
-@dataclass
-class _GenGuest:
-    vmid: int
-    type: str
-    name: str
-    memory_bytes: int
-    cores: int
-    status: str
-    template: bool
-    dirty: str
-    disks: dict[str, str]
-    net: str
-    used_bytes: int | None = None
-    agent: bool = False
-    pool: str | None = None
-    tags: tuple[str, ...] = ()
-    node: str = ""
-    ha: bool = False
-    local: bool = False
-
-
-def _pick(rng: random.Random, options: Mapping[T, float]) -> T:
-    keys = list(options)
-    return rng.choices(keys, weights=[options[k] for k in keys])[0]
-
-
-def generate_cluster(
-    nodes: int,
-    guests: int,
-    seed: int,
-    link: str = "10Gbit",
-    migration_type: str = "secure",
-    fleet: str = "mixed",
-) -> str:
-    """A cluster file (YAML text) with ``nodes`` nodes pve1..pveN and ``guests`` guests.
-
-    ``fleet="light"``: mostly idle, small VMs. ``fleet="mixed"``: a realistic mix of idle,
-    moderate and hot guests of 1-64 GiB, some local disks, containers, stopped guests, templates,
-    a few HA guests with a negative resource-affinity and a node-affinity rule. Running guests
-    are spread so that every node's memory is 40-70 % committed (sum of the configured memory of
-    its running guests / its memory); with fewer than about two guests per node that cannot always
-    hold. The same arguments always give the same text.
-    """
-    if nodes < 1:
-        raise ValueError(f"a cluster needs at least one node, got nodes={nodes}")
-    if guests < 0 or guests > VMID_MAX - VMID_MIN:
-        raise ValueError(f"guests must be 0..{VMID_MAX - VMID_MIN}, got {guests}")
-    if fleet not in FLEETS:
-        raise ValueError(f"fleet must be one of {', '.join(FLEETS)}, got {fleet!r}")
-    if migration_type not in MIGRATION_TYPES:
-        raise ValueError(f"migration_type must be secure or insecure, got {migration_type!r}")
-    parse_link(link)
-    rng = random.Random(seed)
-    mixed = fleet == "mixed"
-    node_names = [f"pve{i}" for i in range(1, nodes + 1)]
-    # Newer, bigger nodes next to older ones: placement weight ~ node size.
-    weights = [rng.choice((1.0, 1.0, 1.5, 2.0)) if mixed else 1.0 for _ in node_names]
-
-    # Exact shares (not per-guest coin flips), so that small fleets have them too.
-    everyone = range(guests)
-    lxc = set(rng.sample(everyone, round(guests * (0.15 if mixed else 0.10))))
-    vms = [i for i in everyone if i not in lxc]
-    n_templates = max(1, round(guests * 0.01)) if mixed and guests >= 10 else 0
-    templates = set(rng.sample(vms, min(n_templates, len(vms))))
-    stopped = set(rng.sample(everyone, round(guests * (0.08 if mixed else 0.05)))) | templates
-    drafts = [
-        _generate_guest(rng, i, mixed, i in lxc, i in templates, i in stopped) for i in everyone
-    ]
-    _place_guests(rng, drafts, node_names, weights)
-    if mixed:
-        _pick_ha(rng, drafts)
-
-    committed = {n: 0 for n in node_names}
-    cores_max = {n: 1 for n in node_names}
-    local_bytes = {n: 0 for n in node_names}
-    for g in drafts:
-        cores_max[g.node] = max(cores_max[g.node], g.cores)
-        if g.status == "running":
-            committed[g.node] += g.memory_bytes
-        for disk in g.disks.values():
-            storage, size = _parse_disk(disk)
-            if storage == "local-lvm":
-                local_bytes[g.node] += size
-    ceph_bytes = sum(
-        _parse_disk(d)[1] for g in drafts for d in g.disks.values() if d.startswith("ceph:")
-    )
-
-    out: list[str] = [
-        f"# Generated by pvetool.emulator.clusterfile.generate_cluster(nodes={nodes}, "
-        f"guests={guests}, seed={seed}, link={link!r}, migration_type={migration_type!r}, "
-        f"fleet={fleet!r})",
-        f"name: gen-{fleet}",
-        f"seed: {seed}",
-        "datacenter:",
-        f"  migration: {{type: {migration_type}, network: 10.10.10.0/24}}",
-        "  bwlimit: {migration: 0}",
-        "  max_workers: 4",
-        "nodes:",
-    ]
-    for i, name in enumerate(node_names):
-        memory_gib = _node_memory_gib(committed[name])
-        cpus = next(
-            c
-            for c in (16, 32, 48, 64, 96, 128, 192, 256)
-            if c >= cores_max[name] and c * 4 >= memory_gib or c == 256
-        )
-        model = (
-            "AMD EPYC 9354 32-Core Processor"
-            if weights[i] > 1
-            else "AMD EPYC 7452 32-Core Processor"
-        )
-        out.append(
-            f"  {name}: {{cpus: {cpus}, memory: {memory_gib}GiB, link: {json.dumps(link)}, "
-            f'version: "9.2.4", cpu_model: "{model}", online: true, bridges: [vmbr0, vmbr1]}}'
-        )
-    ceph_tib = max(4, math.ceil(ceph_bytes * 2 / TiB))
-    local_tib = max(1, math.ceil(max(local_bytes.values()) * 1.5 / TiB))
-    out += [
-        "storages:",
-        f"  ceph: {{type: rbd, shared: true, size: {ceph_tib}TiB}}",
-        f"  local-lvm: {{type: lvmthin, shared: false, size: {local_tib}TiB}}",
-        "  local: {type: dir, shared: false, size: 100GiB, content: [iso, vztmpl, backup]}",
-        "guests:" if drafts else "guests: {}",
-    ]
-    for g in drafts:
-        out.append(f"  {g.vmid}: {_guest_yaml(g)}")
-    out.extend(_rules_yaml(rng, drafts, node_names))
-    return "\n".join(out) + "\n"
-
-
-def _generate_guest(
-    rng: random.Random, index: int, mixed: bool, is_lxc: bool, template: bool, stopped: bool
-) -> _GenGuest:
-    vmid = VMID_MIN + index + index // 20 * 5  # blocks of 20 ids with small gaps, like real sites
-    role = rng.choice(_ROLES)
-    if is_lxc:
-        mib = _pick(
-            rng, {256: 2, 512: 4, 1024: 4, 2048: 3, 4096: 2} if mixed else {256: 3, 512: 4, 1024: 2}
-        )
-        memory = mib * MiB
-        local = rng.random() < (0.3 if mixed else 0.1)
-        disks = {"rootfs": f"{'local-lvm' if local else 'ceph'}:{rng.choice((4, 8, 16, 32))}G"}
-        net = "name=eth0,bridge={bridge},ip=dhcp"
-    else:
-        gib = _pick(
-            rng,
-            {1: 8, 2: 15, 4: 25, 8: 25, 16: 15, 32: 8, 64: 4} if mixed else {1: 40, 2: 40, 4: 20},
-        )
-        memory = gib * GiB
-        local = rng.random() < (0.12 if mixed else 0.05)
-        system = f"ceph:{rng.choice((16, 32, 32, 64, 100))}G"
-        disks = {"scsi0": system}
-        if local and rng.random() < 0.5:
-            disks["scsi1"] = f"local-lvm:{rng.choice((50, 100, 200, 500))}G"
-        elif local:
-            disks["scsi0"] = system.replace("ceph:", "local-lvm:")
-        net = "virtio,bridge={bridge}"
-    net = net.format(bridge="vmbr1" if rng.random() < 0.2 else "vmbr0")
-    gib_memory = memory / GiB
-    cores = max(1, min(16, int(gib_memory // 2) + rng.choice((0, 0, 1, 2))))
-    if mixed:
-        hot_weight = 0.35 if role in _HOT_ROLES else 0.08
-        dirty = _pick(
-            rng, {"idle": 0.6 - hot_weight / 2, "moderate": 0.4 - hot_weight / 2, "hot": hot_weight}
-        )
-    else:
-        dirty = "idle" if rng.random() < 0.9 else "moderate"
-    status = "stopped" if stopped else "running"
-    prefix = "tmpl" if template else role
-    guest = _GenGuest(
-        vmid=vmid,
-        type="lxc" if is_lxc else "qemu",
-        name=f"{prefix}-{vmid}",
-        memory_bytes=memory,
-        cores=cores,
-        status=status,
-        template=template,
-        dirty=dirty,
-        disks=disks,
-        net=net,
-        agent=not is_lxc and rng.random() < 0.7,
-        pool=_pick(rng, {"prod": 5, "dev": 2.5, "test": 1.5, "": 1}) or None,
-        tags=tuple(sorted(rng.sample(_TAGS, rng.choice((0, 1, 1, 2))))),
-        local=local,
-    )
-    if status == "running":
-        mib = memory // MiB
-        guest.used_bytes = max(16, round(mib * rng.uniform(0.35, 0.95))) * MiB
-    return guest
-
-
-def _place_guests(
-    rng: random.Random, drafts: list[_GenGuest], node_names: list[str], weights: list[float]
-) -> None:
-    """Largest running guests first, each to the node with the lowest weighted load."""
-    load = [0.0] * len(node_names)
-    running = sorted(
-        (g for g in drafts if g.status == "running"), key=lambda g: (-g.memory_bytes, g.vmid)
-    )
-    for g in running:
-        best = min(
-            range(len(node_names)), key=lambda i: ((load[i] + g.memory_bytes) / weights[i], i)
-        )
-        load[best] += g.memory_bytes
-        g.node = node_names[best]
-    for g in drafts:
-        if g.status != "running":
-            g.node = rng.choice(node_names)
-
-
-def _node_memory_gib(committed_bytes: int) -> int:
-    """The standard memory size closest to the target commitment that keeps it in range."""
-    committed = committed_bytes / GiB
-    in_range = [m for m in _NODE_MEMORY_GIB if _COMMIT_LOW <= committed / m <= _COMMIT_HIGH]
-    if in_range:
-        return min(in_range, key=lambda m: abs(committed / m - _COMMIT_TARGET))
-    return next(
-        (m for m in _NODE_MEMORY_GIB if committed / m <= _COMMIT_HIGH),
-        math.ceil(committed / _COMMIT_TARGET),
-    )
-
-
-def _pick_ha(rng: random.Random, drafts: list[_GenGuest]) -> None:
-    """About 4 % of the running VMs on shared storage become HA resources (at least 3)."""
-    candidates = [g for g in drafts if g.status == "running" and g.type == "qemu" and not g.local]
-    count = min(len(candidates), max(3, round(len(candidates) * 0.04)))
-    for g in rng.sample(candidates, count):
-        g.ha = True
-
-
-def _rules_yaml(rng: random.Random, drafts: list[_GenGuest], node_names: list[str]) -> list[str]:
-    ha = sorted((g for g in drafts if g.ha), key=lambda g: g.vmid)
-    rules: list[str] = []
-    apart: list[_GenGuest] = []
-    if len(node_names) >= 2 and len(ha) >= 2:
-        first = ha[0]
-        second = next((g for g in ha[1:] if g.node != first.node), None)
-        if second is not None:
-            apart = [first, second]
-            rules.append(
-                f'  - {{rule: keep-apart, type: resource-affinity, resources: ["vm:{first.vmid}", '
-                f'"vm:{second.vmid}"], affinity: negative}}'
-            )
-    rest = [g for g in ha if g not in apart]
-    if len(node_names) >= 2 and rest:
-        pinned = rng.choice(rest)
-        other = next(n for n in node_names if n != pinned.node)
-        rules.append(
-            f"  - {{rule: prefer-{pinned.node}, type: node-affinity, resources: "
-            f'["vm:{pinned.vmid}"], nodes: ["{pinned.node}:2", "{other}"], strict: false}}'
-        )
-    return ["ha_rules:", *rules] if rules else []
-
-
-def _guest_yaml(g: _GenGuest) -> str:
-    parts = [
-        f"type: {g.type}",
-        f"name: {g.name}",
-        f"node: {g.node}",
-        f"status: {g.status}",
-        f"cores: {g.cores}",
-        f"memory: {format_size(g.memory_bytes)}",
-    ]
-    if g.used_bytes is not None:
-        parts.append(f"used: {format_size(g.used_bytes)}")
-    parts.append(f"dirty: {g.dirty}")
-    disks = ", ".join(f'{k}: "{v}"' for k, v in g.disks.items())
-    parts.append(f"disks: {{{disks}}}")
-    parts.append(f'net0: "{g.net}"')
-    if g.agent:
-        parts.append("agent: true")
-    if g.tags:
-        parts.append(f"tags: [{', '.join(g.tags)}]")
-    if g.pool:
-        parts.append(f"pool: {g.pool}")
-    if g.ha:
-        parts.append("ha: true")
-    if g.template:
-        parts.append("template: true")
-    return "{" + ", ".join(parts) + "}"
