@@ -5,8 +5,8 @@ nodes pve1..pveN and a mix of guests; the same arguments always give the same te
 `pvetool emulator generate`, `python -m pvetool.emulator generate`, bench/ and the planner's
 timeline tests.
 
-Imports: the standard library, `pvetool.units` and the emulator's `clusterfile` (its limits and
-disk syntax).
+Imports: the standard library, `pvetool.units` and the emulator's `specs` (PVE's limits) and
+`clusterfile_guests` (the disk syntax).
 """
 
 from __future__ import annotations
@@ -18,12 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from pvetool.emulator.clusterfile import (
-    MIGRATION_TYPES,
-    VMID_MAX,
-    VMID_MIN,
-    parse_disk,
-)
+from pvetool.emulator.clusterfile_guests import parse_disk
+from pvetool.emulator.specs import MIGRATION_TYPES, VMID_MAX, VMID_MIN
 from pvetool.units import GiB, MiB, TiB, format_size, parse_link
 
 __all__ = ["generate_cluster"]
