@@ -16,7 +16,6 @@ import hashlib
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -230,7 +229,6 @@ class Cluster:
         self.task_order: list[TaskRt] = []
         self.migration_faults: dict[int, MigrationFault] = {}
         self.hang_next: set[int] = set()
-        self.ha_queue: list[tuple[int, str]] = []
         self.events: list[dict[str, Any]] = []
         self._build()
 
@@ -260,12 +258,7 @@ class Cluster:
         disks: list[DiskRt] = []
         counter = 0
         for d in g.disks:
-            if d.key == "rootfs" or d.key.startswith("mp"):
-                volname = f"vm-{g.vmid}-disk-{counter}"
-            elif d.key in ("efidisk0", "tpmstate0"):
-                volname = f"vm-{g.vmid}-disk-{counter}"
-            else:
-                volname = f"vm-{g.vmid}-disk-{counter}"
+            volname = f"vm-{g.vmid}-disk-{counter}"
             counter += 1
             stype = self.spec.storages[d.storage].type
             if stype in ("dir", "nfs", "cifs", "btrfs", "cephfs") and g.type == "qemu":
@@ -399,9 +392,6 @@ class Cluster:
 
     def node_used_memory(self, name: str) -> int:
         return self.usage().mem_used[name]
-
-    def node_committed_memory(self, name: str) -> int:
-        return self.usage().mem_committed[name]
 
     def node_cpu(self, name: str, usage: Usage | None = None) -> float:
         node = self.nodes[name]
@@ -1447,14 +1437,3 @@ class Cluster:
                 for t in self.task_order
             ],
         }
-
-    def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 60.0) -> bool:
-        """For in-process tests: poll the clock until `predicate()` holds (real time bound)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self.lock:
-                self.sync()
-                if predicate():
-                    return True
-            time.sleep(0.01)
-        return False

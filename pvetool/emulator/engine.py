@@ -165,9 +165,6 @@ class Engine:
             fn()
 
     # -- flows -----------------------------------------------------------------------------
-    def mark_rates_dirty(self) -> None:
-        self._rates_dirty = True
-
     def _recompute_rates(self) -> None:
         specs = []
         for fl in self.flows:
