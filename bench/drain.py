@@ -131,10 +131,10 @@ def measure(emu: Emulator, result: Result, since_event: int, requests_before: in
                 result.moved += 1
             else:
                 result.failed += 1
-            downtimes.append(float(t.stats.get("guest_downtime_s", 0.0) or 0.0))
-            if "sent_bytes" in t.stats and t.vmid is not None:
+            downtimes.append(float(t.stats.guest_downtime_s or 0.0))
+            if t.stats.sent_bytes is not None and t.vmid is not None:
                 g = guests[t.vmid]
-                sent += float(t.stats["sent_bytes"])
+                sent += float(t.stats.sent_bytes)
                 needed += g.used_bytes + sum(d.alloc_bytes for d in c.local_disks(g))
             if end is not None:
                 completions.append(end)

@@ -16,7 +16,7 @@ import hashlib
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pvetool.emulator.clock import Clock
@@ -158,6 +158,37 @@ class GuestRt:
 
 
 @dataclass
+class TaskStats:
+    """What the emulator records about a task beyond PVE's own fields, for the control API
+    (`/_emulator/tasks/{upid}`), the state dump and benchmarks. None: never set (left out)."""
+
+    source: str | None = None  # migrations: source and target node, guest type, online
+    target: str | None = None
+    kind: str | None = None
+    online: bool | None = None
+    hung: bool | None = None  # a hang-next-migration fault holds it; False once released
+    ha: bool | None = None  # started by the HA stack's LRM
+    power: str | None = None  # shutdown | start
+    target_started: bool | None = None  # the target QEMU runs and fills as pages arrive
+    ram_fraction: float | None = None  # of the used RAM sent so far
+    escalations: int | None = None  # downtime-limit increases
+    throttle: float | None = None  # auto-converge's vCPU throttle
+    sent_bytes: float | None = None  # RAM and disks sent
+    downtime_ms: int | None = None  # as PVE's log reports it
+    guest_downtime_s: float | None = None  # the guest's pause (qemu) or stop (lxc)
+    children: list[str] | None = None  # migrateall: the migration tasks it started
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields that were set, by their names (the control API's and dump's keys)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out[f.name] = value
+        return out
+
+
+@dataclass
 class TaskRt:
     upid: str
     node: str
@@ -173,7 +204,7 @@ class TaskRt:
     endtime: int | None = None
     lines: list[str] = field(default_factory=list)
     job: Job | None = None
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: TaskStats = field(default_factory=lambda: TaskStats())
     warnings: int = 0
 
     def log(self, epoch_s: float, msg: str) -> None:
@@ -380,12 +411,12 @@ class Cluster:
                 key = (d.storage, None if d.storage in shared else g.node)
                 u.storage_used[key] = u.storage_used.get(key, 0) + d.alloc_bytes
         for task in self.tasks.values():
-            tgt = task.stats.get("target")
-            if task.status == "running" and tgt in u.mem_used and task.stats.get("target_started"):
+            tgt = task.stats.target
+            if task.status == "running" and tgt in u.mem_used and task.stats.target_started:
                 g2 = self.guests.get(task.vmid or 0)
                 if g2 is not None and g2.node != tgt:
                     # The incoming QEMU fills as pages arrive.
-                    u.mem_used[tgt] += int(g2.used_bytes * task.stats.get("ram_fraction", 0.0))
+                    u.mem_used[tgt] += int(g2.used_bytes * (task.stats.ram_fraction or 0.0))
         for name, node in self.nodes.items():
             u.mem_used[name] = min(u.mem_used[name], node.spec.memory_bytes)
         return u
@@ -626,7 +657,8 @@ class Cluster:
         task = self.new_task(source, task_type, str(g.vmid), user, g.vmid)
         if via_ha:
             task.raw("task started by HA resource agent")
-        task.stats.update({"source": source, "target": target, "kind": g.type, "online": running})
+        task.stats.source, task.stats.target = source, target
+        task.stats.kind, task.stats.online = g.type, running
         g.lock = "migrate"
         g.migrating = True
         g.config_version += 1
@@ -643,7 +675,7 @@ class Cluster:
         if g.vmid in self.hang_next:
             self.hang_next.discard(g.vmid)
             job.hung = True
-            task.stats["hung"] = True
+            task.stats.hung = True
         task.job = job
         self.events.append(
             {
@@ -695,7 +727,7 @@ class Cluster:
             and t.user == "root@pam"
             and t.node == node.name
             and t.type in ("qmigrate", "vzmigrate")
-            and t.stats.get("ha")
+            and t.stats.ha
         )
         if busy >= slots or not node.online:
             # LRM loop: try again on its next round.
@@ -713,7 +745,7 @@ class Cluster:
         except PveError:
             g.ha_state = "started" if running else "stopped"
             return
-        task.stats["ha"] = True
+        task.stats.ha = True
 
     # -- power: status/shutdown and status/start ---------------------------------------------
     def start_shutdown(
@@ -738,7 +770,7 @@ class Cluster:
             return self._ha_power_request(g, "stopped", user, timeout_s)
         ttype = "qmshutdown" if g.type == "qemu" else "vzshutdown"
         task = self.new_task(g.node, ttype, str(g.vmid), user, g.vmid)
-        task.stats["power"] = "shutdown"
+        task.stats.power = "shutdown"
         gen = self._shutdown_worker(task, g, timeout_s, force_stop, skiplock)
         task.job = Job(name=task.upid, gen=gen)
         self.engine.start_job(task.job)
@@ -761,7 +793,7 @@ class Cluster:
             return self._ha_power_request(g, "started", user, None)
         ttype = "qmstart" if g.type == "qemu" else "vzstart"
         task = self.new_task(g.node, ttype, str(g.vmid), user, g.vmid)
-        task.stats["power"] = "start"
+        task.stats.power = "start"
         task.job = Job(name=task.upid, gen=self._start_worker(task, g, skiplock))
         self.engine.start_job(task.job)
         return task
@@ -889,7 +921,7 @@ class Cluster:
                 return
         except PveError:
             return
-        task.stats["ha"] = True
+        task.stats.ha = True
 
     # -- workers ---------------------------------------------------------------------------
     def _secure(self, opts: MigrationOptions) -> bool:
@@ -922,7 +954,7 @@ class Cluster:
         g.config_version += 1
         if g.spec.ha:
             g.ha_state = "started" if g.status == "running" else "stopped"
-        task.stats["ram_fraction"] = 0.0
+        task.stats.ram_fraction = 0.0
         self.end_task(task, error)
 
     def _abort_lines(self, task: TaskRt, start_s: float, err: str) -> None:
@@ -1037,7 +1069,7 @@ class Cluster:
                 self._abort_lines(task, start_s, err)
                 self._finish(task, g, "migration aborted", None)
                 return
-            task.stats["target_started"] = True
+            task.stats.target_started = True
             if secure:
                 task.log(self.now, "start remote tunnel")
                 yield Wait(p.t_start_s / 2 + p.t_start_secure_extra_s)
@@ -1093,7 +1125,7 @@ class Cluster:
             total_state = g.memory_bytes
 
             def ram_second(pc: Precopy, rate: float) -> None:
-                task.stats["ram_fraction"] = min(1.0, pc.sent_bytes / max(1.0, g.used_bytes))
+                task.stats.ram_fraction = min(1.0, pc.sent_bytes / max(1.0, g.used_bytes))
                 msg = (
                     f"migration active, transferred {render_bytes(pc.sent_bytes)} of "
                     f"{render_bytes(total_state)} VM-state, {render_bytes(rate)}/s"
@@ -1110,21 +1142,21 @@ class Cluster:
                         "auto-increased downtime to continue migration: "
                         f"{int(round(ev.value * 1000))} ms",
                     )
-                    task.stats["escalations"] = task.stats.get("escalations", 0) + 1
+                    task.stats.escalations = (task.stats.escalations or 0) + 1
                 elif ev.kind == "auto-converge":
-                    task.stats["throttle"] = ev.value
+                    task.stats.throttle = ev.value
 
             yield Ram(precopy, source, target, cap, on_second=ram_second, on_event=ram_event)
-            task.stats["sent_bytes"] = precopy.sent_bytes + total_disk
-            task.stats["throttle"] = precopy.throttle
+            task.stats.sent_bytes = precopy.sent_bytes + total_disk
+            task.stats.throttle = precopy.throttle
             if precopy.aborted:
                 raise JobFailure("migration status error: failed")
             flow_rate = min(cap, self.engine.link_Bps[source], self.engine.link_Bps[target])
             stop_s = precopy.stop_copy_s(flow_rate)
             yield Wait(stop_s)
             downtime_ms = int(round((stop_s + 0.0) * 1000))
-            task.stats["downtime_ms"] = downtime_ms
-            task.stats["guest_downtime_s"] = stop_s + p.t_res_s
+            task.stats.downtime_ms = downtime_ms
+            task.stats.guest_downtime_s = stop_s + p.t_res_s
             delay = max(1, int(self.now - ram_start))
             task.log(
                 self.now,
@@ -1244,7 +1276,7 @@ class Cluster:
                 g.status = "running"
                 g.started_at_s = self.now
                 g.cpu_load = 0.05 + self.rng.random() * 0.1
-            task.stats["guest_downtime_s"] = self.now - start_s if running else 0.0
+            task.stats.guest_downtime_s = self.now - start_s if running else 0.0
             task.log(
                 self.now,
                 f"migration finished successfully (duration {render_duration(self.now - start_s)})",
@@ -1285,8 +1317,7 @@ class Cluster:
             ),
             key=str,
         )
-        task.stats["queue"] = order
-        task.stats["children"] = []
+        task.stats.children = []
         job = Job(
             name=task.upid,
             gen=self._migrate_all_worker(
@@ -1340,7 +1371,7 @@ class Cluster:
                 task.raw(f"{exc.reason}")
                 continue
             started += 1
-            task.stats["children"].append(child.upid)
+            task.stats.children = [*(task.stats.children or ()), child.upid]
             running.append(child)
             while len([t for t in running if t.status == "running"]) >= workers:
                 yield Wait(1.0)
@@ -1361,7 +1392,7 @@ class Cluster:
             for task in list(self.tasks.values()):
                 if task.status != "running" or task.job is None:
                     continue
-                if task.stats.get("target") == name or task.node == name:
+                if task.stats.target == name or task.node == name:
                     self.engine.throw(
                         task.job, JobFailure(f"Connection to node '{name}' lost: No route to host")
                     )
@@ -1391,7 +1422,7 @@ class Cluster:
     def unhang_task(self, upid: str) -> None:
         task = self.task(upid)
         if task.job is not None:
-            task.stats["hung"] = False
+            task.stats.hung = False
             self.engine.unhang(task.job)
 
     # -- state dump ------------------------------------------------------------------------
@@ -1432,7 +1463,7 @@ class Cluster:
                     "starttime": t.starttime,
                     "endtime": t.endtime,
                     "user": t.user,
-                    "stats": {k: v for k, v in t.stats.items() if k not in ("queue",)},
+                    "stats": t.stats.to_json(),
                 }
                 for t in self.task_order
             ],

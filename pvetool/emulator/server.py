@@ -489,7 +489,7 @@ class Emulator:
                     "exitstatus": t.exitstatus,
                     "starttime": t.starttime,
                     "endtime": t.endtime,
-                    "stats": {k: v for k, v in t.stats.items() if k != "queue"},
+                    "stats": t.stats.to_json(),
                 }
         if method != "POST":
             raise PveError(501, f"no control endpoint {method} {path}")
