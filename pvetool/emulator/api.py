@@ -19,13 +19,9 @@ from typing import Any
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
-from pvetool.emulator.cluster import (
-    Cluster,
-    GuestRt,
-    MigrationOptions,
-    PveError,
-    Usage,
-)
+from pvetool.emulator import migrate, power
+from pvetool.emulator.abstract_migrate import MigrationOptions
+from pvetool.emulator.cluster import Cluster, GuestRt, PveError, Usage
 from pvetool.emulator.schema import ApiSchema, IdMap, parse_idmap
 
 
@@ -822,13 +818,13 @@ def post_agent_ping(ctx: Ctx) -> Any:
 @endpoint("GET", "/nodes/{node}/qemu/{vmid}/migrate")
 def get_qemu_migrate(ctx: Ctx) -> Any:
     g = _guest(ctx, "qemu")
-    return ctx.cluster.precondition(g, ctx.params.get("target"))
+    return migrate.precondition(ctx.cluster, g, ctx.params.get("target"))
 
 
 @endpoint("GET", "/nodes/{node}/lxc/{vmid}/migrate")
 def get_lxc_migrate(ctx: Ctx) -> Any:
     g = _guest(ctx, "lxc")
-    return ctx.cluster.precondition(g, ctx.params.get("target"))
+    return migrate.precondition(ctx.cluster, g, ctx.params.get("target"))
 
 
 def _storage_map(params: Mapping[str, Any], key: str) -> IdMap:
@@ -859,7 +855,7 @@ def post_qemu_migrate(ctx: Ctx) -> Any:
         force=bool(p.get("force", False)),
         with_conntrack_state=bool(p.get("with-conntrack-state", False)),
     )
-    return ctx.cluster.start_migration(g, str(p["target"]), opts, ctx.caller.authid).upid
+    return migrate.start_migration(ctx.cluster, g, str(p["target"]), opts, ctx.caller.authid).upid
 
 
 @endpoint("POST", "/nodes/{node}/lxc/{vmid}/migrate")
@@ -873,7 +869,7 @@ def post_lxc_migrate(ctx: Ctx) -> Any:
         bwlimit_KiBps=float(p["bwlimit"]) if "bwlimit" in p else None,
         timeout_s=int(p.get("timeout", 180)),
     )
-    return ctx.cluster.start_migration(g, str(p["target"]), opts, ctx.caller.authid).upid
+    return migrate.start_migration(ctx.cluster, g, str(p["target"]), opts, ctx.caller.authid).upid
 
 
 def _root_only(ctx: Ctx, *names: str) -> None:
@@ -890,7 +886,8 @@ def _shutdown(ctx: Ctx, kind: str) -> Any:
     p = ctx.params
     _root_only(ctx, "skiplock", "keepActive")
     timeout = int(p["timeout"]) if "timeout" in p else None
-    task = ctx.cluster.start_shutdown(
+    task = power.start_shutdown(
+        ctx.cluster,
         g,
         ctx.caller.authid,
         timeout_s=timeout,
@@ -918,8 +915,8 @@ def _start(ctx: Ctx, kind: str) -> Any:
             "Parameter verification failed.",
             {"targetstorage": "targetstorage can only by used with migratedfrom."},
         )
-    task = ctx.cluster.start_guest(
-        g, ctx.caller.authid, skiplock=bool(ctx.params.get("skiplock", False))
+    task = power.start_guest(
+        ctx.cluster, g, ctx.caller.authid, skiplock=bool(ctx.params.get("skiplock", False))
     )
     return task.upid
 
@@ -954,7 +951,8 @@ def post_migrateall(ctx: Ctx) -> Any:
     if not ctx.caller.has(["VM.Migrate"]):
         raise PveError(403, "Permission check failed (/, VM.Migrate)")
     workers = p.get("max-workers") or p.get("maxworkers")
-    task = ctx.cluster.migrate_all(
+    task = migrate.migrate_all(
+        ctx.cluster,
         node,
         str(p["target"]),
         int(workers) if workers else None,
@@ -1271,7 +1269,7 @@ def post_ha_migrate(ctx: Ctx) -> Any:
         raise PveError(500, f"no such cluster node '{target}'")
     if not c.quorate:
         raise PveError(500, "cluster not ready - no quorum?")
-    return c.ha_request_migration(g, target)
+    return migrate.ha_request_migration(c, g, target)
 
 
 # -- pools, access, network ---------------------------------------------------------------------
