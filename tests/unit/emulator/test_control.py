@@ -118,7 +118,7 @@ def test_request_faults_quorum_clock_and_tickets(api: Api, emu: Emulator) -> Non
     assert api.call("GET", "/version").status == 200
     assert ok(api, "POST", "faults/slow", {"seconds": 0.0, "count": 1}) is None
     assert ok(api, "POST", "faults/clear") is None
-    assert emu.faults == [] and emu.slow == []
+    assert emu.request_faults.failing == [] and emu.request_faults.slow == []
     assert ok(api, "POST", "tickets/expire") is None
     assert ok(api, "POST", "quorum", {"quorate": False}) is None
     assert ok(api, "GET", "state")["quorate"] is False
