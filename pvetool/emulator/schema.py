@@ -26,7 +26,8 @@ Fidelity notes (each checked against the Proxmox source named next to it):
   passes the schema; :func:`parse_idmap` does the whole-map checks the migrate handler does
   afterwards (qemu-server ``migrate_vm``: ``failed to parse storage map: ...``).
 
-Imports: the standard library only (no jsonschema at runtime; that is a test dependency).
+Imports: the standard library and the emulator's `specs` (PVE's privileges); no jsonschema at
+runtime (that is a test dependency).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from pvetool.emulator.specs import PRIVILEGES
 
 __all__ = ["ApiSchema", "IdMap", "ParamError", "is_format_supported", "parse_idmap", "split_list"]
 
@@ -222,63 +225,8 @@ def _verify_pool_id(value: str) -> None:
         raise _FormatError(f"pool name '{value}' contains invalid characters\n")
 
 
-# Privileges named by the PVE 9.2 schema's own permission checks (pve-access-control
-# $privgroups plus Permissions.Modify; 9.x dropped VM.Monitor and added VM.GuestAgent.*).
-_PRIVILEGES = frozenset(
-    (
-        "Datastore.Allocate",
-        "Datastore.AllocateSpace",
-        "Datastore.AllocateTemplate",
-        "Datastore.Audit",
-        "Group.Allocate",
-        "Mapping.Audit",
-        "Mapping.Modify",
-        "Mapping.Use",
-        "Permissions.Modify",
-        "Pool.Allocate",
-        "Pool.Audit",
-        "Realm.Allocate",
-        "Realm.AllocateUser",
-        "SDN.Allocate",
-        "SDN.Audit",
-        "SDN.Use",
-        "Sys.AccessNetwork",
-        "Sys.Audit",
-        "Sys.Console",
-        "Sys.Incoming",
-        "Sys.Modify",
-        "Sys.PowerMgmt",
-        "Sys.Syslog",
-        "User.Modify",
-        "VM.Allocate",
-        "VM.Audit",
-        "VM.Backup",
-        "VM.Clone",
-        "VM.Config.CDROM",
-        "VM.Config.CPU",
-        "VM.Config.Cloudinit",
-        "VM.Config.Disk",
-        "VM.Config.HWType",
-        "VM.Config.Memory",
-        "VM.Config.Network",
-        "VM.Config.Options",
-        "VM.Console",
-        "VM.GuestAgent.Audit",
-        "VM.GuestAgent.FileRead",
-        "VM.GuestAgent.FileSystemMgmt",
-        "VM.GuestAgent.FileWrite",
-        "VM.GuestAgent.Unrestricted",
-        "VM.Migrate",
-        "VM.PowerMgmt",
-        "VM.Replicate",
-        "VM.Snapshot",
-        "VM.Snapshot.Rollback",
-    )
-)
-
-
 def _verify_priv(value: str) -> None:
-    if value not in _PRIVILEGES:
+    if value not in PRIVILEGES:
         raise _FormatError(f"invalid privilege '{value}'\n")
 
 

@@ -56,8 +56,9 @@ DIRTY_PROFILES: dict[str, tuple[float, float]] = {
 }
 DEFAULT_DIRTY = "idle"
 DEFAULT_RATE_WSS_BYTES = 1 * GiB  # W when `dirty` is an explicit rate and `wss` is not given
-# The privileges of PVE 9.2 (GET /access/roles/{roleid} of the 9.2 API schema). VM.Monitor is
-# gone since PVE 9.
+# The privileges of PVE 9.2 (GET /access/roles/{roleid} of the 9.2 API schema; pve-access-control
+# $privgroups plus Permissions.Modify). 9.x dropped VM.Monitor and added VM.GuestAgent.*. The
+# `pve-priv` format of the API schema (`schema`) checks against the same set.
 PRIVILEGES: frozenset[str] = frozenset(
     """
     Datastore.Allocate Datastore.AllocateSpace Datastore.AllocateTemplate Datastore.Audit
