@@ -195,6 +195,21 @@ class TaskRt:
     stats: TaskStats = field(default_factory=lambda: TaskStats())
     warnings: int = 0
 
+    def state(self) -> dict[str, Any]:
+        """The task in the state dump (`/_emulator/state`; `/_emulator/tasks/{upid}` shows a
+        part of it)."""
+        return {
+            "upid": self.upid,
+            "type": self.type,
+            "vmid": self.vmid,
+            "status": self.status,
+            "exitstatus": self.exitstatus,
+            "starttime": self.starttime,
+            "endtime": self.endtime,
+            "user": self.user,
+            "stats": self.stats.to_json(),
+        }
+
     def log(self, epoch_s: float, msg: str) -> None:
         for part in msg.split("\n"):
             self.lines.append(f"{log_timestamp(epoch_s)} {part}")
@@ -619,18 +634,5 @@ class Cluster:
                 }
                 for g in self.guests.values()
             },
-            "tasks": [
-                {
-                    "upid": t.upid,
-                    "type": t.type,
-                    "vmid": t.vmid,
-                    "status": t.status,
-                    "exitstatus": t.exitstatus,
-                    "starttime": t.starttime,
-                    "endtime": t.endtime,
-                    "user": t.user,
-                    "stats": t.stats.to_json(),
-                }
-                for t in self.task_order
-            ],
+            "tasks": [t.state() for t in self.task_order],
         }

@@ -37,15 +37,8 @@ def get_stats(ctx: Ctx) -> Any:
 @endpoint("GET", "/_emulator/tasks/{upid}")
 def get_task(ctx: Ctx) -> Any:
     with ctx.emulator.locked() as c:
-        t = c.task(ctx.params["upid"])
-        return {
-            "upid": t.upid,
-            "status": t.status,
-            "exitstatus": t.exitstatus,
-            "starttime": t.starttime,
-            "endtime": t.endtime,
-            "stats": t.stats.to_json(),
-        }
+        state = c.task(ctx.params["upid"]).state()
+    return {k: v for k, v in state.items() if k not in ("type", "vmid", "user")}
 
 
 @endpoint("POST", "/_emulator/faults/requests")
