@@ -2,8 +2,8 @@
 
 `ClusterChecker` adds lists of strings and references to names another section defines; `Draft`
 holds what the sections learned so far, so that cross-references work even when a section had
-errors. Used by `clusterfile` (the file, nodes, storages, HA rules, access) and
-`clusterfile_guests` (the guests).
+errors. Used by `clusterfile` (the file, nodes, storages, access), `clusterfile_guests` (the
+guests) and `clusterfile_rules` (the HA rules).
 
 Imports: the standard library and the leaves `pvetool.units` and `pvetool.yamlcheck`, and the
 emulator's `specs`.
