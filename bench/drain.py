@@ -1,6 +1,6 @@
 """Benchmark: how close pvetool's drains come to the physical limit, next to PVE's `migrateall`.
 
-For each generated cluster (`pvetool.emulator.clusterfile.generate_cluster`: link 1/10/25 GbE,
+For each generated cluster (`pvetool.emulator.fleet.generate_cluster`: link 1/10/25 GbE,
 secure or insecure migration, light or mixed fleet) the emulator runs in this process with its
 clock at `--speed` times real time, and pve1 is drained three ways on a fresh copy each:
 
@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pvetool.api import PveClient, fetch_snapshot, follow_task  # noqa: E402
-from pvetool.emulator.clusterfile import generate_cluster, load_cluster_text  # noqa: E402
+from pvetool.emulator.clusterfile import load_cluster_text  # noqa: E402
+from pvetool.emulator.fleet import generate_cluster  # noqa: E402
 from pvetool.emulator.server import Emulator  # noqa: E402
 from pvetool.executor import Executor  # noqa: E402
 from pvetool.model import TaskResult, Upid  # noqa: E402
@@ -130,10 +131,10 @@ def measure(emu: Emulator, result: Result, since_event: int, requests_before: in
                 result.moved += 1
             else:
                 result.failed += 1
-            downtimes.append(float(t.stats.get("guest_downtime_s", 0.0) or 0.0))
-            if "sent_bytes" in t.stats and t.vmid is not None:
+            downtimes.append(float(t.stats.guest_downtime_s or 0.0))
+            if t.stats.sent_bytes is not None and t.vmid is not None:
                 g = guests[t.vmid]
-                sent += float(t.stats["sent_bytes"])
+                sent += float(t.stats.sent_bytes)
                 needed += g.used_bytes + sum(d.alloc_bytes for d in c.local_disks(g))
             if end is not None:
                 completions.append(end)

@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pvetool.api import PveClient, fetch_snapshot  # noqa: E402
-from pvetool.emulator.clusterfile import generate_cluster, load_cluster_text  # noqa: E402
+from pvetool.emulator.clusterfile import load_cluster_text  # noqa: E402
+from pvetool.emulator.fleet import generate_cluster  # noqa: E402
 from pvetool.emulator.server import Emulator  # noqa: E402
 from pvetool.model import ClusterSnapshot, ExecutionPlan  # noqa: E402
 from pvetool.planner.build import build_plan, drain_spec, rebalance_spec  # noqa: E402

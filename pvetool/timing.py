@@ -5,8 +5,9 @@ The emulator steps `Precopy` in emulated time and shares node links between tran
 physical limit a schedule is measured against. Everything here is a pure function of its
 arguments: no I/O, no clock, randomness only through a `random.Random` the caller passes in.
 
-This module imports only the Python standard library (and nothing from the rest of pvetool), so
-the emulator can use it without depending on the code it checks.
+This module imports only the Python standard library and the standard-library-only leaf
+`pvetool.units` (nothing else from pvetool), so the emulator can use it without depending on the
+code it checks.
 
 Units are in the names: `_s` seconds, `_bytes` bytes, `_Bps` bytes per second, `_KiBps` KiB/s
 (PVE's bwlimit unit), `link_bits_per_s` for nominal link speeds.
@@ -34,10 +35,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-KiB: int = 1024
-MiB: int = 1024 * KiB
-GiB: int = 1024 * MiB
-TiB: int = 1024 * GiB
+from pvetool.units import GiB, KiB, MiB, TiB
 
 # QEMU's auto-converge (migration/ram.c: migration_trigger_throttle, mig_throttle_guest_down):
 # evaluated at a bitmap sync (end of a pass) once at least 1 s passed since the last evaluation;

@@ -113,7 +113,7 @@ def emulator_generate(
     nodes: int, guests: int, seed: int, link: str, migration_type: str, fleet: str
 ) -> None:
     """Print a generated cluster file (deterministic for a seed)."""
-    from pvetool.emulator.clusterfile import generate_cluster
+    from pvetool.emulator.fleet import generate_cluster
 
     try:
         click.echo(generate_cluster(nodes, guests, seed, link, migration_type, fleet), nl=False)

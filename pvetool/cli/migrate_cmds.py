@@ -21,8 +21,8 @@ from pvetool.cli.common import get_client, state
 from pvetool.cli.group import cli
 from pvetool.migration import MigrationRequest, migrate, start
 from pvetool.model import Guest, MigrationProgress, TaskResult, Upid
-from pvetool.planner.units import parse_duration, parse_rate
 from pvetool.render.formats import duration
+from pvetool.units import parse_duration, parse_rate
 
 
 def _parse_storage_map(text: str | None) -> dict[str, str] | str | None:

@@ -18,7 +18,6 @@ from pvetool.errors import ApiError, ApiUnreachable, PlanError
 from pvetool.model import ClusterSnapshot, ExecutionPlan, Precondition
 from pvetool.planner.build import build_plan, drain_spec
 from pvetool.planner.loader import load_plan
-from pvetool.planner.units import parse_rate
 from pvetool.render.formats import to_json
 from pvetool.render.plan import (
     matrix_data,
@@ -27,6 +26,7 @@ from pvetool.render.plan import (
     plan_markdown,
     plan_renderable,
 )
+from pvetool.units import parse_rate
 
 __all__ = ["check_group", "plan_group"]
 

@@ -67,7 +67,6 @@ from pvetool.executor import (
 )
 from pvetool.journal import Journal, RunState, find_resumable, state_dir, undrain_candidates
 from pvetool.model import ClusterSnapshot, ExecutionPlan, MigrationProgress, Move, TaskResult, Upid
-from pvetool.planner.units import parse_duration, parse_percent
 from pvetool.render.formats import to_json
 from pvetool.render.report import (
     REPORT_SUFFIXES,
@@ -78,6 +77,7 @@ from pvetool.render.report import (
     summary_lines,
     summary_renderable,
 )
+from pvetool.units import parse_duration, parse_percent
 
 
 def _plan_group() -> click.Group:

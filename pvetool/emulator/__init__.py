@@ -1,5 +1,6 @@
 """A Proxmox VE 9.2 compatible API emulator.
 
-It imports nothing from the rest of pvetool except the pure timing model (`pvetool.timing`),
-so it checks the client independently.
+House rule: it imports nothing from the rest of pvetool except standard-library-only leaves
+(`pvetool.timing`, `pvetool.units`, `pvetool.yamlcheck`), so it checks the client independently
+of the model and the API client it is there to check (tests/unit/emulator/test_imports.py).
 """

@@ -37,39 +37,56 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def make_tls_files(directory: Path, hostnames: tuple[str, ...] = ("localhost",)) -> TlsFiles:
-    """Create `pve-root-ca.pem`, `pve-ssl.pem` and `pve-ssl.key` in `directory`."""
-    directory.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("pvetool emulator CA")
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_cert = (
+def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
+    """A CA signs certificates and CRLs; a server signs and enciphers keys."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=not cert_sign,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _builder(subject: x509.Name, issuer: x509.Name, now: dt.datetime) -> x509.CertificateBuilder:
+    return (
         x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
+        .subject_name(subject)
+        .issuer_name(issuer)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=30))
+    )
+
+
+def _ca(now: dt.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """The cluster's CA (PVE: pve-root-ca.pem), self-signed."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name("pvetool emulator CA")
+    ca_cert = (
+        _builder(ca_name, ca_name, now)
+        .public_key(ca_key.public_key())
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(cert_sign=True), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
         )
-        .add_extension(ca_ski, critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+    return ca_key, ca_cert
+
+
+def _server_cert(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    hostnames: tuple[str, ...],
+    now: dt.datetime,
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """The node's certificate (PVE: pve-ssl.pem) for 127.0.0.1 and `hostnames`."""
     key = ec.generate_private_key(ec.SECP256R1())
     alt_names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     for host in hostnames:
@@ -77,30 +94,13 @@ def make_tls_files(directory: Path, hostnames: tuple[str, ...] = ("localhost",))
             alt_names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             alt_names.append(x509.DNSName(host))
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(hostnames[0] if hostnames else "localhost"))
-        .issuer_name(ca_name)
+        _builder(_name(hostnames[0] if hostnames else "localhost"), ca_cert.subject, now)
         .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30))
         .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=True,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(cert_sign=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
@@ -108,6 +108,15 @@ def make_tls_files(directory: Path, hostnames: tuple[str, ...] = ("localhost",))
         )
         .sign(ca_key, hashes.SHA256())
     )
+    return key, cert
+
+
+def make_tls_files(directory: Path, hostnames: tuple[str, ...] = ("localhost",)) -> TlsFiles:
+    """Create `pve-root-ca.pem`, `pve-ssl.pem` and `pve-ssl.key` in `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    ca_key, ca_cert = _ca(now)
+    key, cert = _server_cert(ca_key, ca_cert, hostnames, now)
     ca_file = directory / "pve-root-ca.pem"
     cert_file = directory / "pve-ssl.pem"
     key_file = directory / "pve-ssl.key"

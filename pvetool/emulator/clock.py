@@ -51,7 +51,3 @@ class Clock:
             self._base_emu_s += (real - self._base_real_s) * self._speed
             self._base_real_s = real
             self._speed = speed
-
-    def real_seconds_for(self, emulated_s: float) -> float:
-        """How long real time takes to cover `emulated_s` (inf when the clock is stopped)."""
-        return float("inf") if self._speed == 0 else emulated_s / self._speed

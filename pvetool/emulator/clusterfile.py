@@ -1,4 +1,4 @@
-"""Cluster files for the emulator: load and validate YAML into frozen specs, and generate big ones.
+"""Cluster files for the emulator: the schema, read from YAML into frozen specs.
 
 A cluster file describes what the emulated Proxmox VE cluster holds: nodes, storages, guests,
 HA rules, API tokens and users, datacenter options and timing overrides (format: the built-in
@@ -14,32 +14,77 @@ Defaults worth knowing: a guest is ``running`` (a template ``stopped``), ``idle`
 from ``seed``. A token without ``privileges`` has its user's; a user other than root@pam without
 ``privileges`` has none. Secrets never appear in a repr.
 
-``generate_cluster`` writes a seeded, realistic cluster file of any size for benchmarks.
+This module reads the file as a whole (top level, datacenter, nodes, storages, tokens and users,
+timing) and loads it; `clusterfile_guests` checks the guests, `clusterfile_rules` the HA rules,
+`clusterfile_checker` holds what all sections share, `specs` the frozen specs (re-exported
+here). Big cluster files for benchmarks come from `emulator.fleet.generate_cluster`.
 
-Imports: the standard library, PyYAML and, lazily, ``pvetool.timing`` (for the names and limits of
-timing overrides); nothing else from pvetool.
+Imports: the standard library, the standard-library-only leaves ``pvetool.units``,
+``pvetool.yamlcheck`` and, lazily, ``pvetool.timing`` (for the names and limits of timing
+overrides), and the emulator's own cluster-file modules; nothing else from pvetool.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib.resources
-import ipaddress
-import json
-import math
 import os
 import random
 import re
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
-from fractions import Fraction
-from typing import Any, TypeVar
+from typing import Any
 
-import yaml
+from pvetool.emulator.clusterfile_checker import (
+    STORAGE_ID_RE,
+    ClusterChecker,
+    Draft,
+    to_link,
+    to_size,
+)
+from pvetool.emulator.clusterfile_guests import check_guests, parse_disk
+from pvetool.emulator.clusterfile_rules import check_ha_rules
+from pvetool.emulator.specs import (
+    ALWAYS_SHARED,
+    ARCHES,
+    CONTENT_TYPES,
+    DIRTY_PROFILES,
+    MIGRATION_TYPES,
+    NEVER_SHARED,
+    PRIVILEGES,
+    SHUTDOWN_POLICIES,
+    STORAGE_TYPES,
+    ClusterFileError,
+    ClusterSpec,
+    DatacenterSpec,
+    DiskSpec,
+    GuestSpec,
+    HaRuleSpec,
+    NodeSpec,
+    StorageSpec,
+    TokenSpec,
+    UserSpec,
+)
+from pvetool.units import GiB, format_size
+from pvetool.yamlcheck import (
+    BROKEN,
+    Loc,
+    Problems,
+    describe,
+    hint,
+    read_document,
+    to_bool,
+    to_cidr,
+    to_enum,
+    to_int,
+    to_nonempty_str,
+    to_number,
+    to_pattern,
+    to_str,
+)
 
 __all__ = [
+    "BUILTIN_CLUSTERS",
+    "DIRTY_PROFILES",
     "ClusterFileError",
     "ClusterSpec",
     "DatacenterSpec",
@@ -50,735 +95,12 @@ __all__ = [
     "StorageSpec",
     "TokenSpec",
     "UserSpec",
-    "generate_cluster",
     "load_cluster",
     "load_cluster_text",
-    "parse_link",
-    "parse_rate",
-    "parse_size",
+    "parse_disk",
 ]
 
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
-TiB = 1024 * GiB
-
 BUILTIN_CLUSTERS = ("lab",)
-
-# Dirty profiles (rate D in B/s, writable working set W in bytes). The same numbers as
-# pvetool.timing.DIRTY_PROFILES / docs/timing-model.md; a unit test keeps the two in step.
-DIRTY_PROFILES: dict[str, tuple[float, float]] = {
-    "idle": (2.0 * MiB, 256.0 * MiB),
-    "moderate": (40.0 * MiB, 1.0 * GiB),
-    "hot": (400.0 * MiB, 4.0 * GiB),
-}
-DEFAULT_DIRTY = "idle"
-DEFAULT_RATE_WSS_BYTES = 1 * GiB  # W when `dirty` is an explicit rate and `wss` is not given
-
-# The privileges of PVE 9.2 (GET /access/roles/{roleid} of the 9.2 API schema). VM.Monitor is
-# gone since PVE 9.
-PRIVILEGES: frozenset[str] = frozenset(
-    """
-    Datastore.Allocate Datastore.AllocateSpace Datastore.AllocateTemplate Datastore.Audit
-    Group.Allocate Mapping.Audit Mapping.Modify Mapping.Use Permissions.Modify Pool.Allocate
-    Pool.Audit Realm.Allocate Realm.AllocateUser SDN.Allocate SDN.Audit SDN.Use
-    Sys.AccessNetwork Sys.Audit Sys.Console Sys.Incoming Sys.Modify Sys.PowerMgmt Sys.Syslog
-    User.Modify VM.Allocate VM.Audit VM.Backup VM.Clone VM.Config.CDROM VM.Config.CPU
-    VM.Config.Cloudinit VM.Config.Disk VM.Config.HWType VM.Config.Memory VM.Config.Network
-    VM.Config.Options VM.Console VM.GuestAgent.Audit VM.GuestAgent.FileRead
-    VM.GuestAgent.FileSystemMgmt VM.GuestAgent.FileWrite VM.GuestAgent.Unrestricted VM.Migrate
-    VM.PowerMgmt VM.Replicate VM.Snapshot VM.Snapshot.Rollback
-    """.split()
-)
-
-# Storage types of the 9.2 schema, plus "drbd" (the LINSTOR plugin, as in the calibration log).
-_ALWAYS_SHARED = frozenset("rbd cephfs nfs cifs pbs iscsi iscsidirect zfs esxi drbd".split())
-_NEVER_SHARED = frozenset({"lvmthin", "zfspool", "btrfs"})
-STORAGE_TYPES = _ALWAYS_SHARED | _NEVER_SHARED | {"dir", "lvm"}
-CONTENT_TYPES = frozenset("images rootdir iso vztmpl backup snippets import".split())
-
-GUEST_TYPES = ("qemu", "lxc")
-GUEST_STATUSES = ("running", "stopped")
-HA_STATES = ("started", "stopped", "enabled", "disabled", "ignored")
-QEMU_LOCKS = tuple(
-    "backup clone create migrate rollback snapshot snapshot-delete suspending suspended".split()
-)
-LXC_LOCKS = tuple(
-    "backup create destroyed disk fstrim migrate mounted rollback snapshot snapshot-delete".split()
-)
-QEMU_NIC_MODELS = frozenset(
-    """e1000 e1000-82540em e1000-82544gc e1000-82545em e1000e i82551 i82557b i82559er ne2k_isa
-    ne2k_pci pcnet rtl8139 virtio vmxnet3""".split()
-)
-_QEMU_NET_OPTIONS = QEMU_NIC_MODELS | set(
-    "bridge firewall link_down macaddr model mtu queues rate tag trunks".split()
-)
-_LXC_NET_OPTIONS = frozenset(
-    """bridge firewall gw gw6 host-managed hwaddr ip ip6 link_down mtu name rate tag trunks
-    type""".split()
-)
-# Highest index of numbered config keys (qemu-server / pve-container schemas).
-_QEMU_DISK_SLOTS = {"scsi": 30, "virtio": 15, "sata": 5, "ide": 3}
-_QEMU_SINGLE_DISKS = ("efidisk0", "tpmstate0")
-_LXC_MP_MAX = 255
-_NET_MAX = 31
-_GUEST_INDEXED = {"net": _NET_MAX, "hostpci": 15, "usb": 14, "serial": 3}
-_QEMU_ONLY = ("agent", "cpu", "hostpci", "usb", "serial")
-MIGRATION_TYPES = ("secure", "insecure")
-SHUTDOWN_POLICIES = ("freeze", "failover", "conditional", "migrate")
-ARCHES = ("x86_64", "aarch64")
-HA_RULE_TYPES = ("node-affinity", "resource-affinity")
-AFFINITIES = ("positive", "negative")
-FLEETS = ("light", "mixed")
-VMID_MIN, VMID_MAX = 100, 999_999_999
-
-
-# --- public specs ------------------------------------------------------------------------------
-
-
-class ClusterFileError(Exception):
-    """A cluster file cannot be used; ``problems`` holds one ``file:line: path: message`` each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems)
-        count = len(self.problems)
-        noun = "problem" if count == 1 else "problems"
-        super().__init__(f"The cluster file has {count} {noun}:\n" + "\n".join(self.problems))
-
-
-@dataclass(frozen=True)
-class DiskSpec:
-    key: str  # scsi0, virtio1, efidisk0, rootfs, mp0, ...
-    storage: str
-    size_bytes: int
-
-
-@dataclass(frozen=True)
-class NodeSpec:
-    name: str
-    cpus: int
-    memory_bytes: int
-    link_bits_per_s: float
-    version: str
-    cpu_model: str
-    online: bool
-    arch: str
-    bridges: tuple[str, ...]
-    maintenance: bool  # HA maintenance mode (ha-manager crm-command node-maintenance enable)
-
-
-@dataclass(frozen=True)
-class StorageSpec:
-    name: str
-    type: str
-    shared: bool
-    size_bytes: int
-    nodes: tuple[str, ...] | None  # None: available on every node
-    content: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class GuestSpec:
-    vmid: int
-    type: str  # qemu | lxc
-    name: str
-    node: str
-    status: str  # running | stopped
-    cores: int
-    memory_bytes: int
-    used_bytes: int | None  # None: the emulator derives it
-    dirty_rate_Bps: float
-    wss_bytes: float
-    disks: tuple[DiskSpec, ...]
-    nets: tuple[tuple[str, str], ...]  # (net0, raw PVE property string)
-    agent: bool
-    tags: tuple[str, ...]
-    pool: str | None
-    ha: bool
-    ha_state: str  # started|stopped|enabled|disabled|ignored; "" when not HA-managed
-    ha_max_relocate: int
-    hostpci: tuple[tuple[str, str], ...]  # (hostpci0, raw); "mapping=..." is a mapped device
-    usb: tuple[tuple[str, str], ...]
-    serial: tuple[tuple[str, str], ...]
-    lock: str | None
-    template: bool
-    cpu: str | None  # qemu CPU type, e.g. "host"; None: PVE's default (x86-64-v2-AES)
-    replicate: tuple[str, ...]  # target nodes of storage replication jobs
-    onboot: bool
-    description: str
-
-
-@dataclass(frozen=True)
-class HaRuleSpec:
-    rule: str
-    type: str  # node-affinity | resource-affinity
-    resources: tuple[str, ...]  # "vm:101", "ct:200"
-    affinity: str | None  # positive | negative (resource-affinity only)
-    nodes: tuple[tuple[str, int], ...]  # (node, priority) (node-affinity only)
-    strict: bool
-
-
-@dataclass(frozen=True)
-class TokenSpec:
-    id: str  # user@realm!tokenid
-    secret: str = field(repr=False)
-    privileges: tuple[str, ...] | None  # None: all privileges
-
-
-@dataclass(frozen=True)
-class UserSpec:
-    id: str  # user@realm
-    password: str = field(repr=False)
-    privileges: tuple[str, ...] | None  # None: all privileges
-
-
-@dataclass(frozen=True)
-class DatacenterSpec:
-    migration_type: str = "secure"
-    migration_network: str | None = None
-    bwlimit_migration_KiBps: int = 0  # 0: unlimited
-    max_workers: int = 4
-    ha_shutdown_policy: str = "conditional"
-
-
-@dataclass(frozen=True)
-class ClusterSpec:
-    name: str
-    seed: int
-    datacenter: DatacenterSpec
-    nodes: dict[str, NodeSpec]  # in file order
-    storages: dict[str, StorageSpec]  # in file order
-    guests: dict[int, GuestSpec]  # by ascending vmid
-    ha_rules: tuple[HaRuleSpec, ...]
-    tokens: tuple[TokenSpec, ...]
-    users: tuple[UserSpec, ...]
-    timing_overrides: dict[str, float]
-
-
-# --- units -------------------------------------------------------------------------------------
-
-_NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
-_SIZE_RE = re.compile(rf"\s*{_NUMBER}\s*([A-Za-z]*)\s*")
-_SIZE_UNITS: dict[str, int] = {
-    "": 1,
-    "B": 1,
-    "K": KiB,
-    "KiB": KiB,
-    "M": MiB,
-    "MiB": MiB,
-    "G": GiB,
-    "GiB": GiB,
-    "T": TiB,
-    "TiB": TiB,
-    "P": 1024 * TiB,
-    "PiB": 1024 * TiB,
-}
-_LINK_RE = re.compile(rf"\s*{_NUMBER}\s*([A-Za-z]*)(/s)?\s*")
-_LINK_UNITS: dict[str, float] = {
-    "": 1.0,
-    "bit": 1.0,
-    "kbit": 1e3,
-    "mbit": 1e6,
-    "gbit": 1e9,
-    "tbit": 1e12,
-}
-_RATE_RE = re.compile(rf"\s*{_NUMBER}\s*([A-Za-z]*)\s*/\s*s\s*")
-
-
-def _check_plain_number(text: object, what: str, example: str) -> float | int | None:
-    """Numbers pass through (checked); strings return None; anything else is a ValueError."""
-    if isinstance(text, bool) or not isinstance(text, int | float | str):
-        raise ValueError(f"expected {what} like {example}, got {text!r}")
-    if isinstance(text, str):
-        return None
-    if isinstance(text, float) and not math.isfinite(text):
-        raise ValueError(f"expected {what} like {example}, got {text!r}")
-    if text < 0:
-        raise ValueError(f"{what} must not be negative, got {text!r}")
-    return text
-
-
-def parse_size(text: str | int | float) -> int:
-    """Bytes of a size: ``8GiB``, ``32G`` (PVE style, binary), ``12.6GiB``, ``512MiB``, ``4096``.
-
-    Units B, K/KiB, M/MiB, G/GiB, T/TiB, P/PiB are all powers of 1024; a plain number is bytes.
-    Fractional results are rounded to the nearest byte.
-    """
-    number = _check_plain_number(text, "a size", "8GiB")
-    if number is not None:
-        return round(number)
-    assert isinstance(text, str)
-    match = _SIZE_RE.fullmatch(text)
-    unit = match.group(2) if match else ""
-    if match is None or unit not in _SIZE_UNITS:
-        hint = ""
-        if match is not None and unit.upper() in {"KB", "MB", "GB", "TB", "PB"}:
-            hint = f" (sizes are binary: write {match.group(1)}{unit[0].upper()}iB)"
-        raise ValueError(f"expected a size like 8GiB, got {text!r}{hint}")
-    return round(Fraction(match.group(1)) * _SIZE_UNITS[unit])
-
-
-def parse_link(text: str | int | float) -> float:
-    """Bits per second of a nominal link speed: ``10Gbit``, ``2.5Gbit``, ``100Mbit``.
-
-    Units bit, Kbit, Mbit, Gbit, Tbit (decimal, case-insensitive, optional ``/s``); a plain number
-    is bits per second. The speed must be positive.
-    """
-    number = _check_plain_number(text, "a link speed", "10Gbit")
-    if number is None:
-        assert isinstance(text, str)
-        match = _LINK_RE.fullmatch(text)
-        if match is None or match.group(2).lower() not in _LINK_UNITS:
-            raise ValueError(f"expected a link speed like 10Gbit, 2.5Gbit or 100Mbit, got {text!r}")
-        number = float(match.group(1)) * _LINK_UNITS[match.group(2).lower()]
-    if number <= 0:
-        raise ValueError(f"a link speed must be positive, got {text!r}")
-    return float(number)
-
-
-def parse_rate(text: str | int | float) -> float:
-    """Bytes per second of a rate such as ``120MiB/s`` (size units, binary); a number is B/s."""
-    number = _check_plain_number(text, "a rate", "120MiB/s")
-    if number is not None:
-        return float(number)
-    assert isinstance(text, str)
-    match = _RATE_RE.fullmatch(text)
-    if match is None or match.group(2) not in _SIZE_UNITS:
-        raise ValueError(f"expected a rate like 120MiB/s, got {text!r}")
-    return float(Fraction(match.group(1)) * _SIZE_UNITS[match.group(2)])
-
-
-def format_size(size_bytes: int) -> str:
-    """The shortest exact spelling of a size in binary units (``8GiB``, ``1536MiB``, ``100``)."""
-    for unit, factor in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
-        if size_bytes and size_bytes % factor == 0:
-            return f"{size_bytes // factor}{unit}"
-    return str(size_bytes)
-
-
-# --- YAML with line numbers --------------------------------------------------------------------
-
-
-class _Broken:
-    """Marks a value that could not be read; its problem is already reported."""
-
-    def __repr__(self) -> str:
-        return "<broken>"
-
-
-_BROKEN = _Broken()
-
-
-@dataclass(eq=False)
-class _Loc:
-    """A YAML value with the (1-based) line it starts on; mappings keep their keys' lines."""
-
-    value: object  # dict[str, _Loc] | list[_Loc] | scalar | _BROKEN
-    line: int
-    raw: str | None = None  # source text of a scalar
-    key_lines: dict[str, int] | None = None
-
-
-class _Problems:
-    def __init__(self, filename: str) -> None:
-        self.filename = filename
-        self._items: list[tuple[int, int, str]] = []
-
-    def add(self, line: int, path: str, message: str) -> None:
-        where = f"{self.filename}:{line}: "
-        text = f"{where}{path}: {message}" if path else f"{where}{message}"
-        self._items.append((line, len(self._items), text))
-
-    def __bool__(self) -> bool:
-        return bool(self._items)
-
-    def sorted(self) -> list[str]:
-        return [text for _, _, text in sorted(self._items)]
-
-
-class _Reader:
-    """Turns composed YAML nodes into `_Loc` trees (merge keys and aliases resolved)."""
-
-    def __init__(self, problems: _Problems) -> None:
-        self._problems = problems
-        self._constructor = yaml.constructor.SafeConstructor()
-        self._done: dict[int, _Loc] = {}
-        self._active: set[int] = set()
-
-    def read(self, node: yaml.Node, path: str) -> _Loc:
-        line = node.start_mark.line + 1
-        done = self._done.get(id(node))
-        if done is not None:
-            return done
-        if id(node) in self._active:
-            self._problems.add(line, path, "a recursive alias is not allowed here")
-            return _Loc(_BROKEN, line)
-        self._active.add(id(node))
-        try:
-            loc = self._read(node, path, line)
-        finally:
-            self._active.discard(id(node))
-        self._done[id(node)] = loc
-        return loc
-
-    def _read(self, node: yaml.Node, path: str, line: int) -> _Loc:
-        if isinstance(node, yaml.MappingNode):
-            own_keys = {id(key) for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge"}
-            try:
-                self._constructor.flatten_mapping(node)
-            except yaml.YAMLError as exc:
-                self._problems.add(line, path, f"invalid merge key: {_yaml_reason(exc)}")
-                return _Loc(_BROKEN, line)
-            values: dict[str, _Loc] = {}
-            key_lines: dict[str, int] = {}
-            own: set[str] = set()
-            for key_node, value_node in node.value:
-                key_line = key_node.start_mark.line + 1
-                if not isinstance(key_node, yaml.ScalarNode):
-                    self._problems.add(key_line, path, "a key must be a plain value")
-                    continue
-                key = str(key_node.value)
-                if key in values and id(key_node) in own_keys and key in own:
-                    self._problems.add(
-                        key_line, path, f"duplicate key '{key}' (first on line {key_lines[key]})"
-                    )
-                    continue
-                if id(key_node) in own_keys:
-                    own.add(key)  # a key of this mapping itself overrides one merged with <<
-                key_lines[key] = key_line
-                values[key] = self.read(value_node, _join(path, key))
-            return _Loc(values, line, key_lines=key_lines)
-        if isinstance(node, yaml.SequenceNode):
-            items = [self.read(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
-            return _Loc(items, line)
-        try:
-            value = self._constructor.construct_object(node, deep=True)
-        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
-            reason = _yaml_reason(exc) if isinstance(exc, yaml.YAMLError) else str(exc)
-            self._problems.add(line, path, f"cannot read value {node.value!r}: {reason}")
-            return _Loc(_BROKEN, line, raw=str(node.value))
-        return _Loc(value, line, raw=str(node.value))
-
-
-def _yaml_reason(exc: yaml.YAMLError) -> str:
-    if not isinstance(exc, yaml.MarkedYAMLError):
-        return str(exc)
-    context = exc.context or ""
-    problem_line = exc.problem_mark.line if exc.problem_mark else None
-    if context and exc.context_mark is not None and exc.context_mark.line != problem_line:
-        context += f" started on line {exc.context_mark.line + 1}"
-    parts = [p for p in (context, exc.problem) if p]
-    return "; ".join(parts) if parts else str(exc)
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-# --- value converters --------------------------------------------------------------------------
-
-T = TypeVar("T")
-Conv = Callable[[_Loc], T]
-
-
-class _Invalid(Exception):
-    """A value that does not fit; the message completes ``path: ...``."""
-
-
-def _describe(loc: _Loc) -> str:
-    value = loc.value
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, str):
-        return repr(value)
-    return loc.raw if loc.raw is not None else repr(value)
-
-
-def _suggest(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _suggest_or_list(word: str, choices: Collection[str]) -> str:
-    """A did-you-mean when one is close, else the (first few) known names."""
-    suggestion = _suggest(word, choices)
-    if suggestion or not choices:
-        return suggestion
-    listing = ", ".join(sorted(choices)[:8]) + (", ..." if len(choices) > 8 else "")
-    return f" (known: {listing})"
-
-
-def _is_scalar(loc: _Loc) -> bool:
-    return not isinstance(loc.value, dict | list)
-
-
-def _to_str(loc: _Loc) -> str:
-    value = loc.value
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool) or value is None or not _is_scalar(loc) or loc.raw is None:
-        raise _Invalid(f"expected a string, got {_describe(loc)}")
-    return loc.raw  # a number or date written without quotes: keep its text
-
-
-def _to_nonempty_str(loc: _Loc) -> str:
-    text = _to_str(loc)
-    if not text.strip():
-        raise _Invalid("must not be empty")
-    return text
-
-
-def _to_bool(loc: _Loc) -> bool:
-    value = loc.value
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    raise _Invalid(f"expected true or false, got {_describe(loc)}")
-
-
-def _to_int(low: int | None = None, high: int | None = None) -> Conv[int]:
-    def conv(loc: _Loc) -> int:
-        value = loc.value
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _Invalid(f"expected an integer, got {_describe(loc)}")
-        if low is not None and value < low:
-            raise _Invalid(f"must be at least {low}, got {value}")
-        if high is not None and value > high:
-            raise _Invalid(f"must be at most {high}, got {value}")
-        return value
-
-    return conv
-
-
-def _to_number(loc: _Loc) -> float:
-    value = loc.value
-    if isinstance(value, str) and re.fullmatch(
-        r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*", value
-    ):
-        value = float(value)  # YAML 1.1 reads 8.6e8 (no dot-and-sign exponent) as a string
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Invalid(f"expected a number, got {_describe(loc)}")
-    if not math.isfinite(value):
-        raise _Invalid(f"expected a finite number, got {_describe(loc)}")
-    return float(value)
-
-
-def _to_enum(choices: Collection[str]) -> Conv[str]:
-    def conv(loc: _Loc) -> str:
-        if not _is_scalar(loc) or loc.value is None or isinstance(loc.value, bool):
-            text = None
-        else:
-            text = loc.value if isinstance(loc.value, str) else loc.raw
-        if text is None or text not in choices:
-            hint = _suggest(text, choices) if text is not None else ""
-            raise _Invalid(f"expected one of {', '.join(choices)}, got {_describe(loc)}{hint}")
-        return text
-
-    return conv
-
-
-def _to_size(loc: _Loc) -> int:
-    value = loc.value
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise _Invalid(f"expected a size like 8GiB, got {_describe(loc)}")
-    try:
-        return parse_size(value)
-    except ValueError as exc:
-        raise _Invalid(str(exc)) from None
-
-
-def _to_link(loc: _Loc) -> float:
-    value = loc.value
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise _Invalid(f"expected a link speed like 10Gbit, got {_describe(loc)}")
-    try:
-        return parse_link(value)
-    except ValueError as exc:
-        raise _Invalid(str(exc)) from None
-
-
-def _to_pattern(regex: re.Pattern[str], what: str) -> Conv[str]:
-    def conv(loc: _Loc) -> str:
-        text = _to_str(loc)
-        if not regex.fullmatch(text):
-            raise _Invalid(f"expected {what}, got {text!r}")
-        return text
-
-    return conv
-
-
-_NODE_NAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-_STORAGE_ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9\-_.]*[A-Za-z0-9]")
-_CONFIG_ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_\-]+")
-_CLUSTER_NAME_RE = re.compile(r"[A-Za-z0-9\-]{1,15}")
-_BRIDGE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,14}")
-_VERSION_RE = re.compile(r"\d+\.\d+(\.\d+)?([~+\-][A-Za-z0-9.~+\-]*)?")
-_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-+.]*")
-_POOL_RE = re.compile(r"[A-Za-z0-9.\-_]+")
-_USER_RE = re.compile(r"[^\s:/@!]+@[A-Za-z][A-Za-z0-9.\-_]*")
-_TOKEN_RE = re.compile(r"([^\s:/@!]+@[A-Za-z][A-Za-z0-9.\-_]*)!([A-Za-z][A-Za-z0-9.\-_]*)")
-_PCI_ID_RE = re.compile(
-    r"(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(?:\.[0-7])?"
-    r"(?:;(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(?:\.[0-7])?)*"
-)
-_USB_HOST_RE = re.compile(r"spice|[0-9a-fA-F]{4}:[0-9a-fA-F]{4}|\d+-\d+(?:\.\d+)*")
-_SERIAL_RE = re.compile(r"/dev/[^,]+|socket")
-_CPU_RE = re.compile(r"(?:cputype=)?[A-Za-z0-9_.\-]+(?:,[A-Za-z0-9_\-]+=[^,]*)*")
-_MAC_RE = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
-_RESOURCE_RE = re.compile(r"(vm|ct):(\d+)")
-
-
-def _split_options(text: str) -> list[tuple[str, str | None]]:
-    """PVE property string ``a,b=c,d=e`` -> [(a, None), (b, c), (d, e)]."""
-    items: list[tuple[str, str | None]] = []
-    for part in text.split(","):
-        part = part.strip()
-        if "=" in part:
-            key, _, value = part.partition("=")
-            items.append((key.strip(), value.strip()))
-        else:
-            items.append((part, None))
-    return items
-
-
-# --- the checker -------------------------------------------------------------------------------
-
-
-class _Checker:
-    """Validation helpers that record problems instead of stopping at the first."""
-
-    def __init__(self, problems: _Problems) -> None:
-        self.problems = problems
-
-    def add(self, loc: _Loc | int, path: str, message: str) -> None:
-        self.problems.add(loc if isinstance(loc, int) else loc.line, path, message)
-
-    def at(self, values: dict[str, _Loc], key: str, path: str, message: str) -> None:
-        """A problem with the value of ``key`` in ``values`` (a mapping at ``path``)."""
-        self.add(values[key], _join(path, key), message)
-
-    def mapping(self, loc: _Loc, path: str, what: str = "a mapping") -> dict[str, _Loc] | None:
-        if loc.value is _BROKEN:
-            return None
-        if not isinstance(loc.value, dict):
-            self.add(loc, path, f"expected {what}, got {_describe(loc)}")
-            return None
-        return loc.value
-
-    def sequence(self, loc: _Loc, path: str, what: str = "a list") -> list[_Loc] | None:
-        if loc.value is _BROKEN:
-            return None
-        if not isinstance(loc.value, list):
-            self.add(loc, path, f"expected {what}, got {_describe(loc)}")
-            return None
-        return loc.value
-
-    def fields(
-        self,
-        loc: _Loc,
-        path: str,
-        known: Collection[str],
-        required: Collection[str] = (),
-        indexed: Mapping[str, int] | None = None,
-        hints: Callable[[str], str | None] | None = None,
-    ) -> dict[str, _Loc] | None:
-        """A mapping whose keys are checked: unknown keys (with a suggestion), missing ones."""
-        values = self.mapping(loc, path)
-        if values is None:
-            return None
-        key_lines = loc.key_lines or {}
-        indexed = indexed or {}
-        candidates = list(known) + [f"{prefix}0" for prefix in indexed]
-        for key in values:
-            if key in known:
-                continue
-            match = re.fullmatch(r"([a-z]+)(\d+)", key)
-            if match and match.group(1) in indexed:
-                top = indexed[match.group(1)]
-                if int(match.group(2)) <= top and str(int(match.group(2))) == match.group(2):
-                    continue
-                self.add(
-                    key_lines.get(key, loc.line),
-                    path,
-                    f"'{key}': the index of {match.group(1)}N must be 0..{top}",
-                )
-                continue
-            hint = hints(key) if hints is not None else None
-            self.add(
-                key_lines.get(key, loc.line),
-                path,
-                f"unknown key '{key}'{hint or _suggest(key, candidates)}",
-            )
-        for key in required:
-            if key not in values:
-                self.add(loc, path, f"missing required key '{key}'")
-        return values
-
-    def convert(self, loc: _Loc, path: str, conv: Conv[T]) -> T | None:
-        if loc.value is _BROKEN:
-            return None
-        try:
-            return conv(loc)
-        except _Invalid as exc:
-            self.add(loc, path, str(exc))
-            return None
-
-    def get(self, values: dict[str, _Loc], key: str, path: str, conv: Conv[T], default: T) -> T:
-        """The converted value of ``key``; ``default`` when absent *or* invalid (reported)."""
-        loc = values.get(key)
-        if loc is None:
-            return default
-        result = self.convert(loc, _join(path, key), conv)
-        return default if result is None else result
-
-    def opt(self, values: dict[str, _Loc], key: str, path: str, conv: Conv[T]) -> T | None:
-        """The converted value of ``key``; None when absent or invalid (reported)."""
-        loc = values.get(key)
-        return None if loc is None else self.convert(loc, _join(path, key), conv)
-
-    def str_list(
-        self, values: dict[str, _Loc], key: str, path: str, conv: Conv[str] = _to_str
-    ) -> list[tuple[_Loc, str]] | None:
-        """A list of strings (a single string counts as a one-item list)."""
-        loc = values.get(key)
-        if loc is None:
-            return None
-        if loc.value is _BROKEN:
-            return None
-        if isinstance(loc.value, list):
-            items = loc.value
-        elif isinstance(loc.value, str):
-            items = [loc]
-        else:
-            self.add(loc, _join(path, key), f"expected a list, got {_describe(loc)}")
-            return None
-        out: list[tuple[_Loc, str]] = []
-        for i, item in enumerate(items):
-            item_path = f"{_join(path, key)}[{i}]" if isinstance(loc.value, list) else path
-            value = self.convert(item, item_path, conv)
-            if value is not None:
-                out.append((item, value))
-        return out
-
-    def reference(
-        self, loc: _Loc, path: str, name: str, known: Collection[str] | None, what: str
-    ) -> bool:
-        """Whether ``name`` is known; None for ``known`` means the section is unreadable."""
-        if known is None or name in known:
-            return True
-        self.add(loc, path, f"unknown {what} '{name}'{_suggest_or_list(name, known)}")
-        return False
-
-
-# --- sections ----------------------------------------------------------------------------------
-
 _TOP_KEYS = tuple(
     """
     name seed datacenter nodes storages guests ha_rules tokens users timing
@@ -790,38 +112,18 @@ _NODE_KEYS = tuple(
     """.split()
 )
 _STORAGE_KEYS = ("type", "shared", "size", "nodes", "content")
-_GUEST_KEYS = tuple(
-    """
-    type name node status cores memory used dirty wss disks agent tags pool ha lock template
-    cpu replicate onboot description
-    """.split()
-)
-_RULE_KEYS = ("rule", "type", "resources", "affinity", "nodes", "strict")
+_NODE_NAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_CLUSTER_NAME_RE = re.compile(r"[A-Za-z0-9\-]{1,15}")
+_BRIDGE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,14}")
+_VERSION_RE = re.compile(r"\d+\.\d+(\.\d+)?([~+\-][A-Za-z0-9.~+\-]*)?")
+_USER_RE = re.compile(r"[^\s:/@!]+@[A-Za-z][A-Za-z0-9.\-_]*")
+_TOKEN_RE = re.compile(r"([^\s:/@!]+@[A-Za-z][A-Za-z0-9.\-_]*)!([A-Za-z][A-Za-z0-9.\-_]*)")
 
 
-@dataclass
-class _Draft:
-    """What the sections learned; cross-references use it even when a section had errors."""
-
-    node_names: list[str] = field(default_factory=list)
-    nodes: dict[str, NodeSpec] = field(default_factory=dict)
-    storage_names: list[str] = field(default_factory=list)
-    storages: dict[str, StorageSpec] = field(default_factory=dict)
-    guests: dict[int, GuestSpec] = field(default_factory=dict)
-    guest_locs: dict[int, _Loc] = field(default_factory=dict)
-    nodes_broken: bool = False  # the whole section is unreadable: do not flag references to it
-    storages_broken: bool = False
-
-    @property
-    def known_nodes(self) -> list[str] | None:
-        return None if self.nodes_broken else self.node_names
-
-    @property
-    def known_storages(self) -> list[str] | None:
-        return None if self.storages_broken else self.storage_names
+# --- sections ----------------------------------------------------------------------------------
 
 
-def _check_datacenter(ck: _Checker, loc: _Loc | None) -> DatacenterSpec:
+def _check_datacenter(ck: ClusterChecker, loc: Loc | None) -> DatacenterSpec:
     if loc is None:
         return DatacenterSpec()
     path = "datacenter"
@@ -833,44 +135,31 @@ def _check_datacenter(ck: _Checker, loc: _Loc | None) -> DatacenterSpec:
         mig = ck.fields(values["migration"], f"{path}.migration", ("type", "network"))
         if mig is not None:
             migration_type = ck.get(
-                mig, "type", f"{path}.migration", _to_enum(MIGRATION_TYPES), "secure"
+                mig, "type", f"{path}.migration", to_enum(MIGRATION_TYPES), "secure"
             )
-            network = ck.opt(mig, "network", f"{path}.migration", _to_cidr)
+            network = ck.opt(mig, "network", f"{path}.migration", to_cidr)
     bwlimit = 0
     if "bwlimit" in values:
         bw = ck.fields(values["bwlimit"], f"{path}.bwlimit", ("migration",))
         if bw is not None:
-            bwlimit = ck.get(bw, "migration", f"{path}.bwlimit", _to_int(0), 0)
+            bwlimit = ck.get(bw, "migration", f"{path}.bwlimit", to_int(0), 0)
     policy = "conditional"
     if "ha" in values:
         ha = ck.fields(values["ha"], f"{path}.ha", ("shutdown_policy",))
         if ha is not None:
             policy = ck.get(
-                ha, "shutdown_policy", f"{path}.ha", _to_enum(SHUTDOWN_POLICIES), "conditional"
+                ha, "shutdown_policy", f"{path}.ha", to_enum(SHUTDOWN_POLICIES), "conditional"
             )
     return DatacenterSpec(
         migration_type=migration_type,
         migration_network=network,
         bwlimit_migration_KiBps=bwlimit,
-        max_workers=ck.get(values, "max_workers", path, _to_int(1, 1024), 4),
+        max_workers=ck.get(values, "max_workers", path, to_int(1, 1024), 4),
         ha_shutdown_policy=policy,
     )
 
 
-def _to_cidr(loc: _Loc) -> str:
-    text = _to_str(loc)
-    try:
-        if "/" not in text:
-            raise ValueError
-        ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        raise _Invalid(
-            f"expected a network in CIDR notation like 10.10.10.0/24, got {text!r}"
-        ) from None
-    return text
-
-
-def _check_nodes(ck: _Checker, loc: _Loc | None, top_line: int, draft: _Draft) -> None:
+def _check_nodes(ck: ClusterChecker, loc: Loc | None, top_line: int, draft: Draft) -> None:
     if loc is None:
         ck.add(top_line, "", "missing required key 'nodes'")
         return
@@ -890,7 +179,7 @@ def _check_nodes(ck: _Checker, loc: _Loc | None, top_line: int, draft: _Draft) -
         values = ck.fields(node_loc, path, _NODE_KEYS, required=("cpus", "memory"))
         if values is None:
             continue
-        memory = ck.opt(values, "memory", path, _to_size)
+        memory = ck.opt(values, "memory", path, to_size)
         if memory is not None and memory < GiB:
             ck.at(
                 values,
@@ -899,7 +188,9 @@ def _check_nodes(ck: _Checker, loc: _Loc | None, top_line: int, draft: _Draft) -
                 f"{format_size(memory)} is too little for a node (did you forget a unit?)",
             )
         bridges = ["vmbr0"]
-        listed = ck.str_list(values, "bridges", path, _to_pattern(_BRIDGE_RE, "a bridge name"))
+        listed = ck.str_list(
+            values, "bridges", path, to_pattern(_BRIDGE_RE, "a bridge name", numbers=True)
+        )
         if listed is not None:
             bridges = []
             for item, bridge in listed:
@@ -908,27 +199,27 @@ def _check_nodes(ck: _Checker, loc: _Loc | None, top_line: int, draft: _Draft) -
                 bridges.append(bridge)
         draft.nodes[name] = NodeSpec(
             name=name,
-            cpus=ck.get(values, "cpus", path, _to_int(1, 8192), 1),
+            cpus=ck.get(values, "cpus", path, to_int(1, 8192), 1),
             memory_bytes=memory or GiB,
-            link_bits_per_s=ck.get(values, "link", path, _to_link, 10e9),
+            link_bits_per_s=ck.get(values, "link", path, to_link, 10e9),
             version=ck.get(
                 values,
                 "version",
                 path,
-                _to_pattern(_VERSION_RE, "a PVE version like 9.2.4"),
+                to_pattern(_VERSION_RE, "a PVE version like 9.2.4", numbers=True),
                 "9.2.4",
             ),
             cpu_model=ck.get(
-                values, "cpu_model", path, _to_nonempty_str, "QEMU Virtual CPU version 2.5+"
+                values, "cpu_model", path, to_nonempty_str, "QEMU Virtual CPU version 2.5+"
             ),
-            online=ck.get(values, "online", path, _to_bool, True),
-            arch=ck.get(values, "arch", path, _to_enum(ARCHES), "x86_64"),
+            online=ck.get(values, "online", path, to_bool, True),
+            arch=ck.get(values, "arch", path, to_enum(ARCHES), "x86_64"),
             bridges=tuple(dict.fromkeys(bridges)),
-            maintenance=ck.get(values, "maintenance", path, _to_bool, False),
+            maintenance=ck.get(values, "maintenance", path, to_bool, False),
         )
 
 
-def _check_storages(ck: _Checker, loc: _Loc | None, draft: _Draft) -> None:
+def _check_storages(ck: ClusterChecker, loc: Loc | None, draft: Draft) -> None:
     if loc is None:
         return
     storages = ck.mapping(loc, "storages", "a mapping of storage id to storage")
@@ -938,27 +229,27 @@ def _check_storages(ck: _Checker, loc: _Loc | None, draft: _Draft) -> None:
     for name, st_loc in storages.items():
         path = f"storages.{name}"
         key_line = (loc.key_lines or {}).get(name, st_loc.line)
-        if not _STORAGE_ID_RE.fullmatch(name):
+        if not STORAGE_ID_RE.fullmatch(name):
             ck.add(key_line, path, f"'{name}' is not a valid storage id")
             continue
         draft.storage_names.append(name)
         values = ck.fields(st_loc, path, _STORAGE_KEYS, required=("type", "size"))
         if values is None:
             continue
-        stype = ck.opt(values, "type", path, _to_enum(sorted(STORAGE_TYPES)))
-        shared = ck.opt(values, "shared", path, _to_bool)
+        stype = ck.opt(values, "type", path, to_enum(sorted(STORAGE_TYPES)))
+        shared = ck.opt(values, "shared", path, to_bool)
         if stype is not None and shared is not None:
-            if shared and stype in _NEVER_SHARED:
+            if shared and stype in NEVER_SHARED:
                 ck.at(
                     values,
                     "shared",
                     path,
                     f"a {stype} storage is local to one node and cannot be shared",
                 )
-            if not shared and stype in _ALWAYS_SHARED:
+            if not shared and stype in ALWAYS_SHARED:
                 ck.at(values, "shared", path, f"a {stype} storage is always shared")
         if shared is None:
-            shared = stype in _ALWAYS_SHARED
+            shared = stype in ALWAYS_SHARED
         nodes: tuple[str, ...] | None = None
         listed = ck.str_list(values, "nodes", path)
         if listed is not None:
@@ -966,644 +257,24 @@ def _check_storages(ck: _Checker, loc: _Loc | None, draft: _Draft) -> None:
             for i, (item, node) in enumerate(listed):
                 ck.reference(item, f"{path}.nodes[{i}]", node, draft.known_nodes, "node")
         content: tuple[str, ...] = ("images", "rootdir")
-        listed = ck.str_list(values, "content", path, _to_enum(sorted(CONTENT_TYPES)))
+        listed = ck.str_list(values, "content", path, to_enum(sorted(CONTENT_TYPES)))
         if listed is not None:
             content = tuple(dict.fromkeys(c for _, c in listed))
         draft.storages[name] = StorageSpec(
             name=name,
             type=stype or "dir",
             shared=shared,
-            size_bytes=ck.get(values, "size", path, _to_size, 0),
+            size_bytes=ck.get(values, "size", path, to_size, 0),
             nodes=nodes,
             content=content,
         )
 
 
-def _qemu_disk_key(key: str) -> bool:
-    if key in _QEMU_SINGLE_DISKS:
-        return True
-    match = re.fullmatch(r"([a-z]+)(0|[1-9]\d*)", key)
-    return bool(
-        match
-        and match.group(1) in _QEMU_DISK_SLOTS
-        and int(match.group(2)) <= _QEMU_DISK_SLOTS[match.group(1)]
-    )
-
-
-def _lxc_disk_key(key: str) -> bool:
-    match = re.fullmatch(r"mp(0|[1-9]\d*)", key)
-    return key == "rootfs" or bool(match and int(match.group(1)) <= _LXC_MP_MAX)
-
-
-def _parse_disk(text: str) -> tuple[str, int]:
-    """(storage, size) of ``ceph:32G``, ``local-lvm:100G,ssd=1``, ``ceph:vm-1-disk-0,size=32G``."""
-    head, _, rest = text.partition(",")
-    storage, colon, volume = head.partition(":")
-    options = dict((k, v) for k, v in _split_options(rest) if v is not None) if rest else {}
-    if not colon or not _STORAGE_ID_RE.fullmatch(storage.strip()):
-        raise _Invalid(f"expected STORAGE:SIZE like 'ceph:32G', got {text!r}")
-    if options.get("media") == "cdrom":
-        raise _Invalid("CD-ROM drives are not modelled; list only disks")
-    size_text = options.get("size", volume)
-    try:
-        size = parse_size(size_text.strip())
-    except ValueError:
-        raise _Invalid(f"expected STORAGE:SIZE like 'ceph:32G', got {text!r}") from None
-    if size <= 0:
-        raise _Invalid(f"a disk needs a positive size, got {text!r}")
-    return storage.strip(), size
-
-
-def _check_guests(ck: _Checker, loc: _Loc | None, draft: _Draft) -> None:
-    if loc is None:
-        return
-    guests = ck.mapping(loc, "guests", "a mapping of vmid to guest")
-    if guests is None:
-        return
-    all_bridges = {b for node in draft.nodes.values() for b in node.bridges}
-    if len(draft.nodes) < len(draft.node_names):  # a broken node might define any bridge
-        all_bridges = set()
-    specs: dict[int, GuestSpec] = {}
-    for key, g_loc in guests.items():
-        path = f"guests.{key}"
-        key_line = (loc.key_lines or {}).get(key, g_loc.line)
-        if not re.fullmatch(r"\d+", key) or not VMID_MIN <= int(key) <= VMID_MAX:
-            ck.add(key_line, path, f"a vmid must be an integer {VMID_MIN}..{VMID_MAX}, got '{key}'")
-            _check_guest(ck, g_loc, path, 0, draft, all_bridges)  # its other problems too
-            continue
-        vmid = int(key)
-        if vmid in specs or vmid in draft.guest_locs:
-            ck.add(key_line, path, f"vmid {vmid} is used twice")
-            continue
-        draft.guest_locs[vmid] = g_loc
-        spec = _check_guest(ck, g_loc, path, vmid, draft, all_bridges)
-        if spec is not None:
-            specs[vmid] = spec
-    draft.guests = dict(sorted(specs.items()))
-
-
-def _check_guest(
-    ck: _Checker, loc: _Loc, path: str, vmid: int, draft: _Draft, all_bridges: set[str]
-) -> GuestSpec | None:
-    values = ck.fields(
-        loc,
-        path,
-        _GUEST_KEYS,
-        required=("type", "node"),
-        indexed=_GUEST_INDEXED,
-        hints=_guest_key_hint,
-    )
-    if values is None:
-        return None
-    gtype = ck.opt(values, "type", path, _to_enum(GUEST_TYPES))
-    node = ck.opt(values, "node", path, _to_str)
-    if node is not None and not ck.reference(
-        values["node"], f"{path}.node", node, draft.known_nodes, "node"
-    ):
-        node = None
-    node_spec = draft.nodes.get(node) if node else None
-    template = ck.get(values, "template", path, _to_bool, False)
-    status = ck.get(
-        values, "status", path, _to_enum(GUEST_STATUSES), "stopped" if template else "running"
-    )
-    if template and status == "running":
-        ck.at(values, "status", path, "a template cannot be running")
-    running = status == "running"
-
-    # Options that exist only for one guest type.
-    if gtype == "lxc":
-        for key in values:
-            base = re.sub(r"\d+$", "", key) if key not in _GUEST_KEYS else key
-            if base in _QEMU_ONLY:
-                line = (loc.key_lines or {}).get(key, loc.line)
-                ck.add(line, path, f"'{key}' is a VM option; containers do not have it")
-
-    cores = ck.get(values, "cores", path, _to_int(1, 8192), 1)
-    if node_spec is not None and "cores" in values and cores > node_spec.cpus:
-        ck.at(
-            values,
-            "cores",
-            path,
-            f"{cores} cores exceed the {node_spec.cpus} CPUs of node {node_spec.name}",
-        )
-    memory = ck.opt(values, "memory", path, _to_size)
-    if memory is not None and memory < 16 * MiB:
-        ck.at(
-            values,
-            "memory",
-            path,
-            f"{format_size(memory)} is below the 16MiB minimum (did you forget a unit?)",
-        )
-    used = ck.opt(values, "used", path, _to_size)
-    if used is not None:
-        if not running:
-            ck.at(values, "used", path, "a stopped guest uses no memory")
-        elif memory is not None and used > memory:
-            ck.at(
-                values,
-                "used",
-                path,
-                f"{format_size(used)} used is more than the {format_size(memory)} of memory",
-            )
-
-    rate, wss = _check_dirty(ck, values, path)
-    disks = _check_disks(ck, values, loc, path, gtype, node, draft)
-    nets = _check_nets(ck, values, path, gtype, all_bridges)
-
-    ha, ha_state, max_relocate = _check_ha(ck, values, path, running, template)
-    hostpci = _check_passthrough(ck, values, path, "hostpci", _check_hostpci)
-    usb = _check_passthrough(ck, values, path, "usb", _check_usb)
-    serial = _check_passthrough(ck, values, path, "serial", _check_serial)
-
-    lock = None
-    if gtype is not None:
-        lock = ck.opt(values, "lock", path, _to_enum(QEMU_LOCKS if gtype == "qemu" else LXC_LOCKS))
-    tags = ck.str_list(
-        values, "tags", path, _to_pattern(_TAG_RE, "a tag of letters, digits, _ - + .")
-    )
-    replicate = _check_replicate(ck, values, path, node, disks, draft)
-    default_name = f"VM {vmid}" if gtype != "lxc" else f"CT{vmid}"
-    return GuestSpec(
-        vmid=vmid,
-        type=gtype or "qemu",
-        name=ck.get(values, "name", path, _to_nonempty_str, default_name),
-        node=node or "",
-        status=status,
-        cores=cores,
-        memory_bytes=memory if memory is not None else 512 * MiB,
-        used_bytes=used,
-        dirty_rate_Bps=rate,
-        wss_bytes=wss,
-        disks=disks,
-        nets=nets,
-        agent=ck.get(values, "agent", path, _to_bool, False),
-        tags=tuple(t for _, t in tags or ()),
-        pool=ck.opt(values, "pool", path, _to_pattern(_POOL_RE, "a pool name")),
-        ha=ha,
-        ha_state=ha_state,
-        ha_max_relocate=max_relocate,
-        hostpci=hostpci,
-        usb=usb,
-        serial=serial,
-        lock=lock,
-        template=template,
-        cpu=ck.opt(values, "cpu", path, _to_pattern(_CPU_RE, "a CPU type like host")),
-        replicate=replicate,
-        onboot=ck.get(values, "onboot", path, _to_bool, False),
-        description=ck.get(values, "description", path, _to_str, ""),
-    )
-
-
-def _guest_key_hint(key: str) -> str | None:
-    if _qemu_disk_key(key) or _lxc_disk_key(key):
-        return f" (disks go under 'disks', e.g. disks: {{{key}: 'ceph:32G'}})"
-    return None
-
-
-def _check_dirty(ck: _Checker, values: dict[str, _Loc], path: str) -> tuple[float, float]:
-    rate, wss = DIRTY_PROFILES[DEFAULT_DIRTY]
-    loc = values.get("dirty")
-    if loc is not None and loc.value is not _BROKEN:
-        if isinstance(loc.value, str) and loc.value in DIRTY_PROFILES:
-            rate, wss = DIRTY_PROFILES[loc.value]
-        else:
-            try:
-                if isinstance(loc.value, bool) or not isinstance(loc.value, str | int | float):
-                    raise ValueError
-                rate, wss = parse_rate(loc.value), float(DEFAULT_RATE_WSS_BYTES)
-            except ValueError:
-                hint = _suggest(loc.value, DIRTY_PROFILES) if isinstance(loc.value, str) else ""
-                ck.add(
-                    loc,
-                    f"{path}.dirty",
-                    f"expected idle, moderate, hot or a rate like 120MiB/s, got "
-                    f"{_describe(loc)}{hint}",
-                )
-    wss_bytes = ck.opt(values, "wss", path, _to_size)
-    return rate, float(wss_bytes) if wss_bytes is not None else wss
-
-
-def _check_disks(
-    ck: _Checker,
-    values: dict[str, _Loc],
-    guest_loc: _Loc,
-    path: str,
-    gtype: str | None,
-    node: str | None,
-    draft: _Draft,
-) -> tuple[DiskSpec, ...]:
-    loc = values.get("disks")
-    if loc is None:
-        if gtype == "lxc":
-            ck.add(guest_loc, path, "a container needs a 'rootfs' disk in 'disks'")
-        return ()
-    disks_path = f"{path}.disks"
-    entries = ck.mapping(loc, disks_path, "a mapping like {scsi0: 'ceph:32G'}")
-    if entries is None:
-        return ()
-    if gtype == "lxc" and "rootfs" not in entries:
-        ck.add(loc, disks_path, "a container needs a 'rootfs' disk")
-    out: list[DiskSpec] = []
-    for key, d_loc in entries.items():
-        key_path = f"{disks_path}.{key}"
-        key_line = (loc.key_lines or {}).get(key, d_loc.line)
-        if gtype == "qemu" and not _qemu_disk_key(key):
-            ck.add(
-                key_line,
-                key_path,
-                f"'{key}' is not a VM disk; VM disks are scsi0-30, "
-                "virtio0-15, sata0-5, ide0-3, efidisk0 and tpmstate0",
-            )
-            continue
-        if gtype == "lxc" and not _lxc_disk_key(key):
-            ck.add(
-                key_line,
-                key_path,
-                f"'{key}' is not a container disk; container disks are rootfs and mp0-255",
-            )
-            continue
-        text = ck.convert(d_loc, key_path, _to_str)
-        if text is None:
-            continue
-        try:
-            storage, size = _parse_disk(text)
-        except _Invalid as exc:
-            ck.add(d_loc, key_path, str(exc))
-            continue
-        out.append(DiskSpec(key=key, storage=storage, size_bytes=size))
-        if not ck.reference(d_loc, key_path, storage, draft.known_storages, "storage"):
-            continue
-        st = draft.storages.get(storage)
-        if st is None:
-            continue
-        needed = "rootdir" if gtype == "lxc" else "images"
-        if gtype is not None and needed not in st.content:
-            ck.add(
-                d_loc,
-                key_path,
-                f"storage '{storage}' does not hold {needed} (content: {','.join(st.content)})",
-            )
-        if node is not None and st.nodes is not None and node not in st.nodes:
-            where = "local storage" if not st.shared else "storage"
-            ck.add(
-                d_loc,
-                key_path,
-                f"{where} '{storage}' is not available on node {node} "
-                f"(only on {', '.join(st.nodes)})",
-            )
-    return tuple(out)
-
-
-def _check_nets(
-    ck: _Checker, values: dict[str, _Loc], path: str, gtype: str | None, all_bridges: set[str]
-) -> tuple[tuple[str, str], ...]:
-    out: list[tuple[str, str]] = []
-    for key, loc in values.items():
-        if not re.fullmatch(r"net\d+", key):
-            continue
-        key_path = f"{path}.{key}"
-        text = ck.convert(loc, key_path, _to_str)
-        if text is None:
-            continue
-        out.append((key, text))
-        items = _split_options(text)
-        options = {k: v for k, v in items}
-        allowed = _QEMU_NET_OPTIONS if gtype == "qemu" else _LXC_NET_OPTIONS
-        example = "virtio,bridge=vmbr0" if gtype != "lxc" else "name=eth0,bridge=vmbr0,ip=dhcp"
-        problems: list[str] = []
-        for i, (opt, val) in enumerate(items):
-            if gtype == "qemu" and i == 0 and opt in QEMU_NIC_MODELS:
-                if val is not None and not _MAC_RE.fullmatch(val):
-                    problems.append(f"'{val}' is not a MAC address")
-                continue
-            if val is None or (gtype is not None and opt not in allowed):
-                problems.append(f"unknown option '{opt}'{_suggest(opt, allowed)}")
-        if (
-            gtype == "qemu"
-            and not (items and items[0][0] in QEMU_NIC_MODELS)
-            and "model" not in options
-        ):
-            problems.append("the first item must be the NIC model (e.g. virtio)")
-        if gtype == "lxc" and not options.get("name"):
-            problems.append("a container NIC needs name= (e.g. name=eth0)")
-        bridge = options.get("bridge")
-        if not bridge:
-            problems.append("bridge= is required")
-        for message in problems:
-            ck.add(loc, key_path, f"{message}; expected something like '{example}'")
-        if bridge and all_bridges and bridge not in all_bridges:
-            # Missing on the guest's own node is fine (PVE fails at start/migration), but a bridge
-            # that no node has is a typo.
-            ck.add(
-                loc,
-                key_path,
-                f"bridge '{bridge}' is not defined on any node"
-                f"{_suggest_or_list(bridge, all_bridges)}",
-            )
-    return tuple(out)
-
-
-def _check_ha(
-    ck: _Checker, values: dict[str, _Loc], path: str, running: bool, template: bool
-) -> tuple[bool, str, int]:
-    loc = values.get("ha")
-    if loc is None or loc.value is _BROKEN:
-        return False, "", 1
-    default_state = "started" if running else "stopped"
-    if isinstance(loc.value, dict):
-        ha_values = ck.fields(loc, f"{path}.ha", ("state", "max_relocate"))
-        if ha_values is None:
-            return False, "", 1
-        state = ck.get(ha_values, "state", f"{path}.ha", _to_enum(HA_STATES), default_state)
-        relocate = ck.get(ha_values, "max_relocate", f"{path}.ha", _to_int(0, 100), 1)
-        enabled = True
-    else:
-        flag = ck.convert(loc, f"{path}.ha", _to_bool_or_mapping)
-        if not flag:
-            return False, "", 1
-        state, relocate, enabled = default_state, 1, True
-    if enabled and template:
-        ck.add(loc, f"{path}.ha", "a template cannot be an HA resource")
-    if running and state in ("stopped", "disabled"):
-        ck.add(loc, f"{path}.ha", f"the guest is running but its HA state '{state}' would stop it")
-    elif not running and state in ("started", "enabled"):
-        ck.add(loc, f"{path}.ha", f"the guest is stopped but its HA state '{state}' would start it")
-    return enabled, state, relocate
-
-
-def _to_bool_or_mapping(loc: _Loc) -> bool:
-    try:
-        return _to_bool(loc)
-    except _Invalid:
-        raise _Invalid(
-            f"expected true, false or a mapping like {{state: started, max_relocate: 1}}, "
-            f"got {_describe(loc)}"
-        ) from None
-
-
-def _check_passthrough(
-    ck: _Checker,
-    values: dict[str, _Loc],
-    path: str,
-    prefix: str,
-    check: Callable[[str], str | None],
-) -> tuple[tuple[str, str], ...]:
-    out: list[tuple[str, str]] = []
-    for key, loc in values.items():
-        if not re.fullmatch(rf"{prefix}\d+", key):
-            continue
-        text = ck.convert(loc, f"{path}.{key}", _to_str)
-        if text is None:
-            continue
-        problem = check(text)
-        if problem:
-            ck.add(loc, f"{path}.{key}", problem)
-        out.append((key, text))
-    return tuple(out)
-
-
-def _check_hostpci(text: str) -> str | None:
-    items = _split_options(text)
-    options = {k: v for k, v in items if v is not None}
-    host = items[0][0] if items and items[0][1] is None else options.get("host")
-    mapping = options.get("mapping")
-    expected = "expected a PCI address like '0000:01:00.0' or a mapping like 'mapping=gpu1'"
-    if host and mapping:
-        return f"host and mapping= exclude each other; {expected}"
-    if mapping is not None:
-        return None if _CONFIG_ID_RE.fullmatch(mapping) else f"{expected}, got {text!r}"
-    if host is None or not _PCI_ID_RE.fullmatch(host):
-        return f"{expected}, got {text!r}"
-    return None
-
-
-def _check_usb(text: str) -> str | None:
-    items = _split_options(text)
-    options = {k: v for k, v in items if v is not None}
-    host = items[0][0] if items and items[0][1] is None else options.get("host")
-    if options.get("mapping") is not None and host is None:
-        return None
-    if host is None or not _USB_HOST_RE.fullmatch(host):
-        return (
-            "expected host=VENDOR:PRODUCT (e.g. host=1050:0407), host=BUS-PORT, spice or "
-            f"mapping=ID, got {text!r}"
-        )
-    return None
-
-
-def _check_serial(text: str) -> str | None:
-    if _SERIAL_RE.fullmatch(text):
-        return None
-    return f"expected 'socket' or a host device like '/dev/ttyS0', got {text!r}"
-
-
-def _check_replicate(
-    ck: _Checker,
-    values: dict[str, _Loc],
-    path: str,
-    node: str | None,
-    disks: tuple[DiskSpec, ...],
-    draft: _Draft,
-) -> tuple[str, ...]:
-    listed = ck.str_list(values, "replicate", path)
-    if not listed:
-        return ()
-    targets: list[str] = []
-    for i, (item, target) in enumerate(listed):
-        item_path = f"{path}.replicate[{i}]"
-        if not ck.reference(item, item_path, target, draft.known_nodes, "node"):
-            continue
-        if target == node:
-            ck.add(item, item_path, f"a guest on {node} cannot replicate to its own node")
-        elif target in targets:
-            ck.add(item, item_path, f"node {target} is listed twice")
-        else:
-            targets.append(target)
-    for disk in disks:
-        st = draft.storages.get(disk.storage)
-        if st is not None and st.type != "zfspool":
-            ck.at(
-                values,
-                "replicate",
-                path,
-                f"replication needs every disk on zfspool storage; {disk.key} is on "
-                f"{st.type} storage '{st.name}'",
-            )
-    return tuple(targets)
-
-
-def _check_ha_rules(ck: _Checker, loc: _Loc | None, draft: _Draft) -> tuple[HaRuleSpec, ...]:
-    if loc is None:
-        return ()
-    items = ck.sequence(loc, "ha_rules", "a list of rules")
-    if items is None:
-        return ()
-    rules: list[tuple[int, HaRuleSpec]] = []  # (index in the file, rule)
-    seen_ids: set[str] = set()
-    node_affinity_of: dict[str, str] = {}
-    for i, r_loc in enumerate(items):
-        path = f"ha_rules[{i}]"
-        values = ck.fields(r_loc, path, _RULE_KEYS, required=("rule", "type", "resources"))
-        if values is None:
-            continue
-        rule_id = ck.opt(
-            values, "rule", path, _to_pattern(_CONFIG_ID_RE, "a rule id like keep-apart")
-        )
-        if rule_id is not None:
-            if rule_id in seen_ids:
-                ck.at(values, "rule", path, f"rule id '{rule_id}' is used twice")
-            seen_ids.add(rule_id)
-        rtype = ck.opt(values, "type", path, _to_enum(HA_RULE_TYPES))
-        resources = _check_rule_resources(ck, values, path, draft)
-        for key, wanted in (
-            ("affinity", "resource-affinity"),
-            ("nodes", "node-affinity"),
-            ("strict", "node-affinity"),
-        ):
-            if key in values and rtype is not None and rtype != wanted:
-                line = (r_loc.key_lines or {}).get(key, r_loc.line)
-                ck.add(line, path, f"'{key}' applies only to {wanted} rules")
-        affinity: str | None = None
-        nodes: list[tuple[str, int]] = []
-        if rtype == "resource-affinity":
-            affinity = ck.opt(values, "affinity", path, _to_enum(AFFINITIES))
-            if "affinity" not in values:
-                ck.add(r_loc, path, "missing required key 'affinity' (positive or negative)")
-            if "resources" in values and len(resources) < 2:
-                ck.at(
-                    values,
-                    "resources",
-                    path,
-                    "a resource-affinity rule needs at least two resources",
-                )
-            if (
-                affinity == "negative"
-                and draft.node_names
-                and len(resources) > len(draft.node_names)
-            ):
-                ck.at(
-                    values,
-                    "resources",
-                    path,
-                    f"{len(resources)} resources cannot be kept apart on "
-                    f"{len(draft.node_names)} nodes",
-                )
-        elif rtype == "node-affinity":
-            nodes = _check_rule_nodes(ck, values, r_loc, path, draft)
-            for res in resources:
-                other = node_affinity_of.get(res)
-                if other is not None:
-                    ck.at(
-                        values,
-                        "resources",
-                        path,
-                        f"{res} is already in node-affinity rule '{other}'",
-                    )
-                node_affinity_of.setdefault(res, rule_id or path)
-        rules.append(
-            (
-                i,
-                HaRuleSpec(
-                    rule=rule_id or "",
-                    type=rtype or "",
-                    resources=tuple(resources),
-                    affinity=affinity,
-                    nodes=tuple(nodes),
-                    strict=ck.get(values, "strict", path, _to_bool, False),
-                ),
-            )
-        )
-    _check_affinity_conflicts(ck, rules, items)
-    return tuple(rule for _, rule in rules)
-
-
-def _check_rule_resources(
-    ck: _Checker, values: dict[str, _Loc], path: str, draft: _Draft
-) -> list[str]:
-    listed = ck.str_list(values, "resources", path)
-    out: list[str] = []
-    for i, (item, res) in enumerate(listed or ()):
-        item_path = f"{path}.resources[{i}]"
-        match = _RESOURCE_RE.fullmatch(res)
-        if match is None:
-            ck.add(item, item_path, f"expected a resource like vm:101 or ct:200, got {res!r}")
-            continue
-        kind, vmid = match.group(1), int(match.group(2))
-        if res in out:
-            ck.add(item, item_path, f"{res} is listed twice")
-            continue
-        out.append(res)
-        if vmid not in draft.guest_locs:
-            ck.add(item, item_path, f"there is no guest {vmid}")
-            continue
-        guest = draft.guests.get(vmid)
-        if guest is None:
-            continue
-        wanted = "vm" if guest.type == "qemu" else "ct"
-        if kind != wanted:
-            what = "a VM" if guest.type == "qemu" else "a container"
-            ck.add(item, item_path, f"guest {vmid} is {what}; write {wanted}:{vmid}")
-        elif not guest.ha:
-            ck.add(item, item_path, f"guest {vmid} is not HA-managed (set 'ha: true' on it)")
-    return out
-
-
-def _check_rule_nodes(
-    ck: _Checker, values: dict[str, _Loc], r_loc: _Loc, path: str, draft: _Draft
-) -> list[tuple[str, int]]:
-    if "nodes" not in values:
-        ck.add(r_loc, path, "missing required key 'nodes' (e.g. [\"pve1:2\", pve2])")
-        return []
-    listed = ck.str_list(values, "nodes", path)
-    out: list[tuple[str, int]] = []
-    for i, (item, text) in enumerate(listed or ()):
-        item_path = f"{path}.nodes[{i}]"
-        match = re.fullmatch(r"([^:\s]+)(?::(\d+))?", text.strip())
-        if match is None:
-            ck.add(item, item_path, f"expected NODE or NODE:PRIORITY like pve1:2, got {text!r}")
-            continue
-        node, priority = match.group(1), int(match.group(2) or 0)
-        if not ck.reference(item, item_path, node, draft.known_nodes, "node"):
-            continue
-        if any(node == n for n, _ in out):
-            ck.add(item, item_path, f"node {node} is listed twice")
-            continue
-        out.append((node, priority))
-    if listed is not None and not listed and values["nodes"].value is not _BROKEN:
-        ck.at(values, "nodes", path, "a node-affinity rule needs at least one node")
-    return out
-
-
-def _check_affinity_conflicts(
-    ck: _Checker, rules: list[tuple[int, HaRuleSpec]], items: list[_Loc]
-) -> None:
-    """A pair of resources cannot be both kept together and kept apart."""
-    together: dict[frozenset[str], str] = {}
-    for i, rule in rules:
-        if rule.type == "resource-affinity" and rule.affinity == "positive":
-            for a in rule.resources:
-                for b in rule.resources:
-                    if a < b:
-                        together[frozenset((a, b))] = f"'{rule.rule}'" if rule.rule else f"#{i}"
-    for i, rule in rules:
-        if rule.type != "resource-affinity" or rule.affinity != "negative":
-            continue
-        for a in rule.resources:
-            for b in rule.resources:
-                other = together.get(frozenset((a, b))) if a < b else None
-                if other is not None:
-                    ck.add(
-                        items[i],
-                        f"ha_rules[{i}]",
-                        f"{a} and {b} are kept apart here but together by rule {other}",
-                    )
-
-
 def _check_privileges(
-    ck: _Checker, values: dict[str, _Loc], path: str, default: tuple[str, ...] | None
+    ck: ClusterChecker, values: dict[str, Loc], path: str, default: tuple[str, ...] | None
 ) -> tuple[str, ...] | None:
     loc = values.get("privileges")
-    if loc is None or loc.value is _BROKEN:
+    if loc is None or loc.value is BROKEN:
         return default
     if loc.value == "all":
         return None
@@ -1611,16 +282,16 @@ def _check_privileges(
         ck.add(
             loc,
             f"{path}.privileges",
-            f"expected 'all' or a list of privileges, got {_describe(loc)}",
+            f"expected 'all' or a list of privileges, got {describe(loc)}",
         )
         return default
     out: list[str] = []
     for i, item in enumerate(loc.value):
-        priv = ck.convert(item, f"{path}.privileges[{i}]", _to_str)
+        priv = ck.convert(item, f"{path}.privileges[{i}]", to_str)
         if priv is None:
             continue
         if priv not in PRIVILEGES:
-            note = " (PVE 9 removed it)" if priv == "VM.Monitor" else _suggest(priv, PRIVILEGES)
+            note = " (PVE 9 removed it)" if priv == "VM.Monitor" else hint(priv, PRIVILEGES)
             ck.add(item, f"{path}.privileges[{i}]", f"unknown privilege '{priv}'{note}")
             continue
         if priv not in out:
@@ -1629,7 +300,7 @@ def _check_privileges(
 
 
 def _check_auth(
-    ck: _Checker, tokens_loc: _Loc | None, users_loc: _Loc | None, seed: int
+    ck: ClusterChecker, tokens_loc: Loc | None, users_loc: Loc | None, seed: int
 ) -> tuple[tuple[TokenSpec, ...], tuple[UserSpec, ...]]:
     if tokens_loc is None and users_loc is None:
         rng = random.Random(seed)
@@ -1648,7 +319,9 @@ def _check_auth(
         )
         if values is None:
             continue
-        uid = ck.opt(values, "id", path, _to_pattern(_USER_RE, "a user id like auditor@pve"))
+        uid = ck.opt(
+            values, "id", path, to_pattern(_USER_RE, "a user id like auditor@pve", numbers=True)
+        )
         if uid is not None:
             if any(u.id == uid for u in users):
                 ck.at(values, "id", path, f"user {uid} is listed twice")
@@ -1656,7 +329,7 @@ def _check_auth(
         if uid == "root@pam" and privs is not None:
             ck.at(values, "privileges", path, "root@pam always has all privileges")
         users.append(
-            UserSpec(uid or "", ck.get(values, "password", path, _to_nonempty_str, ""), privs)
+            UserSpec(uid or "", ck.get(values, "password", path, to_nonempty_str, ""), privs)
         )
         if uid:
             user_privs[uid] = privs
@@ -1667,7 +340,12 @@ def _check_auth(
         values = ck.fields(t_loc, path, ("id", "secret", "privileges"), required=("id", "secret"))
         if values is None:
             continue
-        tid = ck.opt(values, "id", path, _to_pattern(_TOKEN_RE, "a token id like root@pam!pvetool"))
+        tid = ck.opt(
+            values,
+            "id",
+            path,
+            to_pattern(_TOKEN_RE, "a token id like root@pam!pvetool", numbers=True),
+        )
         owner_privs: tuple[str, ...] | None = ()
         if tid is not None:
             owner = tid.split("!", 1)[0]
@@ -1679,12 +357,12 @@ def _check_auth(
         # Without `privileges` a token has its user's (PVE: privsep=0).
         privs = _check_privileges(ck, values, path, owner_privs)
         tokens.append(
-            TokenSpec(tid or "", ck.get(values, "secret", path, _to_nonempty_str, ""), privs)
+            TokenSpec(tid or "", ck.get(values, "secret", path, to_nonempty_str, ""), privs)
         )
     return tuple(tokens), tuple(users)
 
 
-def _check_timing(ck: _Checker, loc: _Loc | None) -> dict[str, float]:
+def _check_timing(ck: ClusterChecker, loc: Loc | None) -> dict[str, float]:
     if loc is None:
         return {}
     values = ck.mapping(loc, "timing", "a mapping of timing parameter to number")
@@ -1697,11 +375,9 @@ def _check_timing(ck: _Checker, loc: _Loc | None) -> dict[str, float]:
     for name, v_loc in values.items():
         if name not in fields_by_name:
             line = (loc.key_lines or {}).get(name, loc.line)
-            ck.add(
-                line, "timing", f"unknown timing parameter '{name}'{_suggest(name, fields_by_name)}"
-            )
+            ck.add(line, "timing", f"unknown timing parameter '{name}'{hint(name, fields_by_name)}")
             continue
-        number = ck.convert(v_loc, f"timing.{name}", _to_number)
+        number = ck.convert(v_loc, f"timing.{name}", to_number)
         if number is None:
             continue
         if number < 0:
@@ -1724,8 +400,8 @@ def _check_timing(ck: _Checker, loc: _Loc | None) -> dict[str, float]:
     return overrides
 
 
-def _check_cluster(root: _Loc, problems: _Problems) -> ClusterSpec:
-    ck = _Checker(problems)
+def _check_cluster(root: Loc, problems: Problems) -> ClusterSpec:
+    ck = ClusterChecker(problems)
     top = ck.fields(root, "", _TOP_KEYS, required=("name", "nodes"))
     if top is None:
         raise ClusterFileError(problems.sorted())
@@ -1733,16 +409,18 @@ def _check_cluster(root: _Loc, problems: _Problems) -> ClusterSpec:
         top,
         "name",
         "",
-        _to_pattern(_CLUSTER_NAME_RE, "a cluster name of up to 15 letters, digits and -"),
+        to_pattern(
+            _CLUSTER_NAME_RE, "a cluster name of up to 15 letters, digits and -", numbers=True
+        ),
         "",
     )
-    seed = ck.get(top, "seed", "", _to_int(0), 0)
+    seed = ck.get(top, "seed", "", to_int(0), 0)
     datacenter = _check_datacenter(ck, top.get("datacenter"))
-    draft = _Draft()
+    draft = Draft()
     _check_nodes(ck, top.get("nodes"), root.line, draft)
     _check_storages(ck, top.get("storages"), draft)
-    _check_guests(ck, top.get("guests"), draft)
-    rules = _check_ha_rules(ck, top.get("ha_rules"), draft)
+    check_guests(ck, top.get("guests"), draft)
+    rules = check_ha_rules(ck, top.get("ha_rules"), draft)
     tokens, users = _check_auth(ck, top.get("tokens"), top.get("users"), seed)
     timing_overrides = _check_timing(ck, top.get("timing"))
     if problems:
@@ -1766,20 +444,17 @@ def _check_cluster(root: _Loc, problems: _Problems) -> ClusterSpec:
 
 def load_cluster_text(text: str, filename: str = "<string>") -> ClusterSpec:
     """Validate a cluster file's text; ``filename`` is what problem messages name."""
-    problems = _Problems(filename)
-    loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        node = yaml.compose(text, Loader=loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        problems.add(mark.line + 1 if mark else 1, "", f"invalid YAML: {_yaml_reason(exc)}")
-        raise ClusterFileError(problems.sorted()) from None
-    if node is None:
-        problems.add(1, "", "the file is empty; a cluster needs at least 'name' and 'nodes'")
+    problems = Problems(filename)
+    root = read_document(
+        text,
+        problems,
+        what="the cluster file",
+        empty="the file is empty; a cluster needs at least 'name' and 'nodes'",
+    )
+    if root is None:
         raise ClusterFileError(problems.sorted())
-    root = _Reader(problems).read(node, "")
     if not isinstance(root.value, dict):
-        problems.add(root.line, "", f"expected a mapping at the top, got {_describe(root)}")
+        problems.add(root.line, "", f"expected a mapping at the top, got {describe(root)}")
         raise ClusterFileError(problems.sorted())
     return _check_cluster(root, problems)
 
@@ -1799,297 +474,3 @@ def load_cluster(source: str | os.PathLike[str]) -> ClusterSpec:
         problem = f"{filename}: cannot read the cluster file: {reason}{builtin}"
         raise ClusterFileError([problem]) from None
     return load_cluster_text(text, filename)
-
-
-# --- generator ---------------------------------------------------------------------------------
-
-# Memory sizes (GiB) of real servers, for generated nodes.
-_NODE_MEMORY_GIB = tuple(
-    int(m) for m in "8 16 24 32 48 64 96 128 192 256 384 512 768 1024 1536 2048 3072 4096".split()
-)
-_COMMIT_LOW, _COMMIT_TARGET, _COMMIT_HIGH = 0.40, 0.55, 0.70
-_ROLES = tuple("web app api db cache mq ci mon file dns proxy mail vdi k8s log auth".split())
-_HOT_ROLES = ("db", "cache", "mq", "k8s")
-_TAGS = tuple("web backend linux windows critical batch monitoring k8s".split())
-
-
-@dataclass
-class _GenGuest:
-    vmid: int
-    type: str
-    name: str
-    memory_bytes: int
-    cores: int
-    status: str
-    template: bool
-    dirty: str
-    disks: dict[str, str]
-    net: str
-    used_bytes: int | None = None
-    agent: bool = False
-    pool: str | None = None
-    tags: tuple[str, ...] = ()
-    node: str = ""
-    ha: bool = False
-    local: bool = False
-
-
-def _pick(rng: random.Random, options: Mapping[T, float]) -> T:
-    keys = list(options)
-    return rng.choices(keys, weights=[options[k] for k in keys])[0]
-
-
-def generate_cluster(
-    nodes: int,
-    guests: int,
-    seed: int,
-    link: str = "10Gbit",
-    migration_type: str = "secure",
-    fleet: str = "mixed",
-) -> str:
-    """A cluster file (YAML text) with ``nodes`` nodes pve1..pveN and ``guests`` guests.
-
-    ``fleet="light"``: mostly idle, small VMs. ``fleet="mixed"``: a realistic mix of idle,
-    moderate and hot guests of 1-64 GiB, some local disks, containers, stopped guests, templates,
-    a few HA guests with a negative resource-affinity and a node-affinity rule. Running guests
-    are spread so that every node's memory is 40-70 % committed (sum of the configured memory of
-    its running guests / its memory); with fewer than about two guests per node that cannot always
-    hold. The same arguments always give the same text.
-    """
-    if nodes < 1:
-        raise ValueError(f"a cluster needs at least one node, got nodes={nodes}")
-    if guests < 0 or guests > VMID_MAX - VMID_MIN:
-        raise ValueError(f"guests must be 0..{VMID_MAX - VMID_MIN}, got {guests}")
-    if fleet not in FLEETS:
-        raise ValueError(f"fleet must be one of {', '.join(FLEETS)}, got {fleet!r}")
-    if migration_type not in MIGRATION_TYPES:
-        raise ValueError(f"migration_type must be secure or insecure, got {migration_type!r}")
-    parse_link(link)
-    rng = random.Random(seed)
-    mixed = fleet == "mixed"
-    node_names = [f"pve{i}" for i in range(1, nodes + 1)]
-    # Newer, bigger nodes next to older ones: placement weight ~ node size.
-    weights = [rng.choice((1.0, 1.0, 1.5, 2.0)) if mixed else 1.0 for _ in node_names]
-
-    # Exact shares (not per-guest coin flips), so that small fleets have them too.
-    everyone = range(guests)
-    lxc = set(rng.sample(everyone, round(guests * (0.15 if mixed else 0.10))))
-    vms = [i for i in everyone if i not in lxc]
-    n_templates = max(1, round(guests * 0.01)) if mixed and guests >= 10 else 0
-    templates = set(rng.sample(vms, min(n_templates, len(vms))))
-    stopped = set(rng.sample(everyone, round(guests * (0.08 if mixed else 0.05)))) | templates
-    drafts = [
-        _generate_guest(rng, i, mixed, i in lxc, i in templates, i in stopped) for i in everyone
-    ]
-    _place_guests(rng, drafts, node_names, weights)
-    if mixed:
-        _pick_ha(rng, drafts)
-
-    committed = {n: 0 for n in node_names}
-    cores_max = {n: 1 for n in node_names}
-    local_bytes = {n: 0 for n in node_names}
-    for g in drafts:
-        cores_max[g.node] = max(cores_max[g.node], g.cores)
-        if g.status == "running":
-            committed[g.node] += g.memory_bytes
-        for disk in g.disks.values():
-            storage, size = _parse_disk(disk)
-            if storage == "local-lvm":
-                local_bytes[g.node] += size
-    ceph_bytes = sum(
-        _parse_disk(d)[1] for g in drafts for d in g.disks.values() if d.startswith("ceph:")
-    )
-
-    out: list[str] = [
-        f"# Generated by pvetool.emulator.clusterfile.generate_cluster(nodes={nodes}, "
-        f"guests={guests}, seed={seed}, link={link!r}, migration_type={migration_type!r}, "
-        f"fleet={fleet!r})",
-        f"name: gen-{fleet}",
-        f"seed: {seed}",
-        "datacenter:",
-        f"  migration: {{type: {migration_type}, network: 10.10.10.0/24}}",
-        "  bwlimit: {migration: 0}",
-        "  max_workers: 4",
-        "nodes:",
-    ]
-    for i, name in enumerate(node_names):
-        memory_gib = _node_memory_gib(committed[name])
-        cpus = next(
-            c
-            for c in (16, 32, 48, 64, 96, 128, 192, 256)
-            if c >= cores_max[name] and c * 4 >= memory_gib or c == 256
-        )
-        model = (
-            "AMD EPYC 9354 32-Core Processor"
-            if weights[i] > 1
-            else "AMD EPYC 7452 32-Core Processor"
-        )
-        out.append(
-            f"  {name}: {{cpus: {cpus}, memory: {memory_gib}GiB, link: {json.dumps(link)}, "
-            f'version: "9.2.4", cpu_model: "{model}", online: true, bridges: [vmbr0, vmbr1]}}'
-        )
-    ceph_tib = max(4, math.ceil(ceph_bytes * 2 / TiB))
-    local_tib = max(1, math.ceil(max(local_bytes.values()) * 1.5 / TiB))
-    out += [
-        "storages:",
-        f"  ceph: {{type: rbd, shared: true, size: {ceph_tib}TiB}}",
-        f"  local-lvm: {{type: lvmthin, shared: false, size: {local_tib}TiB}}",
-        "  local: {type: dir, shared: false, size: 100GiB, content: [iso, vztmpl, backup]}",
-        "guests:" if drafts else "guests: {}",
-    ]
-    for g in drafts:
-        out.append(f"  {g.vmid}: {_guest_yaml(g)}")
-    out.extend(_rules_yaml(rng, drafts, node_names))
-    return "\n".join(out) + "\n"
-
-
-def _generate_guest(
-    rng: random.Random, index: int, mixed: bool, is_lxc: bool, template: bool, stopped: bool
-) -> _GenGuest:
-    vmid = VMID_MIN + index + index // 20 * 5  # blocks of 20 ids with small gaps, like real sites
-    role = rng.choice(_ROLES)
-    if is_lxc:
-        mib = _pick(
-            rng, {256: 2, 512: 4, 1024: 4, 2048: 3, 4096: 2} if mixed else {256: 3, 512: 4, 1024: 2}
-        )
-        memory = mib * MiB
-        local = rng.random() < (0.3 if mixed else 0.1)
-        disks = {"rootfs": f"{'local-lvm' if local else 'ceph'}:{rng.choice((4, 8, 16, 32))}G"}
-        net = "name=eth0,bridge={bridge},ip=dhcp"
-    else:
-        gib = _pick(
-            rng,
-            {1: 8, 2: 15, 4: 25, 8: 25, 16: 15, 32: 8, 64: 4} if mixed else {1: 40, 2: 40, 4: 20},
-        )
-        memory = gib * GiB
-        local = rng.random() < (0.12 if mixed else 0.05)
-        system = f"ceph:{rng.choice((16, 32, 32, 64, 100))}G"
-        disks = {"scsi0": system}
-        if local and rng.random() < 0.5:
-            disks["scsi1"] = f"local-lvm:{rng.choice((50, 100, 200, 500))}G"
-        elif local:
-            disks["scsi0"] = system.replace("ceph:", "local-lvm:")
-        net = "virtio,bridge={bridge}"
-    net = net.format(bridge="vmbr1" if rng.random() < 0.2 else "vmbr0")
-    gib_memory = memory / GiB
-    cores = max(1, min(16, int(gib_memory // 2) + rng.choice((0, 0, 1, 2))))
-    if mixed:
-        hot_weight = 0.35 if role in _HOT_ROLES else 0.08
-        dirty = _pick(
-            rng, {"idle": 0.6 - hot_weight / 2, "moderate": 0.4 - hot_weight / 2, "hot": hot_weight}
-        )
-    else:
-        dirty = "idle" if rng.random() < 0.9 else "moderate"
-    status = "stopped" if stopped else "running"
-    prefix = "tmpl" if template else role
-    guest = _GenGuest(
-        vmid=vmid,
-        type="lxc" if is_lxc else "qemu",
-        name=f"{prefix}-{vmid}",
-        memory_bytes=memory,
-        cores=cores,
-        status=status,
-        template=template,
-        dirty=dirty,
-        disks=disks,
-        net=net,
-        agent=not is_lxc and rng.random() < 0.7,
-        pool=_pick(rng, {"prod": 5, "dev": 2.5, "test": 1.5, "": 1}) or None,
-        tags=tuple(sorted(rng.sample(_TAGS, rng.choice((0, 1, 1, 2))))),
-        local=local,
-    )
-    if status == "running":
-        mib = memory // MiB
-        guest.used_bytes = max(16, round(mib * rng.uniform(0.35, 0.95))) * MiB
-    return guest
-
-
-def _place_guests(
-    rng: random.Random, drafts: list[_GenGuest], node_names: list[str], weights: list[float]
-) -> None:
-    """Largest running guests first, each to the node with the lowest weighted load."""
-    load = [0.0] * len(node_names)
-    running = sorted(
-        (g for g in drafts if g.status == "running"), key=lambda g: (-g.memory_bytes, g.vmid)
-    )
-    for g in running:
-        best = min(
-            range(len(node_names)), key=lambda i: ((load[i] + g.memory_bytes) / weights[i], i)
-        )
-        load[best] += g.memory_bytes
-        g.node = node_names[best]
-    for g in drafts:
-        if g.status != "running":
-            g.node = rng.choice(node_names)
-
-
-def _node_memory_gib(committed_bytes: int) -> int:
-    """The standard memory size closest to the target commitment that keeps it in range."""
-    committed = committed_bytes / GiB
-    in_range = [m for m in _NODE_MEMORY_GIB if _COMMIT_LOW <= committed / m <= _COMMIT_HIGH]
-    if in_range:
-        return min(in_range, key=lambda m: abs(committed / m - _COMMIT_TARGET))
-    return next(
-        (m for m in _NODE_MEMORY_GIB if committed / m <= _COMMIT_HIGH),
-        math.ceil(committed / _COMMIT_TARGET),
-    )
-
-
-def _pick_ha(rng: random.Random, drafts: list[_GenGuest]) -> None:
-    """About 4 % of the running VMs on shared storage become HA resources (at least 3)."""
-    candidates = [g for g in drafts if g.status == "running" and g.type == "qemu" and not g.local]
-    count = min(len(candidates), max(3, round(len(candidates) * 0.04)))
-    for g in rng.sample(candidates, count):
-        g.ha = True
-
-
-def _rules_yaml(rng: random.Random, drafts: list[_GenGuest], node_names: list[str]) -> list[str]:
-    ha = sorted((g for g in drafts if g.ha), key=lambda g: g.vmid)
-    rules: list[str] = []
-    apart: list[_GenGuest] = []
-    if len(node_names) >= 2 and len(ha) >= 2:
-        first = ha[0]
-        second = next((g for g in ha[1:] if g.node != first.node), None)
-        if second is not None:
-            apart = [first, second]
-            rules.append(
-                f'  - {{rule: keep-apart, type: resource-affinity, resources: ["vm:{first.vmid}", '
-                f'"vm:{second.vmid}"], affinity: negative}}'
-            )
-    rest = [g for g in ha if g not in apart]
-    if len(node_names) >= 2 and rest:
-        pinned = rng.choice(rest)
-        other = next(n for n in node_names if n != pinned.node)
-        rules.append(
-            f"  - {{rule: prefer-{pinned.node}, type: node-affinity, resources: "
-            f'["vm:{pinned.vmid}"], nodes: ["{pinned.node}:2", "{other}"], strict: false}}'
-        )
-    return ["ha_rules:", *rules] if rules else []
-
-
-def _guest_yaml(g: _GenGuest) -> str:
-    parts = [
-        f"type: {g.type}",
-        f"name: {g.name}",
-        f"node: {g.node}",
-        f"status: {g.status}",
-        f"cores: {g.cores}",
-        f"memory: {format_size(g.memory_bytes)}",
-    ]
-    if g.used_bytes is not None:
-        parts.append(f"used: {format_size(g.used_bytes)}")
-    parts.append(f"dirty: {g.dirty}")
-    disks = ", ".join(f'{k}: "{v}"' for k, v in g.disks.items())
-    parts.append(f"disks: {{{disks}}}")
-    parts.append(f'net0: "{g.net}"')
-    if g.agent:
-        parts.append("agent: true")
-    if g.tags:
-        parts.append(f"tags: [{', '.join(g.tags)}]")
-    if g.pool:
-        parts.append(f"pool: {g.pool}")
-    if g.ha:
-        parts.append("ha: true")
-    if g.template:
-        parts.append("template: true")
-    return "{" + ", ".join(parts) + "}"

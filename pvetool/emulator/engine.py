@@ -14,7 +14,7 @@ import heapq
 import itertools
 import math
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pvetool.timing import Flow, Precopy, PrecopyEvent, max_min_fair
@@ -91,7 +91,7 @@ class Job:
     on_finish: Callable[[Job], None] | None = None
     pending_throw: JobFailure | None = None
     waiting_timer: int | None = None
-    stats: dict[str, float] = field(default_factory=dict)
+    hung_wait_s: float = 0.0  # the Wait a hung job was asked for; run once it is released
 
     @property
     def progress_fraction(self) -> float:
@@ -165,9 +165,6 @@ class Engine:
             fn()
 
     # -- flows -----------------------------------------------------------------------------
-    def mark_rates_dirty(self) -> None:
-        self._rates_dirty = True
-
     def _recompute_rates(self) -> None:
         specs = []
         for fl in self.flows:
@@ -271,7 +268,7 @@ class Engine:
         if isinstance(req, Wait):
             if job.hung:
                 # A hung task makes no progress; it is resumed by `unhang` or killed.
-                job.stats["hung_wait_s"] = req.seconds
+                job.hung_wait_s = req.seconds
                 return
             job.waiting_timer = self.call_later(req.seconds, lambda: self._resume(job))
             return
@@ -290,7 +287,7 @@ class Engine:
         job.hung = False
         self._rates_dirty = True
         if job.flow is None and job.waiting_timer is None and not job.done:
-            wait_s = job.stats.pop("hung_wait_s", 0.0)
+            wait_s, job.hung_wait_s = job.hung_wait_s, 0.0
             job.waiting_timer = self.call_later(wait_s, lambda: self._resume(job))
 
     def _finish_job(self, job: Job) -> None:

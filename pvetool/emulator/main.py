@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from pvetool.emulator.clusterfile import ClusterFileError, generate_cluster, load_cluster
+from pvetool.emulator.clusterfile import ClusterFileError, load_cluster
+from pvetool.emulator.fleet import generate_cluster
 from pvetool.emulator.server import Emulator
 
 

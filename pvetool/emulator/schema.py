@@ -26,7 +26,8 @@ Fidelity notes (each checked against the Proxmox source named next to it):
   passes the schema; :func:`parse_idmap` does the whole-map checks the migrate handler does
   afterwards (qemu-server ``migrate_vm``: ``failed to parse storage map: ...``).
 
-Imports: the standard library only (no jsonschema at runtime; that is a test dependency).
+Imports: the standard library and the emulator's `specs` (PVE's privileges); no jsonschema at
+runtime (that is a test dependency).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from pvetool.emulator.specs import PRIVILEGES
 
 __all__ = ["ApiSchema", "IdMap", "ParamError", "is_format_supported", "parse_idmap", "split_list"]
 
@@ -112,13 +115,18 @@ def split_list(text: str) -> list[str]:
 @functools.lru_cache(maxsize=256)
 def _compile_perl_pattern(pattern: str) -> re.Pattern[str]:
     """PVE matches ``m/^$pattern$/``; translate the stringified-qr and POSIX-class spellings."""
+
     def group_open(match: re.Match[str]) -> str:
         flags = match.group(1).replace("u", "")  # Python str patterns are Unicode already
         return f"(?{flags}:" if flags else "(?:"
 
     py = re.sub(r"\(\?\^([a-z]*):", group_open, pattern)  # Perl's "(?^flags:" of a qr//
-    for posix, chars in (("[:alnum:]", "a-zA-Z0-9"), ("[:alpha:]", "a-zA-Z"),
-                         ("[:digit:]", "0-9"), ("[:space:]", r"\s")):
+    for posix, chars in (
+        ("[:alnum:]", "a-zA-Z0-9"),
+        ("[:alpha:]", "a-zA-Z"),
+        ("[:digit:]", "0-9"),
+        ("[:space:]", r"\s"),
+    ):
         py = py.replace(posix, chars)
     return re.compile(f"^(?:{py})$")
 
@@ -195,8 +203,10 @@ def _verify_ip(value: str) -> None:
 
 
 _verify_storage_id = _regex_format(
-    r"^[a-z][a-z0-9\-_.]*[a-z0-9]$", "storage ID '{value}' contains illegal characters\n",
-    re.IGNORECASE)
+    r"^[a-z][a-z0-9\-_.]*[a-z0-9]$",
+    "storage ID '{value}' contains illegal characters\n",
+    re.IGNORECASE,
+)
 
 
 def _verify_storage_pair(value: str) -> None:
@@ -215,31 +225,15 @@ def _verify_pool_id(value: str) -> None:
         raise _FormatError(f"pool name '{value}' contains invalid characters\n")
 
 
-# Privileges named by the PVE 9.2 schema's own permission checks (pve-access-control
-# $privgroups plus Permissions.Modify; 9.x dropped VM.Monitor and added VM.GuestAgent.*).
-_PRIVILEGES = frozenset((
-    "Datastore.Allocate", "Datastore.AllocateSpace", "Datastore.AllocateTemplate",
-    "Datastore.Audit", "Group.Allocate", "Mapping.Audit", "Mapping.Modify", "Mapping.Use",
-    "Permissions.Modify", "Pool.Allocate", "Pool.Audit", "Realm.Allocate", "Realm.AllocateUser",
-    "SDN.Allocate", "SDN.Audit", "SDN.Use", "Sys.AccessNetwork", "Sys.Audit", "Sys.Console",
-    "Sys.Incoming", "Sys.Modify", "Sys.PowerMgmt", "Sys.Syslog", "User.Modify", "VM.Allocate",
-    "VM.Audit", "VM.Backup", "VM.Clone", "VM.Config.CDROM", "VM.Config.CPU",
-    "VM.Config.Cloudinit", "VM.Config.Disk", "VM.Config.HWType", "VM.Config.Memory",
-    "VM.Config.Network", "VM.Config.Options", "VM.Console", "VM.GuestAgent.Audit",
-    "VM.GuestAgent.FileRead", "VM.GuestAgent.FileSystemMgmt", "VM.GuestAgent.FileWrite",
-    "VM.GuestAgent.Unrestricted", "VM.Migrate", "VM.PowerMgmt", "VM.Replicate", "VM.Snapshot",
-    "VM.Snapshot.Rollback",
-))
-
-
 def _verify_priv(value: str) -> None:
-    if value not in _PRIVILEGES:
+    if value not in PRIVILEGES:
         raise _FormatError(f"invalid privilege '{value}'\n")
 
 
 # pve-storage verify_content: the 'dir' plugin's content types, plus 'import'.
-_CONTENT_TYPES = frozenset(("images", "rootdir", "vztmpl", "iso", "backup", "snippets", "none",
-                            "import"))
+_CONTENT_TYPES = frozenset(
+    ("images", "rootdir", "vztmpl", "iso", "backup", "snippets", "none", "import")
+)
 
 
 def _verify_content(value: str) -> None:
@@ -255,11 +249,14 @@ def _noop(value: str) -> None:
 # pve-common src/PVE/JSONSchema.pm unless noted.
 _FORMATS: dict[str, _Validator] = {
     "string": _noop,
-    "pve-node": _regex_format(r"^([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?)$",
-                              "value does not look like a valid node name\n"),
+    "pve-node": _regex_format(
+        r"^([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?)$",
+        "value does not look like a valid node name\n",
+    ),
     "pve-vmid": _regex_format(r"^[1-9][0-9]{2,8}$", "value does not look like a valid VM ID\n"),
-    "pve-configid": _regex_format(r"^[a-z][a-z0-9_-]+$", "invalid configuration ID '{value}'\n",
-                                  re.IGNORECASE),
+    "pve-configid": _regex_format(
+        r"^[a-z][a-z0-9_-]+$", "invalid configuration ID '{value}'\n", re.IGNORECASE
+    ),
     "pve-storage-id": _verify_storage_id,
     "pve-bridge-id": _regex_format(r"^[-_.\w\d]+$", "invalid bridge ID '{value}'\n"),
     "storage-pair": _verify_storage_pair,
@@ -269,20 +266,24 @@ _FORMATS: dict[str, _Validator] = {
     "ipv4": _verify_ipv4,
     "ipv6": _verify_ipv6,
     "ip": _verify_ip,
-    "pve-task-status-type": _regex_format(r"^(ok|error|warning|unknown)$",
-                                          "invalid status '{value}'\n", re.IGNORECASE),
+    "pve-task-status-type": _regex_format(
+        r"^(ok|error|warning|unknown)$", "invalid status '{value}'\n", re.IGNORECASE
+    ),
     # pve-storage src/PVE/Storage/Plugin.pm
     "pve-storage-content": _verify_content,
     # pve-ha-manager src/PVE/HA/Tools.pm
-    "pve-ha-resource-id": _regex_format(r"^[a-z]+:\S+$",
-                                        "value does not look like a valid ha resource id\n"),
-    "pve-ha-resource-or-vm-id": _regex_format(r"^([a-z]+:\S+|\d+)$",
-                                              "value does not look like a valid ha resource id\n"),
+    "pve-ha-resource-id": _regex_format(
+        r"^[a-z]+:\S+$", "value does not look like a valid ha resource id\n"
+    ),
+    "pve-ha-resource-or-vm-id": _regex_format(
+        r"^([a-z]+:\S+|\d+)$", "value does not look like a valid ha resource id\n"
+    ),
     # pve-access-control src/PVE/AccessControl.pm and src/PVE/Auth/Plugin.pm
     "pve-poolid": _verify_pool_id,
     "pve-priv": _verify_priv,
-    "pve-realm": _regex_format(r"^[A-Za-z][A-Za-z0-9.\-_]+$",
-                               "value does not look like a valid realm\n"),
+    "pve-realm": _regex_format(
+        r"^[A-Za-z][A-Za-z0-9.\-_]+$", "value does not look like a valid realm\n"
+    ),
 }
 
 _FORMAT_NAME_RE = re.compile(r"^(.*?)(?:-(list|opt))?$", re.DOTALL)
@@ -291,8 +292,11 @@ _FORMAT_NAME_RE = re.compile(r"^(.*?)(?:-(list|opt))?$", re.DOTALL)
 def is_format_supported(fmt: object) -> bool:
     """True if ``fmt`` (a schema ``format`` value) is checked here rather than passed through."""
     if isinstance(fmt, dict):
-        return all(is_format_supported(sub.get("format", "string"))
-                   for sub in fmt.values() if isinstance(sub, dict))
+        return all(
+            is_format_supported(sub.get("format", "string"))
+            for sub in fmt.values()
+            if isinstance(sub, dict)
+        )
     if not isinstance(fmt, str):
         return False
     if fmt == "regex":
@@ -360,7 +364,8 @@ def _parse_property_string(fmt: Mapping[str, Any], data: str, path: str) -> dict
         elif "=" not in part:
             if default_key:
                 raise _FormatError(
-                    f"duplicate key in comma-separated list property: {default_key}\n")
+                    f"duplicate key in comma-separated list property: {default_key}\n"
+                )
             for key, sub in fmt.items():
                 if isinstance(sub, dict) and sub.get("default_key"):
                     default_key = key
@@ -368,10 +373,10 @@ def _parse_property_string(fmt: Mapping[str, Any], data: str, path: str) -> dict
                         res[key] = part
                         break
                     raise _FormatError(
-                        f"duplicate key in comma-separated list property: {default_key}\n")
+                        f"duplicate key in comma-separated list property: {default_key}\n"
+                    )
             if not default_key:
-                raise _FormatError(
-                    "value without key, but schema does not define a default key\n")
+                raise _FormatError("value without key, but schema does not define a default key\n")
         else:
             raise _FormatError("missing key in comma-separated list property\n")
 
@@ -384,6 +389,7 @@ def _parse_property_string(fmt: Mapping[str, Any], data: str, path: str) -> dict
 
 
 # --- the checker (PVE::JSONSchema::check_prop / check_object / check_type) --------------------
+
 
 def _add_error(errors: dict[str, str], path: str, msg: str) -> None:
     path = path or "_root"
@@ -427,8 +433,9 @@ def _check_type(path: str, type_: object, value: object, errors: dict[str, str])
     return ok
 
 
-def _check_prop(value: object, schema: Mapping[str, Any], path: str,
-                errors: dict[str, str]) -> None:
+def _check_prop(
+    value: object, schema: Mapping[str, Any], path: str, errors: dict[str, str]
+) -> None:
     if value is None:
         if schema.get("type") == "null":
             return
@@ -445,8 +452,13 @@ def _check_prop(value: object, schema: Mapping[str, Any], path: str,
         return
     if isinstance(value, dict):
         if schema.get("properties") or schema.get("additionalProperties"):
-            _check_object(path, schema.get("properties") or {}, value,
-                          schema.get("additionalProperties"), errors)
+            _check_object(
+                path,
+                schema.get("properties") or {},
+                value,
+                schema.get("additionalProperties"),
+                errors,
+            )
         return
     if isinstance(value, bool):
         return  # a JSON boolean accepted for type boolean: nothing else applies
@@ -481,12 +493,22 @@ def _check_prop(value: object, schema: Mapping[str, Any], path: str,
             return
     enum = schema.get("enum")
     if enum and text not in [_perl_str(e) for e in enum]:
-        _add_error(errors, path, f"value '{text}' does not have a value in the enumeration '"
-                   + ", ".join(_perl_str(e) for e in enum) + "'")
+        _add_error(
+            errors,
+            path,
+            f"value '{text}' does not have a value in the enumeration '"
+            + ", ".join(_perl_str(e) for e in enum)
+            + "'",
+        )
 
 
-def _check_object(path: str, properties: Mapping[str, Any], value: Mapping[str, object],
-                  additional: object, errors: dict[str, str]) -> None:
+def _check_object(
+    path: str,
+    properties: Mapping[str, Any],
+    value: Mapping[str, object],
+    additional: object,
+    errors: dict[str, str],
+) -> None:
     for key, subschema in properties.items():
         _check_prop(value.get(key), subschema, f"{path}.{key}" if path else key, errors)
     for key in value:
@@ -495,20 +517,28 @@ def _check_object(path: str, properties: Mapping[str, Any], value: Mapping[str, 
         if subschema is not None:
             requires = subschema.get("requires")
             if isinstance(requires, str) and value.get(requires) is None:
-                _add_error(errors, f"{path}.{requires}" if path else requires,
-                           f"missing property - '{newpath}' requires this property")
+                _add_error(
+                    errors,
+                    f"{path}.{requires}" if path else requires,
+                    f"missing property - '{newpath}' requires this property",
+                )
             elif isinstance(requires, dict):
                 _check_prop(value, requires, path, errors)
             continue
         if additional is not None and not additional:
-            _add_error(errors, newpath, "property is not defined in schema and the schema "
-                       "does not allow additional properties")
+            _add_error(
+                errors,
+                newpath,
+                "property is not defined in schema and the schema "
+                "does not allow additional properties",
+            )
             continue
         if isinstance(additional, dict):
             _check_prop(value[key], additional, newpath, errors)
 
 
 # --- conversion of validated wire values ----------------------------------------------------
+
 
 def _convert(value: object, schema: Mapping[str, Any]) -> object:
     type_ = schema.get("type")
@@ -533,6 +563,7 @@ def _normalize_wire_value(value: object, schema: Mapping[str, Any] | None) -> ob
 
 
 # --- storage/bridge maps (PVE::JSONSchema::parse_idmap / map_id) -----------------------------
+
 
 @dataclass(frozen=True)
 class IdMap:
@@ -587,11 +618,13 @@ def parse_idmap(text: str, id_check: _Validator | None = None) -> IdMap:
 
 # --- the packaged schema ---------------------------------------------------------------------
 
+
 class ApiSchema:
     """The served endpoints' method definitions, keyed by (METHOD, template path)."""
 
-    def __init__(self, endpoints: Mapping[str, dict[str, Any]],
-                 provenance: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, endpoints: Mapping[str, dict[str, Any]], provenance: Mapping[str, Any] | None = None
+    ) -> None:
         self._endpoints = dict(endpoints)
         self.provenance: dict[str, Any] = dict(provenance or {})
 
@@ -608,8 +641,9 @@ class ApiSchema:
         """(METHOD, template path) pairs, in the data file's order."""
         return [(key.split(" ", 1)[0], key.split(" ", 1)[1]) for key in self._endpoints]
 
-    def validate_params(self, method: str, template: str,
-                        params: Mapping[str, object]) -> dict[str, Any]:
+    def validate_params(
+        self, method: str, template: str, params: Mapping[str, object]
+    ) -> dict[str, Any]:
         """Check wire parameters (path + query/body) and return them as Python values.
 
         Values may be strings, lists of strings (repeated keys) or JSON scalars. Booleans come
@@ -619,14 +653,20 @@ class ApiSchema:
         """
         schema = self.endpoint(method, template).get("parameters") or {}
         properties: Mapping[str, Any] = schema.get("properties") or {}
-        wire = {key: _normalize_wire_value(value, properties.get(key))
-                for key, value in params.items() if key != "_dc"}
+        wire = {
+            key: _normalize_wire_value(value, properties.get(key))
+            for key, value in params.items()
+            if key != "_dc"
+        }
         errors: dict[str, str] = {}
         _check_object("", properties, wire, schema.get("additionalProperties"), errors)
         if errors:
             raise ParamError(errors)
-        return {key: _convert(value, properties.get(key) or {})
-                for key, value in wire.items() if value is not None}
+        return {
+            key: _convert(value, properties.get(key) or {})
+            for key, value in wire.items()
+            if value is not None
+        }
 
 
 @functools.cache

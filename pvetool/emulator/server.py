@@ -10,7 +10,8 @@ HTTP reason phrase with `{"data": null, "errors": {...}, "message": "..."}`, API
 (`Authorization: PVEAPIToken=user@realm!id=secret`) and tickets (`PVEAuthCookie` cookie plus
 `CSRFPreventionToken` header on writes).
 
-Fault injection and a read-only state dump live under `/_emulator/`, outside `/api2`.
+Fault injection and a read-only state dump live under `/_emulator/`, outside `/api2`; both trees
+are served from the one endpoint registry (`routing`, handlers in `endpoints`).
 
 Imports: stdlib, werkzeug, and the emulator's own modules.
 """
@@ -22,7 +23,6 @@ import contextlib
 import hashlib
 import hmac
 import json
-import re
 import secrets
 import socket
 import ssl
@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -38,12 +38,14 @@ from urllib.parse import unquote
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from pvetool.emulator.api import ALL_PRIVS, Caller, dispatch
 from pvetool.emulator.certs import TlsFiles, make_tls_files
 from pvetool.emulator.clock import Clock
 from pvetool.emulator.cluster import Cluster, PveError
-from pvetool.emulator.clusterfile import ClusterSpec, TokenSpec, UserSpec
+from pvetool.emulator.endpoints import ALL_PRIVS
+from pvetool.emulator.faults import RequestFaults
+from pvetool.emulator.routing import Caller, RequestStats, dispatch, dispatch_control
 from pvetool.emulator.schema import ApiSchema, ParamError
+from pvetool.emulator.specs import ClusterSpec, TokenSpec, UserSpec
 
 TICKET_LIFETIME_S = 7200.0
 SERVER_HEADER = "pve-api-daemon/3.0"
@@ -57,45 +59,10 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 @dataclass
-class RequestFault:
-    """Fail the next `count` requests matching `path` (regex) and `method`."""
-
-    count: int
-    status: int = 503
-    reason: str = "Service Unavailable"
-    path: str | None = None
-    method: str | None = None
-    drop: bool = False
-    delay_s: float = 0.0
-
-    def matches(self, method: str, path: str) -> bool:
-        if self.count <= 0:
-            return False
-        if self.method and self.method.upper() != method:
-            return False
-        return not (self.path and not re.search(self.path, path))
-
-
-DEFAULT_REASONS = {
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    595: "Errors during connection establishment, proxy handshake: Connection refused",
-    596: "Connection timed out",
-}
-
-
-@dataclass
 class Ticket:
     authid: str
     csrf: str
     issued_real_s: float
-
-
-@dataclass
-class Stats:
-    requests: int = 0
-    by_endpoint: dict[str, int] = field(default_factory=dict)
 
 
 class Emulator:
@@ -126,10 +93,9 @@ class Emulator:
         self.users: dict[str, UserSpec] = {u.id: u for u in spec.users}
         self._ticket_key = secrets.token_bytes(32)
         self.tickets: dict[str, Ticket] = {}
-        self.faults: list[RequestFault] = []
-        self.slow: list[RequestFault] = []
-        self.stats = Stats()
-        self._faults_lock = threading.Lock()
+        self._tickets_lock = threading.Lock()
+        self.request_faults = RequestFaults()
+        self.stats = RequestStats()
         self._servers: list[BaseWSGIServer | None] = []
         self._threads: list[threading.Thread] = []
 
@@ -224,31 +190,20 @@ class Emulator:
         reason: str | None = None,
         drop: bool = False,
     ) -> None:
-        with self._faults_lock:
-            self.faults.append(
-                RequestFault(
-                    count,
-                    status,
-                    reason or DEFAULT_REASONS.get(status, "Error"),
-                    path,
-                    method,
-                    drop,
-                )
-            )
+        """Fail the next `count` matching API requests with `status` (or drop the connection)."""
+        self.request_faults.fail(count, status, path, method, reason, drop)
 
     def slow_requests(
         self, seconds: float, count: int = 1_000_000, path: str | None = None
     ) -> None:
-        with self._faults_lock:
-            self.slow.append(RequestFault(count, 200, "", path, None, False, seconds))
+        """Hold the next `count` matching API answers back by `seconds` (real time)."""
+        self.request_faults.slow_down(seconds, count, path)
 
     def clear_faults(self) -> None:
-        with self._faults_lock:
-            self.faults.clear()
-            self.slow.clear()
+        self.request_faults.clear()
 
     def expire_tickets(self) -> None:
-        with self._faults_lock:
+        with self._tickets_lock:
             self.tickets.clear()
 
     @contextlib.contextmanager
@@ -276,13 +231,13 @@ class Emulator:
             return response(environ, start_response)
         api_path = path[len("/api2/json") :] or "/"
         self.stats.requests += 1
-        fault = self._take_fault(request.method, api_path)
+        fault = self.request_faults.take_failure(request.method, api_path)
         if fault is not None:
             if fault.drop:
                 self._drop(environ)
                 return []
             return self._error(PveError(fault.status, fault.reason))(environ, start_response)
-        delay = self._take_slow(api_path)
+        delay = self.request_faults.take_delay_s(api_path)
         if delay:
             time.sleep(delay)
         try:
@@ -301,23 +256,6 @@ class Emulator:
             except OSError:
                 pass
             sock.close()
-
-    def _take_fault(self, method: str, path: str) -> RequestFault | None:
-        with self._faults_lock:
-            for f in self.faults:
-                if f.matches(method, path):
-                    f.count -= 1
-                    return f
-            self.faults = [f for f in self.faults if f.count > 0]
-        return None
-
-    def _take_slow(self, path: str) -> float:
-        with self._faults_lock:
-            for f in self.slow:
-                if f.matches("GET", path):
-                    f.count -= 1
-                    return f.delay_s
-        return 0.0
 
     def _json(self, status: int, reason: str, body: Any) -> Response:
         payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
@@ -395,7 +333,7 @@ class Emulator:
         cookie = request.cookies.get("PVEAuthCookie")
         if not cookie:
             raise PveError(401, "No ticket")
-        with self._faults_lock:
+        with self._tickets_lock:
             ticket = self.tickets.get(cookie)
         if ticket is None or time.monotonic() - ticket.issued_real_s > TICKET_LIFETIME_S:
             raise PveError(401, "permission denied - invalid PVE ticket")
@@ -430,7 +368,7 @@ class Emulator:
             .rstrip("=")
         )
         csrf = f"{now_hex}:{csrf_sig}"
-        with self._faults_lock:
+        with self._tickets_lock:
             self.tickets[ticket] = Ticket(username, csrf, time.monotonic())
         privs = sorted(ALL_PRIVS) if user.privileges is None else sorted(user.privileges)
         cap = {
@@ -456,106 +394,9 @@ class Emulator:
     def _control(self, request: Request) -> Response:
         try:
             caller = self._authenticate(request)
-            if caller.privileges is not None:
-                raise PveError(403, "Permission check failed (/_emulator, all privileges)")
-            body: dict[str, Any] = {}
-            if request.method == "POST" and request.get_data():
-                try:
-                    loaded = json.loads(request.get_data())
-                except ValueError:
-                    raise PveError(400, "control body must be JSON") from None
-                if not isinstance(loaded, dict):
-                    raise PveError(400, "control body must be a JSON object")
-                body = loaded
-            data = self._control_dispatch(request.method, request.path, body)
+            data = dispatch_control(
+                self, caller, request.method, unquote(request.path), request.get_data()
+            )
             return self._json(200, "OK", {"data": data})
         except PveError as exc:
             return self._error(exc)
-        except (KeyError, ValueError, TypeError) as exc:
-            return self._error(PveError(400, f"bad control request: {exc}"))
-
-    def _control_dispatch(self, method: str, path: str, body: dict[str, Any]) -> Any:
-        parts = [unquote(p) for p in path.strip("/").split("/")[1:]]
-        if method == "GET" and parts == ["state"]:
-            return self.state()
-        if method == "GET" and parts == ["stats"]:
-            return {"requests": self.stats.requests, "by_endpoint": dict(self.stats.by_endpoint)}
-        if method == "GET" and len(parts) == 2 and parts[0] == "tasks":
-            with self.locked() as c:
-                t = c.task(parts[1])
-                return {
-                    "upid": t.upid,
-                    "status": t.status,
-                    "exitstatus": t.exitstatus,
-                    "starttime": t.starttime,
-                    "endtime": t.endtime,
-                    "stats": {k: v for k, v in t.stats.items() if k != "queue"},
-                }
-        if method != "POST":
-            raise PveError(501, f"no control endpoint {method} {path}")
-        if parts == ["faults", "requests"]:
-            self.fail_requests(
-                int(body.get("count", 1)),
-                int(body.get("status", 503)),
-                body.get("path"),
-                body.get("method"),
-                body.get("reason"),
-                bool(body.get("drop", False)),
-            )
-            return None
-        if parts == ["faults", "slow"]:
-            self.slow_requests(
-                float(body["seconds"]), int(body.get("count", 1_000_000)), body.get("path")
-            )
-            return None
-        if parts == ["faults", "clear"]:
-            self.clear_faults()
-            return None
-        if parts == ["tickets", "expire"]:
-            self.expire_tickets()
-            return None
-        if parts == ["quorum"]:
-            with self.locked() as c:
-                q = body.get("quorate")
-                c.quorate_override = None if q is None else bool(q)
-            return None
-        if parts == ["clock"]:
-            if "speed" in body:
-                self.clock.set_speed(float(body["speed"]))
-            if "advance_s" in body:
-                self.clock.advance(float(body["advance_s"]))
-            with self.locked() as c:
-                return {"time": c.now}
-        if len(parts) == 3 and parts[0] == "nodes":
-            name, action = parts[1], parts[2]
-            with self.locked() as c:
-                if action in ("online", "offline"):
-                    c.set_node_online(name, action == "online")
-                elif action == "maintenance":
-                    c.node(name).maintenance = bool(body.get("enabled", True))
-                else:
-                    raise PveError(501, f"unknown node action '{action}'")
-            return None
-        if len(parts) == 3 and parts[0] == "guests":
-            vmid, action = int(parts[1]), parts[2]
-            with self.locked() as c:
-                if action == "lock":
-                    c.set_lock(vmid, body.get("lock") or None)
-                elif action == "unlock":
-                    c.set_lock(vmid, None)
-                elif action == "fail-migration":
-                    c.fail_next_migration(
-                        vmid,
-                        float(body.get("at_percent", 50)),
-                        str(body.get("error", "migration failed (injected)")),
-                    )
-                elif action == "hang-migration":
-                    c.hang_next_migration(vmid)
-                else:
-                    raise PveError(501, f"unknown guest action '{action}'")
-            return None
-        if len(parts) == 3 and parts[0] == "tasks" and parts[2] == "unhang":
-            with self.locked() as c:
-                c.unhang_task(parts[1])
-            return None
-        raise PveError(501, f"no control endpoint {method} {path}")

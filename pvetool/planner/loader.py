@@ -1,71 +1,82 @@
-"""The plan loader: the one YAML reader of pvetool, turning a plan file into a `PlanSpec`.
+"""The plan loader: the plan schema of pvetool, turning a plan file into a `PlanSpec`.
 
-A plan (format: docs/plan-format.md, examples in playbooks/) is read with PyYAML's safe loader
-(``yaml.compose`` with ``CSafeLoader``, or ``SafeLoader`` without libyaml, then the safe
-constructor on every scalar: exactly what ``yaml.safe_load`` accepts, but keeping the line of
-every value; nesting deeper than ``MAX_DEPTH`` is refused first). The whole document is checked
-before anything is returned, and *every* problem is collected into one ``PlanError``, each as
+A plan (format: docs/plan-format.md, examples in playbooks/) is read by `pvetool.yamlcheck`
+(PyYAML's safe loader, keeping the line of every value; nesting deeper than
+``yamlcheck.MAX_DEPTH`` is refused first). The whole document is checked before anything is
+returned, and *every* problem is collected into one ``PlanError``, each as
 ``file:line: key.path: what was expected, got what was found`` with a "did you mean" for a
 misspelt key, step kind or choice. Units (``8GiB``, ``500MiB/s``, ``10%``, ``30s``) are converted
-to base units by `planner.units`. A plan that fails to load never reaches a cluster.
+to base units by `pvetool.units`. A plan that fails to load never reaches a cluster.
 
 What the loader cannot know without a cluster (does node ``pve4`` exist? guest 123?) it leaves to
 the checks, and hands them every node name the plan mentions, with its place, in
 ``PlanSpec.node_refs``; ``suggest`` phrases their "did you mean".
 
-Imports: the standard library, PyYAML, `pvetool.errors`, `pvetool.planner.spec` and
-`pvetool.planner.units`. Never the emulator, the API client or the executor.
+This module reads the plan as a whole and its `rules:`; `loader_steps` reads `steps:`, and
+`loader_values` holds the plan checker and the converters both use.
+
+Imports: the standard library, `pvetool.errors`, `pvetool.planner.spec`, the loader's own
+`loader_steps` and `loader_values`, and the leaves `pvetool.units` and `pvetool.yamlcheck`.
+Never the emulator, the API client or the executor.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
-import ipaddress
-import json
-import math
 import os
-import re
-import shlex
-from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import PurePath
-from typing import Any, Generic, Literal, TypeVar
-
-import yaml
+from typing import Literal, TypeVar
 
 from pvetool.errors import PlanError
-from pvetool.planner import units
+from pvetool.planner.loader_steps import STEP_KINDS, read_steps
+from pvetool.planner.loader_values import (
+    PlanChecker,
+    target_storage,
+    to_concurrency,
+    to_cpu_amount,
+    to_memory_amount,
+    to_name,
+    to_overcommit,
+    to_pool,
+    to_positive_duration,
+    to_rate,
+    to_tag,
+)
 from pvetool.planner.spec import (
     Amount,
-    BalanceBy,
     Concurrency,
-    DrainStep,
     Exclusions,
-    ExplicitMove,
     FailurePolicy,
     Group,
-    GuestOverride,
     GuestSelector,
     Headroom,
-    Hook,
     MigrationSettings,
-    MoveStep,
     Pin,
     PlanSpec,
-    RebalanceStep,
-    RollingStep,
     Rules,
     Step,
-    Where,
+)
+from pvetool.yamlcheck import (
+    MAX_DEPTH,
+    Item,
+    Loc,
+    Problems,
+    describe,
+    join,
+    read_document,
+    suggest,
+    to_bool,
+    to_cidr,
+    to_enum,
+    to_str,
 )
 
 __all__ = ["PLAN_VERSION", "STEP_KINDS", "load_plan", "load_plan_text", "suggest"]
 
+T = TypeVar("T")
+
 PLAN_VERSION = 1
-STEP_KINDS = ("drain", "rolling", "rebalance", "move")
-VMID_MIN, VMID_MAX = 100, 999_999_999
-MAX_DEPTH = 64  # nesting of mappings and lists; a real plan needs about 6
 # Choices, keyed by their spelling in a plan (the values carry the spec's Literal types).
 FAILURE_POLICIES: dict[str, FailurePolicy] = {
     "stop": "stop",
@@ -76,8 +87,6 @@ MIGRATION_TYPES: dict[str, Literal["secure", "insecure"]] = {
     "secure": "secure",
     "insecure": "insecure",
 }
-BALANCE_BY: dict[str, BalanceBy] = {"memory": "memory", "cpu": "cpu", "both": "both"}
-HOOK_EXAMPLE = '["/usr/local/sbin/pve-maintenance-hook", "before"]'
 
 _TOP_KEYS = ("version", "name", "description", "rules", "steps")
 _RULES_KEYS = (
@@ -99,621 +108,41 @@ _PIN_KEYS = (*_SELECTOR_KEYS, "nodes")
 _HEADROOM_KEYS = ("memory", "cpu")
 _CONCURRENCY_KEYS = ("cluster", "per_source", "per_target")
 _MIGRATION_KEYS = ("type", "network", "bwlimit", "with_local_disks", "target_storage")
-_DRAIN_KEYS = (
-    "node",
-    "nodes",
-    "targets",
-    "with_local_disks",
-    "target_storage",
-    "include_stopped",
-    "guests",
-)
-_OVERRIDE_KEYS = ("target", "target_storage", "bwlimit", "offline", "skip")
-_ROLLING_KEYS = (
-    "nodes",
-    "targets",
-    "before",
-    "after",
-    "wait_online_timeout",
-    "confirm_between",
-    "pause",
-    "return_guests",
-)
-_HOOK_KEYS = ("command", "timeout")
-_REBALANCE_KEYS = (
-    "by",
-    "weights",
-    "threshold",
-    "max_moves",
-    "exclude_nodes",
-    "min_improvement",
-)
-_WEIGHT_KEYS = ("memory", "cpu")
-_STEP_KEYS: dict[str, tuple[str, ...]] = {
-    "drain": _DRAIN_KEYS,
-    "rolling": _ROLLING_KEYS,
-    "rebalance": _REBALANCE_KEYS,
-    "move": (),
-}
-
-# PVE's own formats: node = host name label; tag and pool ids as pve-cluster checks them.
-_NODE_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-+.]*")
-_POOL_RE = re.compile(r"[A-Za-z0-9.\-_]+")
-_STORAGE_RE = re.compile(r"[A-Za-z][A-Za-z0-9\-_.]*[A-Za-z0-9]")
-_VMID_KEY_RE = re.compile(r"\d{1,12}")
 
 
-def suggest(name: str, choices: Iterable[str]) -> str | None:
-    """``did you mean 'pve3'?`` for the choice closest to `name`, or None if none is close.
-
-    A choice that differs only in case wins; otherwise difflib's closest match (ratio >= 0.6).
-    """
-    options = [c for c in choices if c != name]
-    folded = [c for c in options if c.lower() == name.lower()]
-    close = folded or difflib.get_close_matches(name, options, n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
-
-
-def _hint(name: str, choices: Iterable[str]) -> str:
-    text = suggest(name, choices)
-    return f" ({text})" if text else ""
-
-
-# --- YAML with line numbers --------------------------------------------------------------------
-
-
-class _Broken:
-    """Marks a value that could not be read; its problem is already reported."""
-
-    def __repr__(self) -> str:
-        return "<broken>"
-
-
-_BROKEN = _Broken()
-
-
-@dataclass(eq=False)
-class _Loc:
-    """A YAML value with the (1-based) line it starts on; mappings keep their keys' lines."""
-
-    value: object  # dict[str, _Loc] | list[_Loc] | scalar | _BROKEN
-    line: int
-    raw: str | None = None  # source text of a scalar
-    key_lines: dict[str, int] | None = None
-
-
-class _Problems:
-    """Problems in file order, each ``file:line: path: message``."""
-
-    def __init__(self, filename: str) -> None:
-        self.filename = filename
-        self._items: list[tuple[int, int, str]] = []
-
-    def add(self, line: int, path: str, message: str) -> None:
-        where = f"{self.filename}:{line}: "
-        text = f"{where}{path}: {message}" if path else f"{where}{message}"
-        self._items.append((line, len(self._items), text))
-
-    def __bool__(self) -> bool:
-        return bool(self._items)
-
-    def sorted(self) -> list[str]:
-        return [text for _, _, text in sorted(self._items)]
-
-
-def _plan_error(problems: _Problems) -> PlanError:
+def _plan_error(problems: Problems) -> PlanError:
     found = problems.sorted()
     noun = "problem" if len(found) == 1 else "problems"
     message = f"The plan {problems.filename} has {len(found)} {noun}: " + "; ".join(found)
     return PlanError(message, problems=found)
 
 
-class _Reader:
-    """Turns composed YAML nodes into `_Loc` trees (merge keys and aliases resolved)."""
-
-    def __init__(self, problems: _Problems) -> None:
-        self._problems = problems
-        self._constructor = yaml.constructor.SafeConstructor()
-        self._done: dict[int, _Loc] = {}
-        self._active: set[int] = set()
-
-    def read(self, node: yaml.Node, path: str) -> _Loc:
-        line = node.start_mark.line + 1
-        done = self._done.get(id(node))
-        if done is not None:
-            return done
-        if id(node) in self._active:
-            self._problems.add(line, path, "a recursive alias is not allowed here")
-            return _Loc(_BROKEN, line)
-        self._active.add(id(node))
-        try:
-            loc = self._read(node, path, line)
-        finally:
-            self._active.discard(id(node))
-        self._done[id(node)] = loc
-        return loc
-
-    def _read(self, node: yaml.Node, path: str, line: int) -> _Loc:
-        if isinstance(node, yaml.MappingNode):
-            own_keys = {id(key) for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge"}
-            try:
-                self._constructor.flatten_mapping(node)
-            except yaml.YAMLError as exc:
-                self._problems.add(line, path, f"invalid merge key: {_yaml_reason(exc)}")
-                return _Loc(_BROKEN, line)
-            values: dict[str, _Loc] = {}
-            key_lines: dict[str, int] = {}
-            own: set[str] = set()
-            for key_node, value_node in node.value:
-                key_line = key_node.start_mark.line + 1
-                if not isinstance(key_node, yaml.ScalarNode):
-                    self._problems.add(key_line, path, "a key must be a plain value")
-                    continue
-                key = str(key_node.value)
-                if key in values and id(key_node) in own_keys and key in own:
-                    self._problems.add(
-                        key_line, path, f"duplicate key '{key}' (first on line {key_lines[key]})"
-                    )
-                    continue
-                if id(key_node) in own_keys:
-                    own.add(key)  # a key of this mapping itself overrides one merged with <<
-                key_lines[key] = key_line
-                values[key] = self.read(value_node, _join(path, key))
-            return _Loc(values, line, key_lines=key_lines)
-        if isinstance(node, yaml.SequenceNode):
-            items = [self.read(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
-            return _Loc(items, line)
-        try:
-            value = self._constructor.construct_object(node, deep=True)
-        except Exception as exc:  # any tag or scalar PyYAML cannot build (KeyError for !!bool x)
-            reason = _yaml_reason(exc) if isinstance(exc, yaml.YAMLError) else str(exc)
-            self._problems.add(line, path, f"cannot read value {_cut(repr(node.value))}: {reason}")
-            return _Loc(_BROKEN, line, raw=str(node.value))
-        return _Loc(value, line, raw=str(node.value))
-
-
-def _yaml_reason(exc: yaml.YAMLError) -> str:
-    if not isinstance(exc, yaml.MarkedYAMLError):
-        return str(exc)
-    context = exc.context or ""
-    problem_line = exc.problem_mark.line if exc.problem_mark else None
-    if context and exc.context_mark is not None and exc.context_mark.line != problem_line:
-        context += f" started on line {exc.context_mark.line + 1}"
-    parts = [p for p in (context, exc.problem) if p]
-    return "; ".join(parts) if parts else str(exc)
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _cut(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# --- value converters --------------------------------------------------------------------------
-
-T = TypeVar("T")
-Conv = Callable[[_Loc], T]
-
-
-class _Invalid(Exception):
-    """A value that does not fit; the message completes ``path: ...``."""
-
-
-def _describe(loc: _Loc) -> str:
-    """What was found, as the administrator wrote it."""
-    value = loc.value
-    if value is _BROKEN:
-        return "an unreadable value"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, str):
-        return _cut(repr(value))
-    return _cut(loc.raw if loc.raw is not None else repr(value))
-
-
-def _is_scalar(loc: _Loc) -> bool:
-    return not isinstance(loc.value, dict | list) and loc.value is not _BROKEN
-
-
-def _to_str(loc: _Loc) -> str:
-    value = loc.value
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool) or value is None or not _is_scalar(loc) or loc.raw is None:
-        raise _Invalid(f"expected a string, got {_describe(loc)}")
-    return loc.raw  # a number or date written without quotes: keep its text
-
-
-def _to_nonempty_str(loc: _Loc) -> str:
-    text = _to_str(loc)
-    if not text.strip():
-        raise _Invalid("must not be empty")
-    return text.strip()
-
-
-def _to_bool(loc: _Loc) -> bool:
-    if isinstance(loc.value, bool):
-        return loc.value
-    raise _Invalid(f"expected true or false, got {_describe(loc)}")
-
-
-def _to_int(low: int, what: str) -> Conv[int]:
-    def conv(loc: _Loc) -> int:
-        value = loc.value
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _Invalid(f"expected {what}, got {_describe(loc)}")
-        if value < low:
-            raise _Invalid(f"must be at least {low}, got {value}")
-        return value
-
-    return conv
-
-
-def _to_number(loc: _Loc) -> float:
-    value = loc.value
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _Invalid(f"expected a number, got {_describe(loc)}")
-    return float(value)
-
-
-def _to_enum(choices: Collection[str]) -> Conv[str]:
-    def conv(loc: _Loc) -> str:
-        text = loc.value if isinstance(loc.value, str) else None
-        if text is None or text not in choices:
-            hint = _hint(text, choices) if text is not None else ""
-            raise _Invalid(f"expected one of {', '.join(choices)}, got {_describe(loc)}{hint}")
-        return text
-
-    return conv
-
-
-def _to_pattern(regex: re.Pattern[str], what: str) -> Conv[str]:
-    """Text matching `regex` (numbers are not names: `12` is refused, `"12"` is text)."""
-
-    def conv(loc: _Loc) -> str:
-        if not isinstance(loc.value, str):
-            raise _Invalid(f"expected {what}, got {_describe(loc)}")
-        text = loc.value.strip()
-        if not regex.fullmatch(text):
-            raise _Invalid(f"expected {what}, got {_describe(loc)}")
-        return text
-
-    return conv
-
-
-_to_node = _to_pattern(_NODE_RE, "a node name")
-_to_storage = _to_pattern(_STORAGE_RE, "a storage id")
-_to_pool = _to_pattern(_POOL_RE, "a pool name")
-
-
-def _to_tag(loc: _Loc) -> str:
-    text = _to_str(loc).strip()  # `tags: [2024]` is a tag PVE allows
-    if not _TAG_RE.fullmatch(text):
-        raise _Invalid(f"expected a tag (letters, digits, _ - + .), got {_describe(loc)}")
-    return text
-
-
-def _vmid_range(vmid: int, shown: str) -> int:
-    if not VMID_MIN <= vmid <= VMID_MAX:
-        raise _Invalid(f"expected a vmid from {VMID_MIN} to {VMID_MAX}, got {shown}")
-    return vmid
-
-
-def _to_vmid(loc: _Loc) -> int:
-    value = loc.value
-    if isinstance(value, str) and _VMID_KEY_RE.fullmatch(value.strip()):
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid(f"expected a vmid (a number from {VMID_MIN}), got {_describe(loc)}")
-    return _vmid_range(value, _describe(loc))
-
-
-def _vmid_key(key: str) -> int:
-    """The vmid of a mapping key (its source text, e.g. ``111``)."""
-    if not _VMID_KEY_RE.fullmatch(key.strip()):
-        raise _Invalid(f"expected a vmid (a number from {VMID_MIN}) as the key, got {key!r}")
-    return _vmid_range(int(key.strip()), key.strip())
-
-
-def _unit(parse: Callable[[object], T], what: str) -> Conv[T]:
-    """A converter from a `planner.units` parser; lists, mappings and null are refused first."""
-
-    def conv(loc: _Loc) -> T:
-        if not _is_scalar(loc) or loc.value is None or isinstance(loc.value, bool):
-            raise _Invalid(f"expected {what}, got {_describe(loc)}")
-        try:
-            return parse(loc.value)
-        except ValueError as exc:
-            raise _Invalid(str(exc)) from None
-
-    return conv
-
-
-_to_rate = _unit(units.parse_rate, "a rate like 500MiB/s or 1Gbit/s")
-_to_duration = _unit(units.parse_duration, "a duration like 30s, 10m or 1h")
-_to_percent_any = _unit(units.parse_percent, "a percentage like 10%")
-
-
-def _to_positive_duration(loc: _Loc) -> float:
-    seconds = _to_duration(loc)
-    if seconds <= 0:
-        raise _Invalid(f"must be longer than 0 seconds, got {_describe(loc)}")
-    return seconds
-
-
-def _to_percent(loc: _Loc) -> float:
-    """A percentage from 0% to 100%, as a fraction."""
-    fraction = _to_percent_any(loc)
-    if fraction > 1:
-        raise _Invalid(f"must be at most 100%, got {_describe(loc)}")
-    return fraction
-
-
-def _to_memory_amount(loc: _Loc) -> Amount:
-    if units.is_percent(loc.value):
-        return Amount(fraction=_to_percent(loc))
-    value = loc.value
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        raise _Invalid(
-            f"expected a percentage like 10% or a size like 8GiB, got {_describe(loc)} "
-            f"(give a unit, e.g. {_describe(loc)}GiB)"
-        )
-    try:
-        return Amount(absolute=float(_unit(units.parse_size, "a size")(loc)))
-    except _Invalid:
-        raise _Invalid(
-            f"expected a percentage like 10% or a size like 8GiB, got {_describe(loc)}"
-        ) from None
-
-
-def _to_cpu_amount(loc: _Loc) -> Amount:
-    if units.is_percent(loc.value):
-        return Amount(fraction=_to_percent(loc))
-    value = loc.value
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _Invalid(
-            f"expected a percentage like 10% or a number of CPUs like 4, got {_describe(loc)}"
-        )
-    if value < 0:
-        raise _Invalid(f"must not be negative, got {_describe(loc)}")
-    return Amount(absolute=float(value))
-
-
-def _to_cidr(loc: _Loc) -> str:
-    what = "a network in CIDR notation like 10.10.10.0/24"
-    if not isinstance(loc.value, str):
-        raise _Invalid(f"expected {what}, got {_describe(loc)}")
-    text = loc.value.strip()
-    try:
-        if "/" not in text:
-            raise ValueError(text)
-        ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        raise _Invalid(f"expected {what}, got {_describe(loc)}") from None
-    return text
-
-
-def _to_concurrency(loc: _Loc) -> int | None:
-    """A number of simultaneous migrations (1 or more), or ``auto`` (None)."""
-    if loc.value == "auto":
-        return None
-    value = loc.value
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid(f"expected a number of migrations (1 or more) or auto, got {_describe(loc)}")
-    if value < 1:
-        raise _Invalid(f"must be at least 1 (or auto), got {value}")
-    return value
-
-
-def _to_weight(loc: _Loc) -> float:
-    weight = _to_number(loc)
-    if weight < 0:
-        raise _Invalid(f"must not be negative, got {_describe(loc)}")
-    return weight
-
-
-def _to_overcommit(loc: _Loc) -> float:
-    ratio = _to_number(loc)
-    if ratio <= 0:
-        raise _Invalid(f"must be greater than 0 (4.0 = four vCPUs per CPU), got {_describe(loc)}")
-    return ratio
-
-
 # --- the checker -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Item(Generic[T]):
-    """One converted list item: its value, its YAML value and its key path."""
-
-    value: T
-    loc: _Loc
-    path: str
-
-
-class _Checker:
-    """Validation helpers that record problems instead of stopping at the first."""
-
-    def __init__(self, problems: _Problems) -> None:
-        self.problems = problems
-        self.node_refs: list[tuple[str, Where]] = []
-
-    def where(self, loc: _Loc | int, path: str) -> Where:
-        return Where(self.problems.filename, loc if isinstance(loc, int) else loc.line, path)
-
-    def add(self, loc: _Loc | int, path: str, message: str) -> None:
-        self.problems.add(loc if isinstance(loc, int) else loc.line, path, message)
-
-    def mapping(self, loc: _Loc, path: str, what: str = "a mapping") -> dict[str, _Loc] | None:
-        if loc.value is _BROKEN:
-            return None
-        if not isinstance(loc.value, dict):
-            self.add(loc, path, f"expected {what}, got {_describe(loc)}")
-            return None
-        return loc.value
-
-    def sequence(self, loc: _Loc, path: str, what: str = "a list") -> list[_Loc] | None:
-        if loc.value is _BROKEN:
-            return None
-        if not isinstance(loc.value, list):
-            self.add(loc, path, f"expected {what}, got {_describe(loc)}")
-            return None
-        return loc.value
-
-    def fields(
-        self,
-        loc: _Loc,
-        path: str,
-        known: Collection[str],
-        required: Collection[str] = (),
-        what: str = "a mapping",
-    ) -> dict[str, _Loc] | None:
-        """A mapping whose keys are checked: unknown keys (with a suggestion), missing ones."""
-        values = self.mapping(loc, path, what)
-        if values is None:
-            return None
-        key_lines = loc.key_lines or {}
-        for key in values:
-            if key in known:
-                continue
-            hint = _hint(key, known)
-            expected = hint or f"; expected one of {', '.join(known)}"
-            self.add(key_lines.get(key, loc.line), path, f"unknown key '{key}'{expected}")
-        for key in required:
-            if key not in values:
-                self.add(loc, path, f"missing required key '{key}'")
-        return values
-
-    def key_line(self, parent: _Loc, key: str) -> int:
-        return (parent.key_lines or {}).get(key, parent.line)
-
-    def convert(self, loc: _Loc, path: str, conv: Conv[T]) -> T | None:
-        if loc.value is _BROKEN:
-            return None
-        try:
-            return conv(loc)
-        except _Invalid as exc:
-            self.add(loc, path, str(exc))
-            return None
-
-    def get(self, values: dict[str, _Loc], key: str, path: str, conv: Conv[T], default: T) -> T:
-        """The converted value of ``key``; ``default`` when absent *or* invalid (reported)."""
-        loc = values.get(key)
-        if loc is None:
-            return default
-        result = self.convert(loc, _join(path, key), conv)
-        return default if result is None else result
-
-    def opt(self, values: dict[str, _Loc], key: str, path: str, conv: Conv[T]) -> T | None:
-        """The converted value of ``key``; None when absent or invalid (reported)."""
-        loc = values.get(key)
-        return None if loc is None else self.convert(loc, _join(path, key), conv)
-
-    def items(self, loc: _Loc, path: str, conv: Conv[T], what: str) -> list[_Item[T]] | None:
-        """A list converted item by item (a single scalar counts as a one-item list)."""
-        if loc.value is _BROKEN:
-            return None
-        if isinstance(loc.value, list):
-            pairs = [(item, f"{path}[{i}]") for i, item in enumerate(loc.value)]
-        elif _is_scalar(loc) and loc.value is not None:
-            pairs = [(loc, path)]
-        else:
-            self.add(loc, path, f"expected {what}, got {_describe(loc)}")
-            return None
-        out: list[_Item[T]] = []
-        for item, item_path in pairs:
-            value = self.convert(item, item_path, conv)
-            if value is not None:
-                out.append(_Item(value, item, item_path))
-        return out
-
-    def node(self, loc: _Loc, path: str) -> str | None:
-        """One node name; recorded in ``node_refs`` for the checks against the cluster."""
-        name = self.convert(loc, path, _to_node)
-        if name is not None:
-            self.node_refs.append((name, self.where(loc, path)))
-        return name
-
-    def nodes(
-        self, loc: _Loc, path: str, *, allow_empty: bool = False, empty_hint: str = ""
-    ) -> list[_Item[str]] | None:
-        """Node names (each recorded in ``node_refs``), without repeats."""
-        got = self.items(loc, path, _to_node, "a list of node names")
-        if got is None:
-            return None
-        if loc.value == [] and not allow_empty:
-            self.add(loc, path, f"must not be an empty list{empty_hint}")
-        seen: dict[str, int] = {}
-        out: list[_Item[str]] = []
-        for item in got:
-            name = item.value
-            self.node_refs.append((name, self.where(item.loc, item.path)))
-            if name in seen:
-                self.add(
-                    item.loc,
-                    item.path,
-                    f"node '{name}' is listed twice (first on line {seen[name]})",
-                )
-                continue
-            seen[name] = item.loc.line
-            out.append(item)
-        return out
-
-    def names(self, values: dict[str, _Loc], key: str, path: str, conv: Conv[str]) -> list[str]:
-        """Tags or pools, without repeats (a repeat is harmless)."""
-        loc = values.get(key)
-        if loc is None:
-            return []
-        got = self.items(loc, _join(path, key), conv, f"a list of {key}")
-        return list(dict.fromkeys(item.value for item in got or ()))
-
-    def vmids(self, values: dict[str, _Loc], key: str, path: str) -> list[int]:
-        loc = values.get(key)
-        if loc is None:
-            return []
-        got = self.items(loc, _join(path, key), _to_vmid, "a list of vmids")
-        return list(dict.fromkeys(item.value for item in got or ()))
-
-    def vmid_key(self, line: int, path: str, key: str) -> int | None:
-        try:
-            return _vmid_key(key)
-        except _Invalid as exc:
-            self.add(line, path, str(exc))
-            return None
 
 
 # --- rules -------------------------------------------------------------------------------------
 
 
-def _selector(ck: _Checker, values: dict[str, _Loc], path: str) -> GuestSelector:
+def _selector(ck: PlanChecker, values: dict[str, Loc], path: str) -> GuestSelector:
     return GuestSelector(
         vmids=tuple(ck.vmids(values, "vmids", path)),
-        tags=tuple(ck.names(values, "tags", path, _to_tag)),
-        pools=tuple(ck.names(values, "pools", path, _to_pool)),
+        tags=tuple(ck.names(values, "tags", path, to_tag)),
+        pools=tuple(ck.names(values, "pools", path, to_pool)),
     )
 
 
-def _exclude(ck: _Checker, loc: _Loc, path: str) -> Exclusions:
+def _exclude(ck: PlanChecker, loc: Loc, path: str) -> Exclusions:
     values = ck.fields(loc, path, _EXCLUDE_KEYS)
     if values is None:
         return Exclusions()
     return Exclusions(
         members=_selector(ck, values, path),
-        templates=ck.get(values, "templates", path, _to_bool, True),
+        templates=ck.get(values, "templates", path, to_bool, True),
         where=ck.where(loc, path),
     )
 
 
-def _groups(ck: _Checker, loc: _Loc, path: str) -> tuple[Group, ...]:
+def _groups(ck: PlanChecker, loc: Loc, path: str) -> tuple[Group, ...]:
     items = ck.sequence(loc, path, "a list of groups ({name, vmids, tags, pools})")
     groups: list[Group] = []
     names: dict[str, int] = {}
@@ -722,7 +151,7 @@ def _groups(ck: _Checker, loc: _Loc, path: str) -> tuple[Group, ...]:
         values = ck.fields(item, item_path, _GROUP_KEYS, what="a group ({name, vmids|tags|pools})")
         if values is None:
             continue
-        name = ck.get(values, "name", item_path, _to_nonempty_str, item_path)
+        name = ck.get(values, "name", item_path, to_name, item_path)
         if name in names:
             ck.add(
                 ck.key_line(item, "name"),
@@ -743,7 +172,7 @@ def _groups(ck: _Checker, loc: _Loc, path: str) -> tuple[Group, ...]:
     return tuple(groups)
 
 
-def _pins(ck: _Checker, loc: _Loc, path: str) -> tuple[Pin, ...]:
+def _pins(ck: PlanChecker, loc: Loc, path: str) -> tuple[Pin, ...]:
     items = ck.sequence(loc, path, "a list of pins ({vmids|tags|pools, nodes})")
     pins: list[Pin] = []
     for i, item in enumerate(items or ()):
@@ -760,7 +189,7 @@ def _pins(ck: _Checker, loc: _Loc, path: str) -> tuple[Pin, ...]:
         members = _selector(ck, values, item_path)
         if not any(key in values for key in _SELECTOR_KEYS):
             ck.add(item, item_path, "a pin needs at least one of vmids, tags or pools")
-        nodes: list[_Item[str]] = []
+        nodes: list[Item[str]] = []
         if "nodes" in values:
             nodes = ck.nodes(values["nodes"], f"{item_path}.nodes") or []
         pins.append(
@@ -773,91 +202,64 @@ def _pins(ck: _Checker, loc: _Loc, path: str) -> tuple[Pin, ...]:
     return tuple(pins)
 
 
-def _headroom(ck: _Checker, loc: _Loc, path: str) -> Headroom:
+def _headroom(ck: PlanChecker, loc: Loc, path: str) -> Headroom:
     values = ck.fields(loc, path, _HEADROOM_KEYS)
     if values is None:
         return Headroom()
     return Headroom(
-        memory=ck.get(values, "memory", path, _to_memory_amount, Amount()),
-        cpu=ck.get(values, "cpu", path, _to_cpu_amount, Amount()),
+        memory=ck.get(values, "memory", path, to_memory_amount, Amount()),
+        cpu=ck.get(values, "cpu", path, to_cpu_amount, Amount()),
     )
 
 
-def _concurrency(ck: _Checker, loc: _Loc, path: str) -> Concurrency:
+def _concurrency(ck: PlanChecker, loc: Loc, path: str) -> Concurrency:
     values = ck.fields(loc, path, _CONCURRENCY_KEYS)
     if values is None:
         return Concurrency()
     return Concurrency(
-        cluster=ck.opt(values, "cluster", path, _to_concurrency),
-        per_source=ck.opt(values, "per_source", path, _to_concurrency),
-        per_target=ck.opt(values, "per_target", path, _to_concurrency),
+        cluster=ck.opt(values, "cluster", path, to_concurrency),
+        per_source=ck.opt(values, "per_source", path, to_concurrency),
+        per_target=ck.opt(values, "per_target", path, to_concurrency),
     )
 
 
-def _target_storage(ck: _Checker, loc: _Loc, path: str) -> tuple[tuple[str, str], ...] | None:
-    """``ceph`` (every disk to ceph) or ``{local-lvm: ceph, ...}`` -> (source, target) pairs."""
-    what = "a storage id or a mapping of source storage to target storage"
-    if loc.value is _BROKEN:
-        return None
-    if isinstance(loc.value, str):
-        target = ck.convert(loc, path, _to_storage)
-        return None if target is None else (("*", target),)
-    if not isinstance(loc.value, dict):
-        ck.add(loc, path, f"expected {what}, got {_describe(loc)}")
-        return None
-    if not loc.value:
-        ck.add(loc, path, f"expected {what}, got an empty mapping")
-        return None
-    pairs: list[tuple[str, str]] = []
-    for source, value in loc.value.items():
-        line = ck.key_line(loc, source)
-        item_path = _join(path, source)
-        if source != "*" and not _STORAGE_RE.fullmatch(source):
-            ck.add(line, item_path, f"expected a storage id (or *) as the key, got {source!r}")
-            continue
-        target = ck.convert(value, item_path, _to_storage)
-        if target is not None:
-            pairs.append((source, target))
-    return tuple(pairs)
-
-
-def _migration(ck: _Checker, loc: _Loc, path: str) -> MigrationSettings:
+def _migration(ck: PlanChecker, loc: Loc, path: str) -> MigrationSettings:
     values = ck.fields(loc, path, _MIGRATION_KEYS)
     if values is None:
         return MigrationSettings()
-    mtype = ck.opt(values, "type", path, _to_enum(MIGRATION_TYPES))
+    mtype = ck.opt(values, "type", path, to_enum(MIGRATION_TYPES))
     storage = None
     if "target_storage" in values:
-        storage = _target_storage(ck, values["target_storage"], f"{path}.target_storage")
+        storage = target_storage(ck, values["target_storage"], f"{path}.target_storage")
     return MigrationSettings(
         type=None if mtype is None else MIGRATION_TYPES[mtype],
-        network=ck.opt(values, "network", path, _to_cidr),
-        bwlimit_Bps=ck.opt(values, "bwlimit", path, _to_rate),
-        with_local_disks=ck.get(values, "with_local_disks", path, _to_bool, False),
+        network=ck.opt(values, "network", path, to_cidr),
+        bwlimit_Bps=ck.opt(values, "bwlimit", path, to_rate),
+        with_local_disks=ck.get(values, "with_local_disks", path, to_bool, False),
         target_storage=storage or (),
     )
 
 
 def _section(
-    ck: _Checker,
-    values: dict[str, _Loc],
+    ck: PlanChecker,
+    values: dict[str, Loc],
     key: str,
     path: str,
-    read: Callable[[_Checker, _Loc, str], T],
+    read: Callable[[PlanChecker, Loc, str], T],
     default: T,
 ) -> T:
     """A sub-mapping read by `read`, or `default` when the key is absent."""
     loc = values.get(key)
-    return default if loc is None else read(ck, loc, _join(path, key))
+    return default if loc is None else read(ck, loc, join(path, key))
 
 
-def _rules(ck: _Checker, loc: _Loc) -> Rules:
+def _rules(ck: PlanChecker, loc: Loc) -> Rules:
     path = "rules"
     values = ck.fields(loc, path, _RULES_KEYS)
     defaults = Rules()
     if values is None:
         return defaults
-    on_failure = ck.get(values, "on_failure", path, _to_enum(FAILURE_POLICIES), "stop")
+    on_failure = ck.get(values, "on_failure", path, to_enum(FAILURE_POLICIES), "stop")
     return Rules(
         exclude=_section(ck, values, "exclude", path, _exclude, defaults.exclude),
         anti_affinity=_section(ck, values, "anti_affinity", path, _groups, ()),
@@ -865,13 +267,13 @@ def _rules(ck: _Checker, loc: _Loc) -> Rules:
         pins=_section(ck, values, "pins", path, _pins, ()),
         headroom=_section(ck, values, "headroom", path, _headroom, defaults.headroom),
         cpu_overcommit=ck.get(
-            values, "cpu_overcommit", path, _to_overcommit, defaults.cpu_overcommit
+            values, "cpu_overcommit", path, to_overcommit, defaults.cpu_overcommit
         ),
         concurrency=_section(ck, values, "concurrency", path, _concurrency, defaults.concurrency),
         migration=_section(ck, values, "migration", path, _migration, defaults.migration),
         on_failure=FAILURE_POLICIES[on_failure],
         task_timeout_s=ck.get(
-            values, "task_timeout", path, _to_positive_duration, defaults.task_timeout_s
+            values, "task_timeout", path, to_positive_duration, defaults.task_timeout_s
         ),
     )
 
@@ -879,349 +281,10 @@ def _rules(ck: _Checker, loc: _Loc) -> Rules:
 # --- steps -------------------------------------------------------------------------------------
 
 
-def _drain(ck: _Checker, body: _Loc, path: str, where: Where) -> DrainStep | None:
-    if body.value is None:
-        ck.add(
-            body,
-            path,
-            "expected the node(s) to drain, e.g. 'drain: pve2' or a mapping with 'nodes', "
-            "got nothing (null)",
-        )
-        return None
-    if _is_scalar(body) or isinstance(body.value, list):  # shorthand: `- drain: pve2`
-        nodes = ck.nodes(body, path)
-        return DrainStep(nodes=tuple(n.value for n in nodes or ()), where=where)
-    values = ck.fields(body, path, _DRAIN_KEYS, what="a mapping of drain settings")
-    if values is None:
-        return None
-    drained: list[_Item[str]] = []
-    if "node" in values and "nodes" in values:
-        ck.add(ck.key_line(body, "nodes"), path, "give either 'node' or 'nodes', not both")
-    if "node" in values:
-        name = ck.node(values["node"], f"{path}.node")
-        if name is not None:
-            drained = [_Item(name, values["node"], f"{path}.node")]
-    elif "nodes" in values:
-        drained = ck.nodes(values["nodes"], f"{path}.nodes") or []
-    else:
-        ck.add(body, path, "missing required key 'nodes' (the node or nodes to drain)")
-    drained_names = {n.value for n in drained}
-    targets: tuple[str, ...] | None = None
-    if "targets" in values:
-        got = ck.nodes(
-            values["targets"],
-            f"{path}.targets",
-            empty_hint="; leave 'targets' out to use every other node",
-        )
-        if got is not None:
-            for item in got:
-                if item.value in drained_names:
-                    ck.add(
-                        item.loc,
-                        item.path,
-                        f"node '{item.value}' is drained by this step and cannot be a target",
-                    )
-            targets = tuple(n.value for n in got)
-    storage = None
-    if "target_storage" in values:
-        storage = _target_storage(ck, values["target_storage"], f"{path}.target_storage")
-    overrides: tuple[GuestOverride, ...] = ()
-    if "guests" in values:
-        overrides = _overrides(ck, values["guests"], f"{path}.guests", drained_names)
-    return DrainStep(
-        nodes=tuple(n.value for n in drained),
-        targets=targets,
-        with_local_disks=ck.opt(values, "with_local_disks", path, _to_bool),
-        target_storage=storage,
-        include_stopped=ck.get(values, "include_stopped", path, _to_bool, True),
-        overrides=overrides,
-        where=where,
-    )
-
-
-def _overrides(ck: _Checker, loc: _Loc, path: str, drained: set[str]) -> tuple[GuestOverride, ...]:
-    guests = ck.mapping(loc, path, "a mapping of vmid to guest settings")
-    out: list[GuestOverride] = []
-    seen: dict[int, int] = {}
-    for key, value in (guests or {}).items():
-        line = ck.key_line(loc, key)
-        item_path = _join(path, key)
-        vmid = ck.vmid_key(line, item_path, key)
-        if vmid is None:
-            continue
-        if vmid in seen:
-            ck.add(line, item_path, f"guest {vmid} is listed twice (first on line {seen[vmid]})")
-            continue
-        seen[vmid] = line
-        values = ck.fields(value, item_path, _OVERRIDE_KEYS, what="a mapping of guest settings")
-        if values is None:
-            continue
-        target = ck.node(values["target"], f"{item_path}.target") if "target" in values else None
-        if target is not None and target in drained:
-            ck.add(
-                values["target"],
-                f"{item_path}.target",
-                f"node '{target}' is drained by this step and cannot be a target",
-            )
-        storage = None
-        if "target_storage" in values:
-            storage = _target_storage(ck, values["target_storage"], f"{item_path}.target_storage")
-        skip = ck.get(values, "skip", item_path, _to_bool, False)
-        others = [k for k in ("target", "target_storage", "bwlimit", "offline") if k in values]
-        if skip and others:
-            ck.add(
-                values["skip"],
-                f"{item_path}.skip",
-                f"skip: true leaves the guest where it is; remove {', '.join(others)} or skip",
-            )
-        out.append(
-            GuestOverride(
-                vmid=vmid,
-                target=target,
-                target_storage=storage,
-                bwlimit_Bps=ck.opt(values, "bwlimit", item_path, _to_rate),
-                offline=ck.opt(values, "offline", item_path, _to_bool),
-                skip=skip,
-                where=ck.where(line, item_path),
-            )
-        )
-    return tuple(out)
-
-
-def _argv(ck: _Checker, loc: _Loc, path: str) -> tuple[str, ...] | None:
-    """A command as a list of arguments; a string is refused with the list it should be."""
-    if loc.value is _BROKEN:
-        return None
-    if isinstance(loc.value, str):
-        try:
-            split = shlex.split(loc.value)
-        except ValueError:
-            split = []
-        example = json.dumps(split) if split else HOOK_EXAMPLE
-        ck.add(
-            loc,
-            path,
-            f"expected a command as a list of arguments, got {_describe(loc)}: hooks run "
-            f"without a shell, so split it into a list, e.g. {example}",
-        )
-        return None
-    items = ck.sequence(loc, path, f"a command as a list of arguments like {HOOK_EXAMPLE}")
-    if items is None:
-        return None
-    if not items:
-        ck.add(loc, path, f"expected a command as a list of arguments like {HOOK_EXAMPLE}, got []")
-        return None
-    argv = [ck.convert(item, f"{path}[{i}]", _to_str) for i, item in enumerate(items)]
-    if any(arg is None for arg in argv):
-        return None
-    program = str(argv[0])
-    if not program.strip():
-        ck.add(items[0], f"{path}[0]", "the program must not be empty")
-        return None
-    if len(argv) == 1 and len(program.split()) > 1:
-        ck.add(
-            items[0],
-            f"{path}[0]",
-            f"the program {program!r} contains spaces: each argument is its own list item, "
-            f"e.g. {json.dumps(program.split())}",
-        )
-        return None
-    return tuple(str(arg) for arg in argv)
-
-
-def _hook(ck: _Checker, loc: _Loc, path: str) -> Hook | None:
-    default_timeout = Hook(argv=()).timeout_s
-    if isinstance(loc.value, dict):
-        values = ck.fields(loc, path, _HOOK_KEYS, required=("command",))
-        if values is None:
-            return None
-        timeout = ck.get(values, "timeout", path, _to_positive_duration, default_timeout)
-        argv = _argv(ck, values["command"], f"{path}.command") if "command" in values else None
-    else:
-        timeout = default_timeout
-        argv = _argv(ck, loc, path)
-    return None if argv is None else Hook(argv=argv, timeout_s=timeout, where=ck.where(loc, path))
-
-
-def _rolling(ck: _Checker, body: _Loc, path: str, where: Where) -> RollingStep | None:
-    if body.value is None:
-        return RollingStep(where=where)  # `- rolling:` = every node, all defaults
-    values = ck.fields(body, path, _ROLLING_KEYS, what="a mapping of rolling maintenance settings")
-    if values is None:
-        return None
-    defaults = RollingStep()
-    nodes: tuple[str, ...] | None = None
-    if "nodes" in values and values["nodes"].value != "all":
-        got = ck.nodes(values["nodes"], f"{path}.nodes", empty_hint="; write 'nodes: all'")
-        nodes = tuple(n.value for n in got or ())
-    targets = None
-    if "targets" in values:
-        got = ck.nodes(values["targets"], f"{path}.targets")
-        targets = None if got is None else tuple(n.value for n in got)
-    before = _hook(ck, values["before"], f"{path}.before") if "before" in values else None
-    after = _hook(ck, values["after"], f"{path}.after") if "after" in values else None
-    return RollingStep(
-        nodes=nodes,
-        targets=targets,
-        before=before,
-        after=after,
-        wait_online_timeout_s=ck.get(
-            values,
-            "wait_online_timeout",
-            path,
-            _to_positive_duration,
-            defaults.wait_online_timeout_s,
-        ),
-        confirm_between=ck.get(values, "confirm_between", path, _to_bool, False),
-        pause_s=ck.get(values, "pause", path, _to_duration, 0.0),
-        return_guests=ck.get(values, "return_guests", path, _to_bool, True),
-        where=where,
-    )
-
-
-def _rebalance(ck: _Checker, body: _Loc, path: str, where: Where) -> RebalanceStep | None:
-    if body.value is None:
-        return RebalanceStep(where=where)  # `- rebalance:` = by memory, all defaults
-    values = ck.fields(body, path, _REBALANCE_KEYS, what="a mapping of rebalance settings")
-    if values is None:
-        return None
-    defaults = RebalanceStep()
-    by = ck.get(values, "by", path, _to_enum(BALANCE_BY), "memory")
-    memory_weight, cpu_weight = {"memory": (1.0, 0.0), "cpu": (0.0, 1.0)}.get(by, (0.5, 0.5))
-    if "weights" in values:
-        weights_path = f"{path}.weights"
-        weights = ck.fields(values["weights"], weights_path, _WEIGHT_KEYS)
-        if weights is not None and by != "both":
-            ck.add(
-                values["weights"],
-                weights_path,
-                f"weights apply only with 'by: both' (this step balances by {by})",
-            )
-        elif weights is not None:
-            memory = ck.opt(weights, "memory", weights_path, _to_weight)
-            cpu = ck.opt(weights, "cpu", weights_path, _to_weight)
-            invalid = ("memory" in weights and memory is None) or ("cpu" in weights and cpu is None)
-            invalid = invalid or any(key not in _WEIGHT_KEYS for key in weights)
-            total = (memory or 0.0) + (cpu or 0.0)
-            if total > 0:  # relative weights: 7 and 3 mean 0.7 and 0.3
-                memory_weight, cpu_weight = (memory or 0.0) / total, (cpu or 0.0) / total
-            elif not invalid:
-                ck.add(values["weights"], weights_path, "at least one weight must be above 0")
-    exclude: list[_Item[str]] = []
-    if "exclude_nodes" in values:
-        exclude = ck.nodes(values["exclude_nodes"], f"{path}.exclude_nodes", allow_empty=True) or []
-    return RebalanceStep(
-        by=BALANCE_BY[by],
-        memory_weight=memory_weight,
-        cpu_weight=cpu_weight,
-        threshold=ck.get(values, "threshold", path, _to_percent, defaults.threshold),
-        max_moves=ck.opt(values, "max_moves", path, _to_int(1, "a number of moves (1 or more)")),
-        exclude_nodes=tuple(n.value for n in exclude),
-        min_improvement=ck.get(
-            values, "min_improvement", path, _to_percent, defaults.min_improvement
-        ),
-        where=where,
-    )
-
-
-def _move(ck: _Checker, body: _Loc, path: str, where: Where) -> MoveStep | None:
-    moves = ck.mapping(body, path, "a mapping of vmid to target node, e.g. {101: pve3}")
-    if moves is None:
-        return None
-    if not moves:
-        ck.add(body, path, "expected at least one move (vmid: node), got an empty mapping")
-        return None
-    out: list[ExplicitMove] = []
-    seen: dict[int, int] = {}
-    for key, value in moves.items():
-        line = ck.key_line(body, key)
-        item_path = _join(path, key)
-        vmid = ck.vmid_key(line, item_path, key)
-        target = ck.node(value, item_path)
-        if vmid is None:
-            continue
-        if vmid in seen:
-            ck.add(line, item_path, f"guest {vmid} is listed twice (first on line {seen[vmid]})")
-            continue
-        seen[vmid] = line
-        if target is not None:
-            out.append(ExplicitMove(vmid=vmid, target=target, where=ck.where(line, item_path)))
-    return MoveStep(moves=tuple(out), where=where)
-
-
-_STEP_READERS: dict[str, Callable[[_Checker, _Loc, str, Where], Step | None]] = {
-    "drain": _drain,
-    "rolling": _rolling,
-    "rebalance": _rebalance,
-    "move": _move,
-}
-
-
-def _step_kind(ck: _Checker, item: _Loc, path: str) -> str | None:
-    """The kind of a step (its one key), or None after reporting why there is none."""
-    what = "a step (a mapping with one key: drain, rolling, rebalance or move)"
-    values = ck.mapping(item, path, what)
-    if values is None:
-        return None
-    if not values:
-        ck.add(item, path, f"expected {what}, got an empty mapping")
-        return None
-    kinds = [key for key in values if key in STEP_KINDS]
-    others = [key for key in values if key not in STEP_KINDS]
-    if len(kinds) > 1:
-        ck.add(
-            item,
-            path,
-            f"a step has exactly one kind, got {' and '.join(kinds)}: make each its own list item"
-            f" ('- {kinds[0]}: ...', '- {kinds[1]}: ...')",
-        )
-        return None
-    if len(kinds) == 1 and others:
-        kind = kinds[0]
-        listed = ", ".join(f"'{key}'" for key in others)
-        if all(key in _STEP_KEYS[kind] for key in others):
-            hint = f"; indent {listed} under '{kind}:'"
-        else:
-            hints = [_hint(key, _STEP_KEYS[kind]) for key in others]
-            hint = "".join(h for h in hints if h)
-        ck.add(item, path, f"a step has exactly one key ('{kind}'), got also {listed}{hint}")
-        return None
-    if not kinds:
-        for key in others:
-            ck.add(
-                ck.key_line(item, key),
-                path,
-                f"unknown step '{key}'{_hint(key, STEP_KINDS)}; a step is one of "
-                f"{', '.join(STEP_KINDS)}",
-            )
-        return None
-    return kinds[0]
-
-
-def _steps(ck: _Checker, loc: _Loc) -> tuple[Step, ...]:
-    items = ck.sequence(loc, "steps", "a list of steps (- drain: ..., - rolling: ..., ...)")
-    if items is None:
-        return ()
-    if not items:
-        ck.add(loc, "steps", "a plan needs at least one step, got an empty list")
-    steps: list[Step] = []
-    for i, item in enumerate(items):
-        path = f"steps[{i}]"
-        kind = _step_kind(ck, item, path)
-        if kind is None:
-            continue
-        assert isinstance(item.value, dict)
-        step_path = f"{path}.{kind}"
-        step = _STEP_READERS[kind](ck, item.value[kind], step_path, ck.where(item, step_path))
-        if step is not None:
-            steps.append(step)
-    return tuple(steps)
-
-
 # --- the plan ----------------------------------------------------------------------------------
 
 
-def _version(ck: _Checker, root: _Loc, values: dict[str, _Loc]) -> bool:
+def _version(ck: PlanChecker, root: Loc, values: dict[str, Loc]) -> bool:
     """Whether the plan has the one version this loader reads (else it reports why not)."""
     loc = values.get("version")
     if loc is None:
@@ -1232,7 +295,7 @@ def _version(ck: _Checker, root: _Loc, values: dict[str, _Loc]) -> bool:
     ck.add(
         loc,
         "version",
-        f"expected {PLAN_VERSION} (the only plan format this pvetool reads), got {_describe(loc)}",
+        f"expected {PLAN_VERSION} (the only plan format this pvetool reads), got {describe(loc)}",
     )
     # Another number is another format: its other keys would only drown this message.
     return not isinstance(loc.value, int | float) or isinstance(loc.value, bool)
@@ -1243,7 +306,7 @@ def _default_name(filename: str) -> str:
     return "plan" if not stem or filename.startswith("<") else stem
 
 
-def _plan(ck: _Checker, root: _Loc, text: str, filename: str) -> PlanSpec:
+def _plan(ck: PlanChecker, root: Loc, text: str, filename: str) -> PlanSpec:
     what = "a plan (a mapping with version and steps)"
     top = ck.mapping(root, "", what)
     if top is None or not _version(ck, root, top):
@@ -1253,13 +316,13 @@ def _plan(ck: _Checker, root: _Loc, text: str, filename: str) -> PlanSpec:
     rules = _rules(ck, values["rules"]) if "rules" in values else Rules()
     steps: tuple[Step, ...] = ()
     if "steps" in values:
-        steps = _steps(ck, values["steps"])
+        steps = read_steps(ck, values["steps"])
     else:
         ck.add(root, "", "missing required key 'steps' (a plan needs at least one step)")
     plan = PlanSpec(
         version=PLAN_VERSION,
-        name=ck.get(values, "name", "", _to_nonempty_str, _default_name(filename)),
-        description=ck.get(values, "description", "", _to_str, "").strip(),
+        name=ck.get(values, "name", "", to_name, _default_name(filename)),
+        description=ck.get(values, "description", "", to_str, "").strip(),
         rules=rules,
         steps=steps,
         source=filename,
@@ -1271,67 +334,24 @@ def _plan(ck: _Checker, root: _Loc, text: str, filename: str) -> PlanSpec:
     return plan
 
 
-def _compose(text: str) -> yaml.Node | None:
-    """The YAML node tree of `text`, refusing documents nested deeper than `MAX_DEPTH`.
-
-    libyaml's composer recurses in C and would crash the interpreter on absurd nesting, so the
-    depth is first measured on its (iterative) event stream.
-    """
-    loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    depth = 0
-    for event in yaml.parse(text, Loader=loader):
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                mark = event.start_mark
-                raise _TooDeep(mark.line + 1 if mark is not None else 1)
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
-    node: yaml.Node | None = yaml.compose(text, Loader=loader)
-    return node
-
-
-class _TooDeep(Exception):
-    def __init__(self, line: int) -> None:
-        super().__init__(line)
-        self.line = line
-
-
 def load_plan_text(text: str, filename: str = "<string>") -> PlanSpec:
     """Check a plan's text and return it as a `PlanSpec`; `filename` is what problems name.
 
     Raises `PlanError` listing every problem found (``PlanError.problems``).
     """
-    problems = _Problems(filename)
-    too_deep = f"the plan is nested more than {MAX_DEPTH} levels deep"
+    problems = Problems(filename)
+    root = read_document(
+        text,
+        problems,
+        what="the plan",
+        empty=f"the plan is empty; it needs 'version: {PLAN_VERSION}' and 'steps'",
+    )
+    if root is None:
+        raise _plan_error(problems) from None
     try:
-        node = _compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark else 1
-        reason = _yaml_reason(exc)
-        if "nesting depth" in reason:
-            # Newer libyaml (PyYAML >= 6.0.4) stops absurd nesting itself, in its scanner,
-            # before our own depth check sees the events: same problem, same words.
-            problems.add(line, "", too_deep)
-        else:
-            problems.add(line, "", f"invalid YAML: {reason}")
-        raise _plan_error(problems) from None
-    except UnicodeEncodeError as exc:  # a lone surrogate: not text libyaml can read
-        line = text[: exc.start].count("\n") + 1
-        problems.add(line, "", f"invalid YAML: unacceptable character #x{ord(text[exc.start]):x}")
-        raise _plan_error(problems) from None
-    except _TooDeep as exc:
-        problems.add(exc.line, "", too_deep)
-        raise _plan_error(problems) from None
-    if node is None:
-        problems.add(1, "", f"the plan is empty; it needs 'version: {PLAN_VERSION}' and 'steps'")
-        raise _plan_error(problems)
-    try:
-        root = _Reader(problems).read(node, "")
-        return _plan(_Checker(problems), root, text, filename)
+        return _plan(PlanChecker(problems), root, text, filename)
     except RecursionError:  # aliases can nest deeper than the text does
-        problems.add(1, "", too_deep)
+        problems.add(1, "", f"the plan is nested more than {MAX_DEPTH} levels deep")
         raise _plan_error(problems) from None
 
 
@@ -1341,7 +361,7 @@ def load_plan(path: str | os.PathLike[str]) -> PlanSpec:
     Raises `PlanError` if the file cannot be read or has any problem.
     """
     filename = os.fspath(path)
-    problems = _Problems(filename)
+    problems = Problems(filename)
     try:
         with open(filename, "rb") as handle:
             data = handle.read()

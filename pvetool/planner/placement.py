@@ -17,7 +17,7 @@ vCPUs: running guests' vCPUs may use `cpu_overcommit` x CPUs minus the CPU headr
 same way. Local disks copied with a guest need room on the target storage (shared: once for
 the cluster; local: per node); departures do not free disk space until the plan is done.
 
-Pure: no I/O, no clock. Imports: the standard library and `pvetool.model`.
+Pure: no I/O, no clock. Imports: the standard library, `pvetool.model` and `pvetool.units`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pvetool.model import ClusterSnapshot, Guest, PlanRules
+from pvetool.units import GiB, MiB
 
 __all__ = [
     "Capacity",
@@ -35,9 +36,6 @@ __all__ = [
     "guest_label",
     "memory_limit_bytes",
 ]
-
-GiB = 1024**3
-MiB = 1024**2
 
 
 def fmt_bytes(n_bytes: float) -> str:

@@ -27,8 +27,9 @@ FIXTURES = REPO_ROOT / "tests" / "data" / "fixtures"
 
 QM_MIGRATE = "/nodes/{node}/qemu/{vmid}/migrate"
 CT_MIGRATE = "/nodes/{node}/lxc/{vmid}/migrate"
-NOT_DEFINED = ("property is not defined in schema and the schema does not allow additional "
-               "properties")
+NOT_DEFINED = (
+    "property is not defined in schema and the schema does not allow additional properties"
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,23 +50,27 @@ def fixture_data(name: str) -> Any:
 
 # --- the packaged subset ----------------------------------------------------------------------
 
+
 def _extract_script() -> Any:
     spec = importlib.util.spec_from_file_location(
-        "extract_schema_subset", REPO_ROOT / "scripts" / "extract_schema_subset.py")
+        "extract_schema_subset", REPO_ROOT / "scripts" / "extract_schema_subset.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-@pytest.mark.skipif(not SHARED_SCHEMA.exists(),
-                    reason=f"official PVE schema not available at {SHARED_SCHEMA}")
+@pytest.mark.skipif(
+    not SHARED_SCHEMA.exists(), reason=f"official PVE schema not available at {SHARED_SCHEMA}"
+)
 def test_packaged_subset_is_byte_identical_to_the_official_schema(api: ApiSchema) -> None:
     raw = SHARED_SCHEMA.read_bytes()
     script = _extract_script()
     official = script.index_tree(json.loads(raw))
     assert api.provenance["source_sha256"] == hashlib.sha256(raw).hexdigest(), (
-        "schema.json changed: rerun scripts/extract_schema_subset.py")
+        "schema.json changed: rerun scripts/extract_schema_subset.py"
+    )
     assert api.templates() == list(script.WANTED)
     for method, template in api.templates():
         packaged = json.dumps(api.endpoint(method, template), sort_keys=True)
@@ -102,52 +107,98 @@ def _formats(schema: Any) -> list[Any]:
 
 
 def test_every_parameter_format_of_the_served_endpoints_is_implemented(api: ApiSchema) -> None:
-    missing = {json.dumps(fmt) for method, template in api.templates()
-               for fmt in _formats(api.endpoint(method, template).get("parameters"))
-               if not is_format_supported(fmt)}
+    missing = {
+        json.dumps(fmt)
+        for method, template in api.templates()
+        for fmt in _formats(api.endpoint(method, template).get("parameters"))
+        if not is_format_supported(fmt)
+    }
     assert not missing
 
 
 # --- validate_params on the migrate endpoints -------------------------------------------------
 
+
 def test_good_qemu_migrate_params_are_converted(api: ApiSchema) -> None:
-    params = {"node": "pve1", "vmid": "101", "target": "pve2", "online": "1",
-              "with-local-disks": "0", "bwlimit": "51200", "migration_type": "insecure",
-              "migration_network": "10.10.0.0/24", "targetstorage": "local-lvm:ceph,local:nfs",
-              "with-conntrack-state": "1", "force": "0"}
+    params = {
+        "node": "pve1",
+        "vmid": "101",
+        "target": "pve2",
+        "online": "1",
+        "with-local-disks": "0",
+        "bwlimit": "51200",
+        "migration_type": "insecure",
+        "migration_network": "10.10.0.0/24",
+        "targetstorage": "local-lvm:ceph,local:nfs",
+        "with-conntrack-state": "1",
+        "force": "0",
+    }
     assert api.validate_params("POST", QM_MIGRATE, params) == {
-        "node": "pve1", "vmid": 101, "target": "pve2", "online": True,
-        "with-local-disks": False, "bwlimit": 51200, "migration_type": "insecure",
-        "migration_network": "10.10.0.0/24", "targetstorage": "local-lvm:ceph,local:nfs",
-        "with-conntrack-state": True, "force": False}
+        "node": "pve1",
+        "vmid": 101,
+        "target": "pve2",
+        "online": True,
+        "with-local-disks": False,
+        "bwlimit": 51200,
+        "migration_type": "insecure",
+        "migration_network": "10.10.0.0/24",
+        "targetstorage": "local-lvm:ceph,local:nfs",
+        "with-conntrack-state": True,
+        "force": False,
+    }
 
 
 def test_good_lxc_migrate_params_are_converted(api: ApiSchema) -> None:
-    params = {"node": "pve1", "vmid": "200", "target": "pve3", "restart": "1",
-              "timeout": "120", "bwlimit": "1024.5", "target-storage": "1"}
+    params = {
+        "node": "pve1",
+        "vmid": "200",
+        "target": "pve3",
+        "restart": "1",
+        "timeout": "120",
+        "bwlimit": "1024.5",
+        "target-storage": "1",
+    }
     assert api.validate_params("POST", CT_MIGRATE, params) == {
-        "node": "pve1", "vmid": 200, "target": "pve3", "restart": True, "timeout": 120,
-        "bwlimit": 1024.5, "target-storage": "1"}
+        "node": "pve1",
+        "vmid": 200,
+        "target": "pve3",
+        "restart": True,
+        "timeout": 120,
+        "bwlimit": 1024.5,
+        "target-storage": "1",
+    }
 
 
 def test_json_body_scalars_are_accepted(api: ApiSchema) -> None:
     params = {"node": "pve1", "vmid": 101, "target": "pve2", "online": True, "force": 0}
     assert api.validate_params("POST", QM_MIGRATE, params) == {
-        "node": "pve1", "vmid": 101, "target": "pve2", "online": True, "force": False}
+        "node": "pve1",
+        "vmid": 101,
+        "target": "pve2",
+        "online": True,
+        "force": False,
+    }
 
 
 def test_get_migrate_precondition_params(api: ApiSchema) -> None:
     assert api.validate_params("GET", QM_MIGRATE, {"node": "n1", "vmid": "100"}) == {
-        "node": "n1", "vmid": 100}
-    assert api.validate_params("GET", CT_MIGRATE,
-                               {"node": "n1", "vmid": "100", "target": "n2"})["target"] == "n2"
+        "node": "n1",
+        "vmid": 100,
+    }
+    assert (
+        api.validate_params("GET", CT_MIGRATE, {"node": "n1", "vmid": "100", "target": "n2"})[
+            "target"
+        ]
+        == "n2"
+    )
 
 
 def test_unknown_parameter_uses_the_recorded_pve_message(api: ApiSchema) -> None:
     recorded = json.loads((FIXTURES / "http_errors.json").read_text(encoding="utf-8"))
     stop_error = recorded["errors"][0]["body"]["errors"]["overrule-shutdown"]
-    errors = errors_of(api, "POST", QM_MIGRATE,
-                       {"node": "pve1", "vmid": "101", "target": "pve2", "restart": "1"})
+    errors = errors_of(
+        api, "POST", QM_MIGRATE, {"node": "pve1", "vmid": "101", "target": "pve2", "restart": "1"}
+    )
     assert errors == {"restart": stop_error}
     assert stop_error == NOT_DEFINED
 
@@ -158,19 +209,27 @@ def test_missing_target(api: ApiSchema) -> None:
 
 
 def test_bad_enum(api: ApiSchema) -> None:
-    errors = errors_of(api, "POST", QM_MIGRATE, {"node": "pve1", "vmid": "101", "target": "pve2",
-                                                 "migration_type": "fast"})
-    assert errors == {"migration_type":
-                      "value 'fast' does not have a value in the enumeration 'secure, insecure'"}
+    errors = errors_of(
+        api,
+        "POST",
+        QM_MIGRATE,
+        {"node": "pve1", "vmid": "101", "target": "pve2", "migration_type": "fast"},
+    )
+    assert errors == {
+        "migration_type": "value 'fast' does not have a value in the enumeration 'secure, insecure'"
+    }
 
 
-@pytest.mark.parametrize(("vmid", "message"), [
-    # pve-vmid's format regex runs before the minimum/maximum checks, as in check_prop
-    ("99", "invalid format - value does not look like a valid VM ID\n"),
-    ("1000000000", "invalid format - value does not look like a valid VM ID\n"),
-    ("abc", "type check ('integer') failed - got 'abc'"),
-    ("10.5", "type check ('integer') failed - got '10.5'"),
-])
+@pytest.mark.parametrize(
+    ("vmid", "message"),
+    [
+        # pve-vmid's format regex runs before the minimum/maximum checks, as in check_prop
+        ("99", "invalid format - value does not look like a valid VM ID\n"),
+        ("1000000000", "invalid format - value does not look like a valid VM ID\n"),
+        ("abc", "type check ('integer') failed - got 'abc'"),
+        ("10.5", "type check ('integer') failed - got '10.5'"),
+    ],
+)
 def test_bad_vmid(api: ApiSchema, vmid: str, message: str) -> None:
     errors = errors_of(api, "POST", QM_MIGRATE, {"node": "pve1", "vmid": vmid, "target": "pve2"})
     assert errors == {"vmid": message}
@@ -180,8 +239,9 @@ def test_bad_vmid(api: ApiSchema, vmid: str, message: str) -> None:
 def test_bad_boolean(api: ApiSchema, value: str) -> None:
     # The API (unlike the CLI and config parsers) takes only "1" and "0": check_type in
     # JSONSchema.pm has the yes/true/on regex commented out.
-    errors = errors_of(api, "POST", QM_MIGRATE, {"node": "pve1", "vmid": "101",
-                                                 "target": "pve2", "online": value})
+    errors = errors_of(
+        api, "POST", QM_MIGRATE, {"node": "pve1", "vmid": "101", "target": "pve2", "online": value}
+    )
     assert errors == {"online": f"type check ('boolean') failed - got '{value}'"}
 
 
@@ -190,8 +250,10 @@ def test_json_boolean_for_an_integer_is_a_perl_reference(api: ApiSchema) -> None
     assert errors == {"vmid": "type check ('integer') failed - got JSON::PP::Boolean"}
 
 
-@pytest.mark.parametrize("value", ["local-lvm", "1", "local:ceph", "local:ceph,local-lvm:ceph2",
-                                   "a.b:c_d", "local:xx,local:yy"])
+@pytest.mark.parametrize(
+    "value",
+    ["local-lvm", "1", "local:ceph", "local:ceph,local-lvm:ceph2", "a.b:c_d", "local:xx,local:yy"],
+)
 def test_good_targetstorage(api: ApiSchema, value: str) -> None:
     # "local:xx,local:yy" passes too: a -list format checks entries one by one; the duplicate
     # source is caught later by the handler's parse_idmap (see test_parse_idmap_whole_map_rules)
@@ -201,28 +263,52 @@ def test_good_targetstorage(api: ApiSchema, value: str) -> None:
 
 def test_bad_target_storage_matches_a_recorded_pve_answer(api: ApiSchema) -> None:
     # Recorded from a live cluster (PegaProx/project-pegaprox issue #808), three newlines and all.
-    errors = errors_of(api, "POST", CT_MIGRATE, {"node": "pve1", "vmid": "101", "target": "pve2",
-                                                 "target-storage": "rootfs=local-zfs"})
-    assert errors == {"target-storage": "invalid format - entry 'rootfs=local-zfs' contains "
-                      "invalid ID - storage ID 'rootfs=local-zfs' contains illegal characters"
-                      "\n\n\n"}
+    errors = errors_of(
+        api,
+        "POST",
+        CT_MIGRATE,
+        {"node": "pve1", "vmid": "101", "target": "pve2", "target-storage": "rootfs=local-zfs"},
+    )
+    assert errors == {
+        "target-storage": "invalid format - entry 'rootfs=local-zfs' contains "
+        "invalid ID - storage ID 'rootfs=local-zfs' contains illegal characters"
+        "\n\n\n"
+    }
 
 
-@pytest.mark.parametrize(("value", "bad_id"), [("local:-x", "-x"), ("1x", "1x"),
-                                               ("a:b:c", "a:b:c"), ("ok,bad!", "bad!")])
+@pytest.mark.parametrize(
+    ("value", "bad_id"), [("local:-x", "-x"), ("1x", "1x"), ("a:b:c", "a:b:c"), ("ok,bad!", "bad!")]
+)
 def test_bad_targetstorage(api: ApiSchema, value: str, bad_id: str) -> None:
-    errors = errors_of(api, "POST", QM_MIGRATE, {"node": "pve1", "vmid": "101",
-                                                 "target": "pve2", "targetstorage": value})
+    errors = errors_of(
+        api,
+        "POST",
+        QM_MIGRATE,
+        {"node": "pve1", "vmid": "101", "target": "pve2", "targetstorage": value},
+    )
     entry = value.split(",")[-1]
-    assert errors == {"targetstorage": f"invalid format - entry '{entry}' contains invalid ID - "
-                      f"storage ID '{bad_id}' contains illegal characters\n\n\n"}
+    assert errors == {
+        "targetstorage": f"invalid format - entry '{entry}' contains invalid ID - "
+        f"storage ID '{bad_id}' contains illegal characters\n\n\n"
+    }
 
 
 def test_several_errors_are_all_reported(api: ApiSchema) -> None:
-    errors = errors_of(api, "POST", QM_MIGRATE, {
-        "node": "pve_1", "vmid": "99", "online": "yes", "bwlimit": "-5",
-        "migration_network": "10.0.0.0/5", "migration_type": "x", "targetstorage": "a=b",
-        "bogus": "1"})
+    errors = errors_of(
+        api,
+        "POST",
+        QM_MIGRATE,
+        {
+            "node": "pve_1",
+            "vmid": "99",
+            "online": "yes",
+            "bwlimit": "-5",
+            "migration_network": "10.0.0.0/5",
+            "migration_type": "x",
+            "targetstorage": "a=b",
+            "bogus": "1",
+        },
+    )
     assert errors == {
         "node": "invalid format - value does not look like a valid node name\n",
         "vmid": "invalid format - value does not look like a valid VM ID\n",
@@ -232,15 +318,29 @@ def test_several_errors_are_all_reported(api: ApiSchema) -> None:
         "migration_network": "invalid format - value does not look like a valid CIDR network\n",
         "migration_type": "value 'x' does not have a value in the enumeration 'secure, insecure'",
         "targetstorage": "invalid format - entry 'a=b' contains invalid ID - storage ID 'a=b' "
-                         "contains illegal characters\n\n\n",
+        "contains illegal characters\n\n\n",
         "bogus": NOT_DEFINED,
     }
 
 
 @settings(deadline=None)  # the first example pays for loading the schema and compiling regexes
-@given(st.dictionaries(st.sampled_from(["node", "vmid", "target", "online", "bwlimit",
-                                         "targetstorage", "migration_network", "x"]),
-                       st.text(max_size=20) | st.lists(st.text(max_size=5), max_size=3)))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "node",
+                "vmid",
+                "target",
+                "online",
+                "bwlimit",
+                "targetstorage",
+                "migration_network",
+                "x",
+            ]
+        ),
+        st.text(max_size=20) | st.lists(st.text(max_size=5), max_size=3),
+    )
+)
 def test_any_wire_input_either_validates_or_raises_param_error(params: dict[str, Any]) -> None:
     api = ApiSchema.load()
     try:
@@ -253,66 +353,94 @@ def test_any_wire_input_either_validates_or_raises_param_error(params: dict[str,
 
 # --- other endpoints, formats and wire details ------------------------------------------------
 
+
 def test_maximum_and_list_formats_on_migrateall(api: ApiSchema) -> None:
     tpl = "/nodes/{node}/migrateall"
-    errors = errors_of(api, "POST", tpl, {"node": "n1", "target": "n2", "maxworkers": "65",
-                                          "vms": "100,1a"})
-    assert errors == {"maxworkers": "value must have a maximum value of 64",
-                      "vms": "invalid format - value does not look like a valid VM ID\n"}
+    errors = errors_of(
+        api, "POST", tpl, {"node": "n1", "target": "n2", "maxworkers": "65", "vms": "100,1a"}
+    )
+    assert errors == {
+        "maxworkers": "value must have a maximum value of 64",
+        "vms": "invalid format - value does not look like a valid VM ID\n",
+    }
     # repeated form keys arrive as a list and satisfy a -list format
-    assert api.validate_params("POST", tpl, {"node": "n1", "target": "n2", "vms": ["100", "101"],
-                                             "max-workers": "4"}) == {
-        "node": "n1", "target": "n2", "vms": "100,101", "max-workers": 4}
+    assert api.validate_params(
+        "POST", tpl, {"node": "n1", "target": "n2", "vms": ["100", "101"], "max-workers": "4"}
+    ) == {"node": "n1", "target": "n2", "vms": "100,101", "max-workers": 4}
 
 
 def test_requires_uses_the_recorded_message_form(api: ApiSchema) -> None:
     # recorded form: {"archive": "missing property - 'force' requires this property"}
     assert errors_of(api, "GET", "/pools", {"type": "qemu"}) == {
-        "poolid": "missing property - 'type' requires this property"}
+        "poolid": "missing property - 'type' requires this property"
+    }
 
 
 def test_length_pattern_and_string_formats(api: ApiSchema) -> None:
     config = "/nodes/{node}/qemu/{vmid}/config"
     assert errors_of(api, "GET", config, {"node": "n1", "vmid": "100", "snapshot": "s" * 41}) == {
-        "snapshot": "value may only be 40 characters long"}
+        "snapshot": "value may only be 40 characters long"
+    }
     assert errors_of(api, "GET", config, {"node": "n1", "vmid": "100", "snapshot": "1st"}) == {
-        "snapshot": "invalid format - invalid configuration ID '1st'\n"}
+        "snapshot": "invalid format - invalid configuration ID '1st'\n"
+    }
     assert errors_of(api, "GET", "/access/permissions", {"userid": "root"}) == {
-        "userid": "value does not match the regex pattern"}
-    assert api.validate_params("GET", "/access/permissions",
-                               {"userid": "root@pam!token1", "path": "/vms/100"}) == {
-        "userid": "root@pam!token1", "path": "/vms/100"}
-    assert errors_of(api, "GET", "/nodes/{node}/storage",
-                     {"node": "n1", "content": "images,bogus", "storage": "9x"}) == {
+        "userid": "value does not match the regex pattern"
+    }
+    assert api.validate_params(
+        "GET", "/access/permissions", {"userid": "root@pam!token1", "path": "/vms/100"}
+    ) == {"userid": "root@pam!token1", "path": "/vms/100"}
+    assert errors_of(
+        api,
+        "GET",
+        "/nodes/{node}/storage",
+        {"node": "n1", "content": "images,bogus", "storage": "9x"},
+    ) == {
         "content": "invalid format - invalid content type 'bogus'\n",
-        "storage": "invalid format - storage ID '9x' contains illegal characters\n"}
-    assert errors_of(api, "POST", "/access/ticket",
-                     {"username": "root@pam", "password": "x", "path": "/", "privs": "VM.Monitor",
-                      "realm": "1pam"}) == {
+        "storage": "invalid format - storage ID '9x' contains illegal characters\n",
+    }
+    assert errors_of(
+        api,
+        "POST",
+        "/access/ticket",
+        {
+            "username": "root@pam",
+            "password": "x",
+            "path": "/",
+            "privs": "VM.Monitor",
+            "realm": "1pam",
+        },
+    ) == {
         "privs": "invalid format - invalid privilege 'VM.Monitor'\n",
-        "realm": "invalid format - value does not look like a valid realm\n"}
+        "realm": "invalid format - value does not look like a valid realm\n",
+    }
 
 
 def test_task_and_ha_path_parameters(api: ApiSchema) -> None:
     upid = "UPID:pve1:00171399:02C8BD1E:656E69FC:qmigrate:132:root@pam!build:"
-    assert api.validate_params("GET", "/nodes/{node}/tasks/{upid}/status",
-                               {"node": "pve1", "upid": upid}) == {"node": "pve1", "upid": upid}
-    assert api.validate_params("GET", "/nodes/{node}/tasks/{upid}/log",
-                               {"node": "pve1", "upid": upid, "start": "0", "limit": "500"}) == {
-        "node": "pve1", "upid": upid, "start": 0, "limit": 500}
-    assert errors_of(api, "GET", "/nodes/{node}/tasks",
-                     {"node": "pve1", "statusfilter": "ok,warning,bogus"}) == {
-        "statusfilter": "invalid format - invalid status 'bogus'\n"}
+    assert api.validate_params(
+        "GET", "/nodes/{node}/tasks/{upid}/status", {"node": "pve1", "upid": upid}
+    ) == {"node": "pve1", "upid": upid}
+    assert api.validate_params(
+        "GET",
+        "/nodes/{node}/tasks/{upid}/log",
+        {"node": "pve1", "upid": upid, "start": "0", "limit": "500"},
+    ) == {"node": "pve1", "upid": upid, "start": 0, "limit": 500}
+    assert errors_of(
+        api, "GET", "/nodes/{node}/tasks", {"node": "pve1", "statusfilter": "ok,warning,bogus"}
+    ) == {"statusfilter": "invalid format - invalid status 'bogus'\n"}
     tpl = "/cluster/ha/resources/{sid}/migrate"
     for sid in ("vm:100", "ct:200", "100"):
         assert api.validate_params("POST", tpl, {"sid": sid, "node": "n2"})["sid"] == sid
     assert errors_of(api, "POST", tpl, {"sid": "VM:100", "node": "n2"}) == {
-        "sid": "invalid format - value does not look like a valid ha resource id\n"}
+        "sid": "invalid format - value does not look like a valid ha resource id\n"
+    }
 
 
 def test_extjs_cache_buster_and_json_null_are_ignored(api: ApiSchema) -> None:
-    assert api.validate_params("GET", "/cluster/resources",
-                               {"type": "vm", "_dc": "1700000000000"}) == {"type": "vm"}
+    assert api.validate_params(
+        "GET", "/cluster/resources", {"type": "vm", "_dc": "1700000000000"}
+    ) == {"type": "vm"}
     assert api.validate_params("GET", "/cluster/resources", {"type": None}) == {}
 
 
@@ -323,19 +451,34 @@ def test_parameterless_endpoint_rejects_unknown_parameters(api: ApiSchema) -> No
 
 def test_property_string_format_given_as_dict(api: ApiSchema) -> None:
     # A real property-string format (the VM 'agent' option) on a synthetic endpoint.
-    agent = load_schema_endpoint("GET", "/nodes/{node}/qemu/{vmid}/config")[
-        "returns"]["properties"]["agent"]
-    schema = ApiSchema({"POST /x": {"parameters": {"additionalProperties": 0, "properties": {
-        "agent": {"type": "string", "format": agent["format"], "optional": 1}}}}})
+    agent = load_schema_endpoint("GET", "/nodes/{node}/qemu/{vmid}/config")["returns"][
+        "properties"
+    ]["agent"]
+    schema = ApiSchema(
+        {
+            "POST /x": {
+                "parameters": {
+                    "additionalProperties": 0,
+                    "properties": {
+                        "agent": {"type": "string", "format": agent["format"], "optional": 1}
+                    },
+                }
+            }
+        }
+    )
     assert schema.validate_params("POST", "/x", {"agent": "1,fstrim_cloned_disks=1"}) == {
-        "agent": "1,fstrim_cloned_disks=1"}
+        "agent": "1,fstrim_cloned_disks=1"
+    }
     assert errors_of(schema, "POST", "/x", {"agent": "enabled=maybe"}) == {
         "agent": "invalid format - format error\n"
-                 "agent.enabled: type check ('boolean') failed - got 'maybe'\n"}
+        "agent.enabled: type check ('boolean') failed - got 'maybe'\n"
+    }
     assert errors_of(schema, "POST", "/x", {"agent": "1,colour=red"}) == {
-        "agent": "invalid format - invalid key in comma-separated list property: colour\n"}
+        "agent": "invalid format - invalid key in comma-separated list property: colour\n"
+    }
     assert errors_of(schema, "POST", "/x", {"agent": "1,0"}) == {
-        "agent": "invalid format - duplicate key in comma-separated list property: enabled\n"}
+        "agent": "invalid format - duplicate key in comma-separated list property: enabled\n"
+    }
 
 
 def test_parse_idmap_whole_map_rules() -> None:
@@ -347,8 +490,10 @@ def test_parse_idmap_whole_map_rules() -> None:
         ("aa:bb,aa:cc", "duplicate mapping for source 'aa'\n"),
         ("xx,yy", "default target ID can only be provided once\n"),
         ("1,aa:bb", "identity mapping cannot be combined with other mappings\n"),
-        ("aa:b!", "entry 'aa:b!' contains invalid ID - storage ID 'b!' contains illegal "
-                 "characters\n\n"),
+        (
+            "aa:b!",
+            "entry 'aa:b!' contains invalid ID - storage ID 'b!' contains illegal characters\n\n",
+        ),
     ]:
         with pytest.raises(ValueError) as info:
             parse_idmap(text)
@@ -382,14 +527,16 @@ def test_perl_booleans_as_integers_are_accepted_but_only_zero_and_one() -> None:
     assert return_schema_errors("GET", "/cluster/status", status) == []
     status[1]["online"] = 2
     assert return_schema_errors("GET", "/cluster/status", status) == [
-        "$[1].online: 2 is greater than the maximum of 1"]
+        "$[1].online: 2 is greater than the maximum of 1"
+    ]
 
 
 def test_missing_required_key_is_rejected() -> None:
     task = fixture_data("task_status_running.json")
     del task["upid"]
     assert return_schema_errors("GET", "/nodes/{node}/tasks/{upid}/status", task) == [
-        "$: 'upid' is a required property"]
+        "$: 'upid' is a required property"
+    ]
 
 
 def test_wrong_type_is_rejected_with_its_path() -> None:
@@ -398,14 +545,16 @@ def test_wrong_type_is_rejected_with_its_path() -> None:
     resources[0]["vmid"] = 99
     assert return_schema_errors("GET", "/cluster/resources", resources) == [
         "$[0].vmid: 99 is less than the minimum of 100",
-        "$[2].maxmem: '8 GiB' is not of type 'integer', 'null'"]
+        "$[2].maxmem: '8 GiB' is not of type 'integer', 'null'",
+    ]
 
 
 def test_bad_enum_is_rejected() -> None:
     task = fixture_data("task_status_stopped_warnings.json")
     task["status"] = "finished"
     assert return_schema_errors("GET", "/nodes/{node}/tasks/{upid}/status", task) == [
-        "$.status: 'finished' is not one of ['running', 'stopped']"]
+        "$.status: 'finished' is not one of ['running', 'stopped']"
+    ]
 
 
 def test_pve_node_format_is_enforced_on_strings() -> None:
@@ -420,8 +569,10 @@ def test_pve_node_format_is_enforced_on_strings() -> None:
 def test_null_and_scalar_returns() -> None:
     assert return_schema_errors("DELETE", "/nodes/{node}/tasks/{upid}", None) == []
     assert return_schema_errors("DELETE", "/nodes/{node}/tasks/{upid}", "x") == [
-        "$: 'x' is not of type 'null'"]
+        "$: 'x' is not of type 'null'"
+    ]
     upid = "UPID:pve1:00171399:02C8BD1E:656E69FC:qmigrate:132:root@pam:"
     assert return_schema_errors("POST", QM_MIGRATE, upid) == []
     assert return_schema_errors("GET", "/cluster/nextid", "100") == [
-        "$: '100' is not of type 'integer'"]
+        "$: '100' is not of type 'integer'"
+    ]

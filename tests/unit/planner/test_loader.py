@@ -24,7 +24,7 @@ from pvetool.planner.spec import (
     RollingStep,
     Where,
 )
-from pvetool.planner.units import GiB, MiB
+from pvetool.units import GiB, MiB
 
 ROOT = Path(__file__).resolve().parents[3]
 PLANS = ROOT / "tests" / "data" / "plans"

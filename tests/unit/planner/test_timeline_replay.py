@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pvetool.emulator.clusterfile import generate_cluster
+from pvetool.emulator.fleet import generate_cluster
 from pvetool.model import (
     ClusterSnapshot,
     DatacenterOptions,

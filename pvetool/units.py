@@ -1,19 +1,26 @@
-"""Units of plan files: sizes, rates, percentages and durations, read into base units.
+"""Units of plan files and cluster files: sizes, rates, link speeds, percentages and durations.
 
-`planner.loader` calls these on the values YAML gives it (str, int or float) and gets back bytes,
-bytes per second, a fraction or seconds. A value that cannot be read raises ``ValueError`` whose
-message completes ``<file>:<line>: <key path>: ...`` for an administrator, e.g.
+One language for both files: `planner.loader` and the emulator's `clusterfile` call these on the
+values YAML gives them (str, int or float) and get back bytes, bytes per second, bits per second,
+a fraction or seconds. A value that cannot be read raises ``ValueError`` whose message completes
+``<file>:<line>: <key path>: ...`` for an administrator, e.g.
 ``expected a duration like 30s, 10m or 1h, got '10 mins'``.
 
-- Sizes are binary: ``8GiB``, ``512MiB``, and PVE style ``32G`` (= 32 GiB); a plain number is
-  bytes. ``8GB`` is refused with a hint, because PVE and pvetool never count in powers of 1000.
-- Rates are sizes per second (``500MiB/s``, binary) or bits per second (``1Gbit/s``, ``100Mbit``,
-  decimal as network links are). A bare number is refused unless it is 0: PVE's own ``bwlimit``
-  counts KiB/s, so ``500`` would be ambiguous.
+- Sizes are binary: ``8GiB``, ``512MiB``, PVE style ``32G`` (= 32 GiB), units B, K/KiB, M/MiB,
+  G/GiB, T/TiB, P/PiB in any case; a plain number is bytes. ``8GB`` is refused with a hint,
+  because PVE and pvetool never count in powers of 1000.
+- Rates are sizes per second (``500MiB/s``, binary, the ``/s`` required) or bits per second
+  (``1Gbit/s``, ``100Mbit``, ``2.5Gbps``: decimal, as network links are counted). A bare number is
+  refused unless it is 0: PVE's own ``bwlimit`` counts KiB/s, so ``500`` would be ambiguous.
+- Link speeds are bits per second (``10Gbit``, ``2.5Gbit/s``, ``100Mbps``); a plain number is
+  bits per second, and a link speed must be positive.
 - Percentages need the ``%`` sign (``10%``, ``12.5%``) and become fractions (0.10, 0.125).
 - Durations: ``30s``, ``10m``, ``2h``, ``1d``, combined ``1h30m``, or a plain number of seconds.
 
-Pure functions, no I/O. Imports: the standard library only.
+Every spelling that is unambiguous is accepted wherever its kind of value is; what differs
+between the two files is only which keys take which kind.
+
+Pure functions, no I/O. Imports: the standard library only (a leaf the emulator may import).
 """
 
 from __future__ import annotations
@@ -27,17 +34,20 @@ __all__ = [
     "KiB",
     "MiB",
     "TiB",
+    "format_size",
     "is_percent",
     "parse_duration",
+    "parse_link",
     "parse_percent",
     "parse_rate",
     "parse_size",
 ]
 
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
-TiB = 1024 * GiB
+KiB: int = 1024
+MiB: int = 1024 * KiB
+GiB: int = 1024 * MiB
+TiB: int = 1024 * GiB
+_PiB: int = 1024 * TiB
 
 # At most 30 digits: enough for any real value, and far from Python's int-from-string limit.
 _NUMBER = r"(\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})"
@@ -54,8 +64,10 @@ _SIZE_UNITS: dict[str, int] = {
     "gib": GiB,
     "t": TiB,
     "tib": TiB,
+    "p": _PiB,
+    "pib": _PiB,
 }
-_DECIMAL_SIZE_UNITS = frozenset({"kb", "mb", "gb", "tb"})
+_DECIMAL_SIZE_UNITS = frozenset({"kb", "mb", "gb", "tb", "pb"})
 _SIZE_RE = re.compile(rf"\s*{_NUMBER}\s*([A-Za-z]*)\s*")
 
 # Bits per second, decimal (10 Gbit/s = 10^10 bit/s), as link speeds are counted.
@@ -81,8 +93,12 @@ _DURATION_RE = re.compile(
 )
 _PLAIN_NUMBER_RE = re.compile(rf"\s*{_NUMBER}\s*")
 
-_SIZE_EXAMPLE = "a size like 8GiB or 512MiB"
+# Each message is worded as the file that shows it to an administrator words it: sizes and link
+# speeds as cluster files (plans word their own size errors), rates, percentages and durations as
+# plans.
+_SIZE_EXAMPLE = "a size like 8GiB"
 _RATE_EXAMPLE = "a rate like 500MiB/s or 1Gbit/s"
+_LINK_EXAMPLE = "a link speed like 10Gbit, 2.5Gbit or 100Mbit"
 _PERCENT_EXAMPLE = "a percentage like 10%"
 _DURATION_EXAMPLE = "a duration like 30s, 10m or 1h"
 
@@ -93,8 +109,11 @@ def _shown(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _number(value: object, what: str) -> float | None:
-    """A YAML number, checked to be finite and not negative; None for text; else ValueError."""
+def _number(value: object, what: str, negative: str = "") -> int | float | None:
+    """A YAML number, checked to be finite and not negative; None for text; else ValueError.
+
+    `negative` names the kind of value in the "must not be negative" message (e.g. "a size ").
+    """
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"expected {what}, got {_shown(value)}")
     if isinstance(value, str):
@@ -102,8 +121,8 @@ def _number(value: object, what: str) -> float | None:
     if not math.isfinite(value):
         raise ValueError(f"expected {what}, got {_shown(value)}")
     if value < 0:
-        raise ValueError(f"must not be negative, got {_shown(value)}")
-    return float(value)
+        raise ValueError(f"{negative}must not be negative, got {_shown(value)}")
+    return value
 
 
 def _finite(number: Fraction | float, value: object, what: str) -> float:
@@ -116,12 +135,12 @@ def _finite(number: Fraction | float, value: object, what: str) -> float:
 def parse_size(value: object) -> int:
     """Bytes of ``8GiB``, ``32G``, ``1.5TiB``, ``512MiB``, ``100B`` or a plain number of bytes.
 
-    Units B, K/KiB, M/MiB, G/GiB, T/TiB (all binary, case-insensitive); fractions round to the
-    nearest byte.
+    Units B, K/KiB, M/MiB, G/GiB, T/TiB, P/PiB (all binary, case-insensitive); fractions round to
+    the nearest byte.
     """
-    number = _number(value, _SIZE_EXAMPLE)
+    number = _number(value, _SIZE_EXAMPLE, "a size ")
     if number is not None:
-        return round(number)
+        return number if isinstance(number, int) else round(number)
     assert isinstance(value, str)
     match = _SIZE_RE.fullmatch(value)
     if match is None:
@@ -139,7 +158,7 @@ def parse_size(value: object) -> int:
 def parse_rate(value: object) -> float:
     """Bytes per second of ``500MiB/s`` (binary) or ``1Gbit/s`` / ``100Mbit`` (decimal bits).
 
-    A bare ``0`` is 0.0 (the loader reads it as "unlimited"); any other bare number is refused
+    A bare ``0`` is 0.0 (a plan reads it as "unlimited"); any other bare number is refused
     because it is ambiguous (PVE's ``bwlimit`` option counts KiB/s).
     """
     number = _number(value, _RATE_EXAMPLE)
@@ -174,6 +193,33 @@ def parse_rate(value: object) -> float:
     return _finite(Fraction(amount) * factor, value, _RATE_EXAMPLE)
 
 
+def parse_link(value: object) -> float:
+    """Bits per second of a nominal link speed: ``10Gbit``, ``2.5Gbit/s``, ``100Mbps``.
+
+    Units bit, Kbit, Mbit, Gbit, Tbit and bps, Kbps, Mbps, Gbps, Tbps (decimal, case-insensitive,
+    optional ``/s``); a plain number is bits per second. The speed must be positive.
+    """
+    number: float | int | None = _number(value, _LINK_EXAMPLE, "a link speed ")
+    if number is None:
+        assert isinstance(value, str)
+        match = _RATE_RE.fullmatch(value)
+        unit = match.group(2).lower() if match else ""
+        if match is None or (unit and unit not in _BIT_UNITS):
+            raise ValueError(f"expected {_LINK_EXAMPLE}, got {_shown(value)}")
+        number = _finite(Fraction(match.group(1)) * _BIT_UNITS.get(unit, 1), value, _LINK_EXAMPLE)
+    if number <= 0:
+        raise ValueError(f"a link speed must be positive, got {_shown(value)}")
+    return float(number)
+
+
+def format_size(size_bytes: int) -> str:
+    """The shortest exact spelling of a size in binary units (``8GiB``, ``1536MiB``, ``100``)."""
+    for unit, factor in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if size_bytes and size_bytes % factor == 0:
+            return f"{size_bytes // factor}{unit}"
+    return str(size_bytes)
+
+
 def is_percent(value: object) -> bool:
     """Whether a value is written as a percentage (text ending in ``%``)."""
     return isinstance(value, str) and value.strip().endswith("%")
@@ -200,7 +246,7 @@ def parse_duration(value: object) -> float:
     """Seconds of ``30s``, ``10m``, ``2h``, ``1d``, ``1h30m``, ``1.5h`` or a plain number."""
     number = _number(value, _DURATION_EXAMPLE)
     if number is not None:
-        return number
+        return float(number)
     assert isinstance(value, str)
     plain = _PLAIN_NUMBER_RE.fullmatch(value)
     if plain is not None:

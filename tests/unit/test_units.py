@@ -1,4 +1,8 @@
-"""Tests for `pvetool.planner.units`: every spelling a plan may use, and every refusal."""
+"""Tests for `pvetool.units`: every spelling a plan or a cluster file may use, and every refusal.
+
+Plans and cluster files share one language: whatever one of them accepts for a kind of value, the
+other accepts too (the union, where it is unambiguous).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,15 @@ import math
 
 import pytest
 
-from pvetool.planner.units import (
+from pvetool.units import (
     GiB,
     KiB,
     MiB,
     TiB,
+    format_size,
     is_percent,
     parse_duration,
+    parse_link,
     parse_percent,
     parse_rate,
     parse_size,
@@ -47,10 +53,10 @@ def test_parse_size(value: object, expected: int) -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("8GB", "expected a size like 8GiB or 512MiB, got '8GB' (sizes are binary: write 8GiB)"),
+        ("8GB", "expected a size like 8GiB, got '8GB' (sizes are binary: write 8GiB)"),
         ("8 mb", "got '8 mb' (sizes are binary: write 8MiB)"),
-        ("eight", "expected a size like 8GiB or 512MiB, got 'eight'"),
-        ("8PiB", "got '8PiB'"),
+        ("eight", "expected a size like 8GiB, got 'eight'"),
+        ("8PB", "got '8PB' (sizes are binary: write 8PiB)"),
         ("-1GiB", "got '-1GiB'"),
         (-5, "must not be negative, got -5"),
         (True, "got True"),
@@ -188,3 +194,103 @@ def test_long_values_are_cut_in_messages() -> None:
         parse_duration("x" * 500)
     assert len(str(info.value)) < 120
     assert str(info.value).endswith("...")
+
+
+# --- one language for plans and cluster files ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # Spellings a cluster file took and a plan did not (and the other way round).
+        ("8PiB", 8 * 1024 * TiB),
+        ("2P", 2 * 1024 * TiB),
+        ("12.6GiB", round(12.6 * GiB)),
+        ("8gib", 8 * GiB),
+        ("5.", 5),
+        (10**20, 10**20),  # an exact integer, not rounded through a float
+    ],
+)
+def test_parse_size_takes_the_union(value: object, expected: int) -> None:
+    assert parse_size(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("100Mbit/s", 100e6 / 8),  # was refused in cluster files
+        ("120MiB/s", 120 * MiB),
+        ("120mib/s", 120 * MiB),
+        ("0B/s", 0.0),
+        ("1PiB/s", 1024 * TiB),
+        ("1.5 MiB / s", 1.5 * MiB),
+    ],
+)
+def test_parse_rate_takes_the_union(value: object, expected: float) -> None:
+    assert parse_rate(value) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("value", [1000, 1000.0, "1000"])
+def test_a_bare_rate_is_ambiguous_everywhere(value: object) -> None:
+    # A cluster file read a bare number as B/s, a plan refused it (PVE's bwlimit counts KiB/s):
+    # ambiguous, so both refuse it now.
+    with pytest.raises(ValueError, match="give a unit"):
+        parse_rate(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("10Gbit", 10e9),
+        ("2.5Gbit", 2.5e9),
+        ("100Mbit", 100e6),
+        ("25gbit", 25e9),
+        ("10Gbit/s", 10e9),
+        ("10 Gbit / s", 10e9),
+        ("10Gbps", 10e9),  # the bit spellings of rates are link spellings too
+        ("100mbps", 100e6),
+        ("1Tbit", 1e12),
+        (1e9, 1e9),
+        (1000, 1000.0),
+        ("1000000", 1e6),
+    ],
+)
+def test_parse_link(value: object, expected: float) -> None:
+    assert parse_link(value) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("10GB", "expected a link speed like 10Gbit, 2.5Gbit or 100Mbit, got '10GB'"),
+        ("10GiB/s", "got '10GiB/s'"),
+        ("fast", "got 'fast'"),
+        ("0Gbit", "a link speed must be positive, got '0Gbit'"),
+        (0, "a link speed must be positive, got 0"),
+        (-1, "a link speed must not be negative, got -1"),
+        ("", "got ''"),
+        (True, "got True"),
+        (float("nan"), "got nan"),
+    ],
+)
+def test_parse_link_refuses(value: object, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_link(value)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [
+        (8 * GiB, "8GiB"),
+        (1536 * MiB, "1536MiB"),
+        (3 * TiB, "3TiB"),
+        (4 * KiB, "4KiB"),
+        (100, "100"),
+        (0, "0"),
+        (GiB + 1, str(GiB + 1)),
+    ],
+)
+def test_format_size_round_trips(size: int, text: str) -> None:
+    assert format_size(size) == text
+    assert parse_size(text) == size
