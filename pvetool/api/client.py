@@ -225,7 +225,7 @@ class PveClient:
             if needed is None:
                 continue
             have = self.node_version(node)
-            if have.major_minor < needed:
+            if not have.at_least(*needed):
                 log = logger.warning if result[name] not in (0, False) else logger.debug
                 log(
                     "Not sending %s=%s to %s: it needs PVE %d.%d, the node runs %s",

@@ -49,9 +49,8 @@ def ha_resources(raw: Any) -> tuple[HaResource, ...]:
 
 
 def ha_status(raw: Any) -> HaStatus:
-    """``GET /cluster/ha/status/current`` -> quorum, master, LRM and service states."""
+    """``GET /cluster/ha/status/current`` -> quorum, LRM and service states."""
     quorate: bool | None = None
-    master: str | None = None
     lrm: dict[str, str] = {}
     services: dict[str, HaServiceStatus] = {}
     for entry in _objects(raw, "/cluster/ha/status/current"):
@@ -59,8 +58,6 @@ def ha_status(raw: Any) -> HaStatus:
         node = _str(entry.get("node"))
         if kind == "quorum":
             quorate = _bool(entry.get("quorate"))
-        elif kind == "master":
-            master = node or None
         elif kind == "lrm" and node:
             lrm[node] = _str(entry.get("status")).strip()
         elif kind == "service":
@@ -73,7 +70,7 @@ def ha_status(raw: Any) -> HaStatus:
                     crm_state=_opt_str(entry.get("crm_state")),
                     request_state=_opt_str(entry.get("request_state")),
                 )
-    return HaStatus(quorate=quorate, master_node=master, lrm=lrm, services=services)
+    return HaStatus(quorate=quorate, lrm=lrm, services=services)
 
 
 def _rule_nodes(value: Any) -> tuple[HaRuleNode, ...]:
