@@ -587,34 +587,10 @@ def load_settings(
     run = run_command or (lambda argv, what: run_secret_command(argv, what))
     path = Path(config_path) if config_path is not None else default_config_path(env)
     config = _read_config(path)
-
-    chosen = _first(
-        (profile, "--profile"),
-        (env.get("PVETOOL_PROFILE"), "PVETOOL_PROFILE"),
-        (config.get("default_profile"), f"{path}: default_profile"),
-    )
-    profile_name: str | None = None
-    prof: Mapping[str, Any] = {}
     sources: dict[str, str] = {}
-    if chosen is not None:
-        profile_name = str(chosen[0])
-        profiles = config.get("profiles") or {}
-        if profile_name not in profiles:
-            if not path.exists():
-                raise ConfigError(
-                    f"profile '{profile_name}' was requested but there is no config file at {path}",
-                    source=chosen[1],
-                )
-            known = ", ".join(sorted(map(str, profiles))) or "none"
-            raise ConfigError(
-                f"profile '{profile_name}' is not defined in {path} (defined: {known})",
-                source=chosen[1],
-            )
-        prof = profiles[profile_name]
-        sources["profile"] = chosen[1]
+    profile_name, prof = _chosen_profile(profile, env, config, path, sources)
     where = f"{path}: profile {profile_name}"
 
-    # Hosts
     host_value = _first(
         (host, "--host"),
         (env.get("PVETOOL_HOST"), "PVETOOL_HOST"),
@@ -628,8 +604,72 @@ def load_settings(
         )
     hosts = _parse_hosts(host_value[0], host_value[1])
     sources["host"] = host_value[1]
+    auth = _winning_auth(token_file, env, prof, where, run, path, sources)
+    verify, fingerprints = _tls(env, prof, where, sources)
 
-    # Credentials: the first layer that has any wins as a whole.
+    timeout_s = prof.get("timeout_s", 30.0)
+    if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool) or timeout_s <= 0:
+        raise ConfigError("timeout_s must be a positive number", source=where)
+    retries = prof.get("retries", RetryPolicy().attempts)
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 1:
+        raise ConfigError("retries must be a whole number of attempts, at least 1", source=where)
+
+    return Settings(
+        hosts=hosts,
+        auth=auth,
+        verify=verify,
+        fingerprints=fingerprints,
+        profile=profile_name,
+        request_timeout_s=float(timeout_s),
+        retry=RetryPolicy(attempts=retries),
+        sources=sources,
+    )
+
+
+def _chosen_profile(
+    profile: str | None,
+    env: Mapping[str, str],
+    config: Mapping[str, Any],
+    path: Path,
+    sources: dict[str, str],
+) -> tuple[str | None, Mapping[str, Any]]:
+    """The profile the flag, the environment or the config file's default selects (its name
+    and settings), or none; a selected profile that does not exist is an error."""
+    chosen = _first(
+        (profile, "--profile"),
+        (env.get("PVETOOL_PROFILE"), "PVETOOL_PROFILE"),
+        (config.get("default_profile"), f"{path}: default_profile"),
+    )
+    if chosen is None:
+        return None, {}
+    profile_name = str(chosen[0])
+    profiles = config.get("profiles") or {}
+    if profile_name not in profiles:
+        if not path.exists():
+            raise ConfigError(
+                f"profile '{profile_name}' was requested but there is no config file at {path}",
+                source=chosen[1],
+            )
+        known = ", ".join(sorted(map(str, profiles))) or "none"
+        raise ConfigError(
+            f"profile '{profile_name}' is not defined in {path} (defined: {known})",
+            source=chosen[1],
+        )
+    sources["profile"] = chosen[1]
+    return profile_name, profiles[profile_name]
+
+
+def _winning_auth(
+    token_file: str | os.PathLike[str] | None,
+    env: Mapping[str, str],
+    prof: Mapping[str, Any],
+    where: str,
+    run: RunCommand,
+    path: Path,
+    sources: dict[str, str],
+) -> TokenAuth | PasswordAuth:
+    """The credentials: the first layer (flag, environment, profile) that has any wins as a
+    whole."""
     auth: TokenAuth | PasswordAuth | None = None
     if token_file is not None:
         text = _read_secret_file(os.fspath(token_file), "--token-file")
@@ -650,8 +690,13 @@ def load_settings(
             "PVETOOL_USER and PVETOOL_PASSWORD, or a profile with token_command, token_file or "
             f"password_command in {path}"
         )
+    return auth
 
-    # TLS
+
+def _tls(
+    env: Mapping[str, str], prof: Mapping[str, Any], where: str, sources: dict[str, str]
+) -> tuple[bool | str, tuple[str, ...]]:
+    """Certificate verification (True, False or a CA file) and the pinned fingerprints."""
     fp_value = _first(
         (env.get("PVETOOL_FINGERPRINT"), "PVETOOL_FINGERPRINT"),
         (prof.get("fingerprint"), where),
@@ -672,21 +717,4 @@ def load_settings(
         # the cluster CA), unless verification is asked for explicitly as well.
         verify = not fingerprints
         sources["verify"] = "default"
-
-    timeout_s = prof.get("timeout_s", 30.0)
-    if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool) or timeout_s <= 0:
-        raise ConfigError("timeout_s must be a positive number", source=where)
-    retries = prof.get("retries", RetryPolicy().attempts)
-    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 1:
-        raise ConfigError("retries must be a whole number of attempts, at least 1", source=where)
-
-    return Settings(
-        hosts=hosts,
-        auth=auth,
-        verify=verify,
-        fingerprints=fingerprints,
-        profile=profile_name,
-        request_timeout_s=float(timeout_s),
-        retry=RetryPolicy(attempts=retries),
-        sources=sources,
-    )
+    return verify, fingerprints

@@ -180,14 +180,6 @@ class Disk:
     unused: bool = False
     marked_shared: bool = False
 
-    @property
-    def is_cloudinit(self) -> bool:
-        return "cloudinit" in self.volid
-
-    @property
-    def is_host_path(self) -> bool:
-        return self.volid.startswith("/")
-
 
 @dataclass(frozen=True, slots=True)
 class Net:
@@ -380,7 +372,6 @@ class HaStatus:
     """``GET /cluster/ha/status/current``."""
 
     quorate: bool | None = None
-    master_node: str | None = None
     lrm: Mapping[str, str] = field(default_factory=dict)
     services: Mapping[str, HaServiceStatus] = field(default_factory=dict)
 
@@ -561,11 +552,6 @@ class ClusterSnapshot:
 
     def ha_rules_for(self, sid: str) -> tuple[HaRule, ...]:
         return tuple(r for r in self.ha_rules if sid in r.resources and not r.disabled)
-
-    @property
-    def min_version(self) -> PveVersion | None:
-        versions = [n.version for n in self.nodes.values() if n.version is not None]
-        return min(versions, key=lambda v: v.major_minor) if versions else None
 
     def in_ha_maintenance(self, node: str) -> bool:
         """True when the node's HA LRM reports maintenance mode (``ha-manager crm-command

@@ -309,48 +309,58 @@ def simulate(
             for move in pending:
                 done[move.id] = Predicted(now, now, None, 0.0)
             break
-        flows = [r for r in active if r.phase in ("disk", "ram")]
-        if flows:
-            rates = max_min_fair(
-                [
-                    Flow((f"up:{r.move.source}", f"down:{r.move.target}"), r.timing.cap_Bps)
-                    for r in flows
-                ],
-                capacity,
-            )
-            for run, rate in zip(flows, rates, strict=True):
-                run.rate = rate
-        dt = _HORIZON_S
-        for run in active:
-            if run.phase in ("pre", "post"):
-                dt = min(dt, run.timer)
-            elif run.phase == "disk" and run.rate > 0:
-                dt = min(dt, run.disk_left / run.rate)
-        horizon = dt
-        trials: dict[int, tuple[Precopy, float]] = {}
-        for i, run in enumerate(active):
-            if run.phase != "ram" or run.precopy is None:
-                continue
-            trial = copy.copy(run.precopy)
-            trial.step(run.rate, horizon)
-            took = trial.elapsed_s - run.precopy.elapsed_s
-            trials[i] = (trial, took)
-            if trial.finished or trial.aborted:
-                dt = min(dt, took)
-        dt = max(dt, 0.0)
-        for i, run in enumerate(active):
-            if run.phase in ("pre", "post"):
-                run.timer -= dt
-            elif run.phase == "disk":
-                run.disk_left -= run.rate * dt
-            elif run.phase == "ram" and run.precopy is not None:
-                trial, took = trials[i]
-                if abs(took - dt) <= _EPS or (dt >= horizon - _EPS):
-                    run.precopy = trial
-                else:
-                    run.precopy.step(run.rate, dt)
-        now += dt
+        _share_links(active, capacity)
+        now += _advance(active)
     return done
+
+
+def _share_links(active: list[_Run], capacity: Mapping[str, float]) -> None:
+    """Give every run that is copying (disks or RAM) its max-min fair share of the source's
+    uplink and the target's downlink, capped at one stream."""
+    flows = [r for r in active if r.phase in ("disk", "ram")]
+    if not flows:
+        return
+    rates = max_min_fair(
+        [Flow((f"up:{r.move.source}", f"down:{r.move.target}"), r.timing.cap_Bps) for r in flows],
+        capacity,
+    )
+    for run, rate in zip(flows, rates, strict=True):
+        run.rate = rate
+
+
+def _advance(active: list[_Run]) -> float:
+    """Move every run forward to the next event (a phase ends, a disk is copied, a pre-copy
+    finishes or gives up; at most `_HORIZON_S`) and return how far that was."""
+    dt = _HORIZON_S
+    for run in active:
+        if run.phase in ("pre", "post"):
+            dt = min(dt, run.timer)
+        elif run.phase == "disk" and run.rate > 0:
+            dt = min(dt, run.disk_left / run.rate)
+    horizon = dt
+    trials: dict[int, tuple[Precopy, float]] = {}
+    for i, run in enumerate(active):
+        if run.phase != "ram" or run.precopy is None:
+            continue
+        trial = copy.copy(run.precopy)
+        trial.step(run.rate, horizon)
+        took = trial.elapsed_s - run.precopy.elapsed_s
+        trials[i] = (trial, took)
+        if trial.finished or trial.aborted:
+            dt = min(dt, took)
+    dt = max(dt, 0.0)
+    for i, run in enumerate(active):
+        if run.phase in ("pre", "post"):
+            run.timer -= dt
+        elif run.phase == "disk":
+            run.disk_left -= run.rate * dt
+        elif run.phase == "ram" and run.precopy is not None:
+            trial, took = trials[i]
+            if abs(took - dt) <= _EPS or (dt >= horizon - _EPS):
+                run.precopy = trial
+            else:
+                run.precopy.step(run.rate, dt)
+    return dt
 
 
 def _transitions(active: list[_Run], params: TimingParams) -> None:
@@ -589,6 +599,36 @@ def choose_schedule(
             guest = snap.guests[m.vmid]
             timings[m.id] = move_timing(m, guest, params, snap.datacenter)
             labels[m.id] = f"{m.vmid} ({m.name})" if m.name else str(m.vmid)
+    candidates = _caps_candidates(stages, timings, network, fixed)
+    if len(candidates) > 2:
+        candidates = _promising_caps(candidates, stages, timings, network, params)
+    caps, per_stage = _best_caps(candidates, stages, timings, network, params)
+    schedules: list[StageSchedule] = []
+    for moves, (name, order, pred, makespan) in zip(stages, per_stage, strict=True):
+        ordered = tuple(
+            replace(
+                m,
+                predicted_start_s=round(pred[m.id].start_s, 3),
+                predicted_end_s=round(pred[m.id].end_s, 3),
+                predicted_downtime_ms=_ms(pred[m.id].downtime_s),
+                predicted_sent_bytes=float(round(pred[m.id].sent_bytes)),
+                profile=timings[m.id].profile if timings[m.id].mode == "live" else None,
+            )
+            for m in order
+        )
+        bounds = stage_bounds(moves, timings, network, params, labels)
+        schedules.append(StageSchedule(ordered, round(makespan, 3), bounds, name, pred))
+    return caps, schedules
+
+
+def _caps_candidates(
+    stages: Sequence[Sequence[Move]],
+    timings: Mapping[str, Timing],
+    network: Network,
+    fixed: tuple[int | None, int | None, int | None],
+) -> list[Caps]:
+    """The caps worth simulating, by ascending per-source concurrency: around the one that
+    fills the fastest link with streams, and higher ones; what the plan fixes stays fixed."""
     all_moves = [m for moves in stages for m in moves]
     fixed_cluster, fixed_source, fixed_target = fixed
     if all_moves:
@@ -618,27 +658,47 @@ def choose_schedule(
             per_source, min(MAX_DEFAULT_CLUSTER_CAP, per_source * sources_per_stage)
         )
         candidates.append(Caps(cluster=cluster, per_source=per_source, per_target=per_target))
-    # First every caps candidate with one order (largest first), then every order for the
-    # fastest and for the least concurrency within the tolerance of it: the order matters less
-    # than the concurrency, and this saves most of the work.
-    if len(candidates) > 2:
-        quick: list[tuple[float, int, Caps]] = []
-        worse = 0
-        for caps in candidates:  # ascending concurrency; stop once it keeps getting worse
-            total = 0.0
-            for s in stages:
-                order = _topological(s, lambda m: (-_size(timings[m.id]),))
-                pred = simulate(order, timings, caps, network, params)
-                total += max((p.end_s for p in pred.values()), default=0.0)
-            worse = worse + 1 if quick and total > min(q[0] for q in quick) else 0
-            quick.append((round(total, 3), caps.per_source, caps))
-            if worse >= 2:
-                break
-        quick.sort(key=lambda q: (q[0], q[1]))
-        limit = quick[0][0] * (1 + CONCURRENCY_TOLERANCE) + 1e-9
-        # The fastest, and the least concurrency within the tolerance of it.
-        keep = [quick[0][2], min((q for q in quick if q[0] <= limit), key=lambda q: q[1])[2]]
-        candidates = [c for c in candidates if any(c is k for k in keep)]
+    return candidates
+
+
+def _promising_caps(
+    candidates: list[Caps],
+    stages: Sequence[Sequence[Move]],
+    timings: Mapping[str, Timing],
+    network: Network,
+    params: TimingParams,
+) -> list[Caps]:
+    """The fastest candidate and the least concurrent one within the tolerance of it, judged
+    with one order (largest first): the order matters less than the concurrency, so every
+    order is tried only for these two, which saves most of the work."""
+    quick: list[tuple[float, int, Caps]] = []
+    worse = 0
+    for caps in candidates:  # ascending concurrency; stop once it keeps getting worse
+        total = 0.0
+        for s in stages:
+            order = _topological(s, lambda m: (-_size(timings[m.id]),))
+            pred = simulate(order, timings, caps, network, params)
+            total += max((p.end_s for p in pred.values()), default=0.0)
+        worse = worse + 1 if quick and total > min(q[0] for q in quick) else 0
+        quick.append((round(total, 3), caps.per_source, caps))
+        if worse >= 2:
+            break
+    quick.sort(key=lambda q: (q[0], q[1]))
+    limit = quick[0][0] * (1 + CONCURRENCY_TOLERANCE) + 1e-9
+    # The fastest, and the least concurrency within the tolerance of it.
+    keep = [quick[0][2], min((q for q in quick if q[0] <= limit), key=lambda q: q[1])[2]]
+    return [c for c in candidates if any(c is k for k in keep)]
+
+
+def _best_caps(
+    candidates: list[Caps],
+    stages: Sequence[Sequence[Move]],
+    timings: Mapping[str, Timing],
+    network: Network,
+    params: TimingParams,
+) -> tuple[Caps, list[tuple[str, list[Move], dict[str, Predicted], float]]]:
+    """Every order of every stage under each candidate; the first candidate (least
+    concurrency) whose total makespan is within the tolerance of the best wins."""
     results: list[
         tuple[float, Caps, list[tuple[str, list[Move], dict[str, Predicted], float]]]
     ] = []
@@ -648,19 +708,4 @@ def choose_schedule(
     best_total = min(r[0] for r in results)
     chosen = next(r for r in results if r[0] <= best_total * (1 + CONCURRENCY_TOLERANCE) + 1e-9)
     _, caps, per_stage = chosen
-    schedules: list[StageSchedule] = []
-    for moves, (name, order, pred, makespan) in zip(stages, per_stage, strict=True):
-        ordered = tuple(
-            replace(
-                m,
-                predicted_start_s=round(pred[m.id].start_s, 3),
-                predicted_end_s=round(pred[m.id].end_s, 3),
-                predicted_downtime_ms=_ms(pred[m.id].downtime_s),
-                predicted_sent_bytes=float(round(pred[m.id].sent_bytes)),
-                profile=timings[m.id].profile if timings[m.id].mode == "live" else None,
-            )
-            for m in order
-        )
-        bounds = stage_bounds(moves, timings, network, params, labels)
-        schedules.append(StageSchedule(ordered, round(makespan, 3), bounds, name, pred))
-    return caps, schedules
+    return caps, per_stage

@@ -22,6 +22,7 @@ Pure. Imports: the standard library, `pvetool.model`, `pvetool.planner`.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 
 from pvetool.model import Guest, MoveOptions
 from pvetool.planner.checks import Issue, TargetVerdict, guest_issues, ha_partners, target_verdict
@@ -62,8 +63,6 @@ def plan_rebalance(
     """Plan the moves of one rebalance step; `moved_before`: guests an earlier stage of the
     plan moves (they do not move again: a guest moves at most once per plan)."""
     snap = sp.snapshot
-    placement = sp.placement
-    w_mem, w_cpu = step.memory_weight, step.cpu_weight
     nodes = [
         n
         for n, node in snap.nodes.items()
@@ -78,148 +77,231 @@ def plan_rebalance(
             None,
         )
         return
-    in_groups = {v for g in sp.rules.affinity for v in g.vmids}
-    moved: set[int] = set(moved_before)
-    blocked_in_itself: set[int] = set()
-    limit = step.max_moves if step.max_moves is not None else 10**9
-    by = "memory" if w_cpu == 0 else "vCPUs" if w_mem == 0 else "memory and vCPUs"
+    _Rebalance(sp, step, rules, nodes, moved_before).run()
 
-    def delta(guest: Guest, node: str) -> float:
-        entry = snap.nodes[node]
-        mem = w_mem * guest.memory_bytes / entry.memory_total_bytes
-        cap = entry.cpus * sp.rules.cpu_overcommit
-        cpu = w_cpu * guest.cores / cap if cap else 0.0
-        return mem + cpu
 
-    made = 0
-    while made < limit:
-        loads = {n: placement.load(n, w_mem, w_cpu) for n in nodes}
-        spread = max(loads.values()) - min(loads.values())
-        if spread <= step.threshold + 1e-12:
-            if made == 0:
-                sp.issue(
-                    Issue(
-                        "PVT-BALANCED",
-                        "info",
-                        f"the {by} load spread is {spread:.1%}, within the threshold "
-                        f"{step.threshold:.0%}: nothing to move",
-                    ),
-                    None,
-                )
-            return
+# A pair scored by load alone: (sort key, guest, target, spread after, move options).
+_Scored = tuple[tuple[float, ...], Guest, str, float, MoveOptions]
+# The pair chosen: (sort key, guest, target, spread after, its verdict).
+_Best = tuple[tuple[float, ...], Guest, str, float, TargetVerdict]
+
+
+@dataclass(frozen=True)
+class _Loads:
+    """The load of every taking-part node at one point of the plan, and what the scoring of
+    candidate moves reuses: sums for the variance, the nodes above and below the mean, and the
+    three most and least loaded."""
+
+    loads: dict[str, float]
+    spread: float
+    s1: float
+    s2: float
+    variance: float
+    heavy: list[str]
+    light: list[str]
+    top: list[tuple[float, str]]
+    bottom: list[tuple[float, str]]
+
+    @classmethod
+    def of(cls, loads: dict[str, float]) -> _Loads:
         n = len(loads)
         s1 = sum(loads.values())
         s2 = sum(v * v for v in loads.values())
-        variance = s2 - s1 * s1 / n
         mean = s1 / n
         ranked = sorted(loads, key=lambda x: (-loads[x], x))
-        heavy = [x for x in ranked if loads[x] > mean]
-        light = [x for x in reversed(ranked) if loads[x] < mean]
+        return cls(
+            loads=loads,
+            spread=max(loads.values()) - min(loads.values()),
+            s1=s1,
+            s2=s2,
+            variance=s2 - s1 * s1 / n,
+            heavy=[x for x in ranked if loads[x] > mean],
+            light=[x for x in reversed(ranked) if loads[x] < mean],
+            top=[(loads[x], x) for x in ranked[:3]],
+            bottom=[(loads[x], x) for x in ranked[::-1][:3]],
+        )
 
-        top = [(loads[x], x) for x in ranked[:3]]
-        bottom = [(loads[x], x) for x in ranked[::-1][:3]]
 
-        # Score every (guest, target) pair by load alone (cheap), then check the best first.
-        scored: list[tuple[tuple[float, ...], Guest, str, float, MoveOptions]] = []
-        for source in heavy[:TOP_SOURCES]:
+class _Rebalance:
+    """One rebalance step's greedy loop: score, check the best first, accept, repeat."""
+
+    def __init__(
+        self,
+        sp: StagePlanner,
+        step: RebalanceStep,
+        rules: Rules,
+        nodes: list[str],
+        moved_before: Collection[int],
+    ) -> None:
+        self.sp = sp
+        self.step = step
+        self.rules = rules
+        self.nodes = nodes
+        self.in_groups = {v for g in sp.rules.affinity for v in g.vmids}
+        self.moved: set[int] = set(moved_before)
+        self.blocked_in_itself: set[int] = set()
+        w_mem, w_cpu = step.memory_weight, step.cpu_weight
+        self.by = "memory" if w_cpu == 0 else "vCPUs" if w_mem == 0 else "memory and vCPUs"
+
+    def run(self) -> None:
+        step, placement = self.step, self.sp.placement
+        limit = step.max_moves if step.max_moves is not None else 10**9
+        made = 0
+        while made < limit:
+            state = _Loads.of(
+                {n: placement.load(n, step.memory_weight, step.cpu_weight) for n in self.nodes}
+            )
+            if state.spread <= step.threshold + 1e-12:
+                if made == 0:
+                    text = (
+                        f"the {self.by} load spread is {state.spread:.1%}, within the threshold "
+                        f"{step.threshold:.0%}: nothing to move"
+                    )
+                    self.sp.issue(Issue("PVT-BALANCED", "info", text), None)
+                return
+            best, rejected = self._first_allowed(self._scored(state))
+            if best is None:
+                self.sp.issue(Issue("PVT-BALANCED", "info", self._stuck(made, state)), None)
+                return
+            self._accept(best, rejected, state)
+            made += 1
+
+    def _delta(self, guest: Guest, node: str) -> float:
+        """The load `guest` adds to (or takes from) `node`."""
+        entry = self.sp.snapshot.nodes[node]
+        mem = self.step.memory_weight * guest.memory_bytes / entry.memory_total_bytes
+        cap = entry.cpus * self.sp.rules.cpu_overcommit
+        cpu = self.step.cpu_weight * guest.cores / cap if cap else 0.0
+        return mem + cpu
+
+    def _options(self, guest: Guest) -> MoveOptions:
+        migration = self.rules.migration
+        return move_options(
+            guest,
+            migration,
+            with_local_disks=migration.with_local_disks,
+            target_storage=migration.target_storage,
+        )
+
+    def _scored(self, state: _Loads) -> list[_Scored]:
+        """Every (guest, target) pair from the most loaded nodes that narrows the spread,
+        scored by load alone (cheap), best first; the checks come later, for the best only."""
+        snap, placement = self.sp.snapshot, self.sp.placement
+        scored: list[_Scored] = []
+        for source in state.heavy[:TOP_SOURCES]:
             for vmid in placement.guests_planned_on(source):
                 guest = snap.guests[vmid]
                 if (
                     not guest.running
-                    or vmid in moved
-                    or vmid in blocked_in_itself
-                    or vmid in in_groups
+                    or vmid in self.moved
+                    or vmid in self.blocked_in_itself
+                    or vmid in self.in_groups
                     or ha_partners(snap, guest, "positive")
-                    or exclusion_reason(rules, guest) is not None
+                    or exclusion_reason(self.rules, guest) is not None
                 ):
                     continue
-                opts = move_options(
-                    guest,
-                    rules.migration,
-                    with_local_disks=rules.migration.with_local_disks,
-                    target_storage=rules.migration.target_storage,
-                )
+                opts = self._options(guest)
                 level = guest_issues(
-                    guest, sp.ctx, with_local_disks=opts.with_local_disks, shutdown=opts.shutdown
+                    guest,
+                    self.sp.ctx,
+                    with_local_disks=opts.with_local_disks,
+                    shutdown=opts.shutdown,
                 )
                 if any(i.severity == "blocker" for i in level):
-                    blocked_in_itself.add(vmid)
+                    self.blocked_in_itself.add(vmid)
                     continue
                 cost = send_bytes(guest, opts) + FIXED_COST_BYTES
                 if opts.restart or opts.shutdown:
                     cost += DOWNTIME_COST_BYTES
-                ls = loads[source] - delta(guest, source)
-                for target in light:
-                    lt = loads[target] + delta(guest, target)
-                    new_spread = _spread_after(top, bottom, (source, ls), (target, lt))
-                    if new_spread > spread - step.min_improvement + 1e-12:
-                        continue
-                    n_s1 = s1 - loads[source] - loads[target] + ls + lt
-                    n_s2 = s2 - loads[source] ** 2 - loads[target] ** 2 + ls * ls + lt * lt
-                    new_var = n_s2 - n_s1 * n_s1 / n
-                    if new_var >= variance - 1e-12:
-                        continue
-                    if new_spread <= step.threshold + 1e-12:
-                        key: tuple[float, ...] = (0.0, float(cost), new_spread, float(vmid))
-                    else:
-                        key = (1.0, -(variance - new_var) / cost, new_spread, float(vmid))
-                    scored.append((key, guest, target, new_spread, opts))
+                scored += self._pairs(state, guest, source, opts, cost)
         scored.sort(key=lambda c: (c[0], c[2]))
-        best: tuple[tuple[float, ...], Guest, str, float, TargetVerdict] | None = None
+        return scored
+
+    def _pairs(
+        self, state: _Loads, guest: Guest, source: str, opts: MoveOptions, cost: int
+    ) -> list[_Scored]:
+        """The targets below the mean that shrink both the spread (by `min_improvement`) and
+        the sum of squared deviations; one that reaches the threshold is scored by bytes sent,
+        the others by improvement per byte."""
+        loads, step = state.loads, self.step
+        n = len(loads)
+        pairs: list[_Scored] = []
+        ls = loads[source] - self._delta(guest, source)
+        for target in state.light:
+            lt = loads[target] + self._delta(guest, target)
+            new_spread = _spread_after(state.top, state.bottom, (source, ls), (target, lt))
+            if new_spread > state.spread - step.min_improvement + 1e-12:
+                continue
+            n_s1 = state.s1 - loads[source] - loads[target] + ls + lt
+            n_s2 = state.s2 - loads[source] ** 2 - loads[target] ** 2 + ls * ls + lt * lt
+            new_var = n_s2 - n_s1 * n_s1 / n
+            if new_var >= state.variance - 1e-12:
+                continue
+            if new_spread <= step.threshold + 1e-12:
+                key: tuple[float, ...] = (0.0, float(cost), new_spread, float(guest.vmid))
+            else:
+                key = (1.0, -(state.variance - new_var) / cost, new_spread, float(guest.vmid))
+            pairs.append((key, guest, target, new_spread, opts))
+        return pairs
+
+    def _first_allowed(
+        self, scored: list[_Scored]
+    ) -> tuple[_Best | None, dict[int, list[TargetVerdict]]]:
+        """The best-scored pair every check allows, and the verdicts of those before it."""
         rejected: dict[int, list[TargetVerdict]] = {}
         for key, guest, target, new_spread, opts in scored:
             verdict = target_verdict(
                 guest,
                 target,
-                sp.ctx,
-                placement,
+                self.sp.ctx,
+                self.sp.placement,
                 with_local_disks=opts.with_local_disks,
                 target_storage=opts.target_storage,
             )
             if verdict.blocked:
                 rejected.setdefault(guest.vmid, []).append(verdict)
                 continue
-            best = (key, guest, target, new_spread, verdict)
-            break
-        if best is None:
-            if made == 0:
-                text = (
-                    f"the {by} load spread is {spread:.1%}, above the threshold "
-                    f"{step.threshold:.0%}, but no allowed move narrows it"
-                )
-            else:
-                text = (
-                    f"after {made} move(s) the {by} load spread is {spread:.1%}, above the "
-                    f"threshold {step.threshold:.0%}, and no further allowed move narrows it"
-                )
-            sp.issue(Issue("PVT-BALANCED", "info", text), None)
-            return
-        _, guest, target, new_spread, verdict = best
-        source = placement.node_of[guest.vmid]
-        opts = move_options(
-            guest,
-            rules.migration,
-            with_local_disks=rules.migration.with_local_disks,
-            target_storage=rules.migration.target_storage,
+            return (key, guest, target, new_spread, verdict), rejected
+        return None, rejected
+
+    def _stuck(self, made: int, state: _Loads) -> str:
+        threshold = self.step.threshold
+        if made == 0:
+            return (
+                f"the {self.by} load spread is {state.spread:.1%}, above the threshold "
+                f"{threshold:.0%}, but no allowed move narrows it"
+            )
+        return (
+            f"after {made} move(s) the {self.by} load spread is {state.spread:.1%}, above the "
+            f"threshold {threshold:.0%}, and no further allowed move narrows it"
         )
+
+    def _accept(self, best: _Best, rejected: dict[int, list[TargetVerdict]], state: _Loads) -> None:
+        """Commit the chosen move with its verdicts (and the targets rejected before it)."""
+        _, guest, target, new_spread, verdict = best
+        loads = state.loads
+        source = self.sp.placement.node_of[guest.vmid]
+        opts = self._options(guest)
         ev = UnitEvaluation(
             members=(MoveChoice(guest, opts),),
             guest_level={
                 guest.vmid: guest_issues(
-                    guest, sp.ctx, with_local_disks=opts.with_local_disks, shutdown=opts.shutdown
+                    guest,
+                    self.sp.ctx,
+                    with_local_disks=opts.with_local_disks,
+                    shutdown=opts.shutdown,
                 )
             },
         )
         ev.verdicts[target] = {guest.vmid: verdict}
         for other in rejected.get(guest.vmid, []):
             ev.verdicts[other.target] = {guest.vmid: other}
-        src_after = loads[source] - delta(guest, source)
-        tgt_after = loads[target] + delta(guest, target)
+        src_after = loads[source] - self._delta(guest, source)
+        tgt_after = loads[target] + self._delta(guest, target)
         reason = (
-            f"rebalance by {by}: {source} {loads[source]:.0%} -> {src_after:.0%}, "
-            f"{target} {loads[target]:.0%} -> {tgt_after:.0%}; spread {spread:.0%} -> "
+            f"rebalance by {self.by}: {source} {loads[source]:.0%} -> {src_after:.0%}, "
+            f"{target} {loads[target]:.0%} -> {tgt_after:.0%}; spread {state.spread:.0%} -> "
             f"{new_spread:.0%}"
         )
-        sp.accept(ev, target, reason=reason)
-        moved.add(guest.vmid)
-        made += 1
+        self.sp.accept(ev, target, reason=reason)
+        self.moved.add(guest.vmid)

@@ -1,5 +1,5 @@
-"""convert.py on the recorded PVE answers in tests/data/fixtures (see SOURCES.md there), and on
-the config-string syntax PVE documents."""
+"""The converters (`pvetool.api.convert`) on the recorded PVE answers in tests/data/fixtures
+(see SOURCES.md there), and on the config-string syntax PVE documents."""
 
 from __future__ import annotations
 
@@ -279,8 +279,8 @@ def test_memory_as_property_string() -> None:
         ("x", None),
     ],
 )
-def test_parse_size(text: str, size: int | None) -> None:
-    assert convert.parse_size(text) == size
+def test_parse_pve_size(text: str, size: int | None) -> None:
+    assert convert.parse_pve_size(text) == size
 
 
 def test_config_answer_of_wrong_shape() -> None:
@@ -444,13 +444,15 @@ def test_build_snapshot_from_captures() -> None:
         ]
     )
     snap = convert.build_snapshot(
-        status=status,
-        resources=resources,
-        storage_configs=storage_configs,
-        ha_resource_list=ha_res,
-        ha=ha,
-        configs={100: config},
-        bridges={"node2": frozenset({"vmbr0"})},
+        convert.RawCluster(
+            status=status,
+            resources=resources,
+            storage_configs=storage_configs,
+            ha_resource_list=ha_res,
+            ha=ha,
+            configs={100: config},
+            bridges={"node2": frozenset({"vmbr0"})},
+        )
     )
     assert snap.cluster_name == "clustername" and snap.quorate
     assert snap.online_nodes == ("node1", "node2", "node3", "node4")

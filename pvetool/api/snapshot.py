@@ -1,0 +1,156 @@
+"""`fetch_snapshot`: read the whole cluster into one `ClusterSnapshot` in few calls.
+
+Imports: the standard library, `pvetool.errors`, `pvetool.model` and the package's `client`
+and `convert`. The calls go through `PveClient`'s public methods; the answers are joined by the
+pure `convert.build_snapshot`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pvetool.api import convert
+from pvetool.api.client import PveClient
+from pvetool.api.convert import RawCluster
+from pvetool.errors import ApiError, ApiUnreachable
+from pvetool.model import (
+    ClusterResources,
+    ClusterSnapshot,
+    GuestConfig,
+    PveVersion,
+    ReplicationJob,
+)
+
+__all__ = ["fetch_snapshot"]
+
+logger = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+
+# A node or guest that fails to answer is left out with a warning; anything else stops.
+_PER_NODE_ERRORS: tuple[type[BaseException], ...] = (ApiUnreachable, ApiError)
+
+
+def fetch_snapshot(
+    client: PveClient, *, max_workers: int = 8, cpu_models: bool | None = None
+) -> ClusterSnapshot:
+    """Read the whole cluster into a `ClusterSnapshot` in few calls.
+
+    ``/cluster/status``, ``/cluster/resources`` (once), ``/storage``, ``/cluster/options``,
+    the HA resources, status and rules, ``/cluster/replication``; then, concurrently with at
+    most `max_workers` calls in flight, for each *online* node its version and bridges, and
+    each guest's config. Node status (for the CPU model) is read only when a guest uses
+    ``cpu: host`` or `cpu_models` is True. Offline nodes get no per-node call (PVE would answer
+    595). A guest whose config cannot be read (it moved, or its node went away meanwhile) is
+    kept with ``config_known=False`` and a warning. Replication jobs PVE refuses to list are
+    left out with a warning.
+    """
+    fetched_at = client.now_s()
+    status = client.cluster_status()
+    resources = client.cluster_resources()
+    storage_configs = client.storage_config()
+    datacenter = client.datacenter_options()
+    ha_resource_list = client.ha_resources()
+    ha = client.ha_status()
+
+    member_online = {n.name: n.online for n in status.nodes}
+    online = [n.name for n in resources.nodes if n.online and member_online.get(n.name, True)]
+    with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="pve") as pool:
+        try:
+            raw = _per_node_answers(client, pool, online, resources, cpu_models)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+    return convert.build_snapshot(
+        RawCluster(
+            status=status,
+            resources=resources,
+            storage_configs=storage_configs,
+            datacenter=datacenter,
+            ha_resource_list=ha_resource_list,
+            ha=ha,
+            rules=client.ha_rules(ha_resource_list),
+            configs=raw.configs,
+            versions=raw.versions,
+            cpu_models=raw.cpu_models,
+            bridges=raw.bridges,
+            fetched_at=fetched_at,
+            replication=_replication_jobs(client),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class _PerNode:
+    """The answers read per online node and per guest on one."""
+
+    versions: Mapping[str, PveVersion]
+    bridges: Mapping[str, frozenset[str]]
+    configs: Mapping[int, GuestConfig]
+    cpu_models: Mapping[str, str]
+
+
+def _per_node_answers(
+    client: PveClient,
+    pool: ThreadPoolExecutor,
+    online: list[str],
+    resources: ClusterResources,
+    cpu_models: bool | None,
+) -> _PerNode:
+    """Versions, bridges and guest configs of the online nodes, all in flight at once; then
+    the CPU models when a guest's ``cpu: host`` makes them matter (or the caller asks)."""
+    online_set = set(online)
+    version_futures = _submit(pool, client.node_version, online)
+    bridge_futures = _submit(pool, client.node_bridges, online)
+    config_futures = {
+        g.vmid: pool.submit(client.guest_config, g.kind, g.node, g.vmid)
+        for g in resources.guests
+        if g.node in online_set
+    }
+    versions = _collect(version_futures, "the PVE version")
+    bridges = _collect(bridge_futures, "the network bridges")
+    configs = _collect(config_futures, "the guest configuration")
+    want_cpu = (
+        cpu_models
+        if cpu_models is not None
+        else any((c.cpu_type or "").lower() == "host" for c in configs.values())
+    )
+    cpu_by_node: dict[str, str] = {}
+    if want_cpu:
+        found = _collect(_submit(pool, client.node_cpu_model, online), "the CPU model")
+        cpu_by_node = {n: m for n, m in found.items() if m}
+    return _PerNode(versions, bridges, configs, cpu_by_node)
+
+
+def _submit(
+    pool: ThreadPoolExecutor, call: Callable[[str], T], nodes: Iterable[str]
+) -> dict[str, Future[T]]:
+    return {node: pool.submit(call, node) for node in nodes}
+
+
+def _collect(futures: Mapping[K, Future[T]], what: str) -> dict[K, T]:
+    results: dict[K, T] = {}
+    for key, future in futures.items():
+        try:
+            results[key] = future.result()
+        except _PER_NODE_ERRORS as exc:
+            logger.warning("Could not read %s for %s: %s", what, key, exc)
+    return results
+
+
+def _replication_jobs(client: PveClient) -> tuple[ReplicationJob, ...]:
+    """The replication jobs, or none when PVE refuses to list them (the planner then does not
+    know about replication; it is not a reason to stop planning)."""
+    try:
+        return client.replication_jobs()
+    except ApiError as exc:
+        if exc.retryable:
+            raise
+        logger.warning("Could not read the storage replication jobs: %s", exc)
+        return ()
