@@ -512,13 +512,13 @@ def _with_overrides(plan: ExecutionPlan, opts: RunOptions) -> ExecutionPlan:
 
 
 def _plan_to_json(plan: ExecutionPlan) -> str:
-    from pvetool.planner.serialize import plan_to_json
+    from pvetool.plan_json import plan_to_json
 
     return str(plan_to_json(plan))
 
 
 def _plan_from_json(text: str, source: str) -> ExecutionPlan:
-    from pvetool.planner.serialize import plan_from_json
+    from pvetool.plan_json import plan_from_json
 
     plan: ExecutionPlan = plan_from_json(text, source)
     return plan

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from pvetool.errors import PlanError
+from pvetool.plan_json import plan_from_json, plan_to_json
 from pvetool.planner.build import build_plan, drain_spec, rebalance_spec
 from pvetool.planner.fingerprint import drift, fingerprint
 from pvetool.planner.loader import load_plan
-from pvetool.planner.serialize import plan_from_json, plan_to_json
 from tests.unit.planner.planner_support import ROOT, lab
 
 PLAYBOOKS = sorted((ROOT / "playbooks").glob("*.yaml"))

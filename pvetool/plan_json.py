@@ -1,13 +1,19 @@
-"""An `ExecutionPlan` as JSON and back, exactly (``plan show -o json`` -> ``plan apply``).
+"""Frozen dataclasses as JSON and back, exactly: the saved `ExecutionPlan` (``plan show -o json``
+-> ``plan apply``) and the run journal's records.
 
-The document is ``{"format": "pvetool-plan", "version": 1, "plan": {...}}`` where the plan is
-every field of the dataclasses in `pvetool.model` by name: tuples become lists, floats keep
-their exact value (Python's float repr round-trips), optional fields may be left out (their
-default is used). `plan_from_json` checks every value against the field's type and raises one
-`PlanError` that names every problem by its path: ``plan.json: plan.stages[0].moves[2].vmid:
+`to_data` turns a dataclass into plain data (tuples become lists, floats keep their exact value:
+Python's float repr round-trips); `from_data` checks plain data against a dataclass's annotated
+field types and builds it, or raises `DecodeError` naming every problem by its path. Optional
+fields may be left out (their default is used).
+
+The saved plan document is ``{"format": "pvetool-plan", "version": 1, "plan": {...}}``, the
+plan being every field of the dataclasses in `pvetool.model` by name. `plan_from_json` raises
+one `PlanError` that names every problem by its path: ``plan.json: plan.stages[0].moves[2].vmid:
 expected an integer, got 'abc'``.
 
-Pure. Imports: the standard library, `pvetool.errors` and `pvetool.model`.
+A neutral leaf next to the model, so the planner, the journal and the CLI share one codec
+without importing each other. Pure. Imports: the standard library, `pvetool.errors` and
+`pvetool.model`.
 """
 
 from __future__ import annotations
@@ -17,40 +23,65 @@ import json
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pvetool.errors import PlanError
 from pvetool.model import ExecutionPlan
 
-__all__ = ["FORMAT", "VERSION", "plan_from_dict", "plan_from_json", "plan_to_dict", "plan_to_json"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "DecodeError",
+    "from_data",
+    "plan_from_dict",
+    "plan_from_json",
+    "plan_to_dict",
+    "plan_to_json",
+    "to_data",
+]
 
 FORMAT = "pvetool-plan"
 VERSION = 1
 
+T = TypeVar("T")
 
-def _encode(value: Any) -> Any:
+
+def to_data(value: Any) -> Any:
+    """`value` as plain JSON-able data: dataclasses by field name, tuples as lists."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: to_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple | list):
-        return [_encode(v) for v in value]
+        return [to_data(v) for v in value]
     if isinstance(value, Mapping):
-        return {str(k): _encode(v) for k, v in value.items()}
+        return {str(k): to_data(v) for k, v in value.items()}
+    return value
+
+
+class DecodeError(ValueError):
+    """Plain data that does not fit the dataclass; `problems` names each by its path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def from_data(cls: type[T], raw: Any, path: str = "") -> T:
+    """Build `cls` (a dataclass) from plain data, checking every value against its field's type;
+    raises `DecodeError` naming every problem."""
+    decoder = _Decoder()
+    value = decoder.dataclass(cls, raw, path or cls.__name__)
+    if decoder.problems or not isinstance(value, cls):
+        raise DecodeError(decoder.problems or [f"{path or cls.__name__}: not readable"])
     return value
 
 
 def plan_to_dict(plan: ExecutionPlan) -> dict[str, Any]:
     """The plan as plain data (what `plan_to_json` writes)."""
-    return {"format": FORMAT, "version": VERSION, "plan": _encode(plan)}
+    return {"format": FORMAT, "version": VERSION, "plan": to_data(plan)}
 
 
 def plan_to_json(plan: ExecutionPlan) -> str:
     return json.dumps(plan_to_dict(plan), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-
-
-class _Problems(Exception):
-    def __init__(self) -> None:
-        super().__init__()
-        self.items: list[str] = []
 
 
 def _describe(value: Any) -> str:
