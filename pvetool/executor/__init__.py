@@ -12,7 +12,18 @@ Modules: `api` (the protocols), `runner` (`Executor`), `verify` (before/after ch
 """
 
 from pvetool.executor.api import ClusterApi, Confirm, Follow, Replan
-from pvetool.executor.events import (
+from pvetool.executor.hooks import HookOutcome, HookRunner, run_hook, wait_node_online
+from pvetool.executor.runner import Executor
+from pvetool.model import (
+    Attempt,
+    BlockedGuest,
+    HookResult,
+    MoveResult,
+    MoveStatus,
+    NodeWaitResult,
+    RunReport,
+)
+from pvetool.model.events import (
     Event,
     HookFinished,
     HookStarted,
@@ -28,17 +39,6 @@ from pvetool.executor.events import (
     RunStarted,
     StageStarted,
 )
-from pvetool.executor.hooks import HookOutcome, HookRunner, run_hook, wait_node_online
-from pvetool.executor.results import (
-    Attempt,
-    BlockedGuest,
-    HookResult,
-    MoveResult,
-    MoveStatus,
-    NodeWaitResult,
-    RunReport,
-)
-from pvetool.executor.runner import Executor
 
 __all__ = [
     "Attempt",

@@ -57,7 +57,34 @@ from typing import Literal
 
 from pvetool.errors import PvetoolError, TaskFailed, TaskTimeout
 from pvetool.executor.api import ClusterApi, Confirm, Follow, Replan
-from pvetool.executor.events import (
+from pvetool.executor.hooks import HookRunner, run_hook, wait_node_online
+from pvetool.executor.verify import (
+    Check,
+    expected_status,
+    find_guest,
+    precheck,
+    target_trouble,
+    verify_arrival,
+    wait_for_status,
+)
+from pvetool.journal import Journal, MoveRecord, RunState
+from pvetool.model import (
+    Attempt,
+    BlockedGuest,
+    ExecutionPlan,
+    Guest,
+    HookResult,
+    MigrationProgress,
+    Move,
+    MoveOptions,
+    MoveResult,
+    NodeWaitResult,
+    RunReport,
+    Stage,
+    TaskResult,
+    Upid,
+)
+from pvetool.model.events import (
     Event,
     HookFinished,
     HookStarted,
@@ -72,35 +99,6 @@ from pvetool.executor.events import (
     RunFinished,
     RunStarted,
     StageStarted,
-)
-from pvetool.executor.hooks import HookRunner, run_hook, wait_node_online
-from pvetool.executor.results import (
-    Attempt,
-    BlockedGuest,
-    HookResult,
-    MoveResult,
-    NodeWaitResult,
-    RunReport,
-)
-from pvetool.executor.verify import (
-    Check,
-    expected_status,
-    find_guest,
-    precheck,
-    target_trouble,
-    verify_arrival,
-    wait_for_status,
-)
-from pvetool.journal import Journal, MoveRecord, RunState
-from pvetool.model import (
-    ExecutionPlan,
-    Guest,
-    MigrationProgress,
-    Move,
-    MoveOptions,
-    Stage,
-    TaskResult,
-    Upid,
 )
 
 __all__ = ["Executor"]

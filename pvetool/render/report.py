@@ -1,7 +1,7 @@
 """Run reports: the end-of-run summary (rich and plain text), JSON data, Markdown and JUnit XML.
 
 Pure functions of a `RunReport` (the HTML page is in `report_html`). Imports: the standard
-library, rich, `pvetool.executor.results` and `pvetool.render` siblings.
+library, rich, `pvetool.model` and `pvetool.render` siblings.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from pvetool.executor.results import MoveResult, RunReport
+from pvetool.model import MoveResult, RunReport
 from pvetool.render.formats import duration, to_json
 
 __all__ = [

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 from pvetool.executor import Executor, Notice, RunReport
-from pvetool.executor.events import Event
 from pvetool.journal import Journal, read_run
 from pvetool.model import ExecutionPlan
+from pvetool.model.events import Event
 from tests.unit.executor.fakes import FakeApi, FakeGuest, move, no_sleep, plan_of
 
 GiB = 1024**3

@@ -10,9 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from pvetool.executor import Executor, MoveReplanned, RunReport
-from pvetool.executor.events import Event
 from pvetool.journal import Journal, read_run
 from pvetool.model import Caps, Move
+from pvetool.model.events import Event
 from tests.unit.executor.fakes import (
     FakeApi,
     FakeGuest,
