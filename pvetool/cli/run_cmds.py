@@ -21,27 +21,12 @@ import json
 import os
 import signal
 import sys
-import time
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import click
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 
 from pvetool.api import PveClient, fetch_snapshot, follow_task
 from pvetool.cli.common import CliState, get_client, state
@@ -49,30 +34,16 @@ from pvetool.cli.group import cli
 from pvetool.errors import PlanError
 from pvetool.executor import (
     ClusterApi,
-    Event,
     Executor,
-    HookFinished,
-    HookStarted,
-    Interrupt,
-    MoveFinished,
-    MoveProgressed,
-    MoveReplanned,
-    MoveStarted,
-    NodeWaited,
-    Notice,
-    RunFinished,
     RunReport,
-    RunStarted,
-    StageStarted,
 )
 from pvetool.journal import Journal, RunState, find_resumable, state_dir, undrain_candidates
 from pvetool.model import ClusterSnapshot, ExecutionPlan, MigrationProgress, Move, TaskResult, Upid
 from pvetool.planner.units import parse_duration, parse_percent
+from pvetool.render import REPORT_SUFFIXES, render_report
 from pvetool.render.formats import to_json
+from pvetool.render.live import JsonView, PlainView, RichView
 from pvetool.render.report import (
-    REPORT_SUFFIXES,
-    move_line,
-    render_report,
     report_data,
     report_junit,
     summary_lines,
@@ -204,274 +175,6 @@ def _options(**kw: Any) -> RunOptions:
 
 def _split(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v.strip() for item in values for v in item.split(",") if v.strip()))
-
-
-# --------------------------------------------------------------------------------------------
-# live views
-
-
-class PlainView:
-    """One line per event (no terminal, or -o table piped into a log)."""
-
-    def __init__(self, echo: Callable[[str], None]) -> None:
-        self._echo = echo
-        self._shown: dict[str, int] = {}
-
-    def _line(self, text: str) -> None:
-        self._echo(f"{time.strftime('%H:%M:%S')} {text}")
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            verb = "resuming" if event.resumed else "run"
-            self._line(
-                f"{verb} {event.run_id}: {event.plan.name}, {len(event.plan.moves)} moves"
-                + (f", journal {event.journal_path}" if event.journal_path else "")
-            )
-        elif isinstance(event, StageStarted):
-            self._line(f"stage {event.index + 1}: {event.stage.kind} {event.stage.label}")
-        elif isinstance(event, MoveStarted):
-            m = event.move
-            verb = "attached to" if event.attached else "started"
-            self._line(f"{verb} {m.vmid} {m.name} {m.source} -> {m.target}: {event.upid}")
-        elif isinstance(event, MoveProgressed):
-            if event.total_bytes:
-                pct = int(100 * event.transferred_bytes / event.total_bytes) // 25 * 25
-                if pct > self._shown.get(event.move.id, -1) and pct < 100:
-                    self._shown[event.move.id] = pct
-                    self._line(f"progress {event.move.vmid}: {pct}% of {event.phase}")
-        elif isinstance(event, MoveFinished):
-            self._line(move_line(event.result))
-        elif isinstance(event, MoveReplanned):
-            to = event.new_target or "nowhere"
-            self._line(f"re-planned {event.move.vmid}: {event.old_target} -> {to} ({event.reason})")
-        elif isinstance(event, HookStarted):
-            self._line(f"hook {event.label} on {event.node}: {' '.join(event.argv)}")
-        elif isinstance(event, HookFinished):
-            hook = event.result
-            self._line(f"hook {hook.label} on {hook.node}: {'ok' if hook.ok else hook.reason}")
-        elif isinstance(event, NodeWaited):
-            w = event.result
-            state_text = f"online after {w.waited_s:.0f} s" if w.ok else w.reason
-            self._line(f"node {w.node}: {state_text}")
-        elif isinstance(event, Interrupt):
-            self._line(_interrupt_text(event))
-        elif isinstance(event, Notice):
-            self._line(event.message)
-
-
-def _interrupt_text(event: Interrupt) -> str:
-    if event.level == 1:
-        return (
-            f"interrupted: starting no new migrations; waiting for {len(event.running)} running "
-            "one(s) to finish (Ctrl-C again to leave them running)"
-        )
-    upids = ", ".join(u for _, u in event.running if u) or "none"
-    return f"interrupted again: leaving {len(event.running)} migration(s) running: {upids}"
-
-
-class JsonView:
-    """JSON lines on stdout, one object per event (progress every 10 %)."""
-
-    def __init__(self, echo: Callable[[str], None]) -> None:
-        self._echo = echo
-        self._shown: dict[str, int] = {}
-
-    def _emit(self, name: str, /, **data: Any) -> None:
-        self._echo(json.dumps({"event": name, "t": round(time.time(), 3), **data}, default=str))
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            self._emit(
-                "run-start",
-                run=event.run_id,
-                plan=event.plan.name,
-                moves=len(event.plan.moves),
-                journal=event.journal_path,
-                resumed=event.resumed,
-            )
-        elif isinstance(event, StageStarted):
-            self._emit("stage", index=event.index, kind=event.stage.kind, label=event.stage.label)
-        elif isinstance(event, MoveStarted):
-            self._emit(
-                "move-start", **_move_data(event.move), upid=event.upid, attached=event.attached
-            )
-        elif isinstance(event, MoveProgressed):
-            if event.total_bytes:
-                pct = int(100 * event.transferred_bytes / event.total_bytes) // 10 * 10
-                if pct > self._shown.get(event.move.id, -1):
-                    self._shown[event.move.id] = pct
-                    self._emit(
-                        "move-progress",
-                        move=event.move.id,
-                        vmid=event.move.vmid,
-                        transferred_bytes=event.transferred_bytes,
-                        total_bytes=event.total_bytes,
-                        rate_bps=event.rate_bps,
-                        phase=event.phase,
-                    )
-        elif isinstance(event, MoveFinished):
-            r = event.result
-            self._emit(
-                "move-end",
-                **_move_data(r.move),
-                status=r.status,
-                reason=r.reason,
-                upid=r.upid,
-                node=r.node,
-                downtime_ms=r.downtime_ms,
-                task_duration_s=r.task_duration_s,
-            )
-        elif isinstance(event, MoveReplanned):
-            self._emit(
-                "replan",
-                **_move_data(event.move),
-                old_target=event.old_target,
-                new_target=event.new_target,
-                reason=event.reason,
-            )
-        elif isinstance(event, HookStarted):
-            self._emit("hook-start", label=event.label, node=event.node, argv=list(event.argv))
-        elif isinstance(event, HookFinished):
-            hook = event.result
-            self._emit(
-                "hook-end",
-                label=hook.label,
-                node=hook.node,
-                ok=hook.ok,
-                exit_code=hook.exit_code,
-                reason=hook.reason or None,
-            )
-        elif isinstance(event, NodeWaited):
-            w = event.result
-            self._emit(
-                "node-wait",
-                node=w.node,
-                ok=w.ok,
-                waited_s=round(w.waited_s, 3),
-                reason=w.reason or None,
-            )
-        elif isinstance(event, Interrupt):
-            self._emit(
-                "interrupt",
-                level=event.level,
-                running=[{"vmid": m.vmid, "upid": u} for m, u in event.running],
-            )
-        elif isinstance(event, Notice):
-            self._emit("notice", message=event.message)
-
-
-def _move_data(move: Move) -> dict[str, Any]:
-    return {
-        "move": move.id,
-        "vmid": move.vmid,
-        "name": move.name,
-        "source": move.source,
-        "target": move.target,
-    }
-
-
-class RichView:
-    """Live bars on a terminal: one per running migration (bytes, rate, ETA) and an overall
-    bar; finished moves and other events scroll above them."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.overall = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        )
-        self.moves = Progress(
-            TextColumn("  {task.description}"),
-            BarColumn(),
-            DownloadColumn(binary_units=True),
-            TextColumn("{task.fields[rate]}"),  # PVE's own rate from the task log
-            TimeRemainingColumn(),
-            console=console,
-        )
-        self.live = Live(Group(self.overall, self.moves), console=console, refresh_per_second=8)
-        self._overall_task: TaskID | None = None
-        self._bars: dict[str, TaskID] = {}
-
-    def __enter__(self) -> RichView:
-        self.live.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.live.stop()
-
-    @contextmanager
-    def suspended(self) -> Iterator[None]:
-        self.live.stop()
-        try:
-            yield
-        finally:
-            self.live.start()
-
-    def _print(self, text: str, style: str = "") -> None:
-        self.live.console.print(Text(text, style=style))
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            verb = "Resuming" if event.resumed else "Running"
-            self._overall_task = self.overall.add_task(
-                f"{verb} {event.plan.name}", total=len(event.plan.moves) or None
-            )
-            if event.journal_path:
-                self._print(f"journal: {event.journal_path}", "dim")
-        elif isinstance(event, StageStarted):
-            self._print(f"stage {event.index + 1}: {event.stage.label}", "bold")
-        elif isinstance(event, MoveStarted):
-            m = event.move
-            label = f"{m.vmid} {m.name} {m.source}\u2192{m.target}"
-            self._bars[m.id] = self.moves.add_task(label, total=None, rate="")
-            self._print(
-                f"{'attached to' if event.attached else 'started'} {m.vmid}: {event.upid}", "dim"
-            )
-        elif isinstance(event, MoveProgressed):
-            bar = self._bars.get(event.move.id)
-            if bar is not None:
-                rate = f"{event.rate_bps / 2**20:.0f} MiB/s" if event.rate_bps else ""
-                self.moves.update(
-                    bar, completed=event.transferred_bytes, total=event.total_bytes, rate=rate
-                )
-        elif isinstance(event, MoveFinished):
-            r = event.result
-            bar = self._bars.pop(r.move.id, None)
-            if bar is not None:
-                self.moves.remove_task(bar)
-            if self._overall_task is not None:
-                self.overall.advance(self._overall_task)
-            style = {"moved": "green", "skipped": "cyan", "failed": "red"}.get(r.status, "yellow")
-            self._print(move_line(r), style)
-        elif isinstance(event, MoveReplanned):
-            to = event.new_target or "no other node"
-            self._print(
-                f"re-planned {event.move.vmid}: {event.old_target} \u2192 {to} ({event.reason})",
-                "yellow",
-            )
-        elif isinstance(event, HookStarted):
-            self._print(f"hook {event.label} on {event.node}: {' '.join(event.argv)}")
-        elif isinstance(event, HookFinished):
-            hook = event.result
-            self._print(
-                f"hook {hook.label}: {'ok' if hook.ok else hook.reason}",
-                "green" if hook.ok else "red",
-            )
-        elif isinstance(event, NodeWaited):
-            w = event.result
-            text = f"node {w.node} is back ({w.waited_s:.0f} s)" if w.ok else w.reason
-            self._print(text, "green" if w.ok else "red")
-        elif isinstance(event, Interrupt):
-            self._print(_interrupt_text(event), "magenta")
-        elif isinstance(event, Notice):
-            self._print(event.message)
-        elif isinstance(event, RunFinished):
-            for bar in list(self._bars.values()):
-                self.moves.remove_task(bar)
-            self._bars.clear()
 
 
 # --------------------------------------------------------------------------------------------

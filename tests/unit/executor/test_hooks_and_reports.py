@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 
 from pvetool.executor import Executor, HookOutcome, run_hook, wait_node_online
 from pvetool.model import ClusterNodeStatus, ClusterStatus, Stage
-from pvetool.render.report import render_report, report_junit, summary_lines
+from pvetool.render import render_report
+from pvetool.render.report import report_junit, summary_lines
 from tests.unit.executor.fakes import FakeApi, FakeGuest, move, no_sleep, plan_of
 
 GiB = 1024**3
