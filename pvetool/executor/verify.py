@@ -13,7 +13,7 @@ agent ping within a few seconds. A task that says OK while the guest did not arr
 For an offline move of a running VM, `wait_for_status` waits for the shutdown (or start) to
 show, since an HA-managed guest's request task ends before the HA stack acts.
 
-Imports: the standard library, tenacity, `pvetool.errors`, `pvetool.model`,
+Imports: the standard library, `pvetool.errors`, `pvetool.model`, `pvetool.waiting` and
 `pvetool.executor.api`.
 """
 
@@ -24,11 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from tenacity import RetryError, Retrying, retry_if_exception, retry_if_result
-
-from pvetool.errors import ApiError, ApiUnreachable, NotFound, PvetoolError
+from pvetool.errors import ApiError, NotFound, PvetoolError
 from pvetool.executor.api import ClusterApi
 from pvetool.model import ClusterResources, Guest, Move, Node
+from pvetool.waiting import wait_until
 
 __all__ = [
     "Arrival",
@@ -207,10 +206,6 @@ class Arrival:
         return "; ".join(self.problems)
 
 
-def _transient(exc: BaseException) -> bool:
-    return isinstance(exc, ApiUnreachable) or (isinstance(exc, ApiError) and exc.retryable)
-
-
 def verify_arrival(
     api: ClusterApi,
     move: Move,
@@ -236,20 +231,17 @@ def verify_arrival(
     if problems:
         return Arrival(False, guest.node, tuple(problems), guest)
     if agent and move.kind == "qemu" and guest.running:
-        deadline = clock() + agent_timeout_s
-        pinging = Retrying(
-            stop=lambda _s: clock() >= deadline,
-            wait=lambda _s: max(0.0, min(agent_poll_s, deadline - clock())),
-            retry=retry_if_result(lambda ok: not ok) | retry_if_exception(_transient),
-            sleep=sleep,
-            reraise=True,
-        )
         try:
-            answered = bool(pinging(api.agent_ping, move.target, move.vmid))
-        except RetryError:
-            answered = False
+            answered = wait_until(
+                lambda: api.agent_ping(move.target, move.vmid),
+                bool,
+                timeout_s=agent_timeout_s,
+                poll_s=agent_poll_s,
+                clock=clock,
+                sleep=sleep,
+            )
         except PvetoolError:
-            answered = False
+            answered = None
         if not answered:
             return Arrival(
                 False,
@@ -275,22 +267,17 @@ def wait_for_status(
     when that does not happen within `timeout_s`. After a shutdown or start task of PVE's own
     this holds at once; an HA-managed guest's ``hastop``/``hastart`` only asks the HA stack,
     which acts a few seconds later."""
-    deadline = clock() + timeout_s
 
     def arrived(guest: Guest | None) -> bool:
         return (
             guest is not None and guest.node == node and guest.status == status and not guest.lock
         )
 
-    waiting = Retrying(
-        stop=lambda _s: clock() >= deadline,
-        wait=lambda _s: max(0.0, min(poll_s, deadline - clock())),
-        retry=retry_if_result(lambda g: not arrived(g)) | retry_if_exception(_transient),
+    return wait_until(
+        lambda: find_guest(api.cluster_resources("vm"), vmid),
+        arrived,
+        timeout_s=timeout_s,
+        poll_s=poll_s,
+        clock=clock,
         sleep=sleep,
-        reraise=True,
     )
-    try:
-        guest = waiting(lambda: find_guest(api.cluster_resources("vm"), vmid))
-    except RetryError:
-        return None
-    return guest if arrived(guest) else None
