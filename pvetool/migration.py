@@ -14,8 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from pvetool import model
 from pvetool.errors import ValidationError, VerificationFailed
-from pvetool.model import ClusterResources, Guest, GuestKind, MigrationProgress, TaskResult, Upid
+from pvetool.model import ClusterResources, Guest, MigrationProgress, TaskResult, Upid
 
 
 class MigrationApi(Protocol):
@@ -23,19 +24,7 @@ class MigrationApi(Protocol):
         self, type_filter: Literal["vm", "storage", "node"] | None = None
     ) -> ClusterResources: ...
 
-    def start_migration(
-        self,
-        kind: GuestKind,
-        node: str,
-        vmid: int,
-        target: str,
-        *,
-        online: bool | None = None,
-        with_local_disks: bool | None = None,
-        target_storage: Mapping[str, str] | str | None = None,
-        bwlimit_kib_s: int | None = None,
-        restart: bool | None = None,
-    ) -> Upid: ...
+    def start_migration(self, req: model.MigrationRequest) -> Upid: ...
 
 
 Follow = Callable[[Upid, float, Callable[[MigrationProgress], None] | None], TaskResult]
@@ -91,25 +80,29 @@ def start(api: MigrationApi, req: MigrationRequest) -> tuple[Guest, Upid]:
     bwlimit = None if req.bwlimit_Bps is None else max(1, int(req.bwlimit_Bps // 1024))
     if guest.kind == "qemu":
         upid = api.start_migration(
-            "qemu",
-            guest.node,
-            guest.vmid,
-            req.target,
-            online=guest.running and not req.offline,
-            with_local_disks=req.with_local_disks or None,
-            target_storage=req.target_storage,
-            bwlimit_kib_s=bwlimit,
+            model.MigrationRequest(
+                "qemu",
+                guest.node,
+                guest.vmid,
+                req.target,
+                online=guest.running and not req.offline,
+                with_local_disks=req.with_local_disks or None,
+                target_storage=req.target_storage,
+                bwlimit_kib_s=bwlimit,
+            )
         )
     else:
         # Containers cannot live-migrate: a running one is shut down, moved and started.
         upid = api.start_migration(
-            "lxc",
-            guest.node,
-            guest.vmid,
-            req.target,
-            restart=guest.running or None,
-            target_storage=req.target_storage,
-            bwlimit_kib_s=bwlimit,
+            model.MigrationRequest(
+                "lxc",
+                guest.node,
+                guest.vmid,
+                req.target,
+                restart=guest.running or None,
+                target_storage=req.target_storage,
+                bwlimit_kib_s=bwlimit,
+            )
         )
     return guest, upid
 

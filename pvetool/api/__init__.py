@@ -4,7 +4,7 @@ Imports: `pvetool.errors`, `pvetool.model`, `pvetool.settings` and its own modul
 `client.py` imports proxmoxer/requests; nothing outside `api/` ever sees a raw PVE dict.
 """
 
-from pvetool.api.client import MIGRATION_TASK_TYPES, PARAM_MIN_VERSION, PveClient, fetch_snapshot
+from pvetool.api.client import PARAM_MIN_VERSION, PveClient, fetch_snapshot
 from pvetool.api.tasks import TaskApi, find_migration_task, follow_task
 
 
@@ -14,7 +14,6 @@ def _satisfies_task_api(client: PveClient) -> TaskApi:
 
 
 __all__ = [
-    "MIGRATION_TASK_TYPES",
     "PARAM_MIN_VERSION",
     "PveClient",
     "TaskApi",

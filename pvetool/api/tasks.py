@@ -24,13 +24,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import replace
-from typing import Literal, Protocol
+from typing import Protocol
 
 from pvetool.api import convert
 from pvetool.errors import Interrupted, TaskFailed, TaskTimeout
 from pvetool.model import (
+    MIGRATION_TASK_TYPES,
     MigrationProgress,
     TaskLogLine,
+    TaskQuery,
     TaskResult,
     TaskStatus,
     TaskSummary,
@@ -39,11 +41,10 @@ from pvetool.model import (
 from pvetool.settings import WaitPolicy
 from pvetool.waiting import wait_until
 
-__all__ = ["MIGRATION_TYPES", "TaskApi", "find_migration_task", "follow_task"]
+__all__ = ["TaskApi", "find_migration_task", "follow_task"]
 
 logger = logging.getLogger(__name__)
 
-MIGRATION_TYPES: frozenset[str] = frozenset({"qmigrate", "vzmigrate"})
 FAILURE_TAIL_LINES = 10
 
 
@@ -56,19 +57,7 @@ class TaskApi(Protocol):
         self, upid: Upid | str, *, start: int = 0, limit: int = 500
     ) -> tuple[TaskLogLine, ...]: ...
 
-    def tasks(
-        self,
-        node: str,
-        *,
-        vmid: int | None = None,
-        typefilter: str | None = None,
-        since: int | None = None,
-        until: int | None = None,
-        source: Literal["archive", "active", "all"] = "all",
-        limit: int = 50,
-        start: int = 0,
-        errors_only: bool = False,
-    ) -> tuple[TaskSummary, ...]: ...
+    def tasks(self, query: TaskQuery) -> tuple[TaskSummary, ...]: ...
 
 
 def _describe(upid: Upid) -> str:
@@ -225,7 +214,7 @@ def find_migration_task(
     since: int,
     timeout_s: float,
     *,
-    types: Collection[str] = MIGRATION_TYPES,
+    types: Collection[str] = MIGRATION_TASK_TYPES,
     wait: WaitPolicy | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
@@ -242,7 +231,7 @@ def find_migration_task(
     def look() -> Upid | None:
         found = [
             t.upid
-            for t in client.tasks(node, vmid=vmid, since=since, source="all", limit=50)
+            for t in client.tasks(TaskQuery(node, vmid=vmid, since=since))
             if t.upid.type in wanted and t.upid.starttime >= since and t.upid.vmid == vmid
         ]
         return min(found, key=lambda u: (u.starttime, u.pstart)) if found else None

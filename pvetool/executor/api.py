@@ -8,7 +8,7 @@ API layer nor the planner. Imports: the standard library and `pvetool.model`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from typing import Literal, Protocol
 
 from pvetool.model import (
@@ -16,9 +16,10 @@ from pvetool.model import (
     ClusterStatus,
     GuestKind,
     MigrationProgress,
-    MigrationType,
+    MigrationRequest,
     Move,
     Precondition,
+    TaskQuery,
     TaskResult,
     TaskStatus,
     TaskSummary,
@@ -41,21 +42,7 @@ class ClusterApi(Protocol):
         self, kind: GuestKind, node: str, vmid: int, target: str | None = None
     ) -> Precondition: ...
 
-    def start_migration(
-        self,
-        kind: GuestKind,
-        node: str,
-        vmid: int,
-        target: str,
-        *,
-        online: bool | None = None,
-        with_local_disks: bool | None = None,
-        target_storage: Mapping[str, str] | str | None = None,
-        bwlimit_kib_s: int | None = None,
-        migration_type: MigrationType | None = None,
-        migration_network: str | None = None,
-        restart: bool | None = None,
-    ) -> Upid: ...
+    def start_migration(self, req: MigrationRequest) -> Upid: ...
 
     def shutdown_guest(
         self,
@@ -73,19 +60,7 @@ class ClusterApi(Protocol):
 
     def task_status(self, upid: Upid | str) -> TaskStatus: ...
 
-    def tasks(
-        self,
-        node: str,
-        *,
-        vmid: int | None = None,
-        typefilter: str | None = None,
-        since: int | None = None,
-        until: int | None = None,
-        source: Literal["archive", "active", "all"] = "all",
-        limit: int = 50,
-        start: int = 0,
-        errors_only: bool = False,
-    ) -> tuple[TaskSummary, ...]: ...
+    def tasks(self, query: TaskQuery) -> tuple[TaskSummary, ...]: ...
 
 
 # follow(upid, timeout_s, on_progress) -> TaskResult; raises TaskFailed / TaskTimeout / ApiError.

@@ -75,12 +75,14 @@ from pvetool.model import (
     Guest,
     HookResult,
     MigrationProgress,
+    MigrationRequest,
     Move,
     MoveOptions,
     MoveResult,
     NodeWaitResult,
     RunReport,
     Stage,
+    TaskQuery,
     TaskResult,
     Upid,
 )
@@ -808,27 +810,31 @@ class Executor:
         try:
             if move.kind == "qemu":
                 upid = self._api.start_migration(
-                    "qemu",
-                    move.source,
-                    move.vmid,
-                    move.target,
-                    online=running,
-                    with_local_disks=opts.with_local_disks or None,
-                    target_storage=storage,
-                    bwlimit_kib_s=opts.bwlimit_kib_s,
-                    migration_type=opts.migration_type,
-                    migration_network=opts.migration_network,
+                    MigrationRequest(
+                        "qemu",
+                        move.source,
+                        move.vmid,
+                        move.target,
+                        online=running,
+                        with_local_disks=opts.with_local_disks or None,
+                        target_storage=storage,
+                        bwlimit_kib_s=opts.bwlimit_kib_s,
+                        migration_type=opts.migration_type,
+                        migration_network=opts.migration_network,
+                    )
                 )
             else:
                 # Containers cannot live-migrate: a running one is shut down, moved, started.
                 upid = self._api.start_migration(
-                    "lxc",
-                    move.source,
-                    move.vmid,
-                    move.target,
-                    restart=True if running else None,
-                    target_storage=storage,
-                    bwlimit_kib_s=opts.bwlimit_kib_s,
+                    MigrationRequest(
+                        "lxc",
+                        move.source,
+                        move.vmid,
+                        move.target,
+                        restart=True if running else None,
+                        target_storage=storage,
+                        bwlimit_kib_s=opts.bwlimit_kib_s,
+                    )
                 )
         except PvetoolError as exc:
             reason = f"PVE refused to start the migration: {_reason(exc)}"
@@ -999,16 +1005,18 @@ class Executor:
         if upid is None:
             try:
                 upid = self._api.start_migration(
-                    move.kind,
-                    move.source,
-                    move.vmid,
-                    move.target,
-                    online=False,
-                    with_local_disks=opts.with_local_disks or None,
-                    target_storage=_storage_map(opts),
-                    bwlimit_kib_s=opts.bwlimit_kib_s,
-                    migration_type=opts.migration_type,
-                    migration_network=opts.migration_network,
+                    MigrationRequest(
+                        move.kind,
+                        move.source,
+                        move.vmid,
+                        move.target,
+                        online=False,
+                        with_local_disks=opts.with_local_disks or None,
+                        target_storage=_storage_map(opts),
+                        bwlimit_kib_s=opts.bwlimit_kib_s,
+                        migration_type=opts.migration_type,
+                        migration_network=opts.migration_network,
+                    )
                 )
             except PvetoolError as exc:
                 raise _StepFailed(f"PVE refused to start the migration: {_reason(exc)}") from exc
@@ -1168,7 +1176,7 @@ class Executor:
     def _running_step_task(self, move: Move, node: str) -> tuple[OfflineStep, Upid] | None:
         """The newest running shutdown, migration or start task of the guest on `node`."""
         try:
-            found = self._api.tasks(node, vmid=move.vmid, source="all", limit=50)
+            found = self._api.tasks(TaskQuery(node, vmid=move.vmid))
         except PvetoolError:
             return None
         running = [t for t in found if t.running and t.upid.type in STEP_OF_TASK]
@@ -1380,7 +1388,7 @@ class Executor:
                 attached=True,
             )
         try:
-            found = self._api.tasks(move.source, vmid=move.vmid, source="all", limit=50)
+            found = self._api.tasks(TaskQuery(move.source, vmid=move.vmid))
         except PvetoolError:
             found = ()
         known = ctx.resume.all_upids if ctx.resume is not None else frozenset()

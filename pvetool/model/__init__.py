@@ -69,13 +69,18 @@ from pvetool.model.report import (
     RunReport,
 )
 from pvetool.model.tasks import (
+    HA_MIGRATE_TASK_TYPE,
+    MIGRATION_TASK_TYPES,
     MigrationProgress,
+    MigrationRequest,
     TaskLogLine,
+    TaskQuery,
     TaskResult,
     TaskStatus,
     TaskSummary,
     Upid,
     exitstatus_ok,
+    migrate_call_task_types,
 )
 from pvetool.model.types import (
     Affinity,
@@ -87,6 +92,8 @@ from pvetool.model.types import (
 )
 
 __all__ = [
+    "HA_MIGRATE_TASK_TYPE",
+    "MIGRATION_TASK_TYPES",
     "Affinity",
     "Attempt",
     "BlockedGuest",
@@ -120,6 +127,7 @@ __all__ = [
     "LocalDiskInfo",
     "MappedResource",
     "MigrationProgress",
+    "MigrationRequest",
     "MigrationType",
     "Move",
     "MoveOptions",
@@ -142,10 +150,12 @@ __all__ = [
     "StorageOnNode",
     "StorageStatus",
     "TaskLogLine",
+    "TaskQuery",
     "TaskResult",
     "TaskState",
     "TaskStatus",
     "TaskSummary",
     "Upid",
     "exitstatus_ok",
+    "migrate_call_task_types",
 ]

@@ -25,13 +25,14 @@ from pvetool.model import (
     Guest,
     GuestKind,
     MigrationProgress,
-    MigrationType,
+    MigrationRequest,
     Move,
     MoveOptions,
     Node,
     NodeRefusal,
     Precondition,
     Stage,
+    TaskQuery,
     TaskResult,
     TaskStatus,
     TaskSummary,
@@ -178,21 +179,8 @@ class FakeApi:
             not_allowed=refused,
         )
 
-    def start_migration(
-        self,
-        kind: GuestKind,
-        node: str,
-        vmid: int,
-        target: str,
-        *,
-        online: bool | None = None,
-        with_local_disks: bool | None = None,
-        target_storage: Mapping[str, str] | str | None = None,
-        bwlimit_kib_s: int | None = None,
-        migration_type: MigrationType | None = None,
-        migration_network: str | None = None,
-        restart: bool | None = None,
-    ) -> Upid:
+    def start_migration(self, req: MigrationRequest) -> Upid:
+        kind, node, vmid, target = req.kind, req.node, req.vmid, req.target
         with self.lock:
             g = self.guests[vmid]
             assert g.node == node, f"{vmid} is on {g.node}, not {node}"
@@ -207,11 +195,11 @@ class FakeApi:
                 node,
                 target,
                 params={
-                    "online": online,
-                    "restart": restart,
-                    "with_local_disks": with_local_disks,
-                    "target_storage": target_storage,
-                    "bwlimit": bwlimit_kib_s,
+                    "online": req.online,
+                    "restart": req.restart,
+                    "with_local_disks": req.with_local_disks,
+                    "target_storage": req.target_storage,
+                    "bwlimit": req.bwlimit_kib_s,
                 },
             )
             self.task_map[str(upid)] = task
@@ -310,19 +298,8 @@ class FakeApi:
             task.upid, "running" if task.status == "running" else "stopped", task.exitstatus
         )
 
-    def tasks(
-        self,
-        node: str,
-        *,
-        vmid: int | None = None,
-        typefilter: str | None = None,
-        since: int | None = None,
-        until: int | None = None,
-        source: Literal["archive", "active", "all"] = "all",
-        limit: int = 50,
-        start: int = 0,
-        errors_only: bool = False,
-    ) -> tuple[TaskSummary, ...]:
+    def tasks(self, query: TaskQuery) -> tuple[TaskSummary, ...]:
+        node, vmid = query.node, query.vmid
         with self.lock:
             found = [
                 TaskSummary(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pvetool.executor import Executor, Notice, RunReport
 from pvetool.journal import Journal, read_run
-from pvetool.model import ExecutionPlan
+from pvetool.model import ExecutionPlan, MigrationRequest
 from pvetool.model.events import Event
 from tests.unit.executor.fakes import FakeApi, FakeGuest, move, no_sleep, plan_of
 
@@ -150,9 +150,7 @@ def interrupted(tmp_path: Path, api: FakeApi, *records: tuple[str, dict[str, obj
 
 def resume(api: FakeApi, journal: Journal) -> RunReport:
     state = read_run(journal.path)
-    ex = Executor(
-        api, api.follow, journal=Journal.reopen(state), sleep=no_sleep, tick_s=0.01
-    )
+    ex = Executor(api, api.follow, journal=Journal.reopen(state), sleep=no_sleep, tick_s=0.01)
     return ex.run(offline_plan(), resume=state)
 
 
@@ -183,16 +181,14 @@ def test_resume_with_the_shutdown_still_running_follows_it(tmp_path: Path) -> No
     assert api.followed[0] == str(upid)
     assert api.power_log() == [("start", 110, "pve2")]  # no second shutdown
     found = [
-        json.loads(line)
-        for line in journal.path.read_text().splitlines()
-        if '"found":true' in line
+        json.loads(line) for line in journal.path.read_text().splitlines() if '"found":true' in line
     ]
     assert found[0]["type"] == "power" and found[0]["upid"] == str(upid)
 
 
 def test_resume_with_the_migration_running_follows_it_then_starts(tmp_path: Path) -> None:
     api = FakeApi(NODES, [FakeGuest(110, "qemu", "pve1", status="stopped")])
-    upid = api.start_migration("qemu", "pve1", 110, "pve2", online=False)
+    upid = api.start_migration(MigrationRequest("qemu", "pve1", 110, "pve2", online=False))
     api.started.clear()
     journal = interrupted(tmp_path, api, ("started", {"upid": str(upid), "cluster_t": 1}))
     report = resume(api, journal)

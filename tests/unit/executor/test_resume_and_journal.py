@@ -13,7 +13,7 @@ from pvetool.journal import (
     state_dir,
     undrain_candidates,
 )
-from pvetool.model import ExecutionPlan
+from pvetool.model import ExecutionPlan, MigrationRequest
 from tests.unit.executor.fakes import FakeApi, FakeGuest, move, no_sleep, plan_of
 
 GiB = 1024**3
@@ -83,7 +83,9 @@ def test_resume_never_migrates_an_arrived_guest_again(tmp_path: Path) -> None:
 def test_resume_reattaches_to_a_task_by_upid(tmp_path: Path) -> None:
     api = FakeApi(NODES, [FakeGuest(101, "qemu", "pve1")])
     plan = plan_of([move("a", 101, "pve1", "pve2")])
-    upid = api.start_migration("qemu", "pve1", 101, "pve2", online=True)  # still running
+    upid = api.start_migration(
+        MigrationRequest("qemu", "pve1", 101, "pve2", online=True)
+    )  # still running
     api.started.clear()
     journal = start(tmp_path, plan)
     journal.write("intent", move="a", vmid=101, source="pve1", target="pve2")
@@ -107,9 +109,9 @@ def test_resume_after_intent_without_upid(tmp_path: Path) -> None:
             move("c", 103, "pve1", "pve2"),
         ]
     )
-    first = api.start_migration("qemu", "pve1", 101, "pve2", online=True)
+    first = api.start_migration(MigrationRequest("qemu", "pve1", 101, "pve2", online=True))
     api.follow(first, 10, None)
-    second = api.start_migration("qemu", "pve1", 102, "pve2", online=True)
+    second = api.start_migration(MigrationRequest("qemu", "pve1", 102, "pve2", online=True))
     api.started.clear()
     api.followed.clear()
     journal = start(tmp_path, plan)
