@@ -30,7 +30,6 @@ from dataclasses import dataclass, field, replace
 from pvetool.errors import PlanError
 from pvetool.model import (
     ClusterSnapshot,
-    Disk,
     ExecutionPlan,
     Finding,
     Move,
@@ -196,7 +195,7 @@ class _Builder:
             self.rules,
             sources=sources,
             # PVE re-targets replication jobs as guests move: each stage sees the jobs as the
-            # earlier stages leave them (see `apply_moves`).
+            # earlier stages leave them (see `ClusterSnapshot.after`).
             replication=self.working.replication,
             preconditions=self.preconditions if self.working is self.snapshot else {},
         )
@@ -211,56 +210,8 @@ class _Builder:
         self.rejections += sp.rejections
         self.blocked += [v for v in sp.blocked if v not in self.blocked]
         self.nodes |= {m.source for m in sp.moves} | {m.target for m in sp.moves}
-        self.working = apply_moves(self.working, sp.moves)
+        self.working = self.working.after(sp.moves)
         return stage
-
-
-def apply_moves(snapshot: ClusterSnapshot, moves: Sequence[Move]) -> ClusterSnapshot:
-    """The snapshot once `moves` have ended: guests on their targets, copied disks on their
-    target storages, replication jobs re-targeted as PVE does it."""
-    if not moves:
-        return snapshot
-    guests = dict(snapshot.guests)
-    replication = dict(snapshot.replication)
-    used = {name: node.memory_used_bytes for name, node in snapshot.nodes.items()}
-    for move in moves:
-        guest = guests.get(move.vmid)
-        if guest is None:
-            continue
-        mapping = dict(move.options.target_storage)
-        disks = guest.disks
-        if mapping:
-            disks = tuple(_mapped_disk(d, mapping, snapshot) for d in guest.disks)
-        if guest.running and guest.node in used and move.target in used:
-            # The node's used memory follows the guest, so the host's own use stays the same.
-            used[guest.node] -= guest.used_memory_bytes
-            used[move.target] += guest.used_memory_bytes
-        guests[move.vmid] = replace(guest, node=move.target, disks=disks)
-        jobs = replication.get(move.vmid)
-        if jobs:
-            # pve-guest-common `switch_replication_job_target`: the job to the new node now
-            # replicates back to the old one.
-            replication[move.vmid] = tuple(guest.node if t == move.target else t for t in jobs)
-    nodes = {
-        name: replace(node, memory_used_bytes=max(0, used[name]))
-        for name, node in snapshot.nodes.items()
-    }
-    return replace(snapshot, guests=guests, nodes=nodes, replication=replication)
-
-
-def _mapped_disk(disk: Disk, mapping: Mapping[str, str], snapshot: ClusterSnapshot) -> Disk:
-    if not disk.is_local or disk.storage is None or disk.media != "disk":
-        return disk
-    target = mapping.get(disk.storage) or mapping.get("*") or disk.storage
-    if target == disk.storage:
-        return disk
-    storage = snapshot.storages.get(target)
-    return replace(
-        disk,
-        storage=target,
-        volid=target + disk.volid[len(disk.storage) :],
-        is_local=not (storage is not None and storage.shared),
-    )
 
 
 def _rolling(b: _Builder, step: RollingStep, rules: Rules) -> None:
