@@ -65,10 +65,11 @@ class DecodeError(ValueError):
         self.problems = problems
 
 
-def from_data(cls: type[T], raw: Any, path: str = "") -> T:
+def from_data(cls: type[T], raw: Any, path: str = "", *, ignore_unknown: bool = False) -> T:
     """Build `cls` (a dataclass) from plain data, checking every value against its field's type;
-    raises `DecodeError` naming every problem."""
-    decoder = _Decoder()
+    raises `DecodeError` naming every problem. Keys no field has are problems too, unless
+    `ignore_unknown` (data written by a newer version)."""
+    decoder = _Decoder(ignore_unknown=ignore_unknown)
     value = decoder.dataclass(cls, raw, path or cls.__name__)
     if decoder.problems or not isinstance(value, cls):
         raise DecodeError(decoder.problems or [f"{path or cls.__name__}: not readable"])
@@ -108,8 +109,9 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 class _Decoder:
-    def __init__(self) -> None:
+    def __init__(self, *, ignore_unknown: bool = False) -> None:
         self.problems: list[str] = []
+        self.ignore_unknown = ignore_unknown
 
     def fail(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}")
@@ -126,7 +128,7 @@ class _Decoder:
             if len(non_none) == 1:
                 return self.value(non_none[0], raw, path)
             for option in non_none:  # e.g. float | int: take the first that fits quietly
-                sub = _Decoder()
+                sub = _Decoder(ignore_unknown=self.ignore_unknown)
                 result = sub.value(option, raw, path)
                 if not sub.problems:
                     return result
@@ -206,7 +208,7 @@ class _Decoder:
         hints = _hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls)}
         for key in raw:
-            if key not in fields:
+            if key not in fields and not self.ignore_unknown:
                 self.fail(f"{path}.{key}", f"unknown key (known: {', '.join(fields)})")
         kwargs: dict[str, Any] = {}
         for name, f in fields.items():

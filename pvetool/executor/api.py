@@ -1,14 +1,14 @@
 """What the executor needs from the outside world, as small protocols and callable types.
 
 `ClusterApi` lists the PVE calls the executor makes; `pvetool.api.PveClient` satisfies it
-(mypy checks that in `pvetool/cli/run_cmds.py`) and unit tests fake it. Task following, the
+(mypy checks that in `pvetool/operate.py`) and unit tests fake it. Task following, the
 planner's re-planning and hooks come in as plain callables, so this package imports neither the
 API layer nor the planner. Imports: the standard library and `pvetool.model`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
 from pvetool.model import (
@@ -68,9 +68,11 @@ class ClusterApi(Protocol):
 # follows any task: also the qmshutdown/qmstart (hastop/hastart) of an offline move.
 Follow = Callable[[Upid, float, Callable[[MigrationProgress], None] | None], TaskResult]
 
-# replan(move, avoid) -> a Move to another target, or None when no other node can take it.
-# The CLI binds the planner's `replan_move(plan, move, fetch_snapshot(client), avoid)`.
-Replan = Callable[[Move, Collection[str]], Move | None]
+# replan([(move, avoid), ...]) -> one answer per move, in order: the move to another target
+# (avoiding the nodes given), or None when no other node can take it. Every move asked at once
+# had its target fail together; the planner re-plans them against one fresh snapshot, each
+# seeing where the previous ones went (`pvetool.operate` binds `pvetool.planner.build.replan`).
+Replan = Callable[[Sequence[tuple[Move, frozenset[str]]]], Sequence[Move | None]]
 
 # confirm(question) -> True to go on (rolling maintenance's confirm_between).
 Confirm = Callable[[str], bool]

@@ -13,6 +13,9 @@ agent ping within a few seconds. A task that says OK while the guest did not arr
 For an offline move of a running VM, `wait_for_status` waits for the shutdown (or start) to
 show, since an HA-managed guest's request task ends before the HA stack acts.
 
+After a failure: `whereabouts` says where the guest is, `still_at_source` whether another
+target may be tried, `target_offline` whether the target is the one to blame.
+
 Imports: the standard library, `pvetool.errors`, `pvetool.model`, `pvetool.waiting` and
 `pvetool.executor.api`.
 """
@@ -37,9 +40,12 @@ __all__ = [
     "find_guest",
     "gib",
     "precheck",
+    "still_at_source",
+    "target_offline",
     "target_trouble",
     "verify_arrival",
     "wait_for_status",
+    "whereabouts",
 ]
 
 Verdict = Literal["ready", "skip", "fail", "target-down", "target-refused", "defer"]
@@ -281,3 +287,34 @@ def wait_for_status(
         clock=clock,
         sleep=sleep,
     )
+
+
+def whereabouts(api: ClusterApi, move: Move) -> tuple[str | None, str]:
+    """(node, sentence) saying where the guest is now, for failure reports."""
+    try:
+        guest = find_guest(api.cluster_resources("vm"), move.vmid)
+    except PvetoolError as exc:
+        return None, f"where guest {move.vmid} is now could not be checked ({exc})"
+    if guest is None:
+        return None, f"guest {move.vmid} is not in /cluster/resources"
+    lock = f" (locked: {guest.lock})" if guest.lock else ""
+    return guest.node, f"guest {move.vmid} is on {guest.node}{lock}, {guest.status}"
+
+
+def still_at_source(api: ClusterApi, move: Move) -> bool:
+    """The guest is still on the move's source, unlocked: another target may be tried."""
+    try:
+        guest = find_guest(api.cluster_resources("vm"), move.vmid)
+    except PvetoolError:
+        return False
+    return guest is not None and guest.node == move.source and not guest.lock
+
+
+def target_offline(api: ClusterApi, target: str) -> Literal["target-down"] | None:
+    """``target-down`` when `/cluster/status` shows the target offline."""
+    try:
+        status = api.cluster_status()
+    except PvetoolError:
+        return None
+    entry = next((n for n in status.nodes if n.name == target), None)
+    return "target-down" if entry is not None and not entry.online else None

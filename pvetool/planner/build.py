@@ -15,8 +15,9 @@ Steps become stages, each planned on the cluster as the previous stages leave it
   wait-node (online and quorate), hook (after), migrate (bring the guests home); then pause
   and/or confirm before the next node.
 
-`drain_spec`, `rebalance_spec` and `undrain_spec` build the `PlanSpec` of the one-shot commands.
-`replan_move` finds another target for a move whose target failed during a run.
+`drain_spec`, `rebalance_spec`, `undrain_spec` and `migrate_spec` build the `PlanSpec` of the
+one-shot commands. `replan` finds other targets for moves whose target failed during a run (all
+against one snapshot, each seeing the previous); `replan_move` does it for one move.
 
 Pure: no I/O, no clock. Imports: the standard library, `pvetool.errors`, `pvetool.model`,
 `pvetool.timing` and `pvetool.planner`.
@@ -71,7 +72,9 @@ from pvetool.timing import TimingParams, link_goodput_Bps, stream_cap_Bps
 __all__ = [
     "build_plan",
     "drain_spec",
+    "migrate_spec",
     "rebalance_spec",
+    "replan",
     "replan_move",
     "undrain_spec",
 ]
@@ -145,6 +148,38 @@ def undrain_spec(moves: Sequence[tuple[int, str]]) -> PlanSpec:
         steps=(step,),
         source=_CLI,
         node_refs=tuple(_ref(t, f"undrain {v}") for v, t in moves),
+    )
+
+
+def migrate_spec(
+    vmid: int,
+    target: str,
+    *,
+    with_local_disks: bool = False,
+    target_storage: Sequence[tuple[str, str]] = (),
+    bwlimit_Bps: float | None = None,
+    task_timeout_s: float = 3600.0,
+) -> PlanSpec:
+    """What `pvetool migrate VMID --to NODE` plans: one explicit move, checked like any other.
+
+    The target is not a node reference of the plan: a node the cluster does not have makes the
+    guest blocked (PVT-UNKNOWN-NODE), the way PVE refuses such a migration, rather than the
+    whole command invalid."""
+    where = Where(_CLI, 0, f"migrate {vmid}")
+    return PlanSpec(
+        version=1,
+        name=f"migrate-{vmid}",
+        rules=Rules(
+            concurrency=Concurrency(cluster=1, per_source=1, per_target=1),
+            migration=MigrationSettings(
+                with_local_disks=with_local_disks,
+                target_storage=tuple(target_storage),
+                bwlimit_Bps=bwlimit_Bps,
+            ),
+            task_timeout_s=task_timeout_s,
+        ),
+        steps=(MoveStep(moves=(ExplicitMove(vmid=vmid, target=target, where=where),)),),
+        source=_CLI,
     )
 
 
@@ -332,13 +367,12 @@ def build_plan(
             _rolling(b, step, spec.rules)
     network = Network.of(link_bits_per_s)
     migrate = [i for i, s in enumerate(b.stages) if s.kind == "migrate"]
-    conc = spec.rules.concurrency
     caps, schedules = choose_schedule(
         [b.stages[i].moves for i in migrate],
         [b.migrate_snapshots[i] for i in migrate],
         params,
         network,
-        fixed=(conc.cluster, conc.per_source, conc.per_target),
+        fixed=spec.rules.concurrency,
     )
     stages = list(b.stages)
     for i, schedule in zip(migrate, schedules, strict=True):
@@ -448,15 +482,45 @@ def _assumptions(
 # Re-planning during a run
 
 
+def replan(
+    plan: ExecutionPlan,
+    requests: Sequence[tuple[Move, Collection[str]]],
+    snapshot: ClusterSnapshot,
+) -> list[Move | None]:
+    """Another target for each move (avoiding the nodes given with it) that passes every check
+    on the *current* snapshot, in order; None where no target qualifies.
+
+    Used when targets fail mid-run, with one snapshot for all the moves whose target failed
+    together. Each move sees where the ones before it went; every other move of the plan whose
+    guest is not yet on its target is counted as still coming (conservative), except those still
+    waiting for their new target here. Never for pinned moves.
+    """
+    answers: list[Move | None] = []
+    waiting = {move.id for move, _ in requests}
+    for move, avoid in requests:
+        waiting.discard(move.id)
+        new = _replan_one(plan, move, snapshot, avoid, skip=waiting)
+        answers.append(new)
+        if new is not None:
+            plan = plan.with_moves([new])
+    return answers
+
+
 def replan_move(
     plan: ExecutionPlan, move: Move, snapshot: ClusterSnapshot, avoid: Collection[str]
 ) -> Move | None:
-    """The same guest to another target that passes every check on the *current* snapshot.
+    """`replan` for one move."""
+    return replan(plan, [(move, avoid)], snapshot)[0]
 
-    Used when a target failed mid-run. Every other move of the plan whose guest is not yet on
-    its target is counted as still coming (conservative). Never for pinned moves; None when no
-    target qualifies.
-    """
+
+def _replan_one(
+    plan: ExecutionPlan,
+    move: Move,
+    snapshot: ClusterSnapshot,
+    avoid: Collection[str],
+    *,
+    skip: Collection[str],
+) -> Move | None:
     if move.pinned:
         return None
     guest = snapshot.guests.get(move.vmid)
@@ -469,7 +533,7 @@ def replan_move(
             stage_sources = {m.source for m in stage.moves}
     sp = StagePlanner(0, snapshot, rules, sources=stage_sources, replication=snapshot.replication)
     for other in plan.moves:
-        if other.id == move.id:
+        if other.id == move.id or other.id in skip:
             continue
         other_guest = snapshot.guests.get(other.vmid)
         if other_guest is None or other_guest.node != other.source:

@@ -33,7 +33,8 @@ link speed (default 10 Gbit/s per node), the bytes a live VM sends (its used mem
 disk bytes (their configured size: an upper bound of what is allocated), and each guest's
 dirty-page profile, estimated from its CPU load (below 6 % idle, below 25 % moderate, else hot).
 
-Pure: no I/O, no clock. Imports: the standard library, `pvetool.model`, `pvetool.timing`.
+Pure: no I/O, no clock. Imports: the standard library, `pvetool.model`, `pvetool.planner.spec`,
+`pvetool.timing`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from pvetool.model import (
     Guest,
     Move,
 )
+from pvetool.planner.spec import AUTO_CONCURRENCY, Concurrency
 from pvetool.timing import (
     DIRTY_PROFILES,
     DirtyProfile,
@@ -578,10 +580,10 @@ def choose_schedule(
     snapshots: Sequence[ClusterSnapshot],
     params: TimingParams,
     network: Network,
-    fixed: tuple[int | None, int | None, int | None] = (None, None, None),
+    fixed: Concurrency = AUTO_CONCURRENCY,
 ) -> tuple[Caps, list[StageSchedule]]:
     """Caps for the whole plan and, per migrate stage, the order with the best predicted
-    makespan. `fixed` = the plan's (cluster, per_source, per_target); None = choose."""
+    makespan. `fixed` = the plan's concurrency caps; None = choose."""
     timings: dict[str, Timing] = {}
     labels: dict[str, str] = {}
     for moves, snap in zip(stages, snapshots, strict=True):
@@ -590,7 +592,7 @@ def choose_schedule(
             timings[m.id] = move_timing(m, guest, params, snap.datacenter)
             labels[m.id] = f"{m.vmid} ({m.name})" if m.name else str(m.vmid)
     all_moves = [m for moves in stages for m in moves]
-    fixed_cluster, fixed_source, fixed_target = fixed
+    fixed_cluster, fixed_source, fixed_target = fixed.cluster, fixed.per_source, fixed.per_target
     if all_moves:
         links = [network.link(m.source) for m in all_moves] + [
             network.link(m.target) for m in all_moves

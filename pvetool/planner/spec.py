@@ -100,6 +100,9 @@ class Concurrency:
     per_target: int | None = None
 
 
+AUTO_CONCURRENCY = Concurrency()  # every cap chosen by the sequencer
+
+
 @dataclass(frozen=True)
 class MigrationSettings:
     """How migrations are started (None: the datacenter's setting / PVE's default)."""

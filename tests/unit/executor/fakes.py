@@ -11,11 +11,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from pvetool.errors import ApiError, TaskFailed, TaskTimeout
+from pvetool.executor import (
+    Confirm,
+    Executor,
+    ExecutorDeps,
+    ExecutorOptions,
+    HookRunner,
+    Replan,
+    run_hook,
+)
+from pvetool.journal import Journal
 from pvetool.model import (
     Caps,
     ClusterNodeStatus,
@@ -38,6 +48,7 @@ from pvetool.model import (
     TaskSummary,
     Upid,
 )
+from pvetool.model.events import Observer
 
 GiB = 1024**3
 BASE_BYTES = 1 * GiB
@@ -446,3 +457,40 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 20.0) -> bool:
 
 def no_sleep(_seconds: float) -> None:
     return None
+
+
+def make_executor(
+    api: FakeApi,
+    *,
+    journal: Journal | None = None,
+    replan: Replan | None = None,
+    observer: Observer | None = None,
+    hook_runner: HookRunner | None = None,
+    confirm: Confirm | None = None,
+    clock: Callable[[], float] | None = None,
+    tick_s: float = 0.01,
+    **options: Any,
+) -> Executor:
+    """An executor on the in-memory cluster that waits no real time."""
+    deps = ExecutorDeps(
+        api,
+        api.follow,
+        journal=journal,
+        replan=replan,
+        observer=observer,
+        confirm=confirm,
+        hook_runner=hook_runner or run_hook,
+        sleep=no_sleep,
+        clock=clock or time.monotonic,
+    )
+    agents = frozenset(options.pop("agent_vmids", ()))
+    return Executor(deps, ExecutorOptions(agent_vmids=agents, tick_s=tick_s, **options))
+
+
+def each(fn: Callable[[Move, frozenset[str]], Move | None]) -> Replan:
+    """A `Replan` that answers each asked move with `fn(move, avoid)`."""
+
+    def replan(asked: Sequence[tuple[Move, frozenset[str]]]) -> list[Move | None]:
+        return [fn(m, avoid) for m, avoid in asked]
+
+    return replan
