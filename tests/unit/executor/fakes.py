@@ -29,6 +29,7 @@ from pvetool.journal import Journal
 from pvetool.model import (
     Caps,
     ClusterNodeStatus,
+    ClusterSnapshot,
     ClusterResources,
     ClusterStatus,
     ExecutionPlan,
@@ -108,6 +109,7 @@ class FakeApi:
         self.max_target: dict[str, int] = {}
         self.overfilled: list[str] = []
         self.pings = 0
+        self.snapshots = 0
 
     # -- helpers for tests
 
@@ -126,6 +128,40 @@ class FakeApi:
 
     def node_of(self, vmid: int) -> str:
         return self.guests[vmid].node
+
+    def snapshot(self) -> ClusterSnapshot:
+        """The cluster as `fetch_snapshot` would read it (for the planner's re-planning)."""
+        self.snapshots += 1
+        with self.lock:
+            nodes = {
+                n: Node(
+                    name=n,
+                    online=self.online[n],
+                    cpus=64,
+                    memory_total_bytes=total,
+                    memory_used_bytes=self.used(n),
+                )
+                for n, total in self.memory.items()
+            }
+            guests = {
+                g.vmid: Guest(
+                    vmid=g.vmid,
+                    kind=g.kind,
+                    name=g.name or f"g{g.vmid}",
+                    node=g.node,
+                    status=g.status,
+                    memory_bytes=g.memory,
+                    used_memory_bytes=g.memory if g.status == "running" else 0,
+                    cores=1,
+                    lock=g.lock,
+                    ha_state="started" if g.ha else None,
+                    agent_enabled=g.agent,
+                    config_known=True,
+                )
+                for g in self.guests.values()
+            }
+        quorate = sum(self.online.values()) * 2 > len(nodes)
+        return ClusterSnapshot("fake", quorate, nodes, guests)
 
     # -- ClusterApi
 
