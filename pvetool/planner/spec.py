@@ -52,9 +52,6 @@ class GuestSelector:
     tags: tuple[str, ...] = ()
     pools: tuple[str, ...] = ()
 
-    def is_empty(self) -> bool:
-        return not (self.vmids or self.tags or self.pools)
-
 
 @dataclass(frozen=True)
 class Group:
