@@ -22,7 +22,7 @@ import dataclasses
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pvetool.errors import PlanError
@@ -108,6 +108,24 @@ def _hints(cls: type) -> dict[str, Any]:
     return _HINTS[cls]
 
 
+def _is_int(raw: Any) -> bool:
+    return isinstance(raw, int) and not isinstance(raw, bool)
+
+
+def _is_number(raw: Any) -> bool:
+    return isinstance(raw, int | float) and not isinstance(raw, bool)
+
+
+# type -> (does the raw value fit, what the message says was expected, the value after a problem)
+_SCALARS: dict[Any, tuple[Callable[[Any], bool], str, Any]] = {
+    bool: (lambda raw: isinstance(raw, bool), "true or false", False),
+    int: (_is_int, "an integer", 0),
+    float: (_is_number, "a number", 0.0),
+    str: (lambda raw: isinstance(raw, str), "a string", ""),
+    type(None): (lambda raw: raw is None, "null", None),
+}
+
+
 class _Decoder:
     def __init__(self, *, ignore_unknown: bool = False) -> None:
         self.problems: list[str] = []
@@ -121,19 +139,7 @@ class _Decoder:
         if tp is Any:
             return raw
         if origin is Union or origin is types.UnionType:
-            options = get_args(tp)
-            if raw is None and type(None) in options:
-                return None
-            non_none = [o for o in options if o is not type(None)]
-            if len(non_none) == 1:
-                return self.value(non_none[0], raw, path)
-            for option in non_none:  # e.g. float | int: take the first that fits quietly
-                sub = _Decoder(ignore_unknown=self.ignore_unknown)
-                result = sub.value(option, raw, path)
-                if not sub.problems:
-                    return result
-            self.fail(path, f"expected {self._name(tp)}, got {_describe(raw)}")
-            return None
+            return self._union(tp, raw, path)
         if origin is Literal:
             choices = get_args(tp)
             if raw in choices and not isinstance(raw, bool):
@@ -141,65 +147,64 @@ class _Decoder:
             self.fail(path, f"expected one of {', '.join(map(str, choices))}, got {_describe(raw)}")
             return None
         if origin is tuple:
-            args = get_args(tp)
-            if not isinstance(raw, list):
-                self.fail(path, f"expected a list, got {_describe(raw)}")
-                return ()
-            if len(args) == 2 and args[1] is Ellipsis:
-                return tuple(self.value(args[0], v, f"{path}[{i}]") for i, v in enumerate(raw))
-            if len(raw) != len(args):
-                self.fail(path, f"expected a list of {len(args)} items, got {len(raw)}")
-                return ()
-            return tuple(
-                self.value(a, v, f"{path}[{i}]")
-                for i, (a, v) in enumerate(zip(args, raw, strict=True))
-            )
+            return self._tuple(get_args(tp), raw, path)
         if origin in (Mapping, dict) or tp is dict:
-            args = get_args(tp)
-            if not isinstance(raw, dict):
-                self.fail(path, f"expected an object, got {_describe(raw)}")
-                return {}
-            key_tp = args[0] if args else str
-            val_tp = args[1] if args else Any
-            out: dict[Any, Any] = {}
-            for k, v in raw.items():
-                key: Any = k
-                if key_tp is int:
-                    if not str(k).lstrip("-").isdigit():
-                        self.fail(f"{path}.{k}", "expected an integer key")
-                        continue
-                    key = int(k)
-                out[key] = self.value(val_tp, v, f"{path}.{k}")
-            return out
+            return self._mapping(get_args(tp), raw, path)
         if dataclasses.is_dataclass(tp) and isinstance(tp, type):
             return self.dataclass(tp, raw, path)
-        if tp is bool:
-            if isinstance(raw, bool):
-                return raw
-            self.fail(path, f"expected true or false, got {_describe(raw)}")
-            return False
-        if tp is int:
-            if isinstance(raw, int) and not isinstance(raw, bool):
-                return raw
-            self.fail(path, f"expected an integer, got {_describe(raw)}")
-            return 0
-        if tp is float:
-            if isinstance(raw, int | float) and not isinstance(raw, bool):
-                return float(raw)
-            self.fail(path, f"expected a number, got {_describe(raw)}")
-            return 0.0
-        if tp is str:
-            if isinstance(raw, str):
-                return raw
-            self.fail(path, f"expected a string, got {_describe(raw)}")
-            return ""
-        if tp is type(None):
-            if raw is None:
-                return None
-            self.fail(path, f"expected null, got {_describe(raw)}")
-            return None
+        if tp in _SCALARS:
+            fits, expected, fallback = _SCALARS[tp]
+            if fits(raw):
+                return float(raw) if tp is float else raw
+            self.fail(path, f"expected {expected}, got {_describe(raw)}")
+            return fallback
         self.fail(path, f"cannot read a value of type {tp!r}")
         return None
+
+    def _union(self, tp: Any, raw: Any, path: str) -> Any:
+        options = get_args(tp)
+        if raw is None and type(None) in options:
+            return None
+        non_none = [o for o in options if o is not type(None)]
+        if len(non_none) == 1:
+            return self.value(non_none[0], raw, path)
+        for option in non_none:  # e.g. float | int: take the first that fits quietly
+            sub = _Decoder(ignore_unknown=self.ignore_unknown)
+            result = sub.value(option, raw, path)
+            if not sub.problems:
+                return result
+        self.fail(path, f"expected {self._name(tp)}, got {_describe(raw)}")
+        return None
+
+    def _tuple(self, args: tuple[Any, ...], raw: Any, path: str) -> tuple[Any, ...]:
+        if not isinstance(raw, list):
+            self.fail(path, f"expected a list, got {_describe(raw)}")
+            return ()
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(self.value(args[0], v, f"{path}[{i}]") for i, v in enumerate(raw))
+        if len(raw) != len(args):
+            self.fail(path, f"expected a list of {len(args)} items, got {len(raw)}")
+            return ()
+        return tuple(
+            self.value(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, raw, strict=True))
+        )
+
+    def _mapping(self, args: tuple[Any, ...], raw: Any, path: str) -> dict[Any, Any]:
+        if not isinstance(raw, dict):
+            self.fail(path, f"expected an object, got {_describe(raw)}")
+            return {}
+        key_tp = args[0] if args else str
+        val_tp = args[1] if args else Any
+        out: dict[Any, Any] = {}
+        for k, v in raw.items():
+            key: Any = k
+            if key_tp is int:
+                if not str(k).lstrip("-").isdigit():
+                    self.fail(f"{path}.{k}", "expected an integer key")
+                    continue
+                key = int(k)
+            out[key] = self.value(val_tp, v, f"{path}.{k}")
+        return out
 
     def dataclass(self, cls: type, raw: Any, path: str) -> Any:
         if not isinstance(raw, dict):

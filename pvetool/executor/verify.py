@@ -121,7 +121,16 @@ def precheck(
         )
     if guest.lock:
         return Check("fail", f"{what} is locked ({guest.lock}); PVE would refuse to move it", guest)
+    refused = _target_member(api, move, guest) or _pve_precondition(api, move, guest, what)
+    if refused is not None:
+        return refused
+    if not guest.running:
+        return Check("ready", "", guest)
+    return _room(resources, move, guest, reserved_bytes, inflight_into)
 
+
+def _target_member(api: ClusterApi, move: Move, guest: Guest) -> Check | None:
+    """The target is an online member of a quorate cluster, else why not."""
     status = api.cluster_status()
     member = next((n for n in status.nodes if n.name == move.target), None)
     if member is None:
@@ -130,7 +139,11 @@ def precheck(
         return Check("target-down", f"target {move.target} is offline", guest)
     if not status.quorate:
         return Check("fail", "the cluster is not quorate; PVE refuses migrations", guest)
+    return None
 
+
+def _pve_precondition(api: ClusterApi, move: Move, guest: Guest, what: str) -> Check | None:
+    """What PVE's own migrate precondition refuses (the target, local devices or disks)."""
     try:
         pre = api.migrate_precondition(move.kind, move.source, move.vmid, move.target)
     except (ApiError, NotFound) as exc:
@@ -153,7 +166,6 @@ def precheck(
         return Check(
             "target-refused", f"PVE will not move {what} to {move.target}: {detail}", guest
         )
-    running = guest.running
     if move.kind == "qemu" and pre.local_resources:
         return Check(
             "fail",
@@ -162,7 +174,7 @@ def precheck(
         )
     disks = [d.volid for d in pre.local_disks if not d.cdrom and not d.is_unused]
     # An offline move (shut down, migrate, start) copies local disks like any offline migration.
-    live = move.kind == "qemu" and running and not move.options.shutdown
+    live = move.kind == "qemu" and guest.running and not move.options.shutdown
     if live and disks and not move.options.with_local_disks:
         return Check(
             "fail",
@@ -170,9 +182,18 @@ def precheck(
             "(with-local-disks)",
             guest,
         )
+    return None
 
-    if not running:
-        return Check("ready", "", guest)
+
+def _room(
+    resources: ClusterResources,
+    move: Move,
+    guest: Guest,
+    reserved_bytes: Callable[[str], int],
+    inflight_into: Callable[[str], int],
+) -> Check:
+    """A running guest fits into the target's free memory next to the migrations under way
+    into it (wait for them: `defer`; else the target is full: re-plan)."""
     target = _node(resources, move.target)
     if target is None or target.memory_total_bytes <= 0:
         return Check("ready", "", guest)  # no numbers to check against

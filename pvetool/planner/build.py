@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 
 from pvetool.errors import PlanError
 from pvetool.model import (
+    Caps,
     ClusterSnapshot,
     ExecutionPlan,
     Finding,
@@ -45,6 +46,7 @@ from pvetool.planner.resolve import resolve_rules, where_text
 from pvetool.planner.sequencer import (
     DEFAULT_LINK_BITS_PER_S,
     Network,
+    Predicted,
     choose_schedule,
 )
 from pvetool.planner.spec import (
@@ -57,6 +59,7 @@ from pvetool.planner.spec import (
     RebalanceStep,
     RollingStep,
     Rules,
+    Step,
     Where,
 )
 from pvetool.planner.strategies import (
@@ -348,62 +351,8 @@ def build_plan(
     )
     b.findings += cluster_findings(snapshot)
     for step in spec.steps:
-        if isinstance(step, DrainStep):
-            sp = b.planner(sources=step.nodes)
-            plan_drain(sp, step, spec.rules)
-            b.nodes |= set(step.nodes)
-            b.close(sp, f"drain {', '.join(step.nodes)}")
-        elif isinstance(step, MoveStep):
-            sp = b.planner()
-            wanted = [Wanted(m.vmid, m.target, where_text(m.where)) for m in step.moves]
-            plan_moves(sp, wanted, spec.rules)
-            b.close(sp, "move guests")
-        elif isinstance(step, RebalanceStep):
-            sp = b.planner()
-            earlier = {m.vmid for stage in b.stages for m in stage.moves}
-            plan_rebalance(sp, step, spec.rules, moved_before=earlier)
-            b.close(sp, f"rebalance by {step.by}")
-        elif isinstance(step, RollingStep):
-            _rolling(b, step, spec.rules)
-    network = Network.of(link_bits_per_s)
-    migrate = [i for i, s in enumerate(b.stages) if s.kind == "migrate"]
-    caps, schedules = choose_schedule(
-        [b.stages[i].moves for i in migrate],
-        [b.migrate_snapshots[i] for i in migrate],
-        params,
-        network,
-        fixed=spec.rules.concurrency,
-    )
-    stages = list(b.stages)
-    for i, schedule in zip(migrate, schedules, strict=True):
-        stages[i] = replace(
-            stages[i],
-            moves=schedule.moves,
-            predicted_makespan_s=schedule.makespan_s,
-            bounds=schedule.bounds,
-        )
-        snap = b.migrate_snapshots[i]
-        for move in schedule.moves:
-            pred = schedule.predicted[move.id]
-            guest = snap.guests[move.vmid]
-            if pred.aborted:
-                issue = Issue(
-                    "PVT-CONVERGENCE",
-                    "warning",
-                    "predicted not to converge: at the bandwidth it gets, its memory is dirtied "
-                    "faster than it is sent and PVE would abort the migration; give it more "
-                    "bandwidth (insecure migration, fewer in parallel) or migrate it offline",
-                )
-                b.findings.append(to_finding(issue, guest, move.target))
-            elif pred.escalations:
-                issue = Issue(
-                    "PVT-CONVERGENCE",
-                    "warning",
-                    f"predicted to need {pred.escalations} downtime escalation(s): PVE doubles "
-                    "the allowed downtime until the last pass fits (predicted downtime "
-                    f"{move.predicted_downtime_ms or 0:.0f} ms)",
-                )
-                b.findings.append(to_finding(issue, guest, move.target))
+        _plan_step(b, step, spec.rules)
+    caps, stages = _sequence(b, params, Network.of(link_bits_per_s), spec.rules)
     involved = {m.vmid for s in stages for m in s.moves} | set(b.blocked)
     for step in spec.steps:
         if isinstance(step, DrainStep):
@@ -430,6 +379,76 @@ def build_plan(
         facts=facts,
         assumptions=_assumptions(snapshot, params, link_bits_per_s, spec.rules, rules),
     )
+
+
+def _plan_step(b: _Builder, step: Step, rules: Rules) -> None:
+    """One step of the plan as its migrate stage(s), on the cluster the earlier ones leave."""
+    if isinstance(step, DrainStep):
+        sp = b.planner(sources=step.nodes)
+        plan_drain(sp, step, rules)
+        b.nodes |= set(step.nodes)
+        b.close(sp, f"drain {', '.join(step.nodes)}")
+    elif isinstance(step, MoveStep):
+        sp = b.planner()
+        wanted = [Wanted(m.vmid, m.target, where_text(m.where)) for m in step.moves]
+        plan_moves(sp, wanted, rules)
+        b.close(sp, "move guests")
+    elif isinstance(step, RebalanceStep):
+        sp = b.planner()
+        earlier = {m.vmid for stage in b.stages for m in stage.moves}
+        plan_rebalance(sp, step, rules, moved_before=earlier)
+        b.close(sp, f"rebalance by {step.by}")
+    elif isinstance(step, RollingStep):
+        _rolling(b, step, rules)
+
+
+def _sequence(
+    b: _Builder, params: TimingParams, network: Network, rules: Rules
+) -> tuple[Caps, list[Stage]]:
+    """The plan's caps and its stages with every migrate stage ordered and timed; a move
+    predicted not to converge (or only with downtime escalations) gets a warning."""
+    migrate = [i for i, s in enumerate(b.stages) if s.kind == "migrate"]
+    caps, schedules = choose_schedule(
+        [b.stages[i].moves for i in migrate],
+        [b.migrate_snapshots[i] for i in migrate],
+        params,
+        network,
+        fixed=rules.concurrency,
+    )
+    stages = list(b.stages)
+    for i, schedule in zip(migrate, schedules, strict=True):
+        stages[i] = replace(
+            stages[i],
+            moves=schedule.moves,
+            predicted_makespan_s=schedule.makespan_s,
+            bounds=schedule.bounds,
+        )
+        snap = b.migrate_snapshots[i]
+        for move in schedule.moves:
+            issue = _convergence(move, schedule.predicted[move.id])
+            if issue is not None:
+                b.findings.append(to_finding(issue, snap.guests[move.vmid], move.target))
+    return caps, stages
+
+
+def _convergence(move: Move, pred: Predicted) -> Issue | None:
+    if pred.aborted:
+        return Issue(
+            "PVT-CONVERGENCE",
+            "warning",
+            "predicted not to converge: at the bandwidth it gets, its memory is dirtied "
+            "faster than it is sent and PVE would abort the migration; give it more "
+            "bandwidth (insecure migration, fewer in parallel) or migrate it offline",
+        )
+    if pred.escalations:
+        return Issue(
+            "PVT-CONVERGENCE",
+            "warning",
+            f"predicted to need {pred.escalations} downtime escalation(s): PVE doubles "
+            "the allowed downtime until the last pass fits (predicted downtime "
+            f"{move.predicted_downtime_ms or 0:.0f} ms)",
+        )
+    return None
 
 
 _SEVERITY_ORDER = {"blocker": 0, "warning": 1, "info": 2}
