@@ -29,8 +29,8 @@ from pvetool.journal import Journal
 from pvetool.model import (
     Caps,
     ClusterNodeStatus,
-    ClusterSnapshot,
     ClusterResources,
+    ClusterSnapshot,
     ClusterStatus,
     ExecutionPlan,
     Guest,
