@@ -12,6 +12,7 @@ UPIDs).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from pvetool.cli.execution import (
 from pvetool.cli.group import cli
 from pvetool.cli.plan_cmds import plan_group
 from pvetool.errors import PlanError
-from pvetool.journal import journalled_plan, state_dir, undrain_candidates
+from pvetool.journal import Origin, journalled_plan, state_dir, undrain_candidates
 from pvetool.model import ClusterSnapshot, ExecutionPlan
 from pvetool.operate import JobInfo
 from pvetool.plan_json import plan_from_json
@@ -129,6 +130,17 @@ def undrain_cmd(ctx: click.Context, /, node: str, **kw: Any) -> None:
         )
         ctx.exit(0)
     drain_run, origins = found
+    moves, notes = _homecoming(snapshot, node, drain_run.run_id, origins)
+    plan = build.build_plan(_with_local_disks(build.undrain_spec(moves)), snapshot)
+    job = JobInfo(key, "undrain", undoes=drain_run.run_id)
+    run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, notes=notes)
+
+
+def _homecoming(
+    snapshot: ClusterSnapshot, node: str, run_id: str, origins: Sequence[Origin]
+) -> tuple[list[tuple[int, str]], list[str]]:
+    """The guests a drain moved away that can come home to `node` as they are, and a note for
+    every other one."""
     moves: list[tuple[int, str]] = []
     notes: list[str] = []
     for origin in origins:
@@ -140,14 +152,11 @@ def undrain_cmd(ctx: click.Context, /, node: str, **kw: Any) -> None:
         elif guest.node != origin.now:
             notes.append(
                 f"not moved: guest {origin.vmid} is on {guest.node} now, not on {origin.now} "
-                f"where the drain ({drain_run.run_id}) put it; move it yourself if you want it "
-                f"on {node}"
+                f"where the drain ({run_id}) put it; move it yourself if you want it on {node}"
             )
         else:
             moves.append((origin.vmid, node))
-    plan = build.build_plan(_with_local_disks(build.undrain_spec(moves)), snapshot)
-    job = JobInfo(key, "undrain", undoes=drain_run.run_id)
-    run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, notes=notes)
+    return moves, notes
 
 
 def _with_local_disks(spec: PlanSpec) -> PlanSpec:
