@@ -1,6 +1,6 @@
 """Benchmark: how close pvetool's drains come to the physical limit, next to PVE's `migrateall`.
 
-For each generated cluster (`pvetool.emulator.fleet.generate_cluster`: link 1/10/25 GbE,
+For each generated cluster (`pvetool.emulator.clusterfile.generate_cluster`: link 1/10/25 GbE,
 secure or insecure migration, light or mixed fleet) the emulator runs in this process with its
 clock at `--speed` times real time, and pve1 is drained three ways on a fresh copy each:
 
@@ -41,12 +41,11 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pvetool.api import PveClient, fetch_snapshot, follow_task  # noqa: E402
+from pvetool.api import PveClient, fetch_snapshot  # noqa: E402
 from pvetool.emulator.clusterfile import load_cluster_text  # noqa: E402
 from pvetool.emulator.fleet import generate_cluster  # noqa: E402
 from pvetool.emulator.server import Emulator  # noqa: E402
-from pvetool.executor import Executor  # noqa: E402
-from pvetool.model import TaskResult, Upid  # noqa: E402
+from pvetool.operate import RunSetup, run_plan  # noqa: E402
 from pvetool.planner.build import build_plan, drain_spec  # noqa: E402
 from pvetool.settings import WaitPolicy, load_settings  # noqa: E402
 from pvetool.timing import (  # noqa: E402
@@ -131,10 +130,10 @@ def measure(emu: Emulator, result: Result, since_event: int, requests_before: in
                 result.moved += 1
             else:
                 result.failed += 1
-            downtimes.append(float(t.stats.guest_downtime_s or 0.0))
-            if t.stats.sent_bytes is not None and t.vmid is not None:
+            downtimes.append(float(t.stats.get("guest_downtime_s", 0.0) or 0.0))
+            if "sent_bytes" in t.stats and t.vmid is not None:
                 g = guests[t.vmid]
-                sent += float(t.stats.sent_bytes)
+                sent += float(t.stats["sent_bytes"])
                 needed += g.used_bytes + sum(d.alloc_bytes for d in c.local_disks(g))
             if end is not None:
                 completions.append(end)
@@ -163,19 +162,6 @@ def measure(emu: Emulator, result: Result, since_event: int, requests_before: in
 def run_pvetool(emu: Emulator, node: str, poll_s: float, result: Result) -> None:
     settings = load_settings(env=emu.env(), config_path="/nonexistent")
     client = PveClient(settings)
-    wait = WaitPolicy(poll_interval_s=poll_s, max_poll_interval_s=poll_s * 2)
-
-    def follow(
-        upid: Upid, timeout_s: float, cb: Any
-    ) -> TaskResult:  # the CLI's wiring, with the bench's poll interval
-        progress: Any = cb
-        return follow_task(client, upid, timeout_s, on_progress=progress, wait=wait)
-
-    def replan(move: Any, avoid: Any) -> Any:
-        from pvetool.planner.build import replan_move
-
-        return replan_move(plan, move, fetch_snapshot(client), avoid)
-
     snapshot = fetch_snapshot(client)
     plan = build_plan(drain_spec([node], with_local_disks=True), snapshot)
     result.predicted_s = plan.predicted_makespan_s
@@ -183,13 +169,13 @@ def run_pvetool(emu: Emulator, node: str, poll_s: float, result: Result) -> None
         result.notes.append(f"{len(plan.blocked)} blocked")
     since, before = len(emu.cluster.events), emu.stats.requests
     t0 = time.monotonic()
-    report = Executor(
-        client,
-        follow,
-        replan=replan,
-        agent_vmids={g.vmid for g in snapshot.guests.values() if g.agent_enabled},
+    # The same run path as `pvetool drain` (pvetool.operate), with the bench's poll interval.
+    setup = RunSetup(
+        wait=WaitPolicy(poll_interval_s=poll_s, max_poll_interval_s=poll_s * 2),
+        agent_vmids=frozenset(g.vmid for g in snapshot.guests.values() if g.agent_enabled),
         tick_s=poll_s,
-    ).run(plan)
+    )
+    report = run_plan(client, plan, setup=setup)
     result.real_s = time.monotonic() - t0
     client.close()
     measure(emu, result, since, before)

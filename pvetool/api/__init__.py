@@ -1,10 +1,10 @@
 """The PVE API layer: `PveClient`, `fetch_snapshot`, `follow_task` and the JSON converters.
 
 Imports: `pvetool.errors`, `pvetool.model`, `pvetool.settings` and its own modules. Only
-`transport.py` imports proxmoxer/requests; nothing outside `api/` ever sees a raw PVE dict.
+`client.py` imports proxmoxer/requests; nothing outside `api/` ever sees a raw PVE dict.
 """
 
-from pvetool.api.client import MIGRATION_TASK_TYPES, PARAM_MIN_VERSION, PveClient
+from pvetool.api.client import PARAM_MIN_VERSION, PveClient
 from pvetool.api.snapshot import fetch_snapshot
 from pvetool.api.tasks import TaskApi, find_migration_task, follow_task
 
@@ -15,7 +15,6 @@ def _satisfies_task_api(client: PveClient) -> TaskApi:
 
 
 __all__ = [
-    "MIGRATION_TASK_TYPES",
     "PARAM_MIN_VERSION",
     "PveClient",
     "TaskApi",

@@ -51,7 +51,7 @@ from pvetool.model import (
     HaResource,
     HaRule,
     HaStatus,
-    MigrationType,
+    MigrationRequest,
     Node,
     Precondition,
     PveVersion,
@@ -59,14 +59,15 @@ from pvetool.model import (
     StorageConfig,
     StorageStatus,
     TaskLogLine,
+    TaskQuery,
     TaskStatus,
     TaskSummary,
     Upid,
+    migrate_call_task_types,
 )
 from pvetool.settings import HostPort, Settings
 
 __all__ = [
-    "MIGRATION_TASK_TYPES",
     "PARAM_MIN_VERSION",
     "POWER_TASK_TYPES",
     "PveClient",
@@ -80,10 +81,6 @@ PARAM_MIN_VERSION: Mapping[tuple[str, str], tuple[int, int]] = {
     ("qemu", "with-conntrack-state"): (9, 0),  # conntrack migration via dbus-vmstate, PVE 9.0
 }
 
-MIGRATION_TASK_TYPES: Mapping[str, frozenset[str]] = {
-    "qemu": frozenset({"qmigrate", "hamigrate"}),
-    "lxc": frozenset({"vzmigrate", "hamigrate"}),
-}
 # The tasks a shutdown or start request creates (HA-managed guests: the HA request task).
 POWER_TASK_TYPES: Mapping[tuple[str, str], frozenset[str]] = {
     ("qemu", "shutdown"): frozenset({"qmshutdown", "hastop"}),
@@ -374,7 +371,7 @@ class PveClient:
                 )
                 self._sleep(self._settings.wait.ambiguous_check_delay_s)
                 try:
-                    tasks = self.tasks(node, vmid=vmid, since=since, source="all")
+                    tasks = self.tasks(TaskQuery(node, vmid=vmid, since=since))
                 except (ApiError, ApiUnreachable) as look_exc:
                     raise ApiUnreachable(
                         host=str(self.current_host),
@@ -408,49 +405,19 @@ class PveClient:
         )
         return convert.precondition(kind, raw)
 
-    def start_migration(
-        self,
-        kind: GuestKind,
-        node: str,
-        vmid: int,
-        target: str,
-        *,
-        online: bool | None = None,
-        with_local_disks: bool | None = None,
-        target_storage: Mapping[str, str] | str | None = None,
-        bwlimit_kib_s: int | None = None,
-        migration_type: MigrationType | None = None,
-        migration_network: str | None = None,
-        with_conntrack_state: bool | None = None,
-        restart: bool | None = None,
-        shutdown_timeout_s: int | None = None,
-    ) -> Upid:
+    def start_migration(self, req: MigrationRequest) -> Upid:
         """``POST /nodes/{node}/{kind}/{vmid}/migrate``; returns the task's UPID.
 
-        qemu: `online` (default True; PVE ignores it for a stopped VM), `with_local_disks`,
-        `target_storage` (``{"local-lvm": "ceph"}``, one storage ID, or ``"1"``), `bwlimit_kib_s`,
-        `migration_type`, `migration_network` (CIDR), `with_conntrack_state` (PVE 9+, dropped
-        for older nodes). lxc: `restart`, `target_storage`, `bwlimit_kib_s`,
-        `shutdown_timeout_s`. For an HA-managed guest PVE returns a ``hamigrate`` UPID.
+        The parameters are `MigrationRequest`'s; `with_conntrack_state` is dropped for nodes
+        older than PVE 9. For an HA-managed guest PVE returns a ``hamigrate`` UPID.
 
         The POST is never re-sent blindly: after an ambiguous failure the source node's task
         list and the guest's lock tell whether the migration started; only if nothing started
         is it sent once more.
         """
-        kind = _check_kind(kind)
-        params = self._migration_params(
-            kind,
-            target=_check_node(target),
-            online=online,
-            with_local_disks=with_local_disks,
-            target_storage=target_storage,
-            bwlimit_kib_s=bwlimit_kib_s,
-            migration_type=migration_type,
-            migration_network=migration_network,
-            with_conntrack_state=with_conntrack_state,
-            restart=restart,
-            shutdown_timeout_s=shutdown_timeout_s,
-        )
+        kind = _check_kind(req.kind)
+        node, vmid, target = req.node, req.vmid, req.target
+        params = self._migration_params(req)
         if _check_node(node) == target:
             raise ValidationError(f"guest {vmid} is already on node {target}", field="target")
         path = f"{self._guest_path(kind, node, vmid)}/migrate"
@@ -478,35 +445,25 @@ class PveClient:
                 raise
             return found
 
-    def _migration_params(
-        self,
-        kind: GuestKind,
-        *,
-        target: str,
-        online: bool | None,
-        with_local_disks: bool | None,
-        target_storage: Mapping[str, str] | str | None,
-        bwlimit_kib_s: int | None,
-        migration_type: MigrationType | None,
-        migration_network: str | None,
-        with_conntrack_state: bool | None,
-        restart: bool | None,
-        shutdown_timeout_s: int | None,
-    ) -> dict[str, Any]:
+    def _migration_params(self, req: MigrationRequest) -> dict[str, Any]:
+        target = _check_node(req.target)
+        bwlimit_kib_s = req.bwlimit_kib_s
         if bwlimit_kib_s is not None and (
             isinstance(bwlimit_kib_s, bool)
             or not isinstance(bwlimit_kib_s, int)
             or bwlimit_kib_s < 0
         ):
             raise ValidationError("bwlimit_kib_s must be a whole number >= 0", field="bwlimit")
-        storage = _storage_pairs(target_storage, "target_storage") if target_storage else None
-        if kind == "lxc":
+        storage = (
+            _storage_pairs(req.target_storage, "target_storage") if req.target_storage else None
+        )
+        if req.kind == "lxc":
             given = {
-                "online": online,
-                "with_local_disks": with_local_disks,
-                "migration_type": migration_type,
-                "migration_network": migration_network,
-                "with_conntrack_state": with_conntrack_state,
+                "online": req.online,
+                "with_local_disks": req.with_local_disks,
+                "migration_type": req.migration_type,
+                "migration_network": req.migration_network,
+                "with_conntrack_state": req.with_conntrack_state,
             }
             bad = [name for name, value in given.items() if value]
             if bad:
@@ -515,41 +472,41 @@ class PveClient:
                     "offline or with restart=True)",
                     field=bad[0],
                 )
-            if shutdown_timeout_s is not None and shutdown_timeout_s < 0:
+            if req.shutdown_timeout_s is not None and req.shutdown_timeout_s < 0:
                 raise ValidationError("shutdown_timeout_s must be >= 0", field="timeout")
             return {
                 "target": target,
-                "restart": restart,
+                "restart": req.restart,
                 "target-storage": storage,
                 "bwlimit": bwlimit_kib_s,
-                "timeout": shutdown_timeout_s,
+                "timeout": req.shutdown_timeout_s,
             }
-        if restart is not None or shutdown_timeout_s is not None:
+        if req.restart is not None or req.shutdown_timeout_s is not None:
             raise ValidationError(
                 "restart and shutdown_timeout_s apply to containers only", field="restart"
             )
-        if migration_type is not None and migration_type not in ("secure", "insecure"):
+        if req.migration_type is not None and req.migration_type not in ("secure", "insecure"):
             raise ValidationError(
-                f"migration_type '{migration_type}' is neither secure nor insecure",
+                f"migration_type '{req.migration_type}' is neither secure nor insecure",
                 field="migration_type",
             )
-        if migration_network is not None:
+        if req.migration_network is not None:
             try:
-                ipaddress.ip_network(migration_network, strict=False)
+                ipaddress.ip_network(req.migration_network, strict=False)
             except ValueError as exc:
                 raise ValidationError(
-                    f"migration_network '{migration_network}' is not a CIDR",
+                    f"migration_network '{req.migration_network}' is not a CIDR",
                     field="migration_network",
                 ) from exc
         return {
             "target": target,
-            "online": True if online is None else online,
-            "with-local-disks": with_local_disks,
+            "online": True if req.online is None else req.online,
+            "with-local-disks": req.with_local_disks,
             "targetstorage": storage,
             "bwlimit": bwlimit_kib_s,
-            "migration_type": migration_type,
-            "migration_network": migration_network,
-            "with-conntrack-state": with_conntrack_state,
+            "migration_type": req.migration_type,
+            "migration_network": req.migration_network,
+            "with-conntrack-state": req.with_conntrack_state,
         }
 
     def _started_migration(
@@ -560,10 +517,10 @@ class PveClient:
         Raises when the guest is locked for migration but no task can be found: re-sending
         would be unsafe and returning nothing would be wrong.
         """
-        wanted = MIGRATION_TASK_TYPES[kind]
+        wanted = migrate_call_task_types(kind)
 
         def look() -> tuple[Upid | None, bool]:
-            tasks = self.tasks(node, vmid=vmid, since=since, source="all")
+            tasks = self.tasks(TaskQuery(node, vmid=vmid, since=since))
             candidates = [
                 t.upid for t in tasks if t.upid.type in wanted and t.upid.starttime >= since
             ]
@@ -662,31 +619,19 @@ class PveClient:
 
     # -- tasks
 
-    def tasks(
-        self,
-        node: str,
-        *,
-        vmid: int | None = None,
-        typefilter: str | None = None,
-        since: int | None = None,
-        until: int | None = None,
-        source: Literal["archive", "active", "all"] = "all",
-        limit: int = 50,
-        start: int = 0,
-        errors_only: bool = False,
-    ) -> tuple[TaskSummary, ...]:
+    def tasks(self, query: TaskQuery) -> tuple[TaskSummary, ...]:
         """``GET /nodes/{node}/tasks`` (``source=all``: running ones too), newest first."""
         raw = self._request(
             "GET",
-            f"/nodes/{_check_node(node)}/tasks",
-            vmid=_check_vmid(vmid) if vmid is not None else None,
-            typefilter=typefilter,
-            since=since,
-            until=until,
-            source=source,
-            limit=limit,
-            start=start or None,
-            errors=True if errors_only else None,
+            f"/nodes/{_check_node(query.node)}/tasks",
+            vmid=_check_vmid(query.vmid) if query.vmid is not None else None,
+            typefilter=query.typefilter,
+            since=query.since,
+            until=query.until,
+            source=query.source,
+            limit=query.limit,
+            start=query.start or None,
+            errors=True if query.errors_only else None,
         )
         return convert.task_list(raw)
 

@@ -1,8 +1,9 @@
 """Following a PVE task to its end: adaptive polling, incremental log, progress, HA hand-over.
 
-Imports: tenacity, the standard library, `pvetool.errors`, `pvetool.model`, `pvetool.settings`
-and `pvetool.api.convert`. Never proxmoxer or requests: PVE is reached only through the small
-`TaskApi` protocol, which `PveClient` satisfies and tests fake.
+Imports: the standard library, `pvetool.errors`, `pvetool.model`, `pvetool.settings`,
+`pvetool.waiting` (the one wait policy) and `pvetool.api.convert`. Never proxmoxer or requests:
+PVE is reached only through the small `TaskApi` protocol, which `PveClient` satisfies and tests
+fake.
 
 A task succeeded only when ``status == "stopped"`` and ``exitstatus`` is ``OK`` or
 ``WARNINGS: n``. Each poll is one status call plus an incremental log read (``start=`` the
@@ -23,33 +24,27 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import replace
-from typing import Literal, Protocol
-
-from tenacity import (
-    RetryCallState,
-    RetryError,
-    Retrying,
-    retry_if_exception,
-    retry_if_result,
-)
+from typing import Protocol
 
 from pvetool.api import convert
-from pvetool.errors import ApiError, ApiUnreachable, Interrupted, TaskFailed, TaskTimeout
+from pvetool.errors import Interrupted, TaskFailed, TaskTimeout
 from pvetool.model import (
+    MIGRATION_TASK_TYPES,
     MigrationProgress,
     TaskLogLine,
+    TaskQuery,
     TaskResult,
     TaskStatus,
     TaskSummary,
     Upid,
 )
 from pvetool.settings import WaitPolicy
+from pvetool.waiting import wait_until
 
-__all__ = ["MIGRATION_TYPES", "TaskApi", "find_migration_task", "follow_task"]
+__all__ = ["TaskApi", "find_migration_task", "follow_task"]
 
 logger = logging.getLogger(__name__)
 
-MIGRATION_TYPES: frozenset[str] = frozenset({"qmigrate", "vzmigrate"})
 FAILURE_TAIL_LINES = 10
 
 
@@ -62,24 +57,7 @@ class TaskApi(Protocol):
         self, upid: Upid | str, *, start: int = 0, limit: int = 500
     ) -> tuple[TaskLogLine, ...]: ...
 
-    def tasks(
-        self,
-        node: str,
-        *,
-        vmid: int | None = None,
-        typefilter: str | None = None,
-        since: int | None = None,
-        until: int | None = None,
-        source: Literal["archive", "active", "all"] = "all",
-        limit: int = 50,
-        start: int = 0,
-        errors_only: bool = False,
-    ) -> tuple[TaskSummary, ...]: ...
-
-
-def _transient(exc: BaseException) -> bool:
-    """Errors to sit out while following: the task keeps running while the API is away."""
-    return isinstance(exc, ApiUnreachable | ApiError) and exc.retryable
+    def tasks(self, query: TaskQuery) -> tuple[TaskSummary, ...]: ...
 
 
 def _describe(upid: Upid) -> str:
@@ -110,8 +88,6 @@ class _Follower:
         on_progress: Callable[[MigrationProgress], None] | None,
         on_log_line: Callable[[TaskLogLine], None] | None,
         wait: WaitPolicy,
-        deadline: float,
-        clock: Callable[[], float],
         tail_lines: int,
         page_lines: int,
     ) -> None:
@@ -120,8 +96,6 @@ class _Follower:
         self.on_progress = on_progress
         self.on_log_line = on_log_line
         self.wait = wait
-        self.deadline = deadline
-        self.clock = clock
         self.page_lines = page_lines
         self.lines_read = 0
         self.tail: deque[str] = deque(maxlen=max(tail_lines, FAILURE_TAIL_LINES))
@@ -163,15 +137,13 @@ class _Follower:
         if duration is not None:
             self.logged_duration_s = duration
 
-    def next_wait(self, _state: RetryCallState) -> float:
+    def next_interval(self) -> float:
+        """The pause before the next poll: short while the log moves, growing while it stands."""
         if self.moved:
             self.interval = self.wait.poll_interval_s
         else:
             self.interval = min(self.wait.max_poll_interval_s, self.interval * 1.5)
-        return max(0.0, min(self.interval, self.deadline - self.clock()))
-
-    def stop(self, _state: RetryCallState) -> bool:
-        return self.clock() >= self.deadline
+        return self.interval
 
     def last_lines(self, count: int = FAILURE_TAIL_LINES) -> tuple[str, ...]:
         meaningful = [line for line in self.tail if line.strip()]
@@ -199,24 +171,22 @@ def _follow_one(
         on_progress=on_progress,
         on_log_line=on_log_line,
         wait=wait,
-        deadline=deadline,
-        clock=clock,
         tail_lines=tail_lines,
         page_lines=page_lines,
     )
-    polling = Retrying(
-        stop=follower.stop,
-        wait=follower.next_wait,
-        retry=retry_if_result(lambda status: status.running) | retry_if_exception(_transient),
-        sleep=sleep,
-        reraise=True,
-    )
     try:
-        status = polling(follower.poll)
-    except RetryError:
-        raise TaskTimeout(upid=str(upid), node=upid.node, timeout_s=timeout_s) from None
+        status = wait_until(
+            follower.poll,
+            lambda answer: not answer.running,
+            timeout_s=deadline - clock(),
+            poll_s=follower.next_interval,
+            clock=clock,
+            sleep=sleep,
+        )
     except KeyboardInterrupt:
         raise Interrupted(upid=str(upid)) from None
+    if status is None:
+        raise TaskTimeout(upid=str(upid), node=upid.node, timeout_s=timeout_s)
 
     exitstatus = status.exitstatus or "unknown"
     if not status.ok:
@@ -244,7 +214,7 @@ def find_migration_task(
     since: int,
     timeout_s: float,
     *,
-    types: Collection[str] = MIGRATION_TYPES,
+    types: Collection[str] = MIGRATION_TASK_TYPES,
     wait: WaitPolicy | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
@@ -255,34 +225,31 @@ def find_migration_task(
     two 10 s manager rounds). Raises `TaskTimeout` when none appears within `timeout_s`.
     """
     policy = wait or WaitPolicy()
-    deadline = clock() + timeout_s
     wanted = frozenset(types)
     interval = [policy.poll_interval_s]
 
     def look() -> Upid | None:
         found = [
             t.upid
-            for t in client.tasks(node, vmid=vmid, since=since, source="all", limit=50)
+            for t in client.tasks(TaskQuery(node, vmid=vmid, since=since))
             if t.upid.type in wanted and t.upid.starttime >= since and t.upid.vmid == vmid
         ]
         return min(found, key=lambda u: (u.starttime, u.pstart)) if found else None
 
-    def next_wait(_state: RetryCallState) -> float:
+    def next_interval() -> float:
         current = interval[0]
         interval[0] = min(policy.max_poll_interval_s, current * 1.5)
-        return max(0.0, min(current, deadline - clock()))
+        return current
 
-    searching = Retrying(
-        stop=lambda _state: clock() >= deadline,
-        wait=next_wait,
-        retry=retry_if_result(lambda upid: upid is None) | retry_if_exception(_transient),
-        sleep=sleep,
-        reraise=True,
-    )
     try:
-        found = searching(look)
-    except RetryError:
-        found = None
+        found = wait_until(
+            look,
+            lambda upid: upid is not None,
+            timeout_s=timeout_s,
+            poll_s=next_interval,
+            clock=clock,
+            sleep=sleep,
+        )
     except KeyboardInterrupt:
         raise Interrupted() from None
     if found is None:

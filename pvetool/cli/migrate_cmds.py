@@ -1,37 +1,50 @@
-"""`pvetool migrate VMID --to NODE`: one migration with live progress, verified at the end."""
+"""`pvetool migrate VMID --to NODE`: one migration, planned and run like every other.
+
+The request becomes a one-move plan (`pvetool.planner.build.migrate_spec`, PVE's own migrate
+precondition of the guest merged into the checks) and runs through `pvetool.operate.run_plan`:
+the planner's checks before anything is asked of PVE, the journal (``--resume``), the reports
+and the shared live view (on stderr; stdout gets the one-line result). A guest the checks
+refuse is named with every reason (exit 1) and nothing is sent to PVE. ``--no-wait`` requests
+the migration, prints its UPID and does not follow it.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from typing import Any
 
 import click
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
-from pvetool.api import follow_task
-from pvetool.cli.common import get_client, state
+from pvetool.api import PveClient, fetch_snapshot
+from pvetool.cli.common import CliState, get_client, state
+from pvetool.cli.execution import (
+    Output,
+    live_view,
+    print_summary,
+    report_option,
+    resumable,
+    setup_of,
+    show_plan,
+    write_reports,
+)
 from pvetool.cli.group import cli
-from pvetool.migration import MigrationRequest, migrate, start
-from pvetool.model import Guest, MigrationProgress, TaskResult, Upid
+from pvetool.errors import ApiError, ApiUnreachable, ValidationError
+from pvetool.journal import journalled_plan, state_dir
+from pvetool.model import ClusterSnapshot, ExecutionPlan, Precondition, RunReport
+from pvetool.operate import JobInfo, open_journal, run_plan
+from pvetool.planner.build import build_plan, migrate_spec
 from pvetool.render.formats import duration
 from pvetool.units import parse_duration, parse_rate
 
 
-def _parse_storage_map(text: str | None) -> dict[str, str] | str | None:
-    """`local-lvm:ceph,local:ceph` -> mapping; `ceph` (one storage for all) or `1` stay text."""
+def _storage_map(text: str | None) -> tuple[tuple[str, str], ...]:
+    """`local-lvm:ceph,local:ceph` -> pairs; `ceph` (one storage for all) or `1` (PVE: the
+    same storage ID on the target) -> ("*", text)."""
     if not text:
-        return None
+        return ()
     if ":" not in text:
-        return text
-    mapping: dict[str, str] = {}
+        return (("*", text),)
+    pairs: list[tuple[str, str]] = []
     for item in text.split(","):
         src, sep, dst = item.strip().partition(":")
         if not sep or not src or not dst:
@@ -39,8 +52,8 @@ def _parse_storage_map(text: str | None) -> dict[str, str] | str | None:
                 f"expected SOURCE:TARGET[,SOURCE:TARGET...] or one storage, got '{text}'",
                 param_hint="--target-storage",
             )
-        mapping[src] = dst
-    return mapping
+        pairs.append((src, dst))
+    return tuple(pairs)
 
 
 def _rate(_: click.Context, __: click.Parameter, value: str | None) -> float | None:
@@ -57,6 +70,71 @@ def _seconds(_: click.Context, __: click.Parameter, value: str) -> float:
         return parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def _check_request(snapshot: ClusterSnapshot, vmid: int, target: str, offline: bool) -> None:
+    """Arguments that make no sense for this cluster (exit 2)."""
+    guest = snapshot.guests.get(vmid)
+    if guest is None:
+        raise ValidationError(f"There is no guest {vmid} in this cluster", field="vmid")
+    if guest.node == target:
+        raise ValidationError(
+            f"Guest {vmid} is already on {target}; nothing to migrate", field="target"
+        )
+    if guest.kind == "qemu" and guest.running and offline:
+        # PVE refuses it ("can't migrate running VM without --online"); say what to do instead.
+        raise ValidationError(
+            f"VM {vmid} is running, and PVE migrates a running VM only live: shut it down "
+            f"first (qm shutdown {vmid}), then migrate it with --offline and start it "
+            "again; or drop --offline to migrate it live. A plan with the per-guest override "
+            "'offline: true' (pvetool plan apply) does the shutdown, the migration and the "
+            "start for you",
+            field="offline",
+        )
+
+
+def _precondition(
+    client: PveClient, snapshot: ClusterSnapshot, vmid: int
+) -> dict[int, Precondition]:
+    """PVE's own migrate precondition of the guest (read only), for the checks."""
+    guest = snapshot.guests[vmid]
+    node = snapshot.nodes.get(guest.node)
+    if node is None or not node.online:
+        return {}
+    try:
+        return {vmid: client.migrate_precondition(guest.kind, guest.node, vmid)}
+    except (ApiError, ApiUnreachable):
+        return {}  # e.g. a locked guest: the checks report the lock themselves
+
+
+def _refused(plan: ExecutionPlan, vmid: int, target: str) -> list[str]:
+    """Every reason the checks give for not moving the guest (empty: it moves)."""
+    if plan.moves or vmid not in plan.blocked:
+        return []
+    findings = [f for f in (*plan.findings, *plan.rejections) if f.vmid == vmid and f.blocks]
+    return list(dict.fromkeys(f"{f.id}: {f.message}" for f in findings)) or [
+        f"no check lets it move to {target} (see --dry-run)"
+    ]
+
+
+def _result_line(st: CliState, report: RunReport, wait: bool) -> int:
+    """The one-line result on stdout (errors on stderr); the exit code."""
+    if not report.results:
+        return report.exit_code
+    r = report.results[0]
+    if r.status == "left-running" and not wait and r.upid:
+        click.echo(f"started: {r.upid}")
+        return 0
+    if r.status == "moved":
+        parts = [f"migrated {r.vmid} {r.move.source} -> {r.node}"]
+        if r.task_duration_s is not None:
+            parts.append(f"in {duration(r.task_duration_s)}")
+        if r.downtime_ms is not None:
+            parts.append(f"downtime {r.downtime_ms:.0f} ms")
+        click.echo(" ".join(parts))
+        return 0
+    click.echo(f"error: {r.reason or r.status}", err=True)
+    return report.exit_code or 1
 
 
 @cli.command("migrate")
@@ -91,23 +169,25 @@ def _seconds(_: click.Context, __: click.Parameter, value: str) -> float:
     callback=_seconds,
     help="How long to follow the task (it is not stopped when this runs out).",
 )
+@click.option("--dry-run", is_flag=True, help="Show the one-move plan and its checks; exit.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table: progress on stderr, the result on stdout; json: JSON lines.",
+)
+@report_option
+@click.option("--resume", is_flag=True, help="Continue the last unfinished migrate of VMID.")
 @click.pass_context
-def migrate_cmd(
-    ctx: click.Context,
-    vmid: int,
-    target: str,
-    offline: bool,
-    with_local_disks: bool,
-    target_storage: str | None,
-    bwlimit: float | None,
-    wait: bool,
-    timeout: float,
-) -> None:
+def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> None:
     """Migrate one guest to NODE (live for running VMs; restart migration for containers).
 
-    A running VM is never shut down by this command: `--offline` is for stopped VMs. To shut a
-    running VM down, migrate it offline and start it on NODE, use a plan with the per-guest
-    override `offline: true` (`pvetool plan apply`).
+    The planner checks the move first (the same checks as a drain): a refused move names every
+    reason and sends nothing to PVE. A running VM is never shut down by this command:
+    `--offline` is for stopped VMs. To shut a running VM down, migrate it offline and start it
+    on NODE, use a plan with the per-guest override `offline: true` (`pvetool plan apply`).
 
     \b
     Examples:
@@ -118,71 +198,47 @@ def migrate_cmd(
     """
     st = state(ctx)
     client = get_client(ctx)
-    req = MigrationRequest(
-        vmid=vmid,
-        target=target,
-        offline=offline,
-        with_local_disks=with_local_disks,
-        target_storage=_parse_storage_map(target_storage),
-        bwlimit_Bps=bwlimit,
-        timeout_s=timeout,
-    )
-    if not wait:
-        guest, upid = start(client, req)
-        click.echo(f"started: {upid}")
-        return
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
-    progress = Progress(*columns, console=st.stderr, transient=False)
-    bars: dict[str, TaskID] = {}
-    plain = not st.stderr.is_terminal
-
-    def on_started(guest: Guest, upid: Upid) -> None:
-        what = "VM" if guest.kind == "qemu" else "CT"
-        mode = (
-            "live"
-            if guest.running and guest.kind == "qemu" and not offline
-            else ("restart" if guest.running else "offline")
+    snapshot = fetch_snapshot(client)
+    job = JobInfo(f"migrate:{vmid}", "migrate", argv=tuple(sys.argv[1:]))
+    resume = None
+    if kw["resume"]:
+        resume = resumable(state_dir(), command=job.command, what=f"'migrate {vmid}'")
+        plan = journalled_plan(resume)
+    else:
+        _check_request(snapshot, vmid, target, kw["offline"])
+        spec = migrate_spec(
+            vmid,
+            target,
+            with_local_disks=kw["with_local_disks"],
+            target_storage=_storage_map(kw["target_storage"]),
+            bwlimit_Bps=kw["bwlimit"],
+            task_timeout_s=kw["timeout"],
         )
-        st.stderr.print(f"{what} {guest.vmid} ({guest.name}): {guest.node} -> {target}, {mode}")
-        st.stderr.print(f"task {upid}")
-
-    def on_progress(p: MigrationProgress) -> None:
-        label = "RAM" if p.phase == "ram" else (p.device or "disk")
-        if plain:
-            pct = f"{100 * p.fraction:.0f}%" if p.fraction is not None else "?"
-            st.stderr.print(f"{label}: {pct}")
-            return
-        if label not in bars:
-            bars[label] = progress.add_task(label, total=p.total_bytes)
-        progress.update(bars[label], completed=p.transferred_bytes, total=p.total_bytes)
-
-    def follow(
-        upid: Upid, timeout_s: float, cb: Callable[[MigrationProgress], None] | None
-    ) -> TaskResult:
-        return follow_task(client, upid, timeout_s, on_progress=cb)
-
-    with progress if not plain else _nullcontext():
-        outcome = migrate(client, req, follow, on_progress, on_started)
-    res = outcome.result
-    parts = [f"migrated {outcome.guest.vmid} {outcome.source} -> {outcome.after.node}"]
-    if res.duration_s is not None:
-        parts.append(f"in {duration(res.duration_s)}")
-    if res.downtime_ms is not None:
-        parts.append(f"downtime {res.downtime_ms} ms")
-    parts.append(f"({res.exitstatus})")
-    click.echo(" ".join(parts))
-    sys.stdout.flush()
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+        plan = build_plan(spec, snapshot, preconditions=_precondition(client, snapshot, vmid))
+    output: Output = kw["output"]
+    if kw["dry_run"]:
+        show_plan(st, plan, output)
+        ctx.exit(2 if plan.blocked or not plan.can_run else 0)
+    refused = _refused(plan, vmid, target)
+    if refused:
+        click.echo(f"error: guest {vmid} cannot be migrated to {target}:", err=True)
+        for reason in refused:
+            click.echo(f"  {reason}", err=True)
+        ctx.exit(1)
+    with (
+        open_journal(state_dir(), plan, job, resume) as journal,
+        live_view(st, output, yes=True, lines_to_stderr=True) as (view, _),
+    ):
+        report = run_plan(
+            client,
+            plan,
+            journal=journal,
+            observer=view,
+            resume=resume,
+            setup=setup_of(st, snapshot, start_only=not kw["wait"]),
+        )
+    write_reports(st, report, kw["reports"], kw["junit"])
+    if output == "json":
+        print_summary(st, report, output)
+        ctx.exit(report.exit_code)
+    ctx.exit(_result_line(st, report, kw["wait"]))

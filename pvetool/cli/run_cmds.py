@@ -1,733 +1,61 @@
 """`pvetool drain`, `undrain`, `rebalance` and `plan apply`: plans that really run.
 
-Each command builds (or loads) an `ExecutionPlan` with the planner, shows it and asks for
-confirmation (``--yes`` skips the question; without a terminal and without ``--yes`` it refuses,
-exit 2), then runs it with the executor: live progress bars on a terminal, one plain line per
-event otherwise, JSON lines with ``-o json``; a summary at the end, ``--report FILE.json|md|html``
-and ``--junit FILE.xml``. Exit codes: 0 everything planned succeeded, 1 anything failed or was
-left behind (blocked guests included), 2 invalid plan/arguments or blocked before starting,
-130 interrupted (Ctrl-C: the first stops starting migrations and waits for the running ones,
-the second leaves them running and prints their UPIDs).
-
-This module wires the layers: `PveClient` (as the executor's `ClusterApi`), `follow_task`, the
-planner's `build_plan`/`replan_move`/serializer, and the journal in the state directory.
+Each command builds (or, with ``--resume``, takes from the journal) an `ExecutionPlan` and hands
+it to `pvetool.cli.execution.run_and_report`: shown and confirmed (``--yes`` skips the
+question), run by `pvetool.operate.run_plan`, summarised and reported. Exit codes: 0 everything
+planned succeeded, 1 anything failed or was left behind (blocked guests included), 2 invalid
+plan/arguments or blocked before starting, 130 interrupted (Ctrl-C: the first stops starting
+migrations and waits for the running ones, the second leaves them running and prints their
+UPIDs).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import json
-import os
-import signal
-import sys
-import time
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+import hashlib
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any
 
 import click
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 
-from pvetool.api import PveClient, fetch_snapshot, follow_task
-from pvetool.cli.common import CliState, get_client, state
+from pvetool.api import fetch_snapshot
+from pvetool.cli.common import get_client
+from pvetool.cli.execution import (
+    options_of,
+    resumable,
+    run_and_report,
+    run_options,
+    split_names,
+)
 from pvetool.cli.group import cli
+from pvetool.cli.plan_cmds import plan_group
 from pvetool.errors import PlanError
-from pvetool.executor import (
-    ClusterApi,
-    Event,
-    Executor,
-    HookFinished,
-    HookStarted,
-    Interrupt,
-    MoveFinished,
-    MoveProgressed,
-    MoveReplanned,
-    MoveStarted,
-    NodeWaited,
-    Notice,
-    RunFinished,
-    RunReport,
-    RunStarted,
-    StageStarted,
-)
-from pvetool.journal import Journal, RunState, find_resumable, state_dir, undrain_candidates
-from pvetool.model import ClusterSnapshot, ExecutionPlan, MigrationProgress, Move, TaskResult, Upid
-from pvetool.render.formats import to_json
-from pvetool.render.report import (
-    REPORT_SUFFIXES,
-    move_line,
-    render_report,
-    report_data,
-    report_junit,
-    summary_lines,
-    summary_renderable,
-)
-from pvetool.units import parse_duration, parse_percent
-
-
-def _plan_group() -> click.Group:
-    """The planner's `plan` group (pvetool/cli/plan_cmds.py) when it exists, else our own."""
-    if importlib.util.find_spec("pvetool.cli.plan_cmds") is not None:
-        importlib.import_module("pvetool.cli.plan_cmds")
-    existing = cli.commands.get("plan")
-    if isinstance(existing, click.Group):
-        return existing
-
-    @cli.group("plan")
-    def plan() -> None:
-        """Maintenance plans: apply a YAML plan or a saved PLAN.json."""
-
-    return plan
-
-
-plan_group = _plan_group()
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-Output = Literal["table", "json"]
+from pvetool.journal import Origin, journalled_plan, state_dir, undrain_candidates
+from pvetool.model import ClusterSnapshot, ExecutionPlan
+from pvetool.operate import JobInfo
+from pvetool.plan_json import plan_from_json
+from pvetool.planner import build
+from pvetool.planner.fingerprint import drift
+from pvetool.planner.loader import load_plan
+from pvetool.planner.spec import DrainStep, PlanSpec, RollingStep
+from pvetool.units import parse_percent
 
 __all__ = ["apply_cmd", "drain_cmd", "rebalance_cmd", "undrain_cmd"]
-
-
-def _satisfies_cluster_api(client: PveClient) -> ClusterApi:
-    """Never called: lets mypy check that `PveClient` fits the executor's `ClusterApi`."""
-    return client
-
-
-# --------------------------------------------------------------------------------------------
-# options
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    yes: bool
-    dry_run: bool
-    output: Output
-    reports: tuple[str, ...]
-    junit: str | None
-    resume: bool
-    on_failure: Literal["stop", "continue", "skip-guest"] | None
-    task_timeout_s: float | None
-
-
-def _duration(_: click.Context, __: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def _reports(_: click.Context, __: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
-    for path in value:
-        if Path(path).suffix.lower() not in (*REPORT_SUFFIXES, ".htm"):
-            raise click.BadParameter(
-                f"'{path}': the format is chosen by the extension: .json, .md or .html"
-            )
-    return value
-
-
-def run_options(func: F) -> F:
-    """The options every executing command shares."""
-    decorators = [
-        click.option("--yes", "-y", is_flag=True, help="Run without asking for confirmation."),
-        click.option(
-            "--dry-run", is_flag=True, help="Show the plan and exit (the same planning code)."
-        ),
-        click.option(
-            "-o",
-            "--output",
-            type=click.Choice(["table", "json"]),
-            default="table",
-            show_default=True,
-            help="table: live bars (plain lines without a terminal); json: JSON lines.",
-        ),
-        click.option(
-            "--report",
-            "reports",
-            multiple=True,
-            metavar="FILE",
-            callback=_reports,
-            help="Write a report: FILE.json, FILE.md or FILE.html (repeatable).",
-        ),
-        click.option("--junit", metavar="FILE.xml", help="Write a JUnit XML report for CI."),
-        click.option(
-            "--resume",
-            is_flag=True,
-            help="Continue the last unfinished run of the same command or plan.",
-        ),
-        click.option(
-            "--on-failure",
-            type=click.Choice(["stop", "continue", "skip-guest"]),
-            help="Override the plan's failure policy.",
-        ),
-        click.option(
-            "--task-timeout",
-            metavar="DURATION",
-            callback=_duration,
-            help="How long to follow one migration task (it is not stopped after it).",
-        ),
-    ]
-    for deco in reversed(decorators):
-        func = deco(func)
-    return func
-
-
-def _options(**kw: Any) -> RunOptions:
-    return RunOptions(
-        yes=bool(kw["yes"]),
-        dry_run=bool(kw["dry_run"]),
-        output=kw["output"],
-        reports=tuple(kw["reports"]),
-        junit=kw["junit"],
-        resume=bool(kw["resume"]),
-        on_failure=kw["on_failure"],
-        task_timeout_s=kw["task_timeout"],
-    )
-
-
-def _split(values: Sequence[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(v.strip() for item in values for v in item.split(",") if v.strip()))
-
-
-# --------------------------------------------------------------------------------------------
-# live views
-
-
-class PlainView:
-    """One line per event (no terminal, or -o table piped into a log)."""
-
-    def __init__(self, echo: Callable[[str], None]) -> None:
-        self._echo = echo
-        self._shown: dict[str, int] = {}
-
-    def _line(self, text: str) -> None:
-        self._echo(f"{time.strftime('%H:%M:%S')} {text}")
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            verb = "resuming" if event.resumed else "run"
-            self._line(
-                f"{verb} {event.run_id}: {event.plan.name}, {len(event.plan.moves)} moves"
-                + (f", journal {event.journal_path}" if event.journal_path else "")
-            )
-        elif isinstance(event, StageStarted):
-            self._line(f"stage {event.index + 1}: {event.stage.kind} {event.stage.label}")
-        elif isinstance(event, MoveStarted):
-            m = event.move
-            verb = "attached to" if event.attached else "started"
-            self._line(f"{verb} {m.vmid} {m.name} {m.source} -> {m.target}: {event.upid}")
-        elif isinstance(event, MoveProgressed):
-            if event.total_bytes:
-                pct = int(100 * event.transferred_bytes / event.total_bytes) // 25 * 25
-                if pct > self._shown.get(event.move.id, -1) and pct < 100:
-                    self._shown[event.move.id] = pct
-                    self._line(f"progress {event.move.vmid}: {pct}% of {event.phase}")
-        elif isinstance(event, MoveFinished):
-            self._line(move_line(event.result))
-        elif isinstance(event, MoveReplanned):
-            to = event.new_target or "nowhere"
-            self._line(f"re-planned {event.move.vmid}: {event.old_target} -> {to} ({event.reason})")
-        elif isinstance(event, HookStarted):
-            self._line(f"hook {event.label} on {event.node}: {' '.join(event.argv)}")
-        elif isinstance(event, HookFinished):
-            hook = event.result
-            self._line(f"hook {hook.label} on {hook.node}: {'ok' if hook.ok else hook.reason}")
-        elif isinstance(event, NodeWaited):
-            w = event.result
-            state_text = f"online after {w.waited_s:.0f} s" if w.ok else w.reason
-            self._line(f"node {w.node}: {state_text}")
-        elif isinstance(event, Interrupt):
-            self._line(_interrupt_text(event))
-        elif isinstance(event, Notice):
-            self._line(event.message)
-
-
-def _interrupt_text(event: Interrupt) -> str:
-    if event.level == 1:
-        return (
-            f"interrupted: starting no new migrations; waiting for {len(event.running)} running "
-            "one(s) to finish (Ctrl-C again to leave them running)"
-        )
-    upids = ", ".join(u for _, u in event.running if u) or "none"
-    return f"interrupted again: leaving {len(event.running)} migration(s) running: {upids}"
-
-
-class JsonView:
-    """JSON lines on stdout, one object per event (progress every 10 %)."""
-
-    def __init__(self, echo: Callable[[str], None]) -> None:
-        self._echo = echo
-        self._shown: dict[str, int] = {}
-
-    def _emit(self, name: str, /, **data: Any) -> None:
-        self._echo(json.dumps({"event": name, "t": round(time.time(), 3), **data}, default=str))
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            self._emit(
-                "run-start",
-                run=event.run_id,
-                plan=event.plan.name,
-                moves=len(event.plan.moves),
-                journal=event.journal_path,
-                resumed=event.resumed,
-            )
-        elif isinstance(event, StageStarted):
-            self._emit("stage", index=event.index, kind=event.stage.kind, label=event.stage.label)
-        elif isinstance(event, MoveStarted):
-            self._emit(
-                "move-start", **_move_data(event.move), upid=event.upid, attached=event.attached
-            )
-        elif isinstance(event, MoveProgressed):
-            if event.total_bytes:
-                pct = int(100 * event.transferred_bytes / event.total_bytes) // 10 * 10
-                if pct > self._shown.get(event.move.id, -1):
-                    self._shown[event.move.id] = pct
-                    self._emit(
-                        "move-progress",
-                        move=event.move.id,
-                        vmid=event.move.vmid,
-                        transferred_bytes=event.transferred_bytes,
-                        total_bytes=event.total_bytes,
-                        rate_bps=event.rate_bps,
-                        phase=event.phase,
-                    )
-        elif isinstance(event, MoveFinished):
-            r = event.result
-            self._emit(
-                "move-end",
-                **_move_data(r.move),
-                status=r.status,
-                reason=r.reason,
-                upid=r.upid,
-                node=r.node,
-                downtime_ms=r.downtime_ms,
-                task_duration_s=r.task_duration_s,
-            )
-        elif isinstance(event, MoveReplanned):
-            self._emit(
-                "replan",
-                **_move_data(event.move),
-                old_target=event.old_target,
-                new_target=event.new_target,
-                reason=event.reason,
-            )
-        elif isinstance(event, HookStarted):
-            self._emit("hook-start", label=event.label, node=event.node, argv=list(event.argv))
-        elif isinstance(event, HookFinished):
-            hook = event.result
-            self._emit(
-                "hook-end",
-                label=hook.label,
-                node=hook.node,
-                ok=hook.ok,
-                exit_code=hook.exit_code,
-                reason=hook.reason or None,
-            )
-        elif isinstance(event, NodeWaited):
-            w = event.result
-            self._emit(
-                "node-wait",
-                node=w.node,
-                ok=w.ok,
-                waited_s=round(w.waited_s, 3),
-                reason=w.reason or None,
-            )
-        elif isinstance(event, Interrupt):
-            self._emit(
-                "interrupt",
-                level=event.level,
-                running=[{"vmid": m.vmid, "upid": u} for m, u in event.running],
-            )
-        elif isinstance(event, Notice):
-            self._emit("notice", message=event.message)
-
-
-def _move_data(move: Move) -> dict[str, Any]:
-    return {
-        "move": move.id,
-        "vmid": move.vmid,
-        "name": move.name,
-        "source": move.source,
-        "target": move.target,
-    }
-
-
-class RichView:
-    """Live bars on a terminal: one per running migration (bytes, rate, ETA) and an overall
-    bar; finished moves and other events scroll above them."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.overall = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        )
-        self.moves = Progress(
-            TextColumn("  {task.description}"),
-            BarColumn(),
-            DownloadColumn(binary_units=True),
-            TextColumn("{task.fields[rate]}"),  # PVE's own rate from the task log
-            TimeRemainingColumn(),
-            console=console,
-        )
-        self.live = Live(Group(self.overall, self.moves), console=console, refresh_per_second=8)
-        self._overall_task: TaskID | None = None
-        self._bars: dict[str, TaskID] = {}
-
-    def __enter__(self) -> RichView:
-        self.live.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.live.stop()
-
-    @contextmanager
-    def suspended(self) -> Iterator[None]:
-        self.live.stop()
-        try:
-            yield
-        finally:
-            self.live.start()
-
-    def _print(self, text: str, style: str = "") -> None:
-        self.live.console.print(Text(text, style=style))
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            verb = "Resuming" if event.resumed else "Running"
-            self._overall_task = self.overall.add_task(
-                f"{verb} {event.plan.name}", total=len(event.plan.moves) or None
-            )
-            if event.journal_path:
-                self._print(f"journal: {event.journal_path}", "dim")
-        elif isinstance(event, StageStarted):
-            self._print(f"stage {event.index + 1}: {event.stage.label}", "bold")
-        elif isinstance(event, MoveStarted):
-            m = event.move
-            label = f"{m.vmid} {m.name} {m.source}\u2192{m.target}"
-            self._bars[m.id] = self.moves.add_task(label, total=None, rate="")
-            self._print(
-                f"{'attached to' if event.attached else 'started'} {m.vmid}: {event.upid}", "dim"
-            )
-        elif isinstance(event, MoveProgressed):
-            bar = self._bars.get(event.move.id)
-            if bar is not None:
-                rate = f"{event.rate_bps / 2**20:.0f} MiB/s" if event.rate_bps else ""
-                self.moves.update(
-                    bar, completed=event.transferred_bytes, total=event.total_bytes, rate=rate
-                )
-        elif isinstance(event, MoveFinished):
-            r = event.result
-            bar = self._bars.pop(r.move.id, None)
-            if bar is not None:
-                self.moves.remove_task(bar)
-            if self._overall_task is not None:
-                self.overall.advance(self._overall_task)
-            style = {"moved": "green", "skipped": "cyan", "failed": "red"}.get(r.status, "yellow")
-            self._print(move_line(r), style)
-        elif isinstance(event, MoveReplanned):
-            to = event.new_target or "no other node"
-            self._print(
-                f"re-planned {event.move.vmid}: {event.old_target} \u2192 {to} ({event.reason})",
-                "yellow",
-            )
-        elif isinstance(event, HookStarted):
-            self._print(f"hook {event.label} on {event.node}: {' '.join(event.argv)}")
-        elif isinstance(event, HookFinished):
-            hook = event.result
-            self._print(
-                f"hook {hook.label}: {'ok' if hook.ok else hook.reason}",
-                "green" if hook.ok else "red",
-            )
-        elif isinstance(event, NodeWaited):
-            w = event.result
-            text = f"node {w.node} is back ({w.waited_s:.0f} s)" if w.ok else w.reason
-            self._print(text, "green" if w.ok else "red")
-        elif isinstance(event, Interrupt):
-            self._print(_interrupt_text(event), "magenta")
-        elif isinstance(event, Notice):
-            self._print(event.message)
-        elif isinstance(event, RunFinished):
-            for bar in list(self._bars.values()):
-                self.moves.remove_task(bar)
-            self._bars.clear()
-
-
-# --------------------------------------------------------------------------------------------
-# the shared run path
-
-
-def _planner() -> Any:
-    """The planner's entry points (imported late: the planner is the heaviest import)."""
-    from pvetool.planner import build
-
-    return build
-
-
-def _plan_renderables(plan: ExecutionPlan, output: Output) -> Any:
-    from pvetool.render.plan import plan_data, plan_renderable
-
-    return plan_data(plan) if output == "json" else plan_renderable(plan)
-
-
-def _show_plan(st: CliState, plan: ExecutionPlan, output: Output) -> None:
-    shown = _plan_renderables(plan, output)
-    if output == "json":
-        click.echo(to_json(shown))
-    else:
-        st.stdout.print(shown)
-
-
-def _plan_level_blockers(plan: ExecutionPlan) -> list[str]:
-    return [f"{f.id}: {f.message}" for f in plan.blockers if f.vmid is None]
-
-
-def _with_overrides(plan: ExecutionPlan, opts: RunOptions) -> ExecutionPlan:
-    if opts.on_failure is not None:
-        plan = replace(plan, on_failure=opts.on_failure)
-    if opts.task_timeout_s is not None:
-        plan = replace(plan, task_timeout_s=opts.task_timeout_s)
-    return plan
-
-
-def _plan_to_json(plan: ExecutionPlan) -> str:
-    from pvetool.planner.serialize import plan_to_json
-
-    return str(plan_to_json(plan))
-
-
-def _plan_from_json(text: str, source: str) -> ExecutionPlan:
-    from pvetool.planner.serialize import plan_from_json
-
-    plan: ExecutionPlan = plan_from_json(text, source)
-    return plan
-
-
-def _resumable(
-    directory: Path, *, digest: str | None = None, command: str | None = None, what: str
-) -> RunState:
-    found = find_resumable(directory, digest=digest, command=command)
-    if found is None:
-        raise click.UsageError(
-            f"there is no unfinished run of {what} to resume in {directory / 'runs'}"
-        )
-    return found
-
-
-def _confirm_run(st: CliState, plan: ExecutionPlan, opts: RunOptions) -> bool:
-    if opts.yes:
-        return True
-    if not sys.stdin.isatty():
-        click.echo(
-            "error: refusing to migrate without confirmation: stdin is not a terminal; use --yes "
-            "(review the plan first with --dry-run)",
-            err=True,
-        )
-        raise click.exceptions.Exit(2)
-    _show_plan(st, plan, "table")
-    count = len(plan.moves)
-    return click.confirm(f"Start {count} migration(s) on the cluster?", default=False)
-
-
-def _write_reports(st: CliState, report: RunReport, opts: RunOptions) -> None:
-    for path in opts.reports:
-        try:
-            Path(path).write_text(render_report(report, path), encoding="utf-8")
-        except OSError as exc:
-            st.stderr.print(f"warning: could not write the report {path}: {exc.strerror}")
-    if opts.junit:
-        try:
-            Path(opts.junit).write_text(report_junit(report), encoding="utf-8")
-        except OSError as exc:
-            st.stderr.print(f"warning: could not write the JUnit report {opts.junit}: {exc}")
-
-
-def _wire_follow(
-    client: PveClient, emulate_speed: float | None
-) -> Callable[[Upid, float, Callable[[MigrationProgress], None] | None], TaskResult]:
-    """`follow_task` bound to the client. The poll interval is the settings' (1 s, growing to
-    5 s while a log stands still), divided by the clock speed of an `--emulate`d cluster, or
-    PVETOOL_POLL_INTERVAL seconds (for emulators run faster than real time by tests)."""
-    wait = client.settings.wait
-    poll = os.environ.get("PVETOOL_POLL_INTERVAL")
-    if poll:
-        try:
-            seconds = max(0.01, float(poll))
-        except ValueError:
-            raise click.BadParameter(
-                f"PVETOOL_POLL_INTERVAL must be a number of seconds, got '{poll}'"
-            ) from None
-        wait = replace(wait, poll_interval_s=seconds, max_poll_interval_s=5 * seconds)
-    elif emulate_speed:
-        wait = replace(
-            wait,
-            poll_interval_s=max(0.02, wait.poll_interval_s / emulate_speed),
-            max_poll_interval_s=max(0.05, wait.max_poll_interval_s / emulate_speed),
-        )
-
-    def follow(
-        upid: Upid, timeout_s: float, on_progress: Callable[[MigrationProgress], None] | None
-    ) -> TaskResult:
-        return follow_task(client, upid, timeout_s, on_progress=on_progress, wait=wait)
-
-    return follow
-
-
-def _wire_replan(
-    client: PveClient, plan_ref: list[ExecutionPlan]
-) -> Callable[[Move, Collection[str]], Move | None]:
-    def replan(move: Move, avoid: Collection[str]) -> Move | None:
-        build = _planner()
-        snapshot = fetch_snapshot(client)
-        new: Move | None = build.replan_move(plan_ref[0], move, snapshot, avoid)
-        return new
-
-    return replan
-
-
-def execute(
-    ctx: click.Context,
-    *,
-    plan: ExecutionPlan,
-    snapshot: ClusterSnapshot,
-    command: str,
-    kind: str,
-    opts: RunOptions,
-    drained_nodes: Sequence[str] = (),
-    undoes: str | None = None,
-    resume: RunState | None = None,
-    notes: Sequence[str] = (),
-) -> None:
-    """Show or confirm `plan`, run it, report; exits with the run's exit code."""
-    st = state(ctx)
-    client = get_client(ctx)
-    plan = _with_overrides(plan, opts)
-    for note in notes:
-        st.stderr.print(note)
-    blockers = _plan_level_blockers(plan)
-    if opts.dry_run:
-        _show_plan(st, plan, opts.output)
-        ctx.exit(2 if blockers else 0)
-    if blockers:
-        _show_plan(st, plan, "table" if opts.output == "table" else "json")
-        for text in blockers:
-            click.echo(f"error: the plan is blocked: {text}", err=True)
-        ctx.exit(2)
-    if not plan.moves and not any(s.kind != "migrate" for s in plan.stages):
-        click.echo("Nothing to migrate.", err=True)
-        for vmid in plan.blocked:
-            reasons = [f.message for f in plan.findings if f.vmid == vmid and f.blocks]
-            click.echo(f"  blocked {vmid}: {'; '.join(reasons) or 'see the plan'}", err=True)
-        ctx.exit(1 if plan.blocked else 0)
-    if not _confirm_run(st, plan, opts):
-        click.echo("Cancelled; nothing was changed.", err=True)
-        ctx.exit(1)
-
-    directory = state_dir()
-    if resume is not None:
-        journal = Journal.reopen(resume)
-    else:
-        journal = Journal.create(directory)
-        journal.start_run(
-            plan,
-            command=command,
-            kind=kind,
-            plan_json=_plan_to_json(plan),
-            drained_nodes=drained_nodes,
-            undoes=undoes,
-            argv=sys.argv[1:],
-        )
-
-    plain = opts.output == "json" or not st.stderr.is_terminal
-    view: Any
-    if opts.output == "json":
-        view = JsonView(lambda line: click.echo(line))
-    elif plain:
-        view = PlainView(lambda line: click.echo(line))
-    else:
-        view = RichView(st.stderr)
-
-    def confirm(question: str) -> bool:
-        if opts.yes:
-            return True
-        if isinstance(view, RichView):
-            with view.suspended():
-                return click.confirm(f"{question}: go on?", default=False)
-        return click.confirm(f"{question}: go on?", default=False)
-
-    hook_env = dict(st.emulator.env()) if st.emulator is not None else {}
-    plan_ref = [plan]
-    executor = Executor(
-        client,
-        _wire_follow(client, st.emulate_speed if st.emulator is not None else None),
-        journal=journal,
-        replan=_wire_replan(client, plan_ref),
-        observer=view,
-        agent_vmids={g.vmid for g in snapshot.guests.values() if g.agent_enabled},
-        hook_env=hook_env,
-        confirm=confirm,
-    )
-
-    def on_sigint(_signum: int, _frame: object) -> None:
-        if executor.interrupt() >= 3:
-            raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        if isinstance(view, RichView):
-            with view:
-                report = executor.run(plan, resume=resume)
-        else:
-            report = executor.run(plan, resume=resume)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        journal.close()
-    report = replace(report, command=command, notes=tuple(notes))
-
-    if opts.output == "json":
-        click.echo(json.dumps({"event": "summary", **report_data(report)}, default=str))
-    elif plain:
-        for line in summary_lines(report):
-            click.echo(line)
-    else:
-        st.stdout.print(summary_renderable(report))
-    _write_reports(st, report, opts)
-    ctx.exit(report.exit_code)
 
 
 def _snapshot(ctx: click.Context) -> ClusterSnapshot:
     return fetch_snapshot(get_client(ctx))
 
 
-# --------------------------------------------------------------------------------------------
-# commands
-
-
 @cli.command("drain")
 @click.argument("nodes", nargs=-1, required=True, metavar="NODE[,NODE...]")
 @click.option("--to", "targets", metavar="NODE,...", help="Only these target nodes.")
-@click.option("--max-parallel", type=click.IntRange(min=1), help="At most N migrations at once.")
+@click.option(
+    "--max-parallel",
+    type=click.IntRange(min=1),
+    help="At most N migrations at once, and at most N from each source node.",
+)
 @click.option("--with-local-disks", is_flag=True, help="Move guests with local disks too.")
 @run_options
 @click.pass_context
@@ -749,33 +77,23 @@ def drain_cmd(
       pvetool drain pve2 --yes --report drain.html --junit drain.xml
       pvetool drain pve2 --yes --resume        # after a crash or Ctrl-C
     """
-    opts = _options(**kw)
-    names = _split(nodes)
-    key = f"drain:{','.join(sorted(names))}"
+    opts = options_of(**kw)
+    names = split_names(nodes)
+    job = JobInfo(f"drain:{','.join(sorted(names))}", "drain", drained_nodes=names)
     snapshot = _snapshot(ctx)
     resume = None
     if opts.resume:
-        resume = _resumable(state_dir(), command=key, what=f"'drain {' '.join(names)}'")
-        plan = _plan_from_json(resume.plan_json, resume.plan_source or key)
+        resume = resumable(state_dir(), command=job.command, what=f"'drain {' '.join(names)}'")
+        plan = journalled_plan(resume)
     else:
-        build = _planner()
         spec = build.drain_spec(
             list(names),
-            targets=list(_split([targets])) if targets else None,
+            targets=list(split_names([targets])) if targets else None,
             max_parallel=max_parallel,
             with_local_disks=with_local_disks,
         )
         plan = build.build_plan(spec, snapshot)
-    execute(
-        ctx,
-        plan=plan,
-        snapshot=snapshot,
-        command=key,
-        kind="drain",
-        opts=opts,
-        drained_nodes=names,
-        resume=resume,
-    )
+    run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume)
 
 
 @cli.command("undrain")
@@ -793,23 +111,15 @@ def undrain_cmd(ctx: click.Context, /, node: str, **kw: Any) -> None:
       pvetool undrain pve2 --dry-run
       pvetool undrain pve2 --yes
     """
-    opts = _options(**kw)
+    opts = options_of(**kw)
     key = f"undrain:{node}"
     directory = state_dir()
     snapshot = _snapshot(ctx)
     if opts.resume:
-        resume = _resumable(directory, command=key, what=f"'undrain {node}'")
-        plan = _plan_from_json(resume.plan_json, resume.plan_source or key)
-        execute(
-            ctx,
-            plan=plan,
-            snapshot=snapshot,
-            command=key,
-            kind="undrain",
-            opts=opts,
-            undoes=resume.undoes,
-            resume=resume,
-        )
+        resume = resumable(directory, command=key, what=f"'undrain {node}'")
+        job = JobInfo(key, "undrain", undoes=resume.undoes)
+        plan = journalled_plan(resume)
+        run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume)
         return
     found = undrain_candidates(directory, node)
     if found is None:
@@ -820,6 +130,17 @@ def undrain_cmd(ctx: click.Context, /, node: str, **kw: Any) -> None:
         )
         ctx.exit(0)
     drain_run, origins = found
+    moves, notes = _homecoming(snapshot, node, drain_run.run_id, origins)
+    plan = build.build_plan(_with_local_disks(build.undrain_spec(moves)), snapshot)
+    job = JobInfo(key, "undrain", undoes=drain_run.run_id)
+    run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, notes=notes)
+
+
+def _homecoming(
+    snapshot: ClusterSnapshot, node: str, run_id: str, origins: Sequence[Origin]
+) -> tuple[list[tuple[int, str]], list[str]]:
+    """The guests a drain moved away that can come home to `node` as they are, and a note for
+    every other one."""
     moves: list[tuple[int, str]] = []
     notes: list[str] = []
     for origin in origins:
@@ -831,29 +152,18 @@ def undrain_cmd(ctx: click.Context, /, node: str, **kw: Any) -> None:
         elif guest.node != origin.now:
             notes.append(
                 f"not moved: guest {origin.vmid} is on {guest.node} now, not on {origin.now} "
-                f"where the drain ({drain_run.run_id}) put it; move it yourself if you want it "
-                f"on {node}"
+                f"where the drain ({run_id}) put it; move it yourself if you want it on {node}"
             )
         else:
             moves.append((origin.vmid, node))
-    build = _planner()
-    spec = build.undrain_spec(moves)
-    # Guests whose local disks went along with them come back the same way.
+    return moves, notes
+
+
+def _with_local_disks(spec: PlanSpec) -> PlanSpec:
+    """Guests whose local disks went along with them come back the same way."""
     rules = spec.rules
-    spec = replace(
-        spec, rules=replace(rules, migration=replace(rules.migration, with_local_disks=True))
-    )
-    plan = build.build_plan(spec, snapshot)
-    execute(
-        ctx,
-        plan=plan,
-        snapshot=snapshot,
-        command=key,
-        kind="undrain",
-        opts=opts,
-        undoes=drain_run.run_id,
-        notes=notes,
-    )
+    migration = replace(rules.migration, with_local_disks=True)
+    return replace(spec, rules=replace(rules, migration=migration))
 
 
 def _percent(_: click.Context, __: click.Parameter, value: str) -> float:
@@ -892,21 +202,17 @@ def rebalance_cmd(
       pvetool rebalance --dry-run
       pvetool rebalance --by memory --threshold 15% --max-moves 5 --yes
     """
-    opts = _options(**kw)
-    key = f"rebalance:{by}"
+    opts = options_of(**kw)
+    job = JobInfo(f"rebalance:{by}", "rebalance")
     snapshot = _snapshot(ctx)
     resume = None
     if opts.resume:
-        resume = _resumable(state_dir(), command=key, what="the last rebalance")
-        plan = _plan_from_json(resume.plan_json, resume.plan_source or key)
+        resume = resumable(state_dir(), command=job.command, what="the last rebalance")
+        plan = journalled_plan(resume)
     else:
-        build = _planner()
-        plan = build.build_plan(
-            build.rebalance_spec(by=by, threshold=threshold, max_moves=max_moves), snapshot
-        )
-    execute(
-        ctx, plan=plan, snapshot=snapshot, command=key, kind="rebalance", opts=opts, resume=resume
-    )
+        spec = build.rebalance_spec(by=by, threshold=threshold, max_moves=max_moves)
+        plan = build.build_plan(spec, snapshot)
+    run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume)
 
 
 @plan_group.command("apply")
@@ -927,60 +233,47 @@ def apply_cmd(ctx: click.Context, /, file: str, ignore_drift: bool, **kw: Any) -
       pvetool plan apply saved-plan.json --yes
       pvetool plan apply weekend.yaml --yes --resume
     """
-    opts = _options(**kw)
+    opts = options_of(**kw)
     snapshot = _snapshot(ctx)
-    directory = state_dir()
-    build = _planner()
-    drained: list[str] = []
     if file.lower().endswith(".json"):
         text = Path(file).read_text(encoding="utf-8")
-        plan = _plan_from_json(text, file)
-        digest = plan.plan_digest or _digest(text)
+        saved = plan_from_json(text, file)
+        digest = saved.plan_digest or hashlib.sha256(text.encode()).hexdigest()
         if not opts.resume and not ignore_drift:
-            from pvetool.planner.fingerprint import drift
-
-            changes = drift(plan, snapshot)
-            if changes:
-                for change in changes:
-                    click.echo(f"  {change}", err=True)
-                raise PlanError(
-                    f"the cluster changed since {file} was computed ({len(changes)} "
-                    "difference(s)); compute the plan again or pass --ignore-drift"
-                )
-        for stage in plan.stages:
-            if stage.node and stage.kind == "migrate":
-                drained.append(stage.node)
+            _refuse_drift(saved, snapshot, file)
+        drained = [s.node for s in saved.stages if s.node and s.kind == "migrate"]
+        plan: ExecutionPlan | PlanSpec = saved
     else:
-        from pvetool.planner.loader import load_plan
-        from pvetool.planner.spec import DrainStep, RollingStep
-
-        spec = load_plan(file)
-        digest = spec.digest
-        for step in spec.steps:
-            if isinstance(step, DrainStep):
-                drained.extend(step.nodes)
-            elif isinstance(step, RollingStep):
-                drained.extend(step.nodes or sorted(snapshot.nodes))
-    key = f"plan:{digest}"
+        plan = load_plan(file)
+        digest = plan.digest
+        drained = _drained_by(plan, snapshot)
+    job = JobInfo(f"plan:{digest}", "plan", drained_nodes=tuple(dict.fromkeys(drained)))
     resume = None
     if opts.resume:
-        resume = _resumable(directory, command=key, what=f"the plan {file}")
-        plan = _plan_from_json(resume.plan_json, file)
-    elif not file.lower().endswith(".json"):
-        plan = build.build_plan(spec, snapshot)
-    execute(
-        ctx,
-        plan=plan,
-        snapshot=snapshot,
-        command=key,
-        kind="plan",
-        opts=opts,
-        drained_nodes=tuple(dict.fromkeys(drained)),
-        resume=resume,
-    )
+        resume = resumable(state_dir(), command=job.command, what=f"the plan {file}")
+        plan = journalled_plan(resume, file)
+    elif isinstance(plan, PlanSpec):
+        plan = build.build_plan(plan, snapshot)
+    run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume)
 
 
-def _digest(text: str) -> str:
-    import hashlib
+def _refuse_drift(plan: ExecutionPlan, snapshot: ClusterSnapshot, file: str) -> None:
+    changes = drift(plan, snapshot)
+    if changes:
+        for change in changes:
+            click.echo(f"  {change}", err=True)
+        raise PlanError(
+            f"the cluster changed since {file} was computed ({len(changes)} difference(s)); "
+            "compute the plan again or pass --ignore-drift"
+        )
 
-    return hashlib.sha256(text.encode()).hexdigest()
+
+def _drained_by(spec: PlanSpec, snapshot: ClusterSnapshot) -> list[str]:
+    """The nodes a YAML plan drains (what `undrain` may later bring guests back to)."""
+    drained: list[str] = []
+    for step in spec.steps:
+        if isinstance(step, DrainStep):
+            drained.extend(step.nodes)
+        elif isinstance(step, RollingStep):
+            drained.extend(step.nodes or sorted(snapshot.nodes))
+    return drained

@@ -3,72 +3,42 @@ resumably (sliding window under the plan's caps, re-checks before and verificati
 move, re-planning around failed targets, hooks and node waits for rolling maintenance, Ctrl-C
 handling, and an fsync'd journal for `--resume` and `undrain`).
 
-Imports: the standard library, tenacity, `pvetool.errors`, `pvetool.model`, `pvetool.journal`.
-Never the API layer or the planner: the CLI passes them in (`ClusterApi`, `Follow`, `Replan`).
+Imports: the standard library, `pvetool.errors`, `pvetool.model`, `pvetool.waiting`,
+`pvetool.journal` and `pvetool.journal_records`. Never the API layer or the planner: they come
+in as `ExecutorDeps` (`ClusterApi`, `Follow`, `Replan`; `pvetool.operate` wires them).
 
-Modules: `api` (the protocols), `runner` (`Executor`), `verify` (before/after checks),
-`hooks` (hook commands, waiting for a node), `events` (what the observer receives),
-`results` (`MoveResult`, `RunReport`).
+Modules, along the run's own seams:
+
+- `scheduler`: `Executor`, the stages in order and a migrate stage's sliding window (caps,
+  dependencies, failure policy, interrupts, re-planning, the worker threads);
+- `move`: one live or restart migration (pre-condition -> execute -> post-condition);
+- `offline`: the offline move of a running VM (shut down -> migrate -> start -> verify, and
+  starting it again after a failure);
+- `resume`: what an interrupted run left (re-attach, look up, go on);
+- `stages`: hooks, node waits, pauses, confirmations;
+- `context`: one run's shared state and plumbing (`RunContext`, `ExecutorDeps`,
+  `ExecutorOptions`); `verify`: the checks before and after a move; `hooks`: running a hook
+  command, waiting for a node; `api`: the protocols.
+
+What the observer receives is in `pvetool.model.events`; what a run produced (`MoveResult`,
+`RunReport`) in `pvetool.model.report`.
 """
 
 from pvetool.executor.api import ClusterApi, Confirm, Follow, Replan
-from pvetool.executor.events import (
-    Event,
-    HookFinished,
-    HookStarted,
-    Interrupt,
-    MoveFinished,
-    MoveProgressed,
-    MoveReplanned,
-    MoveStarted,
-    NodeWaited,
-    Notice,
-    Observer,
-    RunFinished,
-    RunStarted,
-    StageStarted,
-)
+from pvetool.executor.context import ExecutorDeps, ExecutorOptions
 from pvetool.executor.hooks import HookOutcome, HookRunner, run_hook, wait_node_online
-from pvetool.executor.results import (
-    Attempt,
-    BlockedGuest,
-    HookResult,
-    MoveResult,
-    MoveStatus,
-    NodeWaitResult,
-    RunReport,
-)
-from pvetool.executor.runner import Executor
+from pvetool.executor.scheduler import Executor
 
 __all__ = [
-    "Attempt",
-    "BlockedGuest",
     "ClusterApi",
     "Confirm",
-    "Event",
     "Executor",
+    "ExecutorDeps",
+    "ExecutorOptions",
     "Follow",
-    "HookFinished",
     "HookOutcome",
-    "HookResult",
     "HookRunner",
-    "HookStarted",
-    "Interrupt",
-    "MoveFinished",
-    "MoveProgressed",
-    "MoveReplanned",
-    "MoveResult",
-    "MoveStarted",
-    "MoveStatus",
-    "NodeWaitResult",
-    "NodeWaited",
-    "Notice",
-    "Observer",
     "Replan",
-    "RunFinished",
-    "RunReport",
-    "RunStarted",
-    "StageStarted",
     "run_hook",
     "wait_node_online",
 ]

@@ -1,14 +1,14 @@
 """What the executor needs from the outside world, as small protocols and callable types.
 
 `ClusterApi` lists the PVE calls the executor makes; `pvetool.api.PveClient` satisfies it
-(mypy checks that in `pvetool/cli/run_cmds.py`) and unit tests fake it. Task following, the
+(mypy checks that in `pvetool/operate.py`) and unit tests fake it. Task following, the
 planner's re-planning and hooks come in as plain callables, so this package imports neither the
 API layer nor the planner. Imports: the standard library and `pvetool.model`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
 from pvetool.model import (
@@ -16,9 +16,10 @@ from pvetool.model import (
     ClusterStatus,
     GuestKind,
     MigrationProgress,
-    MigrationType,
+    MigrationRequest,
     Move,
     Precondition,
+    TaskQuery,
     TaskResult,
     TaskStatus,
     TaskSummary,
@@ -41,21 +42,7 @@ class ClusterApi(Protocol):
         self, kind: GuestKind, node: str, vmid: int, target: str | None = None
     ) -> Precondition: ...
 
-    def start_migration(
-        self,
-        kind: GuestKind,
-        node: str,
-        vmid: int,
-        target: str,
-        *,
-        online: bool | None = None,
-        with_local_disks: bool | None = None,
-        target_storage: Mapping[str, str] | str | None = None,
-        bwlimit_kib_s: int | None = None,
-        migration_type: MigrationType | None = None,
-        migration_network: str | None = None,
-        restart: bool | None = None,
-    ) -> Upid: ...
+    def start_migration(self, req: MigrationRequest) -> Upid: ...
 
     def shutdown_guest(
         self,
@@ -73,19 +60,7 @@ class ClusterApi(Protocol):
 
     def task_status(self, upid: Upid | str) -> TaskStatus: ...
 
-    def tasks(
-        self,
-        node: str,
-        *,
-        vmid: int | None = None,
-        typefilter: str | None = None,
-        since: int | None = None,
-        until: int | None = None,
-        source: Literal["archive", "active", "all"] = "all",
-        limit: int = 50,
-        start: int = 0,
-        errors_only: bool = False,
-    ) -> tuple[TaskSummary, ...]: ...
+    def tasks(self, query: TaskQuery) -> tuple[TaskSummary, ...]: ...
 
 
 # follow(upid, timeout_s, on_progress) -> TaskResult; raises TaskFailed / TaskTimeout / ApiError.
@@ -93,9 +68,11 @@ class ClusterApi(Protocol):
 # follows any task: also the qmshutdown/qmstart (hastop/hastart) of an offline move.
 Follow = Callable[[Upid, float, Callable[[MigrationProgress], None] | None], TaskResult]
 
-# replan(move, avoid) -> a Move to another target, or None when no other node can take it.
-# The CLI binds the planner's `replan_move(plan, move, fetch_snapshot(client), avoid)`.
-Replan = Callable[[Move, Collection[str]], Move | None]
+# replan([(move, avoid), ...]) -> one answer per move, in order: the move to another target
+# (avoiding the nodes given), or None when no other node can take it. Every move asked at once
+# had its target fail together; the planner re-plans them against one fresh snapshot, each
+# seeing where the previous ones went (`pvetool.operate` binds `pvetool.planner.build.replan`).
+Replan = Callable[[Sequence[tuple[Move, frozenset[str]]]], Sequence[Move | None]]
 
 # confirm(question) -> True to go on (rolling maintenance's confirm_between).
 Confirm = Callable[[str], bool]

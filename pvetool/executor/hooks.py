@@ -4,10 +4,9 @@ Hooks run without a shell (an argument list), in their own session (a Ctrl-C at 
 does not reach them), with a timeout after which the whole process group is killed, and with
 ``PVETOOL_NODE`` (and ``PVETOOL_HOOK``, ``PVETOOL_RUN_ID``) added to pvetool's environment.
 Waiting for a node polls ``/cluster/status`` until the node is online and the cluster quorate,
-with one declarative tenacity policy whose clock and sleep tests replace.
+with the one wait policy (`pvetool.waiting.wait_until`) whose clock and sleep tests replace.
 
-Imports: the standard library, tenacity, `pvetool.errors`, `pvetool.model` and
-`pvetool.executor` siblings.
+Imports: the standard library, `pvetool.errors`, `pvetool.model` and `pvetool.waiting`.
 """
 
 from __future__ import annotations
@@ -19,10 +18,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from tenacity import RetryError, Retrying, retry_if_exception, retry_if_result
-
 from pvetool.errors import ApiError, ApiUnreachable
 from pvetool.model import ClusterStatus
+from pvetool.waiting import wait_until
 
 __all__ = ["HookOutcome", "HookRunner", "run_hook", "wait_node_online"]
 
@@ -77,11 +75,6 @@ def run_hook(argv: Sequence[str], env: Mapping[str, str], timeout_s: float) -> H
     )
 
 
-def _transient(exc: BaseException) -> bool:
-    # While a node reboots, the API host itself may answer 595/503 or drop connections.
-    return isinstance(exc, ApiUnreachable) or (isinstance(exc, ApiError) and exc.retryable)
-
-
 def wait_node_online(
     cluster_status: Callable[[], ClusterStatus],
     node: str,
@@ -94,7 +87,6 @@ def wait_node_online(
 ) -> tuple[bool, float, str]:
     """Wait until `node` is online and the cluster quorate: (ok, waited seconds, why not)."""
     started = clock()
-    deadline = started + timeout_s
     last: list[str] = ["no answer yet"]
 
     def look() -> bool:
@@ -111,17 +103,20 @@ def wait_node_online(
             return False
         return True
 
-    waiting = Retrying(
-        stop=lambda _state: should_stop() or clock() >= deadline,
-        wait=lambda _state: max(0.0, min(poll_s, deadline - clock())),
-        retry=retry_if_result(lambda ok: not ok) | retry_if_exception(_transient),
-        sleep=sleep,
-        reraise=True,
-    )
+    # While a node reboots, the API host itself may answer 595/503 or drop connections: the
+    # wait looks past those (`pvetool.waiting.is_transient`).
     try:
-        ok = bool(waiting(look))
-    except RetryError:
-        ok = False
+        ok = bool(
+            wait_until(
+                look,
+                bool,
+                timeout_s=timeout_s,
+                poll_s=poll_s,
+                clock=clock,
+                sleep=sleep,
+                should_stop=should_stop,
+            )
+        )
     except (ApiUnreachable, ApiError) as exc:
         ok = False
         last[0] = str(exc)

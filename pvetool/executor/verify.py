@@ -13,7 +13,10 @@ agent ping within a few seconds. A task that says OK while the guest did not arr
 For an offline move of a running VM, `wait_for_status` waits for the shutdown (or start) to
 show, since an HA-managed guest's request task ends before the HA stack acts.
 
-Imports: the standard library, tenacity, `pvetool.errors`, `pvetool.model`,
+After a failure: `whereabouts` says where the guest is, `still_at_source` whether another
+target may be tried, `target_offline` whether the target is the one to blame.
+
+Imports: the standard library, `pvetool.errors`, `pvetool.model`, `pvetool.waiting` and
 `pvetool.executor.api`.
 """
 
@@ -24,11 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from tenacity import RetryError, Retrying, retry_if_exception, retry_if_result
-
-from pvetool.errors import ApiError, ApiUnreachable, NotFound, PvetoolError
+from pvetool.errors import ApiError, NotFound, PvetoolError
 from pvetool.executor.api import ClusterApi
 from pvetool.model import ClusterResources, Guest, Move, Node
+from pvetool.waiting import wait_until
 
 __all__ = [
     "Arrival",
@@ -38,9 +40,12 @@ __all__ = [
     "find_guest",
     "gib",
     "precheck",
+    "still_at_source",
+    "target_offline",
     "target_trouble",
     "verify_arrival",
     "wait_for_status",
+    "whereabouts",
 ]
 
 Verdict = Literal["ready", "skip", "fail", "target-down", "target-refused", "defer"]
@@ -116,7 +121,16 @@ def precheck(
         )
     if guest.lock:
         return Check("fail", f"{what} is locked ({guest.lock}); PVE would refuse to move it", guest)
+    refused = _target_member(api, move, guest) or _pve_precondition(api, move, guest, what)
+    if refused is not None:
+        return refused
+    if not guest.running:
+        return Check("ready", "", guest)
+    return _room(resources, move, guest, reserved_bytes, inflight_into)
 
+
+def _target_member(api: ClusterApi, move: Move, guest: Guest) -> Check | None:
+    """The target is an online member of a quorate cluster, else why not."""
     status = api.cluster_status()
     member = next((n for n in status.nodes if n.name == move.target), None)
     if member is None:
@@ -125,7 +139,11 @@ def precheck(
         return Check("target-down", f"target {move.target} is offline", guest)
     if not status.quorate:
         return Check("fail", "the cluster is not quorate; PVE refuses migrations", guest)
+    return None
 
+
+def _pve_precondition(api: ClusterApi, move: Move, guest: Guest, what: str) -> Check | None:
+    """What PVE's own migrate precondition refuses (the target, local devices or disks)."""
     try:
         pre = api.migrate_precondition(move.kind, move.source, move.vmid, move.target)
     except (ApiError, NotFound) as exc:
@@ -148,7 +166,6 @@ def precheck(
         return Check(
             "target-refused", f"PVE will not move {what} to {move.target}: {detail}", guest
         )
-    running = guest.running
     if move.kind == "qemu" and pre.local_resources:
         return Check(
             "fail",
@@ -157,7 +174,7 @@ def precheck(
         )
     disks = [d.volid for d in pre.local_disks if not d.cdrom and not d.is_unused]
     # An offline move (shut down, migrate, start) copies local disks like any offline migration.
-    live = move.kind == "qemu" and running and not move.options.shutdown
+    live = move.kind == "qemu" and guest.running and not move.options.shutdown
     if live and disks and not move.options.with_local_disks:
         return Check(
             "fail",
@@ -165,9 +182,18 @@ def precheck(
             "(with-local-disks)",
             guest,
         )
+    return None
 
-    if not running:
-        return Check("ready", "", guest)
+
+def _room(
+    resources: ClusterResources,
+    move: Move,
+    guest: Guest,
+    reserved_bytes: Callable[[str], int],
+    inflight_into: Callable[[str], int],
+) -> Check:
+    """A running guest fits into the target's free memory next to the migrations under way
+    into it (wait for them: `defer`; else the target is full: re-plan)."""
     target = _node(resources, move.target)
     if target is None or target.memory_total_bytes <= 0:
         return Check("ready", "", guest)  # no numbers to check against
@@ -207,10 +233,6 @@ class Arrival:
         return "; ".join(self.problems)
 
 
-def _transient(exc: BaseException) -> bool:
-    return isinstance(exc, ApiUnreachable) or (isinstance(exc, ApiError) and exc.retryable)
-
-
 def verify_arrival(
     api: ClusterApi,
     move: Move,
@@ -236,20 +258,17 @@ def verify_arrival(
     if problems:
         return Arrival(False, guest.node, tuple(problems), guest)
     if agent and move.kind == "qemu" and guest.running:
-        deadline = clock() + agent_timeout_s
-        pinging = Retrying(
-            stop=lambda _s: clock() >= deadline,
-            wait=lambda _s: max(0.0, min(agent_poll_s, deadline - clock())),
-            retry=retry_if_result(lambda ok: not ok) | retry_if_exception(_transient),
-            sleep=sleep,
-            reraise=True,
-        )
         try:
-            answered = bool(pinging(api.agent_ping, move.target, move.vmid))
-        except RetryError:
-            answered = False
+            answered = wait_until(
+                lambda: api.agent_ping(move.target, move.vmid),
+                bool,
+                timeout_s=agent_timeout_s,
+                poll_s=agent_poll_s,
+                clock=clock,
+                sleep=sleep,
+            )
         except PvetoolError:
-            answered = False
+            answered = None
         if not answered:
             return Arrival(
                 False,
@@ -275,22 +294,48 @@ def wait_for_status(
     when that does not happen within `timeout_s`. After a shutdown or start task of PVE's own
     this holds at once; an HA-managed guest's ``hastop``/``hastart`` only asks the HA stack,
     which acts a few seconds later."""
-    deadline = clock() + timeout_s
 
     def arrived(guest: Guest | None) -> bool:
         return (
             guest is not None and guest.node == node and guest.status == status and not guest.lock
         )
 
-    waiting = Retrying(
-        stop=lambda _s: clock() >= deadline,
-        wait=lambda _s: max(0.0, min(poll_s, deadline - clock())),
-        retry=retry_if_result(lambda g: not arrived(g)) | retry_if_exception(_transient),
+    return wait_until(
+        lambda: find_guest(api.cluster_resources("vm"), vmid),
+        arrived,
+        timeout_s=timeout_s,
+        poll_s=poll_s,
+        clock=clock,
         sleep=sleep,
-        reraise=True,
     )
+
+
+def whereabouts(api: ClusterApi, move: Move) -> tuple[str | None, str]:
+    """(node, sentence) saying where the guest is now, for failure reports."""
     try:
-        guest = waiting(lambda: find_guest(api.cluster_resources("vm"), vmid))
-    except RetryError:
+        guest = find_guest(api.cluster_resources("vm"), move.vmid)
+    except PvetoolError as exc:
+        return None, f"where guest {move.vmid} is now could not be checked ({exc})"
+    if guest is None:
+        return None, f"guest {move.vmid} is not in /cluster/resources"
+    lock = f" (locked: {guest.lock})" if guest.lock else ""
+    return guest.node, f"guest {move.vmid} is on {guest.node}{lock}, {guest.status}"
+
+
+def still_at_source(api: ClusterApi, move: Move) -> bool:
+    """The guest is still on the move's source, unlocked: another target may be tried."""
+    try:
+        guest = find_guest(api.cluster_resources("vm"), move.vmid)
+    except PvetoolError:
+        return False
+    return guest is not None and guest.node == move.source and not guest.lock
+
+
+def target_offline(api: ClusterApi, target: str) -> Literal["target-down"] | None:
+    """``target-down`` when `/cluster/status` shows the target offline."""
+    try:
+        status = api.cluster_status()
+    except PvetoolError:
         return None
-    return guest if arrived(guest) else None
+    entry = next((n for n in status.nodes if n.name == target), None)
+    return "target-down" if entry is not None and not entry.online else None

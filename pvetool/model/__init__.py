@@ -6,9 +6,10 @@ Imports: the standard library and `pvetool.errors` only. No I/O here: objects ar
 Units are in the names (`memory_bytes`, `rate_bps` = bytes per second, `bwlimit_kib_s` = KiB/s
 as PVE counts it, `timeout_s`). Guests are keyed by VMID, never by name.
 
-Three families, one module each, all re-exported here: `tasks` (UPIDs, task status, progress),
-`cluster` (nodes, storage, guests, HA, the snapshot) and `plan` (findings, moves, the execution
-plan); `types` holds the shared `Literal` vocabulary.
+Four families, one module each, all re-exported here: `tasks` (UPIDs, task status, progress,
+migration requests and task queries), `cluster` (nodes, storage, guests, HA, the snapshot),
+`plan` (findings, moves, the execution plan) and `report` (what a run did: `MoveResult`,
+`RunReport`); `types` holds the shared `Literal` vocabulary.
 """
 
 from __future__ import annotations
@@ -58,14 +59,28 @@ from pvetool.model.plan import (
     Stage,
     StageKind,
 )
+from pvetool.model.report import (
+    Attempt,
+    BlockedGuest,
+    HookResult,
+    MoveResult,
+    MoveStatus,
+    NodeWaitResult,
+    RunReport,
+)
 from pvetool.model.tasks import (
+    HA_MIGRATE_TASK_TYPE,
+    MIGRATION_TASK_TYPES,
     MigrationProgress,
+    MigrationRequest,
     TaskLogLine,
+    TaskQuery,
     TaskResult,
     TaskStatus,
     TaskSummary,
     Upid,
     exitstatus_ok,
+    migrate_call_task_types,
 )
 from pvetool.model.types import (
     Affinity,
@@ -77,7 +92,11 @@ from pvetool.model.types import (
 )
 
 __all__ = [
+    "HA_MIGRATE_TASK_TYPE",
+    "MIGRATION_TASK_TYPES",
     "Affinity",
+    "Attempt",
+    "BlockedGuest",
     "BlockingHaResource",
     "Bounds",
     "Caps",
@@ -103,20 +122,26 @@ __all__ = [
     "HaRuleType",
     "HaServiceStatus",
     "HaStatus",
+    "HookResult",
     "LocalDevice",
     "LocalDiskInfo",
     "MappedResource",
     "MigrationProgress",
+    "MigrationRequest",
     "MigrationType",
     "Move",
     "MoveOptions",
+    "MoveResult",
+    "MoveStatus",
     "Net",
     "Node",
     "NodeRefusal",
+    "NodeWaitResult",
     "PlanRules",
     "Precondition",
     "PveVersion",
     "ReplicationJob",
+    "RunReport",
     "Severity",
     "Stage",
     "StageKind",
@@ -125,10 +150,12 @@ __all__ = [
     "StorageOnNode",
     "StorageStatus",
     "TaskLogLine",
+    "TaskQuery",
     "TaskResult",
     "TaskState",
     "TaskStatus",
     "TaskSummary",
     "Upid",
     "exitstatus_ok",
+    "migrate_call_task_types",
 ]

@@ -1,16 +1,18 @@
 """The cluster as PVE reports it: versions, nodes, storage, guests, HA, preconditions,
 replication, datacenter options and the `ClusterSnapshot` the planner reads.
 
-Imports: the standard library, `pvetool.errors` and `pvetool.model.types`. No I/O.
+Imports: the standard library, `pvetool.model.types` and `pvetool.model.plan` (the moves a
+what-if applies). No I/O.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from pvetool.model.plan import Move
 from pvetool.model.types import Affinity, DeviceKind, GuestKind, HaRuleType, MigrationType
 
 # --------------------------------------------------------------------------------------------
@@ -571,8 +573,50 @@ class ClusterSnapshot:
         return max(0, entry.memory_used_bytes - guests_used)
 
     # -- what-if
-    def with_guest_moved(self, vmid: int, target: str) -> ClusterSnapshot:
-        """A copy in which guest `vmid` runs on `target` (for planning; no I/O)."""
+    def after(self, moves: Sequence[Move]) -> ClusterSnapshot:
+        """The cluster once `moves` have ended (for planning; no I/O): guests on their targets,
+        their used memory counted there, copied disks on their target storages, replication jobs
+        re-targeted as PVE does it."""
+        if not moves:
+            return self
         guests = dict(self.guests)
-        guests[vmid] = replace(guests[vmid], node=target)
-        return replace(self, guests=guests)
+        replication = dict(self.replication)
+        used = {name: node.memory_used_bytes for name, node in self.nodes.items()}
+        for move in moves:
+            guest = guests.get(move.vmid)
+            if guest is None:
+                continue
+            mapping = dict(move.options.target_storage)
+            disks = guest.disks
+            if mapping:
+                disks = tuple(self._mapped_disk(d, mapping) for d in guest.disks)
+            if guest.running and guest.node in used and move.target in used:
+                # The node's used memory follows the guest, so the host's own use stays the same.
+                used[guest.node] -= guest.used_memory_bytes
+                used[move.target] += guest.used_memory_bytes
+            guests[move.vmid] = replace(guest, node=move.target, disks=disks)
+            jobs = replication.get(move.vmid)
+            if jobs:
+                # pve-guest-common `switch_replication_job_target`: the job to the new node now
+                # replicates back to the old one.
+                replication[move.vmid] = tuple(guest.node if t == move.target else t for t in jobs)
+        nodes = {
+            name: replace(node, memory_used_bytes=max(0, used[name]))
+            for name, node in self.nodes.items()
+        }
+        return replace(self, guests=guests, nodes=nodes, replication=replication)
+
+    def _mapped_disk(self, disk: Disk, mapping: Mapping[str, str]) -> Disk:
+        """A local disk as a migration with this storage map leaves it."""
+        if not disk.is_local or disk.storage is None or disk.media != "disk":
+            return disk
+        target = mapping.get(disk.storage) or mapping.get("*") or disk.storage
+        if target == disk.storage:
+            return disk
+        storage = self.storages.get(target)
+        return replace(
+            disk,
+            storage=target,
+            volid=target + disk.volid[len(disk.storage) :],
+            is_local=not (storage is not None and storage.shared),
+        )

@@ -6,7 +6,8 @@ Imports: the standard library, `pvetool.errors` and the other model modules. No 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from pvetool.model.types import GuestKind
@@ -199,6 +200,14 @@ class ExecutionPlan:
     @property
     def moves(self) -> tuple[Move, ...]:
         return tuple(m for s in self.stages for m in s.moves)
+
+    def with_moves(self, moves: Iterable[Move]) -> ExecutionPlan:
+        """This plan with some moves replaced by others of the same id (re-planned ones)."""
+        new = {m.id: m for m in moves}
+        stages = tuple(
+            replace(s, moves=tuple(new.get(m.id, m) for m in s.moves)) for s in self.stages
+        )
+        return replace(self, stages=stages)
 
     @property
     def blockers(self) -> tuple[Finding, ...]:

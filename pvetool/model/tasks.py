@@ -1,4 +1,5 @@
-"""Tasks: UPIDs, task status and summaries, log lines, migration progress and results.
+"""Tasks: UPIDs, task status and summaries, log lines, migration progress and results, and the
+two requests that start or find tasks (`MigrationRequest`, `TaskQuery`).
 
 Imports: the standard library, `pvetool.errors` and `pvetool.model.types`. No I/O.
 """
@@ -6,16 +7,82 @@ Imports: the standard library, `pvetool.errors` and `pvetool.model.types`. No I/
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from pvetool.errors import ValidationError
-from pvetool.model.types import TaskState
+from pvetool.model.types import GuestKind, MigrationType, TaskState
+
+# The task that moves a guest: ``qmigrate`` for a VM (qemu-server `PVE::API2::Qemu`
+# `migrate_vm`), ``vzmigrate`` for a container (pve-container `PVE::API2::LXC` `migrate_vm`).
+MIGRATION_TASK_TYPES: frozenset[str] = frozenset({"qmigrate", "vzmigrate"})
+# An HA-managed guest's migrate call only queues a request for the HA manager, in a task of this
+# type; the HA agent starts the real qmigrate/vzmigrate later (pve-ha-manager
+# `PVE::API2::HA::Resources` via `PVE::API2::Qemu::migrate_vm`'s HA branch).
+HA_MIGRATE_TASK_TYPE = "hamigrate"
+
+
+def migrate_call_task_types(kind: GuestKind | None = None) -> frozenset[str]:
+    """The task types a migrate call may start: the migration task of `kind` (both kinds when
+    None) or, for an HA-managed guest, the ``hamigrate`` request."""
+    own = {"qemu": "qmigrate", "lxc": "vzmigrate"}
+    moving = MIGRATION_TASK_TYPES if kind is None else frozenset({own[kind]})
+    return moving | {HA_MIGRATE_TASK_TYPE}
 
 
 def exitstatus_ok(exitstatus: str | None) -> bool:
     """True for the exit statuses PVE uses for success: ``OK`` and ``WARNINGS: n``."""
     return exitstatus is not None and (exitstatus == "OK" or exitstatus.startswith("WARNINGS"))
+
+
+# --------------------------------------------------------------------------------------------
+# Requests
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationRequest:
+    """``POST /nodes/{node}/{kind}/{vmid}/migrate``: one migration as PVE's API takes it.
+
+    qemu: `online` (None: live, PVE ignores it for a stopped VM), `with_local_disks`,
+    `target_storage` (``{"local-lvm": "ceph"}``, one storage ID, or ``"1"``), `bwlimit_kib_s`,
+    `migration_type`, `migration_network` (CIDR), `with_conntrack_state` (PVE 9+). lxc:
+    `restart`, `target_storage`, `bwlimit_kib_s`, `shutdown_timeout_s`. None leaves a parameter
+    out (PVE's default).
+    """
+
+    kind: GuestKind
+    node: str
+    vmid: int
+    target: str
+    online: bool | None = None
+    with_local_disks: bool | None = None
+    target_storage: Mapping[str, str] | str | None = None
+    bwlimit_kib_s: int | None = None
+    migration_type: MigrationType | None = None
+    migration_network: str | None = None
+    with_conntrack_state: bool | None = None
+    restart: bool | None = None
+    shutdown_timeout_s: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskQuery:
+    """``GET /nodes/{node}/tasks``: which of a node's tasks to list (newest first).
+
+    `source` ``all`` includes the running ones; `since`/`until` are epoch seconds of the task's
+    start; `errors_only` lists failed tasks only.
+    """
+
+    node: str
+    vmid: int | None = None
+    typefilter: str | None = None
+    since: int | None = None
+    until: int | None = None
+    source: Literal["archive", "active", "all"] = "all"
+    limit: int = 50
+    start: int = 0
+    errors_only: bool = False
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ Steps become stages, each planned on the cluster as the previous stages leave it
   wait-node (online and quorate), hook (after), migrate (bring the guests home); then pause
   and/or confirm before the next node.
 
-`drain_spec`, `rebalance_spec` and `undrain_spec` build the `PlanSpec` of the one-shot commands.
-`replan_move` finds another target for a move whose target failed during a run.
+`drain_spec`, `rebalance_spec`, `undrain_spec` and `migrate_spec` build the `PlanSpec` of the
+one-shot commands. `replan` finds other targets for moves whose target failed during a run (all
+against one snapshot, each seeing the previous); `replan_move` does it for one move.
 
 Pure: no I/O, no clock. Imports: the standard library, `pvetool.errors`, `pvetool.model`,
 `pvetool.timing` and `pvetool.planner`.
@@ -29,8 +30,8 @@ from dataclasses import dataclass, field, replace
 
 from pvetool.errors import PlanError
 from pvetool.model import (
+    Caps,
     ClusterSnapshot,
-    Disk,
     ExecutionPlan,
     Finding,
     Move,
@@ -45,6 +46,7 @@ from pvetool.planner.resolve import resolve_rules, where_text
 from pvetool.planner.sequencer import (
     DEFAULT_LINK_BITS_PER_S,
     Network,
+    Predicted,
     choose_schedule,
 )
 from pvetool.planner.spec import (
@@ -57,6 +59,7 @@ from pvetool.planner.spec import (
     RebalanceStep,
     RollingStep,
     Rules,
+    Step,
     Where,
 )
 from pvetool.planner.strategies import (
@@ -72,7 +75,9 @@ from pvetool.timing import TimingParams, link_goodput_Bps, stream_cap_Bps
 __all__ = [
     "build_plan",
     "drain_spec",
+    "migrate_spec",
     "rebalance_spec",
+    "replan",
     "replan_move",
     "undrain_spec",
 ]
@@ -149,6 +154,38 @@ def undrain_spec(moves: Sequence[tuple[int, str]]) -> PlanSpec:
     )
 
 
+def migrate_spec(
+    vmid: int,
+    target: str,
+    *,
+    with_local_disks: bool = False,
+    target_storage: Sequence[tuple[str, str]] = (),
+    bwlimit_Bps: float | None = None,
+    task_timeout_s: float = 3600.0,
+) -> PlanSpec:
+    """What `pvetool migrate VMID --to NODE` plans: one explicit move, checked like any other.
+
+    The target is not a node reference of the plan: a node the cluster does not have makes the
+    guest blocked (PVT-UNKNOWN-NODE), the way PVE refuses such a migration, rather than the
+    whole command invalid."""
+    where = Where(_CLI, 0, f"migrate {vmid}")
+    return PlanSpec(
+        version=1,
+        name=f"migrate-{vmid}",
+        rules=Rules(
+            concurrency=Concurrency(cluster=1, per_source=1, per_target=1),
+            migration=MigrationSettings(
+                with_local_disks=with_local_disks,
+                target_storage=tuple(target_storage),
+                bwlimit_Bps=bwlimit_Bps,
+            ),
+            task_timeout_s=task_timeout_s,
+        ),
+        steps=(MoveStep(moves=(ExplicitMove(vmid=vmid, target=target, where=where),)),),
+        source=_CLI,
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # build_plan
 
@@ -196,7 +233,7 @@ class _Builder:
             self.rules,
             sources=sources,
             # PVE re-targets replication jobs as guests move: each stage sees the jobs as the
-            # earlier stages leave them (see `apply_moves`).
+            # earlier stages leave them (see `ClusterSnapshot.after`).
             replication=self.working.replication,
             preconditions=self.preconditions if self.working is self.snapshot else {},
         )
@@ -211,56 +248,8 @@ class _Builder:
         self.rejections += sp.rejections
         self.blocked += [v for v in sp.blocked if v not in self.blocked]
         self.nodes |= {m.source for m in sp.moves} | {m.target for m in sp.moves}
-        self.working = apply_moves(self.working, sp.moves)
+        self.working = self.working.after(sp.moves)
         return stage
-
-
-def apply_moves(snapshot: ClusterSnapshot, moves: Sequence[Move]) -> ClusterSnapshot:
-    """The snapshot once `moves` have ended: guests on their targets, copied disks on their
-    target storages, replication jobs re-targeted as PVE does it."""
-    if not moves:
-        return snapshot
-    guests = dict(snapshot.guests)
-    replication = dict(snapshot.replication)
-    used = {name: node.memory_used_bytes for name, node in snapshot.nodes.items()}
-    for move in moves:
-        guest = guests.get(move.vmid)
-        if guest is None:
-            continue
-        mapping = dict(move.options.target_storage)
-        disks = guest.disks
-        if mapping:
-            disks = tuple(_mapped_disk(d, mapping, snapshot) for d in guest.disks)
-        if guest.running and guest.node in used and move.target in used:
-            # The node's used memory follows the guest, so the host's own use stays the same.
-            used[guest.node] -= guest.used_memory_bytes
-            used[move.target] += guest.used_memory_bytes
-        guests[move.vmid] = replace(guest, node=move.target, disks=disks)
-        jobs = replication.get(move.vmid)
-        if jobs:
-            # pve-guest-common `switch_replication_job_target`: the job to the new node now
-            # replicates back to the old one.
-            replication[move.vmid] = tuple(guest.node if t == move.target else t for t in jobs)
-    nodes = {
-        name: replace(node, memory_used_bytes=max(0, used[name]))
-        for name, node in snapshot.nodes.items()
-    }
-    return replace(snapshot, guests=guests, nodes=nodes, replication=replication)
-
-
-def _mapped_disk(disk: Disk, mapping: Mapping[str, str], snapshot: ClusterSnapshot) -> Disk:
-    if not disk.is_local or disk.storage is None or disk.media != "disk":
-        return disk
-    target = mapping.get(disk.storage) or mapping.get("*") or disk.storage
-    if target == disk.storage:
-        return disk
-    storage = snapshot.storages.get(target)
-    return replace(
-        disk,
-        storage=target,
-        volid=target + disk.volid[len(disk.storage) :],
-        is_local=not (storage is not None and storage.shared),
-    )
 
 
 def _rolling(b: _Builder, step: RollingStep, rules: Rules) -> None:
@@ -362,63 +351,8 @@ def build_plan(
     )
     b.findings += cluster_findings(snapshot)
     for step in spec.steps:
-        if isinstance(step, DrainStep):
-            sp = b.planner(sources=step.nodes)
-            plan_drain(sp, step, spec.rules)
-            b.nodes |= set(step.nodes)
-            b.close(sp, f"drain {', '.join(step.nodes)}")
-        elif isinstance(step, MoveStep):
-            sp = b.planner()
-            wanted = [Wanted(m.vmid, m.target, where_text(m.where)) for m in step.moves]
-            plan_moves(sp, wanted, spec.rules)
-            b.close(sp, "move guests")
-        elif isinstance(step, RebalanceStep):
-            sp = b.planner()
-            earlier = {m.vmid for stage in b.stages for m in stage.moves}
-            plan_rebalance(sp, step, spec.rules, moved_before=earlier)
-            b.close(sp, f"rebalance by {step.by}")
-        elif isinstance(step, RollingStep):
-            _rolling(b, step, spec.rules)
-    network = Network.of(link_bits_per_s)
-    migrate = [i for i, s in enumerate(b.stages) if s.kind == "migrate"]
-    conc = spec.rules.concurrency
-    caps, schedules = choose_schedule(
-        [b.stages[i].moves for i in migrate],
-        [b.migrate_snapshots[i] for i in migrate],
-        params,
-        network,
-        fixed=(conc.cluster, conc.per_source, conc.per_target),
-    )
-    stages = list(b.stages)
-    for i, schedule in zip(migrate, schedules, strict=True):
-        stages[i] = replace(
-            stages[i],
-            moves=schedule.moves,
-            predicted_makespan_s=schedule.makespan_s,
-            bounds=schedule.bounds,
-        )
-        snap = b.migrate_snapshots[i]
-        for move in schedule.moves:
-            pred = schedule.predicted[move.id]
-            guest = snap.guests[move.vmid]
-            if pred.aborted:
-                issue = Issue(
-                    "PVT-CONVERGENCE",
-                    "warning",
-                    "predicted not to converge: at the bandwidth it gets, its memory is dirtied "
-                    "faster than it is sent and PVE would abort the migration; give it more "
-                    "bandwidth (insecure migration, fewer in parallel) or migrate it offline",
-                )
-                b.findings.append(to_finding(issue, guest, move.target))
-            elif pred.escalations:
-                issue = Issue(
-                    "PVT-CONVERGENCE",
-                    "warning",
-                    f"predicted to need {pred.escalations} downtime escalation(s): PVE doubles "
-                    "the allowed downtime until the last pass fits (predicted downtime "
-                    f"{move.predicted_downtime_ms or 0:.0f} ms)",
-                )
-                b.findings.append(to_finding(issue, guest, move.target))
+        _plan_step(b, step, spec.rules)
+    caps, stages = _sequence(b, params, Network.of(link_bits_per_s), spec.rules)
     involved = {m.vmid for s in stages for m in s.moves} | set(b.blocked)
     for step in spec.steps:
         if isinstance(step, DrainStep):
@@ -445,6 +379,76 @@ def build_plan(
         facts=facts,
         assumptions=_assumptions(snapshot, params, link_bits_per_s, spec.rules, rules),
     )
+
+
+def _plan_step(b: _Builder, step: Step, rules: Rules) -> None:
+    """One step of the plan as its migrate stage(s), on the cluster the earlier ones leave."""
+    if isinstance(step, DrainStep):
+        sp = b.planner(sources=step.nodes)
+        plan_drain(sp, step, rules)
+        b.nodes |= set(step.nodes)
+        b.close(sp, f"drain {', '.join(step.nodes)}")
+    elif isinstance(step, MoveStep):
+        sp = b.planner()
+        wanted = [Wanted(m.vmid, m.target, where_text(m.where)) for m in step.moves]
+        plan_moves(sp, wanted, rules)
+        b.close(sp, "move guests")
+    elif isinstance(step, RebalanceStep):
+        sp = b.planner()
+        earlier = {m.vmid for stage in b.stages for m in stage.moves}
+        plan_rebalance(sp, step, rules, moved_before=earlier)
+        b.close(sp, f"rebalance by {step.by}")
+    elif isinstance(step, RollingStep):
+        _rolling(b, step, rules)
+
+
+def _sequence(
+    b: _Builder, params: TimingParams, network: Network, rules: Rules
+) -> tuple[Caps, list[Stage]]:
+    """The plan's caps and its stages with every migrate stage ordered and timed; a move
+    predicted not to converge (or only with downtime escalations) gets a warning."""
+    migrate = [i for i, s in enumerate(b.stages) if s.kind == "migrate"]
+    caps, schedules = choose_schedule(
+        [b.stages[i].moves for i in migrate],
+        [b.migrate_snapshots[i] for i in migrate],
+        params,
+        network,
+        fixed=rules.concurrency,
+    )
+    stages = list(b.stages)
+    for i, schedule in zip(migrate, schedules, strict=True):
+        stages[i] = replace(
+            stages[i],
+            moves=schedule.moves,
+            predicted_makespan_s=schedule.makespan_s,
+            bounds=schedule.bounds,
+        )
+        snap = b.migrate_snapshots[i]
+        for move in schedule.moves:
+            issue = _convergence(move, schedule.predicted[move.id])
+            if issue is not None:
+                b.findings.append(to_finding(issue, snap.guests[move.vmid], move.target))
+    return caps, stages
+
+
+def _convergence(move: Move, pred: Predicted) -> Issue | None:
+    if pred.aborted:
+        return Issue(
+            "PVT-CONVERGENCE",
+            "warning",
+            "predicted not to converge: at the bandwidth it gets, its memory is dirtied "
+            "faster than it is sent and PVE would abort the migration; give it more "
+            "bandwidth (insecure migration, fewer in parallel) or migrate it offline",
+        )
+    if pred.escalations:
+        return Issue(
+            "PVT-CONVERGENCE",
+            "warning",
+            f"predicted to need {pred.escalations} downtime escalation(s): PVE doubles "
+            "the allowed downtime until the last pass fits (predicted downtime "
+            f"{move.predicted_downtime_ms or 0:.0f} ms)",
+        )
+    return None
 
 
 _SEVERITY_ORDER = {"blocker": 0, "warning": 1, "info": 2}
@@ -497,15 +501,45 @@ def _assumptions(
 # Re-planning during a run
 
 
+def replan(
+    plan: ExecutionPlan,
+    requests: Sequence[tuple[Move, Collection[str]]],
+    snapshot: ClusterSnapshot,
+) -> list[Move | None]:
+    """Another target for each move (avoiding the nodes given with it) that passes every check
+    on the *current* snapshot, in order; None where no target qualifies.
+
+    Used when targets fail mid-run, with one snapshot for all the moves whose target failed
+    together. Each move sees where the ones before it went; every other move of the plan whose
+    guest is not yet on its target is counted as still coming (conservative), except those still
+    waiting for their new target here. Never for pinned moves.
+    """
+    answers: list[Move | None] = []
+    waiting = {move.id for move, _ in requests}
+    for move, avoid in requests:
+        waiting.discard(move.id)
+        new = _replan_one(plan, move, snapshot, avoid, skip=waiting)
+        answers.append(new)
+        if new is not None:
+            plan = plan.with_moves([new])
+    return answers
+
+
 def replan_move(
     plan: ExecutionPlan, move: Move, snapshot: ClusterSnapshot, avoid: Collection[str]
 ) -> Move | None:
-    """The same guest to another target that passes every check on the *current* snapshot.
+    """`replan` for one move."""
+    return replan(plan, [(move, avoid)], snapshot)[0]
 
-    Used when a target failed mid-run. Every other move of the plan whose guest is not yet on
-    its target is counted as still coming (conservative). Never for pinned moves; None when no
-    target qualifies.
-    """
+
+def _replan_one(
+    plan: ExecutionPlan,
+    move: Move,
+    snapshot: ClusterSnapshot,
+    avoid: Collection[str],
+    *,
+    skip: Collection[str],
+) -> Move | None:
     if move.pinned:
         return None
     guest = snapshot.guests.get(move.vmid)
@@ -518,7 +552,7 @@ def replan_move(
             stage_sources = {m.source for m in stage.moves}
     sp = StagePlanner(0, snapshot, rules, sources=stage_sources, replication=snapshot.replication)
     for other in plan.moves:
-        if other.id == move.id:
+        if other.id == move.id or other.id in skip:
             continue
         other_guest = snapshot.guests.get(other.vmid)
         if other_guest is None or other_guest.node != other.source:

@@ -33,7 +33,8 @@ link speed (default 10 Gbit/s per node), the bytes a live VM sends (its used mem
 disk bytes (their configured size: an upper bound of what is allocated), and each guest's
 dirty-page profile, estimated from its CPU load (below 6 % idle, below 25 % moderate, else hot).
 
-Pure: no I/O, no clock. Imports: the standard library, `pvetool.model`, `pvetool.timing`.
+Pure: no I/O, no clock. Imports: the standard library, `pvetool.model`, `pvetool.planner.spec`,
+`pvetool.timing`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from pvetool.model import (
     Guest,
     Move,
 )
+from pvetool.planner.spec import AUTO_CONCURRENCY, Concurrency
 from pvetool.timing import (
     DIRTY_PROFILES,
     DirtyProfile,
@@ -588,10 +590,10 @@ def choose_schedule(
     snapshots: Sequence[ClusterSnapshot],
     params: TimingParams,
     network: Network,
-    fixed: tuple[int | None, int | None, int | None] = (None, None, None),
+    fixed: Concurrency = AUTO_CONCURRENCY,
 ) -> tuple[Caps, list[StageSchedule]]:
     """Caps for the whole plan and, per migrate stage, the order with the best predicted
-    makespan. `fixed` = the plan's (cluster, per_source, per_target); None = choose."""
+    makespan. `fixed` = the plan's concurrency caps; None = choose."""
     timings: dict[str, Timing] = {}
     labels: dict[str, str] = {}
     for moves, snap in zip(stages, snapshots, strict=True):
@@ -625,12 +627,12 @@ def _caps_candidates(
     stages: Sequence[Sequence[Move]],
     timings: Mapping[str, Timing],
     network: Network,
-    fixed: tuple[int | None, int | None, int | None],
+    fixed: Concurrency,
 ) -> list[Caps]:
     """The caps worth simulating, by ascending per-source concurrency: around the one that
     fills the fastest link with streams, and higher ones; what the plan fixes stays fixed."""
     all_moves = [m for moves in stages for m in moves]
-    fixed_cluster, fixed_source, fixed_target = fixed
+    fixed_cluster, fixed_source, fixed_target = fixed.cluster, fixed.per_source, fixed.per_target
     if all_moves:
         links = [network.link(m.source) for m in all_moves] + [
             network.link(m.target) for m in all_moves

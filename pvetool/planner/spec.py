@@ -52,9 +52,6 @@ class GuestSelector:
     tags: tuple[str, ...] = ()
     pools: tuple[str, ...] = ()
 
-    def is_empty(self) -> bool:
-        return not (self.vmids or self.tags or self.pools)
-
 
 @dataclass(frozen=True)
 class Group:
@@ -98,6 +95,9 @@ class Concurrency:
     cluster: int | None = None
     per_source: int | None = None
     per_target: int | None = None
+
+
+AUTO_CONCURRENCY = Concurrency()  # every cap chosen by the sequencer
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ LB_pure / LB_dirty and which link or stream bounds them), caps and assumptions.
 `matrix_renderable`: the check matrix (guest, blocked?, every reason per target).
 `plan_data` is `plan_to_dict` (``plan show -o json`` can be read back by `plan_from_json`).
 
-Pure functions of the plan (no I/O). Imports: rich, `pvetool.model`, `pvetool.planner.serialize`
+Pure functions of the plan (no I/O). Imports: rich, `pvetool.model`, `pvetool.plan_json`
 and `pvetool.render.formats`.
 """
 
@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pvetool.model import ExecutionPlan, Finding, Move, Stage
-from pvetool.planner.serialize import plan_to_dict
+from pvetool.plan_json import plan_to_dict
 from pvetool.render.formats import duration, gib
 
 __all__ = [

@@ -1,34 +1,30 @@
 """Run reports: the end-of-run summary (rich and plain text), JSON data, Markdown and JUnit XML.
 
-Pure functions of a `RunReport` (the HTML page is in `report_html`). Imports: the standard
-library, rich, `pvetool.executor.results` and `pvetool.render` siblings.
+Pure functions of a `RunReport` (the HTML page is in `report_html`; `pvetool.render.render_report`
+picks the format of a report file by its suffix). Imports: the standard
+library, rich, `pvetool.model` and `pvetool.render` siblings.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from pathlib import PurePath
 from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from pvetool.executor.results import MoveResult, RunReport
-from pvetool.render.formats import duration, to_json
+from pvetool.model import MoveResult, RunReport
+from pvetool.render.formats import duration
 
 __all__ = [
-    "REPORT_SUFFIXES",
     "move_line",
-    "render_report",
     "report_data",
     "report_junit",
     "report_markdown",
     "summary_lines",
     "summary_renderable",
 ]
-
-REPORT_SUFFIXES = (".json", ".md", ".html")
 
 STATUS_STYLE = {
     "moved": "green",
@@ -366,17 +362,3 @@ def report_junit(report: RunReport) -> str:
             ET.SubElement(case, "failure", message=h.reason, type="hook").text = h.output_tail
     ET.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode")
-
-
-def render_report(report: RunReport, path: str) -> str:
-    """The report text for `path`, chosen by its suffix (.json, .md, .html)."""
-    suffix = PurePath(path).suffix.lower()
-    if suffix == ".json":
-        return to_json(report_data(report)) + "\n"
-    if suffix == ".md":
-        return report_markdown(report)
-    if suffix in (".html", ".htm"):
-        from pvetool.render.report_html import report_html
-
-        return report_html(report)
-    raise ValueError(f"unknown report format '{suffix}': use .json, .md or .html")

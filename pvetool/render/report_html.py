@@ -5,14 +5,14 @@ coloured by outcome). Actual times are the tasks' start and duration on the clus
 counted from the first task's start; predicted times come from the plan. Inline CSS and SVG
 only: no script, no font, no external resource, so the page opens offline and in mail clients.
 
-Imports: the standard library, `pvetool.executor.results`, `pvetool.render.report`.
+Imports: the standard library, `pvetool.model`, `pvetool.render.report`.
 """
 
 from __future__ import annotations
 
 from html import escape
 
-from pvetool.executor.results import MoveResult, RunReport
+from pvetool.model import MoveResult, RunReport
 from pvetool.render.formats import duration
 from pvetool.render.report import report_data, summary_lines
 

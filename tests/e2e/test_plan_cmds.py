@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pvetool.plan_json import plan_from_json
 from pvetool.planner.fingerprint import drift
-from pvetool.planner.serialize import plan_from_json
 from tests.e2e.conftest import ROOT, Cluster
 
 PLAYBOOKS = ROOT / "playbooks"

@@ -63,24 +63,29 @@ def test_the_task_list_filters_by_the_exact_task_type(cluster: Backend) -> None:
 
 @pytest.mark.parametrize("case", ["local-device", "local-disk", "unknown-target"])
 def test_a_refused_migration_exits_1_with_pves_reason(cluster: Backend, case: str) -> None:
+    # The planner's checks refuse these before anything is sent to PVE (`pvetool migrate` is a
+    # one-move plan): the reason is the check's finding, naming what PVE would refuse.
     if case == "local-device":
         vmid = cluster.role("local-device")
         target = cluster.other_node(cluster.where(vmid))
-        reason = "can't migrate VM which uses local devices: usb0"
+        reason = "PVT-LOCAL-DEVICE"
+        detail = "it uses host-bound devices: usb0"
     elif case == "local-disk":
         vmid = cluster.role("local-disk")
         target = cluster.other_node(cluster.where(vmid))
-        reason = "can't live migrate attached local disks without with-local-disks option"
+        reason = "PVT-LOCAL-DISK"
+        detail = "it runs with local disks"
     else:
         vmid = cluster.role("shared-disk")
         target = "nosuchnode"
         assert target not in cluster.nodes()
-        reason = f"no such cluster node '{target}'"
+        reason = "PVT-UNKNOWN-NODE"
+        detail = f"{target} is not a node of this cluster"
     source = cluster.where(vmid)
 
     r = cluster.pvetool("migrate", str(vmid), "--to", target)
     assert r.code == 1, (r.out, r.err)
-    assert reason in r.err
+    assert reason in r.err and detail in r.err
     assert "Traceback" not in r.err
     after = cluster.guests()[vmid]
     assert after["node"] == source and not after.get("lock")

@@ -57,13 +57,15 @@ def test_migrate_succeeds(
     assert (after["node"], after["status"], after["lock"]) == (target, before["status"], None)
 
 
+# The planner's checks refuse these before anything is sent to PVE (`pvetool migrate` is a
+# one-move plan), so the reason is the check's finding, naming what PVE would refuse.
 @pytest.mark.parametrize(
     ("vmid", "target", "reason"),
     [
-        (114, "pve1", "can't migrate VM which uses local devices: hostpci0"),
-        (111, "pve2", "can't live migrate attached local disks without with-local-disks option"),
-        (115, "pve1", "VM is locked (backup)"),
-        (113, "pve3", "bridge 'vmbr1' does not exist"),
+        (114, "pve1", "PVT-LOCAL-DEVICE: 114 (gpu1): it uses host-bound devices: hostpci0"),
+        (111, "pve2", "PVT-LOCAL-DISK: 111 (ci-runner): it runs with local disks (scsi0"),
+        (115, "pve1", "PVT-LOCKED: 115 (legacy1): it is locked (backup)"),
+        (113, "pve3", "PVT-BRIDGE: 113 (fw1) cannot move to pve3: bridge vmbr1"),
     ],
 )
 @pytest.mark.emulator_only
@@ -84,7 +86,7 @@ def test_migrate_to_an_offline_target(lab: Cluster) -> None:
         c.set_node_online("pve3", False)
     r = lab.pvetool("migrate", "110", "--to", "pve3")
     assert r.code == 1
-    assert "Can't connect to destination address using public key" in r.err
+    assert "PVT-OFFLINE" in r.err and "pve3 is offline" in r.err  # checked before PVE is asked
     assert lab.node_of(110) == "pve1"
 
 

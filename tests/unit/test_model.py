@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from pvetool.model import (
     HaRule,
     HaRuleNode,
     MigrationProgress,
+    Move,
+    MoveOptions,
     Net,
     Node,
     NodeRefusal,
@@ -32,6 +35,7 @@ from pvetool.model import (
     exitstatus_ok,
 )
 
+GiB = 1024**3
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
 UPIDS = json.loads((FIXTURES / "upids.json").read_text())
 
@@ -195,8 +199,27 @@ def test_snapshot_lookups() -> None:
 
 def test_snapshot_what_if_leaves_the_original_alone() -> None:
     snap = _snapshot()
-    moved = snap.with_guest_moved(101, "pve2")
+    guest = snap.guest(101)
+    move = Move("m", 101, guest.kind, guest.name, "pve1", "pve2", MoveOptions(), "test")
+    moved = snap.after([move])
     assert moved.guest(101).node == "pve2" and snap.guest(101).node == "pve1"
+
+
+def test_snapshot_after_moves_memory_use_disks_and_replication_jobs() -> None:
+    snap = _snapshot()
+    guest = replace(snap.guest(101), used_memory_bytes=3 * GiB)
+    nodes = {n: replace(node, memory_used_bytes=5 * GiB) for n, node in snap.nodes.items()}
+    snap = replace(snap, guests={101: guest}, nodes=nodes, replication={101: ("pve2",)})
+    to_ceph = MoveOptions(online=True, with_local_disks=True, target_storage=(("*", "ceph"),))
+    after = snap.after([Move("m", 101, "qemu", "db", "pve1", "pve2", to_ceph, "test")])
+    assert after.guest(101).node == "pve2"
+    assert after.node("pve1").memory_used_bytes == 2 * GiB  # the guest's use left with it
+    assert after.node("pve2").memory_used_bytes == 8 * GiB
+    disks = {d.key: (d.storage, d.volid, d.is_local) for d in after.guest(101).disks}
+    assert disks["scsi0"] == ("ceph", "ceph:vm-101-disk-0", False)  # copied to shared storage
+    assert disks["scsi1"] == ("ceph", "ceph:vm-101-disk-1", False)
+    assert after.replication[101] == ("pve1",)  # PVE turns the job around
+    assert snap.after([]) is snap and snap.guest(101).node == "pve1"
 
 
 def test_model_objects_are_frozen() -> None:

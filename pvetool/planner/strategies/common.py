@@ -34,7 +34,7 @@ from pvetool.planner.checks import (
     target_verdict,
     to_finding,
 )
-from pvetool.planner.placement import Placement, disk_plan, guest_label
+from pvetool.planner.placement import Placement, disk_plan
 from pvetool.planner.spec import MigrationSettings
 
 __all__ = [
@@ -78,17 +78,6 @@ class UnitEvaluation:
     def best(self) -> str | None:
         ok = self.acceptable
         return min(ok, key=lambda t: self.scores[t]) if ok else None
-
-    def only_capacity(self) -> bool:
-        """Blocked only for memory/CPU (another planned move might free room)."""
-        if self.blocked_in_itself or not self.verdicts:
-            return False
-        for by in self.verdicts.values():
-            for verdict in by.values():
-                for issue in verdict.blockers:
-                    if issue.id not in ("PVT-MEMORY", "PVT-CPU"):
-                        return False
-        return True
 
 
 def send_bytes(guest: Guest, options: MoveOptions) -> int:
@@ -381,7 +370,3 @@ class StagePlanner:
             f"{what}: best of {n_ok} acceptable targets, {target} stays most balanced "
             f"({load}){extra}"
         )
-
-
-def describe(guest: Guest) -> str:
-    return guest_label(guest)

@@ -23,7 +23,7 @@ from pvetool.errors import (
     PermissionDenied,
     ValidationError,
 )
-from pvetool.model import Upid
+from pvetool.model import MigrationRequest, Upid
 
 from .helpers import (
     BASE1,
@@ -307,7 +307,7 @@ def test_ambiguous_post_finds_the_started_task_and_does_not_resend(
         },
     )
     client = make_client(sleep)
-    upid = client.start_migration("qemu", "pve1", 101, "pve3")
+    upid = client.start_migration(MigrationRequest("qemu", "pve1", 101, "pve3"))
     assert upid == QMIGRATE
     assert len(calls_to(api, "POST", r"/migrate$")) == 1
     task_query = query(calls_to(api, "GET", r"/tasks\?")[0])
@@ -323,7 +323,7 @@ def test_ambiguous_post_with_nothing_started_is_sent_once_more(
     api.add(PveResponse("POST", MIGRATE, json={"data": str(QMIGRATE)}))
     api.get(f"{BASE1}/nodes/pve1/tasks", json={"data": []})
     api.get(f"{BASE1}/cluster/resources", json=_vm_resources(None))
-    upid = make_client(sleep).start_migration("qemu", "pve1", 101, "pve3")
+    upid = make_client(sleep).start_migration(MigrationRequest("qemu", "pve1", 101, "pve3"))
     assert upid == QMIGRATE
     assert len(calls_to(api, "POST", r"/migrate$")) == 2
     assert query(calls_to(api, "GET", r"/cluster/resources")[0])["type"] == ["vm"]
@@ -336,7 +336,7 @@ def test_ambiguous_post_with_lock_but_no_task_is_not_resent(
     api.get(f"{BASE1}/nodes/pve1/tasks", json={"data": []})
     api.get(f"{BASE1}/cluster/resources", json=_vm_resources("migrate"))
     with pytest.raises(ApiUnreachable, match="locked 'migrate'") as info:
-        make_client(sleep).start_migration("qemu", "pve1", 101, "pve3")
+        make_client(sleep).start_migration(MigrationRequest("qemu", "pve1", 101, "pve3"))
     assert not info.value.retryable
     assert len(calls_to(api, "POST", r"/migrate$")) == 1
     assert len(calls_to(api, "GET", r"/tasks\?")) == 3  # looked three times
@@ -350,7 +350,10 @@ def test_ambiguous_post_task_shows_up_on_a_later_look(
     api.add(PveResponse("GET", tasks, json={"data": []}))
     api.add(PveResponse("GET", tasks, json={"data": [{"upid": str(QMIGRATE)}]}))
     api.get(f"{BASE1}/cluster/resources", json=_vm_resources("migrate"))
-    assert make_client(sleep).start_migration("qemu", "pve1", 101, "pve3") == QMIGRATE
+    assert (
+        make_client(sleep).start_migration(MigrationRequest("qemu", "pve1", 101, "pve3"))
+        == QMIGRATE
+    )
     assert len(calls_to(api, "POST", r"/migrate$")) == 1
 
 
@@ -368,7 +371,7 @@ def test_ambiguous_post_whose_check_fails_is_not_resent(
         )
     )
     with pytest.raises(ApiUnreachable, match="could not be checked") as info:
-        make_client(sleep).start_migration("qemu", "pve1", 101, "pve3")
+        make_client(sleep).start_migration(MigrationRequest("qemu", "pve1", 101, "pve3"))
     assert "Sys.Audit" in str(info.value) and not info.value.retryable
     assert len(calls_to(api, "POST", r"/migrate$")) == 1
 
@@ -382,7 +385,9 @@ def test_refused_migration_is_not_checked_or_resent(
         )
     )
     with pytest.raises(ApiError, match="without --online"):
-        make_client(sleep).start_migration("qemu", "pve1", 101, "pve3", online=False)
+        make_client(sleep).start_migration(
+            MigrationRequest("qemu", "pve1", 101, "pve3", online=False)
+        )
     assert len(api.calls) == 1
 
 
@@ -392,7 +397,7 @@ def test_hamigrate_upid_counts_as_started(
     ha = Upid("pve1", 9, 9, NOW + 1, "hamigrate", "101", "root@pam", "pvetool")
     api.post(MIGRATE, body=requests.exceptions.ConnectionError("reset"))
     api.get(f"{BASE2}/nodes/pve1/tasks", json={"data": [{"upid": str(ha)}]})
-    assert make_client(sleep).start_migration("qemu", "pve1", 101, "pve3") == ha
+    assert make_client(sleep).start_migration(MigrationRequest("qemu", "pve1", 101, "pve3")) == ha
 
 
 # -- parameters -------------------------------------------------------------------------------
@@ -406,7 +411,9 @@ def test_conntrack_state_only_sent_to_pve9(
     api.post(MIGRATE, json={"data": str(QMIGRATE)})
     client = make_client(sleep)
     for _ in range(2):
-        client.start_migration("qemu", "pve1", 101, "pve3", with_conntrack_state=True)
+        client.start_migration(
+            MigrationRequest("qemu", "pve1", 101, "pve3", with_conntrack_state=True)
+        )
     body = form(calls_to(api, "POST", r"/migrate$")[0])
     assert ("with-conntrack-state" in body) is sent
     if sent:
@@ -417,15 +424,17 @@ def test_conntrack_state_only_sent_to_pve9(
 def test_qemu_migration_parameters(api: responses.RequestsMock, sleep: RecordingSleep) -> None:
     api.post(MIGRATE, json={"data": str(QMIGRATE)})
     make_client(sleep).start_migration(
-        "qemu",
-        "pve1",
-        101,
-        "pve3",
-        with_local_disks=True,
-        target_storage={"local-lvm": "ceph", "local-zfs": "ceph"},
-        bwlimit_kib_s=102400,
-        migration_type="insecure",
-        migration_network="10.10.1.0/24",
+        MigrationRequest(
+            "qemu",
+            "pve1",
+            101,
+            "pve3",
+            with_local_disks=True,
+            target_storage={"local-lvm": "ceph", "local-zfs": "ceph"},
+            bwlimit_kib_s=102400,
+            migration_type="insecure",
+            migration_network="10.10.1.0/24",
+        )
     )
     assert form(api.calls[0]) == {
         "target": ["pve3"],
@@ -442,14 +451,16 @@ def test_lxc_migration_parameters(api: responses.RequestsMock, sleep: RecordingS
     vz = Upid("pve1", 1, 2, NOW, "vzmigrate", "200", "root@pam")
     api.post(f"{BASE1}/nodes/pve1/lxc/200/migrate", json={"data": str(vz)})
     upid = make_client(sleep).start_migration(
-        "lxc",
-        "pve1",
-        200,
-        "pve2",
-        restart=True,
-        target_storage="ceph",
-        bwlimit_kib_s=5000,
-        shutdown_timeout_s=60,
+        MigrationRequest(
+            "lxc",
+            "pve1",
+            200,
+            "pve2",
+            restart=True,
+            target_storage="ceph",
+            bwlimit_kib_s=5000,
+            shutdown_timeout_s=60,
+        )
     )
     assert upid == vz
     assert form(api.calls[0]) == {
@@ -488,7 +499,7 @@ def test_migration_arguments_are_validated_before_sending(
             args[key] = kwargs.pop(key)
     with pytest.raises(ValidationError) as info:
         make_client(sleep).start_migration(
-            kind, args["node"], args["vmid"], args["target"], **kwargs
+            MigrationRequest(kind, args["node"], args["vmid"], args["target"], **kwargs)
         )
     assert info.value.field == field and len(api.calls) == 0
 

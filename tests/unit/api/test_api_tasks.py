@@ -14,7 +14,14 @@ import responses
 
 from pvetool.api import PveClient, follow_task
 from pvetool.errors import ApiUnreachable, Interrupted, TaskFailed, TaskTimeout
-from pvetool.model import MigrationProgress, TaskLogLine, TaskStatus, TaskSummary, Upid
+from pvetool.model import (
+    MigrationProgress,
+    TaskLogLine,
+    TaskQuery,
+    TaskStatus,
+    TaskSummary,
+    Upid,
+)
 from pvetool.settings import WaitPolicy
 
 from .helpers import BASE1, RecordingSleep, load_fixture, token_settings
@@ -91,8 +98,16 @@ class FakeApi:
         self.log_calls.append((task, start, len(page)))
         return page
 
-    def tasks(self, node: str, **kwargs: Any) -> tuple[TaskSummary, ...]:
-        self.list_calls.append({"node": node, **kwargs})
+    def tasks(self, query: TaskQuery) -> tuple[TaskSummary, ...]:
+        self.list_calls.append(
+            {
+                "node": query.node,
+                "vmid": query.vmid,
+                "since": query.since,
+                "source": query.source,
+                "limit": query.limit,
+            }
+        )
         found = self.task_lists.pop(0) if self.task_lists else []
         return tuple(TaskSummary(u) for u in found)
 

@@ -17,7 +17,7 @@ from pvetool.api import PveClient, convert, fetch_snapshot, follow_task
 from pvetool.emulator.clusterfile import load_cluster_text
 from pvetool.emulator.server import Emulator
 from pvetool.errors import ApiError, ValidationError
-from pvetool.model import ReplicationJob, Upid
+from pvetool.model import MigrationRequest, ReplicationJob, Upid
 from pvetool.settings import WaitPolicy, load_settings
 from tests.emu import START_EPOCH
 
@@ -208,7 +208,9 @@ def test_snapshot_and_power_against_the_emulator(emu: Emulator) -> None:
         assert client.guest_status("qemu", "pve1", 101).status == "running"
 
         # After a migration to a replication target, the job replicates back.
-        upid = client.start_migration("qemu", "pve1", 100, "pve2", with_local_disks=True)
+        upid = client.start_migration(
+            MigrationRequest("qemu", "pve1", 100, "pve2", with_local_disks=True)
+        )
         assert follow_task(client, upid, 60.0, wait=wait).ok
         jobs = client.replication_jobs()
         assert [(j.target, j.source) for j in jobs] == [("pve1", "pve2"), ("pve3", "pve2")]

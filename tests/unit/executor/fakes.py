@@ -11,32 +11,45 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from pvetool.errors import ApiError, TaskFailed, TaskTimeout
+from pvetool.executor import (
+    Confirm,
+    Executor,
+    ExecutorDeps,
+    ExecutorOptions,
+    HookRunner,
+    Replan,
+    run_hook,
+)
+from pvetool.journal import Journal
 from pvetool.model import (
     Caps,
     ClusterNodeStatus,
     ClusterResources,
+    ClusterSnapshot,
     ClusterStatus,
     ExecutionPlan,
     Guest,
     GuestKind,
     MigrationProgress,
-    MigrationType,
+    MigrationRequest,
     Move,
     MoveOptions,
     Node,
     NodeRefusal,
     Precondition,
     Stage,
+    TaskQuery,
     TaskResult,
     TaskStatus,
     TaskSummary,
     Upid,
 )
+from pvetool.model.events import Observer
 
 GiB = 1024**3
 BASE_BYTES = 1 * GiB
@@ -96,6 +109,7 @@ class FakeApi:
         self.max_target: dict[str, int] = {}
         self.overfilled: list[str] = []
         self.pings = 0
+        self.snapshots = 0
 
     # -- helpers for tests
 
@@ -114,6 +128,40 @@ class FakeApi:
 
     def node_of(self, vmid: int) -> str:
         return self.guests[vmid].node
+
+    def snapshot(self) -> ClusterSnapshot:
+        """The cluster as `fetch_snapshot` would read it (for the planner's re-planning)."""
+        self.snapshots += 1
+        with self.lock:
+            nodes = {
+                n: Node(
+                    name=n,
+                    online=self.online[n],
+                    cpus=64,
+                    memory_total_bytes=total,
+                    memory_used_bytes=self.used(n),
+                )
+                for n, total in self.memory.items()
+            }
+            guests = {
+                g.vmid: Guest(
+                    vmid=g.vmid,
+                    kind=g.kind,
+                    name=g.name or f"g{g.vmid}",
+                    node=g.node,
+                    status=g.status,
+                    memory_bytes=g.memory,
+                    used_memory_bytes=g.memory if g.status == "running" else 0,
+                    cores=1,
+                    lock=g.lock,
+                    ha_state="started" if g.ha else None,
+                    agent_enabled=g.agent,
+                    config_known=True,
+                )
+                for g in self.guests.values()
+            }
+        quorate = sum(self.online.values()) * 2 > len(nodes)
+        return ClusterSnapshot("fake", quorate, nodes, guests)
 
     # -- ClusterApi
 
@@ -178,21 +226,8 @@ class FakeApi:
             not_allowed=refused,
         )
 
-    def start_migration(
-        self,
-        kind: GuestKind,
-        node: str,
-        vmid: int,
-        target: str,
-        *,
-        online: bool | None = None,
-        with_local_disks: bool | None = None,
-        target_storage: Mapping[str, str] | str | None = None,
-        bwlimit_kib_s: int | None = None,
-        migration_type: MigrationType | None = None,
-        migration_network: str | None = None,
-        restart: bool | None = None,
-    ) -> Upid:
+    def start_migration(self, req: MigrationRequest) -> Upid:
+        kind, node, vmid, target = req.kind, req.node, req.vmid, req.target
         with self.lock:
             g = self.guests[vmid]
             assert g.node == node, f"{vmid} is on {g.node}, not {node}"
@@ -207,11 +242,11 @@ class FakeApi:
                 node,
                 target,
                 params={
-                    "online": online,
-                    "restart": restart,
-                    "with_local_disks": with_local_disks,
-                    "target_storage": target_storage,
-                    "bwlimit": bwlimit_kib_s,
+                    "online": req.online,
+                    "restart": req.restart,
+                    "with_local_disks": req.with_local_disks,
+                    "target_storage": req.target_storage,
+                    "bwlimit": req.bwlimit_kib_s,
                 },
             )
             self.task_map[str(upid)] = task
@@ -310,19 +345,8 @@ class FakeApi:
             task.upid, "running" if task.status == "running" else "stopped", task.exitstatus
         )
 
-    def tasks(
-        self,
-        node: str,
-        *,
-        vmid: int | None = None,
-        typefilter: str | None = None,
-        since: int | None = None,
-        until: int | None = None,
-        source: Literal["archive", "active", "all"] = "all",
-        limit: int = 50,
-        start: int = 0,
-        errors_only: bool = False,
-    ) -> tuple[TaskSummary, ...]:
+    def tasks(self, query: TaskQuery) -> tuple[TaskSummary, ...]:
+        node, vmid = query.node, query.vmid
         with self.lock:
             found = [
                 TaskSummary(
@@ -469,3 +493,40 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 20.0) -> bool:
 
 def no_sleep(_seconds: float) -> None:
     return None
+
+
+def make_executor(
+    api: FakeApi,
+    *,
+    journal: Journal | None = None,
+    replan: Replan | None = None,
+    observer: Observer | None = None,
+    hook_runner: HookRunner | None = None,
+    confirm: Confirm | None = None,
+    clock: Callable[[], float] | None = None,
+    tick_s: float = 0.01,
+    **options: Any,
+) -> Executor:
+    """An executor on the in-memory cluster that waits no real time."""
+    deps = ExecutorDeps(
+        api,
+        api.follow,
+        journal=journal,
+        replan=replan,
+        observer=observer,
+        confirm=confirm,
+        hook_runner=hook_runner or run_hook,
+        sleep=no_sleep,
+        clock=clock or time.monotonic,
+    )
+    agents = frozenset(options.pop("agent_vmids", ()))
+    return Executor(deps, ExecutorOptions(agent_vmids=agents, tick_s=tick_s, **options))
+
+
+def each(fn: Callable[[Move, frozenset[str]], Move | None]) -> Replan:
+    """A `Replan` that answers each asked move with `fn(move, avoid)`."""
+
+    def replan(asked: Sequence[tuple[Move, frozenset[str]]]) -> list[Move | None]:
+        return [fn(m, avoid) for m, avoid in asked]
+
+    return replan

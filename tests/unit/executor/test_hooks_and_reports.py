@@ -8,10 +8,11 @@ import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 
-from pvetool.executor import Executor, HookOutcome, run_hook, wait_node_online
+from pvetool.executor import HookOutcome, run_hook, wait_node_online
 from pvetool.model import ClusterNodeStatus, ClusterStatus, Stage
-from pvetool.render.report import render_report, report_junit, summary_lines
-from tests.unit.executor.fakes import FakeApi, FakeGuest, move, no_sleep, plan_of
+from pvetool.render import render_report
+from pvetool.render.report import report_junit, summary_lines
+from tests.unit.executor.fakes import FakeApi, FakeGuest, make_executor, move, plan_of
 
 GiB = 1024**3
 NODES = {"pve1": 64 * GiB, "pve2": 64 * GiB, "pve3": 64 * GiB}
@@ -71,7 +72,7 @@ def test_rolling_stages_run_in_order_and_bring_guests_home() -> None:
         calls.append((tuple(argv), env["PVETOOL_NODE"]))
         return HookOutcome(0, False, 0.1, "")
 
-    report = Executor(api, api.follow, hook_runner=hook, sleep=no_sleep, tick_s=0.01).run(
+    report = make_executor(api, hook_runner=hook).run(
         plan  # type: ignore[arg-type]
     )
     assert calls == [(("reboot",), "pve1"), (("check",), "pve1")]
@@ -85,7 +86,7 @@ def test_a_failing_hook_stops_the_roll_before_anything_else() -> None:
     def hook(argv: Sequence[str], env: Mapping[str, str], timeout_s: float) -> HookOutcome:
         return HookOutcome(1, False, 0.1, "upgrade failed")
 
-    report = Executor(api, api.follow, hook_runner=hook, sleep=no_sleep, tick_s=0.01).run(
+    report = make_executor(api, hook_runner=hook).run(
         plan  # type: ignore[arg-type]
     )
     assert [h.exit_code for h in report.hooks] == [1]
@@ -103,7 +104,7 @@ def test_reports_are_well_formed() -> None:
         on_failure="continue",
         blocked=(114,),
     )
-    report = Executor(api, api.follow, sleep=no_sleep, tick_s=0.01).run(plan)
+    report = make_executor(api).run(plan)
     data = json.loads(render_report(report, "r.json"))
     assert data["summary"]["moved"] == 1 and data["summary"]["failed"] == 1
     assert data["exit_code"] == 1 and data["blocked"][0]["vmid"] == 114

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pvetool.executor import Executor, Notice, RunReport
-from pvetool.executor.events import Event
 from pvetool.journal import Journal, read_run
-from pvetool.model import ExecutionPlan
-from tests.unit.executor.fakes import FakeApi, FakeGuest, move, no_sleep, plan_of
+from pvetool.journal_records import Intent, Power, Record, Started
+from pvetool.model import ExecutionPlan, MigrationRequest, RunReport
+from pvetool.model.events import Event, Notice
+from tests.unit.executor.fakes import FakeApi, FakeGuest, make_executor, move, plan_of
 
 GiB = 1024**3
 NODES = {"pve1": 64 * GiB, "pve2": 64 * GiB, "pve3": 64 * GiB}
@@ -22,8 +22,7 @@ def offline_plan(vmid: int = 110, source: str = "pve1", target: str = "pve2") ->
 
 
 def run(api: FakeApi, plan: ExecutionPlan, **kw: object) -> RunReport:
-    ex = Executor(api, api.follow, sleep=no_sleep, tick_s=0.01, **kw)  # type: ignore[arg-type]
-    return ex.run(plan)
+    return make_executor(api, **kw).run(plan)  # type: ignore[arg-type]
 
 
 def guest_state(api: FakeApi, vmid: int = 110) -> tuple[str, str]:
@@ -35,7 +34,7 @@ def test_shutdown_migrate_offline_start_and_verify(tmp_path: Path) -> None:
     api = FakeApi(NODES, [FakeGuest(110, "qemu", "pve1", agent=True)])
     journal = Journal.create(tmp_path)
     plan = offline_plan()
-    journal.start_run(plan, command="plan:x", kind="plan", plan_json="{}")
+    journal.start_run(plan, command="plan:x", kind="plan")
     events: list[Event] = []
     report = run(api, plan, journal=journal, agent_vmids={110}, observer=events.append)
     journal.close()
@@ -136,23 +135,21 @@ def test_ha_guests_go_through_hastop_and_hastart() -> None:
 # -- resume ------------------------------------------------------------------------------------
 
 
-def interrupted(tmp_path: Path, api: FakeApi, *records: tuple[str, dict[str, object]]) -> Journal:
+def interrupted(tmp_path: Path, api: FakeApi, *records: Record) -> Journal:
     journal = Journal.create(tmp_path)
-    journal.start_run(offline_plan(), command="plan:x", kind="plan", plan_json="{}")
+    journal.start_run(offline_plan(), command="plan:x", kind="plan")
     journal.write(
-        "intent", move="a", vmid=110, source="pve1", target="pve2", kind="qemu", shutdown=True
+        Intent(move="a", vmid=110, source="pve1", target="pve2", kind="qemu", shutdown=True)
     )
-    for rtype, fields in records:
-        journal.write(rtype, move="a", vmid=110, **fields)
+    for record in records:
+        journal.write(record)
     journal.close()
     return journal
 
 
 def resume(api: FakeApi, journal: Journal) -> RunReport:
     state = read_run(journal.path)
-    ex = Executor(
-        api, api.follow, journal=Journal.reopen(state), sleep=no_sleep, tick_s=0.01
-    )
+    ex = make_executor(api, journal=Journal.reopen(state))
     return ex.run(offline_plan(), resume=state)
 
 
@@ -162,7 +159,9 @@ def test_resume_after_the_shutdown_migrates_and_starts(tmp_path: Path) -> None:
     api.follow(upid, 10, None)  # done while pvetool was dead
     api.power.clear()
     journal = interrupted(
-        tmp_path, api, ("power", {"action": "shutdown", "node": "pve1", "upid": str(upid)})
+        tmp_path,
+        api,
+        Power(move="a", vmid=110, action="shutdown", node="pve1", upid=str(upid)),
     )
     report = resume(api, journal)
     result = report.results[0]
@@ -183,18 +182,17 @@ def test_resume_with_the_shutdown_still_running_follows_it(tmp_path: Path) -> No
     assert api.followed[0] == str(upid)
     assert api.power_log() == [("start", 110, "pve2")]  # no second shutdown
     found = [
-        json.loads(line)
-        for line in journal.path.read_text().splitlines()
-        if '"found":true' in line
+        json.loads(line) for line in journal.path.read_text().splitlines() if '"found":true' in line
     ]
     assert found[0]["type"] == "power" and found[0]["upid"] == str(upid)
 
 
 def test_resume_with_the_migration_running_follows_it_then_starts(tmp_path: Path) -> None:
     api = FakeApi(NODES, [FakeGuest(110, "qemu", "pve1", status="stopped")])
-    upid = api.start_migration("qemu", "pve1", 110, "pve2", online=False)
+    upid = api.start_migration(MigrationRequest("qemu", "pve1", 110, "pve2", online=False))
     api.started.clear()
-    journal = interrupted(tmp_path, api, ("started", {"upid": str(upid), "cluster_t": 1}))
+    started = Started(move="a", vmid=110, upid=str(upid), cluster_t=1)
+    journal = interrupted(tmp_path, api, started)
     report = resume(api, journal)
     assert report.results[0].status == "moved"
     assert api.started == [] and api.followed[0] == str(upid)

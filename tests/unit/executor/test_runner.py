@@ -9,15 +9,16 @@ from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 
-from pvetool.executor import Executor, MoveReplanned, RunReport
-from pvetool.executor.events import Event
+from pvetool.executor import Executor
 from pvetool.journal import Journal, read_run
-from pvetool.model import Caps, Move
+from pvetool.model import Caps, Move, RunReport
+from pvetool.model.events import Event, MoveReplanned
 from tests.unit.executor.fakes import (
     FakeApi,
     FakeGuest,
+    each,
+    make_executor,
     move,
-    no_sleep,
     plan_of,
     wait_until,
 )
@@ -31,7 +32,7 @@ def cluster(*guests: FakeGuest) -> FakeApi:
 
 
 def executor(api: FakeApi, **kw: object) -> Executor:
-    return Executor(api, api.follow, sleep=no_sleep, tick_s=0.01, **kw)  # type: ignore[arg-type]
+    return make_executor(api, **kw)  # type: ignore[arg-type]
 
 
 def by_vmid(report: RunReport) -> dict[int, str]:
@@ -182,7 +183,7 @@ def test_target_offline_replans_pending_moves_unless_pinned() -> None:
         on_failure="continue",
         caps=Caps(cluster=1, per_source=1, per_target=1),
     )
-    report = executor(api, replan=replan, observer=events.append).run(plan)
+    report = executor(api, replan=each(replan), observer=events.append).run(plan)
     assert by_vmid(report) == {101: "moved", 102: "moved", 103: "failed"}
     assert api.node_of(101) == api.node_of(102) == "pve3"
     first = next(r for r in report.results if r.vmid == 101)
@@ -200,7 +201,7 @@ def test_target_failing_mid_task_replans_the_move() -> None:
     def replan(m: Move, avoid: Collection[str]) -> Move | None:
         return replace(m, target="pve3")
 
-    report = executor(api, replan=replan).run(plan_of([move("a", 101, "pve1", "pve2")]))
+    report = executor(api, replan=each(replan)).run(plan_of([move("a", 101, "pve1", "pve2")]))
     assert by_vmid(report) == {101: "moved"}
     assert api.node_of(101) == "pve3"
     assert len(api.started) == 2
@@ -209,7 +210,7 @@ def test_target_failing_mid_task_replans_the_move() -> None:
 def test_refused_target_is_replanned_for_that_guest_only() -> None:
     api = cluster(FakeGuest(101, "qemu", "pve1"))
     api.refuse_target[(101, "pve2")] = "local-lvm"
-    report = executor(api, replan=lambda m, avoid: replace(m, target="pve3")).run(
+    report = executor(api, replan=each(lambda m, avoid: replace(m, target="pve3"))).run(
         plan_of([move("a", 101, "pve1", "pve2")])
     )
     assert by_vmid(report) == {101: "moved"}
@@ -221,7 +222,7 @@ def test_target_without_room_is_replanned_when_nothing_is_under_way() -> None:
         {"pve1": 64 * GiB, "pve2": 8 * GiB, "pve3": 64 * GiB},
         [FakeGuest(101, "qemu", "pve1", memory=16 * GiB)],
     )
-    report = executor(api, replan=lambda m, avoid: replace(m, target="pve3")).run(
+    report = executor(api, replan=each(lambda m, avoid: replace(m, target="pve3"))).run(
         plan_of([move("a", 101, "pve1", "pve2")])
     )
     assert by_vmid(report) == {101: "moved"}
@@ -258,11 +259,8 @@ def test_agent_ping_is_retried_then_required() -> None:
     api = cluster(FakeGuest(101, "qemu", "pve1", agent=True))
     api.agent_silent_pings[101] = 10**6
     ticks = iter(range(10**6))
-    ex = Executor(
+    ex = make_executor(
         api,
-        api.follow,
-        sleep=no_sleep,
-        tick_s=0.01,
         agent_vmids={101},
         agent_timeout_s=3.0,
         clock=lambda: float(next(ticks)),
@@ -298,7 +296,7 @@ def test_first_interrupt_waits_for_running_moves_second_leaves_them() -> None:
     runner = threading.Thread(target=lambda: out.append(ex.run(plan)))
     runner.start()
     assert wait_until(lambda: len(api.started) == 2)
-    assert wait_until(lambda: len(ex._inflight) == 2 and all(f.upid for f in ex._inflight.values()))
+    assert wait_until(lambda: len(ex.in_flight()) == 2 and all(u for _, u in ex.in_flight()))
     ex.interrupt()
     ex.interrupt()
     runner.join(30)
@@ -321,9 +319,7 @@ def test_journal_records_intent_before_the_task_and_the_origin(tmp_path: Path) -
     api = cluster(FakeGuest(101, "qemu", "pve1"), FakeGuest(102, "qemu", "pve2"))
     journal = Journal.create(tmp_path)
     plan = plan_of([move("a", 101, "pve1", "pve2"), move("b", 102, "pve1", "pve2")])
-    journal.start_run(
-        plan, command="drain:pve1", kind="drain", plan_json="{}", drained_nodes=["pve1"]
-    )
+    journal.start_run(plan, command="drain:pve1", kind="drain", drained_nodes=["pve1"])
     report = executor(api, journal=journal).run(plan)
     journal.close()
     records = [json.loads(line) for line in journal.path.read_text().splitlines()]

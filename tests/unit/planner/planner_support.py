@@ -14,7 +14,7 @@ from pathlib import Path
 from pvetool.api import PveClient, fetch_snapshot
 from pvetool.emulator.clusterfile import load_cluster, load_cluster_text
 from pvetool.emulator.server import Emulator
-from pvetool.model import ClusterSnapshot, ExecutionPlan, PlanRules
+from pvetool.model import ClusterSnapshot, ExecutionPlan, Move, MoveOptions, PlanRules
 from pvetool.planner.placement import memory_limit_bytes
 from pvetool.settings import load_settings
 from tests.emu import CLUSTERS, START_EPOCH
@@ -44,6 +44,14 @@ def snapshot_of(name: str) -> ClusterSnapshot:
     """The snapshot of 'lab' or a file in tests/data/clusters (cached)."""
     source = name if name == "lab" or "/" in name else str(CLUSTERS / name)
     return _fetch(Emulator(load_cluster(source), speed=0.0, start_epoch_s=START_EPOCH))
+
+
+def move_of(snapshot: ClusterSnapshot, vmid: int, target: str) -> Move:
+    """A plain move of a guest to `target` (for `ClusterSnapshot.after` in tests)."""
+    guest = snapshot.guests[vmid]
+    return Move(
+        f"{vmid}-{target}", vmid, guest.kind, guest.name, guest.node, target, MoveOptions(), "test"
+    )
 
 
 def lab() -> ClusterSnapshot:

@@ -16,7 +16,7 @@ from pvetool.planner.build import (
     undrain_spec,
 )
 from pvetool.planner.loader import load_plan_text
-from tests.unit.planner.planner_support import lab
+from tests.unit.planner.planner_support import lab, move_of
 
 
 def test_drain_spec_is_what_drain_plans() -> None:
@@ -58,7 +58,7 @@ def test_rebalance_spec() -> None:
 
 def test_undrain_returns_guests_home_pinned() -> None:
     snap = lab()
-    away = snap.with_guest_moved(105, "pve3").with_guest_moved(117, "pve1")
+    away = snap.after([move_of(snap, 105, "pve3"), move_of(snap, 117, "pve1")])
     plan = build_plan(undrain_spec([(105, "pve2"), (117, "pve2")]), away)
     assert {(m.vmid, m.source, m.target) for m in plan.moves} == {
         (105, "pve3", "pve2"),

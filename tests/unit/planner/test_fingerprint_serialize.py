@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from pvetool.errors import PlanError
+from pvetool.plan_json import plan_from_json, plan_to_json
 from pvetool.planner.build import build_plan, drain_spec, rebalance_spec
 from pvetool.planner.fingerprint import drift, fingerprint
 from pvetool.planner.loader import load_plan
-from pvetool.planner.serialize import plan_from_json, plan_to_json
-from tests.unit.planner.planner_support import ROOT, lab
+from tests.unit.planner.planner_support import ROOT, lab, move_of
 
 PLAYBOOKS = sorted((ROOT / "playbooks").glob("*.yaml"))
 
@@ -76,7 +76,7 @@ def test_not_json_at_all() -> None:
 def test_fingerprint_is_stable_and_sensitive() -> None:
     snap = lab()
     assert fingerprint(snap, [101, 102]) == fingerprint(snap, [102, 101])
-    moved = snap.with_guest_moved(101, "pve3")
+    moved = snap.after([move_of(snap, 101, "pve3")])
     assert fingerprint(moved, [101]) != fingerprint(snap, [101])
     # Memory *usage* changes all the time and is not part of it.
     busy = replace(
@@ -113,9 +113,7 @@ def test_drift_says_what_changed() -> None:
 def test_moves_made_by_the_plan_itself_are_not_drift() -> None:
     snap = lab()
     plan = build_plan(drain_spec(["pve2"]), snap)
-    done = snap
-    for move in plan.moves[:2]:
-        done = done.with_guest_moved(move.vmid, move.target)
+    done = snap.after(plan.moves[:2])
     assert drift(plan, done) == []
 
 

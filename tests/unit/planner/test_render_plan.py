@@ -6,9 +6,9 @@ import json
 
 from rich.console import Console, RenderableType
 
+from pvetool.plan_json import plan_from_dict
 from pvetool.planner.build import build_plan, drain_spec
 from pvetool.planner.loader import load_plan
-from pvetool.planner.serialize import plan_from_dict
 from pvetool.render.plan import (
     matrix_data,
     matrix_renderable,

@@ -1,8 +1,10 @@
-"""Events the executor emits while it runs; the CLI renders them (live bars, lines, JSON).
+"""Events the executor emits while it runs; `pvetool.render.live` shows them (live bars, lines,
+JSON).
 
 The executor calls its observer with one of these at a time (serialised under a lock, from the
-scheduling thread and the worker threads), never prints. Imports: the standard library,
-`pvetool.model` and `pvetool.executor.results`.
+scheduling thread and the worker threads), never prints. Pure data next to the model, so the
+renderers need not import the executor. Imports: the standard library and the other model
+modules.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pvetool.executor.results import HookResult, MoveResult, NodeWaitResult, RunReport
-from pvetool.model import ExecutionPlan, Move, Stage
+from pvetool.model.plan import ExecutionPlan, Move, Stage
+from pvetool.model.report import HookResult, MoveResult, NodeWaitResult, RunReport
 
 __all__ = [
     "Event",

@@ -1,7 +1,8 @@
 """What a run produced: one `MoveResult` per planned move, hook and node-wait results, and the
 `RunReport` with the numbers the summary and the reports show.
 
-Pure data. Imports: the standard library and `pvetool.model`.
+Pure data, next to the model so renderers read it without the executor package. Imports: the
+standard library and `pvetool.model.plan`.
 
 Times: ``wall_*`` are seconds since the run started on this machine's monotonic clock;
 ``task_start``/``task_duration_s`` are on the cluster's clock (the UPID's start time and the
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pvetool.model import Move
+from pvetool.model.plan import Move
 
 __all__ = [
     "Attempt",

@@ -1,13 +1,19 @@
-"""An `ExecutionPlan` as JSON and back, exactly (``plan show -o json`` -> ``plan apply``).
+"""Frozen dataclasses as JSON and back, exactly: the saved `ExecutionPlan` (``plan show -o json``
+-> ``plan apply``) and the run journal's records.
 
-The document is ``{"format": "pvetool-plan", "version": 1, "plan": {...}}`` where the plan is
-every field of the dataclasses in `pvetool.model` by name: tuples become lists, floats keep
-their exact value (Python's float repr round-trips), optional fields may be left out (their
-default is used). `plan_from_json` checks every value against the field's type and raises one
-`PlanError` that names every problem by its path: ``plan.json: plan.stages[0].moves[2].vmid:
+`to_data` turns a dataclass into plain data (tuples become lists, floats keep their exact value:
+Python's float repr round-trips); `from_data` checks plain data against a dataclass's annotated
+field types and builds it, or raises `DecodeError` naming every problem by its path. Optional
+fields may be left out (their default is used).
+
+The saved plan document is ``{"format": "pvetool-plan", "version": 1, "plan": {...}}``, the
+plan being every field of the dataclasses in `pvetool.model` by name. `plan_from_json` raises
+one `PlanError` that names every problem by its path: ``plan.json: plan.stages[0].moves[2].vmid:
 expected an integer, got 'abc'``.
 
-Pure. Imports: the standard library, `pvetool.errors` and `pvetool.model`.
+A neutral leaf next to the model, so the planner, the journal and the CLI share one codec
+without importing each other. Pure. Imports: the standard library, `pvetool.errors` and
+`pvetool.model`.
 """
 
 from __future__ import annotations
@@ -16,41 +22,67 @@ import dataclasses
 import json
 import types
 import typing
-from collections.abc import Mapping
-from typing import Any, Literal, Union, get_args, get_origin
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pvetool.errors import PlanError
 from pvetool.model import ExecutionPlan
 
-__all__ = ["FORMAT", "VERSION", "plan_from_dict", "plan_from_json", "plan_to_dict", "plan_to_json"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "DecodeError",
+    "from_data",
+    "plan_from_dict",
+    "plan_from_json",
+    "plan_to_dict",
+    "plan_to_json",
+    "to_data",
+]
 
 FORMAT = "pvetool-plan"
 VERSION = 1
 
+T = TypeVar("T")
 
-def _encode(value: Any) -> Any:
+
+def to_data(value: Any) -> Any:
+    """`value` as plain JSON-able data: dataclasses by field name, tuples as lists."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: to_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple | list):
-        return [_encode(v) for v in value]
+        return [to_data(v) for v in value]
     if isinstance(value, Mapping):
-        return {str(k): _encode(v) for k, v in value.items()}
+        return {str(k): to_data(v) for k, v in value.items()}
+    return value
+
+
+class DecodeError(ValueError):
+    """Plain data that does not fit the dataclass; `problems` names each by its path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def from_data(cls: type[T], raw: Any, path: str = "", *, ignore_unknown: bool = False) -> T:
+    """Build `cls` (a dataclass) from plain data, checking every value against its field's type;
+    raises `DecodeError` naming every problem. Keys no field has are problems too, unless
+    `ignore_unknown` (data written by a newer version)."""
+    decoder = _Decoder(ignore_unknown=ignore_unknown)
+    value = decoder.dataclass(cls, raw, path or cls.__name__)
+    if decoder.problems or not isinstance(value, cls):
+        raise DecodeError(decoder.problems or [f"{path or cls.__name__}: not readable"])
     return value
 
 
 def plan_to_dict(plan: ExecutionPlan) -> dict[str, Any]:
     """The plan as plain data (what `plan_to_json` writes)."""
-    return {"format": FORMAT, "version": VERSION, "plan": _encode(plan)}
+    return {"format": FORMAT, "version": VERSION, "plan": to_data(plan)}
 
 
 def plan_to_json(plan: ExecutionPlan) -> str:
     return json.dumps(plan_to_dict(plan), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-
-
-class _Problems(Exception):
-    def __init__(self) -> None:
-        super().__init__()
-        self.items: list[str] = []
 
 
 def _describe(value: Any) -> str:
@@ -76,9 +108,28 @@ def _hints(cls: type) -> dict[str, Any]:
     return _HINTS[cls]
 
 
+def _is_int(raw: Any) -> bool:
+    return isinstance(raw, int) and not isinstance(raw, bool)
+
+
+def _is_number(raw: Any) -> bool:
+    return isinstance(raw, int | float) and not isinstance(raw, bool)
+
+
+# type -> (does the raw value fit, what the message says was expected, the value after a problem)
+_SCALARS: dict[Any, tuple[Callable[[Any], bool], str, Any]] = {
+    bool: (lambda raw: isinstance(raw, bool), "true or false", False),
+    int: (_is_int, "an integer", 0),
+    float: (_is_number, "a number", 0.0),
+    str: (lambda raw: isinstance(raw, str), "a string", ""),
+    type(None): (lambda raw: raw is None, "null", None),
+}
+
+
 class _Decoder:
-    def __init__(self) -> None:
+    def __init__(self, *, ignore_unknown: bool = False) -> None:
         self.problems: list[str] = []
+        self.ignore_unknown = ignore_unknown
 
     def fail(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}")
@@ -88,19 +139,7 @@ class _Decoder:
         if tp is Any:
             return raw
         if origin is Union or origin is types.UnionType:
-            options = get_args(tp)
-            if raw is None and type(None) in options:
-                return None
-            non_none = [o for o in options if o is not type(None)]
-            if len(non_none) == 1:
-                return self.value(non_none[0], raw, path)
-            for option in non_none:  # e.g. float | int: take the first that fits quietly
-                sub = _Decoder()
-                result = sub.value(option, raw, path)
-                if not sub.problems:
-                    return result
-            self.fail(path, f"expected {self._name(tp)}, got {_describe(raw)}")
-            return None
+            return self._union(tp, raw, path)
         if origin is Literal:
             choices = get_args(tp)
             if raw in choices and not isinstance(raw, bool):
@@ -108,65 +147,64 @@ class _Decoder:
             self.fail(path, f"expected one of {', '.join(map(str, choices))}, got {_describe(raw)}")
             return None
         if origin is tuple:
-            args = get_args(tp)
-            if not isinstance(raw, list):
-                self.fail(path, f"expected a list, got {_describe(raw)}")
-                return ()
-            if len(args) == 2 and args[1] is Ellipsis:
-                return tuple(self.value(args[0], v, f"{path}[{i}]") for i, v in enumerate(raw))
-            if len(raw) != len(args):
-                self.fail(path, f"expected a list of {len(args)} items, got {len(raw)}")
-                return ()
-            return tuple(
-                self.value(a, v, f"{path}[{i}]")
-                for i, (a, v) in enumerate(zip(args, raw, strict=True))
-            )
+            return self._tuple(get_args(tp), raw, path)
         if origin in (Mapping, dict) or tp is dict:
-            args = get_args(tp)
-            if not isinstance(raw, dict):
-                self.fail(path, f"expected an object, got {_describe(raw)}")
-                return {}
-            key_tp = args[0] if args else str
-            val_tp = args[1] if args else Any
-            out: dict[Any, Any] = {}
-            for k, v in raw.items():
-                key: Any = k
-                if key_tp is int:
-                    if not str(k).lstrip("-").isdigit():
-                        self.fail(f"{path}.{k}", "expected an integer key")
-                        continue
-                    key = int(k)
-                out[key] = self.value(val_tp, v, f"{path}.{k}")
-            return out
+            return self._mapping(get_args(tp), raw, path)
         if dataclasses.is_dataclass(tp) and isinstance(tp, type):
             return self.dataclass(tp, raw, path)
-        if tp is bool:
-            if isinstance(raw, bool):
-                return raw
-            self.fail(path, f"expected true or false, got {_describe(raw)}")
-            return False
-        if tp is int:
-            if isinstance(raw, int) and not isinstance(raw, bool):
-                return raw
-            self.fail(path, f"expected an integer, got {_describe(raw)}")
-            return 0
-        if tp is float:
-            if isinstance(raw, int | float) and not isinstance(raw, bool):
-                return float(raw)
-            self.fail(path, f"expected a number, got {_describe(raw)}")
-            return 0.0
-        if tp is str:
-            if isinstance(raw, str):
-                return raw
-            self.fail(path, f"expected a string, got {_describe(raw)}")
-            return ""
-        if tp is type(None):
-            if raw is None:
-                return None
-            self.fail(path, f"expected null, got {_describe(raw)}")
-            return None
+        if tp in _SCALARS:
+            fits, expected, fallback = _SCALARS[tp]
+            if fits(raw):
+                return float(raw) if tp is float else raw
+            self.fail(path, f"expected {expected}, got {_describe(raw)}")
+            return fallback
         self.fail(path, f"cannot read a value of type {tp!r}")
         return None
+
+    def _union(self, tp: Any, raw: Any, path: str) -> Any:
+        options = get_args(tp)
+        if raw is None and type(None) in options:
+            return None
+        non_none = [o for o in options if o is not type(None)]
+        if len(non_none) == 1:
+            return self.value(non_none[0], raw, path)
+        for option in non_none:  # e.g. float | int: take the first that fits quietly
+            sub = _Decoder(ignore_unknown=self.ignore_unknown)
+            result = sub.value(option, raw, path)
+            if not sub.problems:
+                return result
+        self.fail(path, f"expected {self._name(tp)}, got {_describe(raw)}")
+        return None
+
+    def _tuple(self, args: tuple[Any, ...], raw: Any, path: str) -> tuple[Any, ...]:
+        if not isinstance(raw, list):
+            self.fail(path, f"expected a list, got {_describe(raw)}")
+            return ()
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(self.value(args[0], v, f"{path}[{i}]") for i, v in enumerate(raw))
+        if len(raw) != len(args):
+            self.fail(path, f"expected a list of {len(args)} items, got {len(raw)}")
+            return ()
+        return tuple(
+            self.value(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, raw, strict=True))
+        )
+
+    def _mapping(self, args: tuple[Any, ...], raw: Any, path: str) -> dict[Any, Any]:
+        if not isinstance(raw, dict):
+            self.fail(path, f"expected an object, got {_describe(raw)}")
+            return {}
+        key_tp = args[0] if args else str
+        val_tp = args[1] if args else Any
+        out: dict[Any, Any] = {}
+        for k, v in raw.items():
+            key: Any = k
+            if key_tp is int:
+                if not str(k).lstrip("-").isdigit():
+                    self.fail(f"{path}.{k}", "expected an integer key")
+                    continue
+                key = int(k)
+            out[key] = self.value(val_tp, v, f"{path}.{k}")
+        return out
 
     def dataclass(self, cls: type, raw: Any, path: str) -> Any:
         if not isinstance(raw, dict):
@@ -175,7 +213,7 @@ class _Decoder:
         hints = _hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls)}
         for key in raw:
-            if key not in fields:
+            if key not in fields and not self.ignore_unknown:
                 self.fail(f"{path}.{key}", f"unknown key (known: {', '.join(fields)})")
         kwargs: dict[str, Any] = {}
         for name, f in fields.items():

@@ -1,0 +1,339 @@
+"""The run context: what one run of the executor shares between its scheduling thread and its
+worker threads, and the plumbing every step uses.
+
+`ExecutorDeps` is what the executor talks to (the cluster, task following, re-planning, the
+journal, the observer, hooks, clocks), `ExecutorOptions` how it behaves (agent pings, polls, the
+scheduler's tick, start-only). `RunContext` holds one run's state (results, attempts, failed
+targets, where this run placed guests, memory reserved on targets, the moves in flight) under one
+lock, and the three things every step does with it: announce an event (`emit`), journal a
+record (`write`) and end a move (`finish` in a worker, `decide` in the scheduler), which builds
+the `MoveResult`, journals its `Outcome` (and `Origin`) and announces it, in that order.
+
+Imports: the standard library, `pvetool.errors`, `pvetool.model`, `pvetool.journal` and the
+`pvetool.executor` siblings `api` and `hooks`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pvetool.errors import PvetoolError
+from pvetool.executor.api import ClusterApi, Confirm, Follow, Replan
+from pvetool.executor.hooks import HookRunner, run_hook
+from pvetool.journal import Journal
+from pvetool.journal_records import MoveRecord, Origin, Outcome, Record, RunState
+from pvetool.model import (
+    Attempt,
+    ExecutionPlan,
+    HookResult,
+    MigrationProgress,
+    MigrationRequest,
+    Move,
+    MoveOptions,
+    MoveResult,
+    MoveStatus,
+    NodeWaitResult,
+    TaskResult,
+)
+from pvetool.model.events import Event, MoveFinished, MoveProgressed, Observer
+
+__all__ = [
+    "ExecutorDeps",
+    "ExecutorOptions",
+    "Flight",
+    "MoveEnd",
+    "RunContext",
+    "migration_request",
+    "refusal",
+]
+
+logger = logging.getLogger(__name__)
+
+EndKind = Literal["result", "defer", "target-down", "target-refused"]
+
+
+@dataclass(frozen=True)
+class ExecutorDeps:
+    """What the executor talks to. PVE only through `api`; task following, the planner's
+    re-planning, hooks and confirmation come in as callables (`pvetool.operate` wires them)."""
+
+    api: ClusterApi
+    follow: Follow
+    journal: Journal | None = None
+    replan: Replan | None = None
+    observer: Observer | None = None
+    confirm: Confirm | None = None
+    hook_runner: HookRunner = run_hook
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic  # seconds, for deadlines and wall times
+    wall_clock: Callable[[], float] = time.time  # epoch seconds, for the report's start
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """How the executor behaves.
+
+    `agent_vmids`: guests whose QEMU guest agent must answer a ping after the move.
+    `start_only`: request each migration and report it ``left-running`` with its UPID, without
+    following it (``pvetool migrate --no-wait``); an offline move of a running VM (shut down,
+    migrate, start) always runs to its end, so no VM is left shut down.
+    """
+
+    agent_vmids: frozenset[int] = frozenset()
+    hook_env: Mapping[str, str] = field(default_factory=dict)
+    agent_timeout_s: float = 10.0
+    agent_poll_s: float = 1.0
+    node_poll_s: float = 2.0
+    tick_s: float = 0.2
+    start_only: bool = False
+
+
+@dataclass
+class MoveEnd:
+    """What a worker hands back: a final result, or a reason to wait (`defer`) or to re-plan
+    (the target is down, or refuses this guest)."""
+
+    kind: EndKind
+    result: MoveResult | None = None
+    reason: str = ""
+    upid: str | None = None
+
+
+@dataclass
+class Flight:
+    """A move being worked on by a worker thread."""
+
+    move: Move
+    stage_index: int
+    resume: MoveRecord | None = None
+    upid: str | None = None  # the task this run requested or attached to, latest first
+    reserved_bytes: int = 0
+    wall_start_s: float | None = None
+    origin: bool = True  # a move that empties its stage's node: journal the guest's home
+
+
+def migration_request(move: Move, *, online: bool) -> MigrationRequest:
+    """The migrate call a planned move needs. A running VM goes live (`online`), a running
+    container by restart (PVE cannot move them otherwise); an offline move passes
+    ``online=False`` for the VM it shut down."""
+    opts = move.options
+    storage = _storage_map(opts)
+    if move.kind == "lxc":
+        return MigrationRequest(
+            "lxc",
+            move.source,
+            move.vmid,
+            move.target,
+            restart=True if online else None,
+            target_storage=storage,
+            bwlimit_kib_s=opts.bwlimit_kib_s,
+        )
+    return MigrationRequest(
+        "qemu",
+        move.source,
+        move.vmid,
+        move.target,
+        online=online,
+        with_local_disks=opts.with_local_disks or None,
+        target_storage=storage,
+        bwlimit_kib_s=opts.bwlimit_kib_s,
+        migration_type=opts.migration_type,
+        migration_network=opts.migration_network,
+    )
+
+
+def _storage_map(opts: MoveOptions) -> dict[str, str] | str | None:
+    """The plan's storage map as PVE takes it (one storage for all: its name)."""
+    if not opts.target_storage:
+        return None
+    pairs = dict(opts.target_storage)
+    return pairs["*"] if set(pairs) == {"*"} else pairs
+
+
+def refusal(exc: PvetoolError) -> str:
+    """PVE's own words for a refused request, else the error's sentence."""
+    reason = getattr(exc, "reason", None)
+    return str(reason) if isinstance(reason, str) and reason else str(exc)
+
+
+class RunContext:
+    """One run's shared state; see the module docstring. Thread-safe where it must be: the
+    scheduling thread and the workers meet under `lock`, events are announced one at a time."""
+
+    def __init__(
+        self,
+        deps: ExecutorDeps,
+        options: ExecutorOptions,
+        plan: ExecutionPlan,
+        resume: RunState | None,
+        interrupts: Callable[[], int],
+    ) -> None:
+        self.deps = deps
+        self.options = options
+        self.api = deps.api
+        self.plan = plan
+        self.resume = resume
+        self.interrupts = interrupts
+        self.run_id = deps.journal.run_id if deps.journal is not None else ""
+        self.t0 = deps.clock()
+        # results and what led to them
+        self.results: dict[str, MoveResult] = {}
+        self.hooks: list[HookResult] = []
+        self.waits: list[NodeWaitResult] = []
+        self.attempts: dict[str, list[Attempt]] = {}
+        self.original_targets: dict[str, str] = {}
+        self.bad_targets: set[str] = set()
+        self.abandoned: list[str] = []
+        self.placed: dict[int, str] = {}  # where this run put a guest
+        # the window, shared with the workers under `lock`
+        self.lock = threading.RLock()
+        self._emit_lock = threading.Lock()
+        self._target_locks: dict[str, threading.Lock] = {}
+        self.reserved: dict[str, int] = {}  # memory migrations under way will take, by target
+        self.inflight_into: dict[str, int] = {}
+        self.inflight: dict[str, Flight] = {}
+        self.done: queue.Queue[tuple[str, MoveEnd]] = queue.Queue()
+        # control
+        self.handled_interrupts = 0
+        self.stop_reason: str | None = None
+        self.abandon = False
+
+    # -- plumbing
+
+    def now(self) -> float:
+        return self.deps.clock() - self.t0
+
+    def emit(self, event: Event) -> None:
+        observer = self.deps.observer
+        if observer is None:
+            return
+        with self._emit_lock:
+            try:
+                observer(event)
+            except Exception:  # a renderer bug must not break a running migration
+                logger.exception("the observer failed on %s", type(event).__name__)
+
+    def write(self, record: Record) -> None:
+        if self.deps.journal is not None:
+            self.deps.journal.write(record)
+
+    def stop(self, reason: str) -> None:
+        """Start no new migration from now on (running ones finish)."""
+        with self.lock:
+            if self.stop_reason is None:
+                self.stop_reason = reason
+
+    @property
+    def stopping(self) -> str | None:
+        """Why nothing new may start now (stopped or interrupted), else None."""
+        if self.stop_reason is not None:
+            return self.stop_reason
+        return "interrupted by the operator (Ctrl-C)" if self.interrupts() > 0 else None
+
+    def target_lock(self, target: str) -> threading.Lock:
+        """Checks and reservations of one target run one at a time."""
+        with self.lock:
+            lock = self._target_locks.get(target)
+            if lock is None:
+                lock = self._target_locks[target] = threading.Lock()
+            return lock
+
+    def progress(self, move: Move) -> Callable[[MigrationProgress], None]:
+        """Task following's progress callback for `move`: announces it while the run goes on."""
+
+        def on_progress(p: MigrationProgress) -> None:
+            if not self.abandon:
+                self.emit(
+                    MoveProgressed(move, p.transferred_bytes, p.total_bytes, p.rate_bps, p.phase)
+                )
+
+        return on_progress
+
+    # -- ending moves
+
+    def finish(
+        self,
+        flight: Flight,
+        status: MoveStatus,
+        reason: str,
+        *,
+        node: str | None,
+        upid: str | None = None,
+        still_running: bool = False,
+        task: TaskResult | None = None,
+        downtime_ms: float | None = None,
+        attached: bool = False,
+    ) -> MoveEnd:
+        """A worker's final result for its move: built, journalled and announced."""
+        move = flight.move
+        real = str(task.upid) if task is not None else (upid or flight.upid)
+        result = MoveResult(
+            move=move,
+            status=status,
+            reason=reason,
+            stage_index=flight.stage_index,
+            upid=real,
+            ha_upid=str(task.ha_upid) if task is not None and task.ha_upid is not None else None,
+            still_running=still_running,
+            node=node,
+            wall_start_s=flight.wall_start_s,
+            wall_end_s=self.now(),
+            task_start=float(task.upid.starttime) if task is not None else None,
+            task_duration_s=task.duration_s if task is not None else None,
+            downtime_ms=downtime_ms,
+            resumed=attached,
+        )
+        self.write(Outcome.of(result, flight.upid))
+        if status == "moved" and flight.origin:
+            self.write(Origin(vmid=move.vmid, home=move.source, now=node or "", move=move.id))
+        if not self.abandon:
+            self.emit(MoveFinished(result))
+        return MoveEnd("result", result=result)
+
+    def decide(
+        self,
+        index: int,
+        move: Move,
+        status: Literal["failed", "not-started"],
+        reason: str,
+        *,
+        upid: str | None = None,
+        journal: bool = True,
+        emit: bool = True,
+    ) -> MoveResult:
+        """A move ended by the scheduling thread (re-planning found nothing, a dependency
+        failed, the run stopped first): recorded as this run's result for it."""
+        result = MoveResult(
+            move=move,
+            status=status,
+            reason=reason,
+            stage_index=index,
+            upid=upid,
+            node=self.placed.get(move.vmid, move.source),
+            attempts=tuple(self.attempts.get(move.id, ())),
+            original_target=self.original_targets.get(move.id),
+        )
+        self.results[move.id] = result
+        if journal:
+            self.write(Outcome.of(result, upid))
+        if emit:
+            self.emit(MoveFinished(result))
+        if status == "failed" and self.plan.on_failure == "stop":
+            self.stop(f"move {move.id} ({move.vmid}) failed; on_failure: stop")
+        return result
+
+    def not_started(
+        self, index: int, moves: Collection[Move], reason: str, *, emit: bool = True
+    ) -> None:
+        """Moves the run never started (stopped, interrupted, abandoned): reported so."""
+        for move in moves:
+            if move.id not in self.results:
+                self.decide(
+                    index, move, "not-started", f"not started: {reason}", journal=False, emit=emit
+                )

@@ -1,0 +1,278 @@
+"""The run use case: run an `ExecutionPlan` on a cluster, as a library function.
+
+`run_plan(client, plan, ...)` is what every command that migrates (drain, undrain, rebalance,
+plan apply, migrate) and the benchmarks call. It applies the operator's overrides, refuses a
+plan with plan-level blockers, wires the executor to the cluster (task following at the given
+wait policy; re-planning that fetches one fresh snapshot per target failure and re-plans every
+move to that target against it, each seeing where the previous went), runs it, with Ctrl-C
+handling when asked, and returns the `RunReport`. Showing the plan, asking, rendering and exit
+codes stay in the CLI; opening the journal is `open_journal`, closing it the caller's.
+
+`execute_plan` is the same with the cluster's calls passed in (`ClusterApi`, `Follow`, a
+snapshot fetcher): what unit tests drive with an in-memory cluster.
+
+Imports: the standard library, `pvetool.errors`, `pvetool.model`, `pvetool.settings`,
+`pvetool.api`, `pvetool.planner`, `pvetool.executor` and `pvetool.journal`. Like the CLI it
+wires the layers; nothing in them imports it.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from pvetool.api import PveClient, TaskApi, fetch_snapshot, follow_task
+from pvetool.errors import PlanError
+from pvetool.executor import (
+    ClusterApi,
+    Confirm,
+    Executor,
+    ExecutorDeps,
+    ExecutorOptions,
+    Follow,
+    Replan,
+)
+from pvetool.journal import Journal, RunState
+from pvetool.model import (
+    ClusterSnapshot,
+    ExecutionPlan,
+    MigrationProgress,
+    Move,
+    RunReport,
+    TaskResult,
+    Upid,
+)
+from pvetool.model.events import Observer
+from pvetool.planner import build
+from pvetool.settings import WaitPolicy
+
+__all__ = [
+    "JobInfo",
+    "Overrides",
+    "RunSetup",
+    "execute_plan",
+    "follow_with",
+    "nothing_to_run",
+    "open_journal",
+    "plan_level_blockers",
+    "poll_policy",
+    "replanner",
+    "run_plan",
+]
+
+FailurePolicy = Literal["stop", "continue", "skip-guest"]
+
+
+def _satisfies_cluster_api(client: PveClient) -> ClusterApi:
+    """Never called: lets mypy check that `PveClient` fits the executor's `ClusterApi`."""
+    return client
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """What the operator changes on a plan for this run (``--on-failure``, ``--task-timeout``)."""
+
+    on_failure: FailurePolicy | None = None
+    task_timeout_s: float | None = None
+
+    def apply(self, plan: ExecutionPlan) -> ExecutionPlan:
+        if self.on_failure is not None:
+            plan = replace(plan, on_failure=self.on_failure)
+        if self.task_timeout_s is not None:
+            plan = replace(plan, task_timeout_s=self.task_timeout_s)
+        return plan
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """How a run talks to the cluster and the operator.
+
+    `wait`: how tasks are polled (None: the client's settings). `agent_vmids`: guests whose
+    guest agent must answer after the move. `hook_env`: added to the hooks' environment.
+    `start_only`: request the migrations and do not follow them (``migrate --no-wait``).
+    `catch_sigint`: Ctrl-C interrupts the run (first: no new migrations; second: leave the
+    running ones; third: raise `KeyboardInterrupt`); only from the main thread.
+    """
+
+    wait: WaitPolicy | None = None
+    agent_vmids: frozenset[int] = frozenset()
+    hook_env: Mapping[str, str] = field(default_factory=dict)
+    tick_s: float = 0.2
+    start_only: bool = False
+    catch_sigint: bool = False
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """What the journal's first record says about a run: the key `--resume` finds it by
+    (``drain:pve2``, ``plan:<digest>``), its kind, the nodes it drains (for undrain), the run
+    an undrain reverses, and the command line."""
+
+    command: str
+    kind: str
+    drained_nodes: tuple[str, ...] = ()
+    undoes: str | None = None
+    argv: tuple[str, ...] = ()
+
+
+def plan_level_blockers(plan: ExecutionPlan) -> list[str]:
+    """Blockers of the whole plan (not of one guest): the plan must not run."""
+    return [f"{f.id}: {f.message}" for f in plan.blockers if f.vmid is None]
+
+
+def nothing_to_run(plan: ExecutionPlan) -> bool:
+    """No move, and no stage that is not a migration (a hook, a wait) either."""
+    return not plan.moves and all(s.kind == "migrate" for s in plan.stages)
+
+
+def open_journal(
+    directory: Path, plan: ExecutionPlan, job: JobInfo, resume: RunState | None
+) -> Journal:
+    """The run's journal: the interrupted run's when resuming, else a new one that starts with
+    the whole plan."""
+    if resume is not None:
+        return Journal.reopen(resume)
+    journal = Journal.create(directory)
+    journal.start_run(
+        plan,
+        command=job.command,
+        kind=job.kind,
+        drained_nodes=job.drained_nodes,
+        undoes=job.undoes,
+        argv=job.argv,
+    )
+    return journal
+
+
+def poll_policy(
+    base: WaitPolicy, *, interval_s: float | None = None, speed: float | None = None
+) -> WaitPolicy:
+    """`base` polled every `interval_s` seconds (growing to five times that while a log stands
+    still), or, for an emulated cluster whose clock runs `speed` times real time, that much
+    more often."""
+    if interval_s is not None:
+        seconds = max(0.01, interval_s)
+        return replace(base, poll_interval_s=seconds, max_poll_interval_s=5 * seconds)
+    if speed:
+        return replace(
+            base,
+            poll_interval_s=max(0.02, base.poll_interval_s / speed),
+            max_poll_interval_s=max(0.05, base.max_poll_interval_s / speed),
+        )
+    return base
+
+
+def follow_with(client: TaskApi, wait: WaitPolicy) -> Follow:
+    """`follow_task` bound to the client and the wait policy."""
+
+    def follow(
+        upid: Upid, timeout_s: float, on_progress: Callable[[MigrationProgress], None] | None
+    ) -> TaskResult:
+        return follow_task(client, upid, timeout_s, on_progress=on_progress, wait=wait)
+
+    return follow
+
+
+class _Replanner:
+    """The executor's `Replan`: one snapshot per question, and the plan kept up to date with
+    every new target, so later re-plans count the moves re-planned before."""
+
+    def __init__(self, plan: ExecutionPlan, snapshot: Callable[[], ClusterSnapshot]) -> None:
+        self.plan = plan
+        self._snapshot = snapshot
+
+    def __call__(self, asked: Sequence[tuple[Move, frozenset[str]]]) -> list[Move | None]:
+        answers = build.replan(self.plan, asked, self._snapshot())
+        self.plan = self.plan.with_moves(m for m in answers if m is not None)
+        return answers
+
+
+def replanner(plan: ExecutionPlan, snapshot: Callable[[], ClusterSnapshot]) -> Replan:
+    """Re-planning for a run of `plan`, reading the cluster with `snapshot` when asked."""
+    return _Replanner(plan, snapshot)
+
+
+@contextmanager
+def _ctrl_c(executor: Executor) -> Iterator[None]:
+    def on_sigint(_signum: int, _frame: object) -> None:
+        if executor.interrupt() >= 3:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def execute_plan(
+    api: ClusterApi,
+    plan: ExecutionPlan,
+    *,
+    follow: Follow,
+    snapshot: Callable[[], ClusterSnapshot],
+    journal: Journal | None = None,
+    observer: Observer | None = None,
+    confirm: Confirm | None = None,
+    resume: RunState | None = None,
+    overrides: Overrides | None = None,
+    setup: RunSetup | None = None,
+) -> RunReport:
+    """`run_plan` with the cluster's calls passed in; raises `PlanError` for a plan with
+    plan-level blockers (nothing is started)."""
+    setup = setup or RunSetup()
+    plan = (overrides or Overrides()).apply(plan)
+    blockers = plan_level_blockers(plan)
+    if blockers:
+        raise PlanError(
+            f"The plan {plan.name} is blocked: " + "; ".join(blockers), problems=blockers
+        )
+    deps = ExecutorDeps(
+        api,
+        follow,
+        journal=journal,
+        replan=replanner(plan, snapshot),
+        observer=observer,
+        confirm=confirm,
+    )
+    options = ExecutorOptions(
+        agent_vmids=setup.agent_vmids,
+        hook_env=setup.hook_env,
+        tick_s=setup.tick_s,
+        start_only=setup.start_only,
+    )
+    executor = Executor(deps, options)
+    with _ctrl_c(executor) if setup.catch_sigint else nullcontext():
+        return executor.run(plan, resume=resume)
+
+
+def run_plan(
+    client: PveClient,
+    plan: ExecutionPlan,
+    *,
+    journal: Journal | None = None,
+    observer: Observer | None = None,
+    confirm: Confirm | None = None,
+    resume: RunState | None = None,
+    overrides: Overrides | None = None,
+    setup: RunSetup | None = None,
+) -> RunReport:
+    """Run `plan` on the cluster `client` reaches and report what happened (see the module
+    docstring); `resume` continues an interrupted run of the same plan from its journal."""
+    wait = (setup.wait if setup is not None else None) or client.settings.wait
+    return execute_plan(
+        client,
+        plan,
+        follow=follow_with(client, wait),
+        snapshot=lambda: fetch_snapshot(client),
+        journal=journal,
+        observer=observer,
+        confirm=confirm,
+        resume=resume,
+        overrides=overrides,
+        setup=setup,
+    )
