@@ -44,19 +44,7 @@ def plan_drain(
     storage = (
         step.target_storage if step.target_storage is not None else rules.migration.target_storage
     )
-    for override in step.overrides:
-        guest = snap.guests.get(override.vmid)
-        if guest is None or guest.node not in sources:
-            where = where_text(override.where)
-            text = (
-                f"guest {override.vmid} does not exist"
-                if guest is None
-                else f"guest {override.vmid} is on {guest.node}, not on a drained node"
-            )
-            sp.issue(
-                Issue("PVT-UNKNOWN-GUEST", "warning", f"{text}; its settings are ignored", where),
-                None,
-            )
+    _warn_unknown_overrides(sp, step, sources)
 
     def options(guest: Guest) -> MoveOptions:
         override = overrides.get(guest.vmid)
@@ -69,17 +57,7 @@ def plan_drain(
             offline=override.offline if override else None,
         )
 
-    movable: list[Guest] = []
-    for node in step.nodes:
-        for guest in snap.guests_on(node):
-            stay = _stays(guest, overrides.get(guest.vmid), step, rules)
-            if stay is None:
-                movable.append(guest)
-                continue
-            finding_id, why, where = stay
-            sp.issue(
-                Issue(finding_id, "warning", f"stays on {node}: {why}{staying_note}", where), guest
-            )
+    movable = _movable(sp, step, rules, overrides, staying_note)
 
     def members_of(unit: list[Guest]) -> list[MoveChoice]:
         members = [MoveChoice(g, options(g)) for g in unit]
@@ -112,6 +90,45 @@ def plan_drain(
             sp.accept(ev, target, reason=reason, pinned=True)
         else:
             sp.accept(ev, target, reason=sp.choice_reason(ev, target, what))
+
+
+def _warn_unknown_overrides(sp: StagePlanner, step: DrainStep, sources: set[str]) -> None:
+    """A per-guest setting for a guest that is not on a drained node is ignored, and said so."""
+    for override in step.overrides:
+        guest = sp.snapshot.guests.get(override.vmid)
+        if guest is None or guest.node not in sources:
+            where = where_text(override.where)
+            text = (
+                f"guest {override.vmid} does not exist"
+                if guest is None
+                else f"guest {override.vmid} is on {guest.node}, not on a drained node"
+            )
+            sp.issue(
+                Issue("PVT-UNKNOWN-GUEST", "warning", f"{text}; its settings are ignored", where),
+                None,
+            )
+
+
+def _movable(
+    sp: StagePlanner,
+    step: DrainStep,
+    rules: Rules,
+    overrides: dict[int, GuestOverride],
+    staying_note: str,
+) -> list[Guest]:
+    """The guests of the drained nodes that should leave; the others stay, each with a finding."""
+    movable: list[Guest] = []
+    for node in step.nodes:
+        for guest in sp.snapshot.guests_on(node):
+            stay = _stays(guest, overrides.get(guest.vmid), step, rules)
+            if stay is None:
+                movable.append(guest)
+                continue
+            finding_id, why, where = stay
+            sp.issue(
+                Issue(finding_id, "warning", f"stays on {node}: {why}{staying_note}", where), guest
+            )
+    return movable
 
 
 def _storage_for(
