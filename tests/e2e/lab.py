@@ -248,9 +248,13 @@ def summary_of(out: str) -> dict[str, Any]:
 
 
 def journal_records(cluster: Cluster) -> list[list[dict[str, Any]]]:
-    runs = sorted((Path(cluster.env["PVETOOL_STATE_DIR"]) / "runs").glob("*.jsonl"))
+    """The records of every run journal, the runs in the order they started.
+
+    Ordered by the time of the first record, not by file name: a run id starts with its second
+    and ends with random hex, so two runs in the same second (in-process runs are that quick)
+    would sort at random."""
     result = []
-    for path in runs:
+    for path in (Path(cluster.env["PVETOOL_STATE_DIR"]) / "runs").glob("*.jsonl"):
         records = []
         for line in path.read_text().splitlines():
             try:
@@ -258,7 +262,7 @@ def journal_records(cluster: Cluster) -> list[list[dict[str, Any]]]:
             except ValueError:
                 pass
         result.append(records)
-    return result
+    return sorted(result, key=lambda run: run[0]["t"] if run else float("inf"))
 
 
 def migration_tasks(emu: Emulator, vmid: int) -> list[dict[str, Any]]:
