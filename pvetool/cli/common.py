@@ -36,13 +36,13 @@ class Clocks:
 
     `main(argv, clocks=...)` runs pvetool on other clocks; the end-to-end tests pass the
     emulator's stepped clock (each sleep moves the emulated time forward instead of waiting), so
-    a ten-minute emulated drain takes a fraction of a second. Nothing else looks at who passed
-    them: the same code runs either way.
+    a run costs real time for its requests only, not for the emulated minutes it waits. pvetool
+    never asks which clocks it runs on: the same code runs either way.
     """
 
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic  # seconds, for deadlines and durations
-    wall: Callable[[], float] = time.time  # epoch seconds, for task-list searches
+    wall: Callable[[], float] = time.time  # epoch seconds: task-list searches, snapshot times
 
 
 @dataclass
