@@ -7,15 +7,16 @@ process over real HTTPS. What they wait for is emulated time: a migration of ten
 minutes, a node coming back, an HA manager round. So the emulator's clock stands still
 (speed 0) and pvetool runs on `SteppedClock`, passed through the one seam pvetool has for it,
 `main(argv, clocks=...)`: each of pvetool's sleeps moves the emulated clock forward by that much
-instead of waiting, and its deadlines are read on the same clock. A ten-minute drain then takes
-a fraction of a second of real time, and what the cluster does between two looks of pvetool
-depends only on what pvetool asked and how long it said it would wait, not on how loaded the
-machine is.
+instead of waiting, and its deadlines are read on the same clock. A run then costs real time
+for its requests only, not for the emulated minutes it waits, and how far the cluster got
+between two looks of pvetool is what pvetool said it would wait, not what a loaded machine let
+pass.
 
 Several of pvetool's threads may sleep at once (one per migration followed); each advances the
 clock by its own pause, so emulated time then runs faster than any one follower's cadence,
 which only means that it looks less often; every deadline is still measured on the clock the
-cluster runs on.
+cluster runs on. The order in which those threads step still varies from run to run, so the
+tests assert outcomes, never exact emulated times.
 
 Tests act at a moment of the run with `SteppedClock.on_step`: a check that runs before and after
 every step of the clock (no state of the cluster that pvetool could see escapes it), or a
