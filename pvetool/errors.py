@@ -222,7 +222,6 @@ class TaskFailed(PvetoolError):
             text += ". Last log lines: " + " | ".join(line.strip() for line in self.last_lines)
         super().__init__(text)
 
-
     @property
     def reason(self) -> str:
         """PVE's own words for the failure, from the task log (else the exit status)."""

@@ -19,6 +19,7 @@ wires the layers; nothing in them imports it.
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -96,6 +97,8 @@ class RunSetup:
     `start_only`: request the migrations and do not follow them (``migrate --no-wait``).
     `catch_sigint`: Ctrl-C interrupts the run (first: no new migrations; second: leave the
     running ones; third: raise `KeyboardInterrupt`); only from the main thread.
+    `sleep` and `clock` (monotonic seconds): the time the run waits on and measures with, this
+    machine's unless the caller runs it on another clock (`pvetool.cli.common.Clocks`).
     """
 
     wait: WaitPolicy | None = None
@@ -104,6 +107,8 @@ class RunSetup:
     tick_s: float = 0.2
     start_only: bool = False
     catch_sigint: bool = False
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
 
 
 @dataclass(frozen=True)
@@ -166,13 +171,21 @@ def poll_policy(
     return base
 
 
-def follow_with(client: TaskApi, wait: WaitPolicy) -> Follow:
-    """`follow_task` bound to the client and the wait policy."""
+def follow_with(
+    client: TaskApi,
+    wait: WaitPolicy,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Follow:
+    """`follow_task` bound to the client, the wait policy and the clock."""
 
     def follow(
         upid: Upid, timeout_s: float, on_progress: Callable[[MigrationProgress], None] | None
     ) -> TaskResult:
-        return follow_task(client, upid, timeout_s, on_progress=on_progress, wait=wait)
+        return follow_task(
+            client, upid, timeout_s, on_progress=on_progress, wait=wait, sleep=sleep, clock=clock
+        )
 
     return follow
 
@@ -238,6 +251,8 @@ def execute_plan(
         replan=replanner(plan, snapshot),
         observer=observer,
         confirm=confirm,
+        sleep=setup.sleep,
+        clock=setup.clock,
     )
     options = ExecutorOptions(
         agent_vmids=setup.agent_vmids,
@@ -263,11 +278,12 @@ def run_plan(
 ) -> RunReport:
     """Run `plan` on the cluster `client` reaches and report what happened (see the module
     docstring); `resume` continues an interrupted run of the same plan from its journal."""
-    wait = (setup.wait if setup is not None else None) or client.settings.wait
+    setup = setup or RunSetup()
+    wait = setup.wait or client.settings.wait
     return execute_plan(
         client,
         plan,
-        follow=follow_with(client, wait),
+        follow=follow_with(client, wait, sleep=setup.sleep, clock=setup.clock),
         snapshot=lambda: fetch_snapshot(client),
         journal=journal,
         observer=observer,

@@ -122,10 +122,14 @@ def index_tree(tree: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, An
 
 def render(provenance: dict[str, Any], endpoints: dict[str, dict[str, Any]]) -> str:
     """One endpoint per line, each serialised exactly like schema.json serialises it."""
-    lines = ['{"provenance": ' + json.dumps(provenance, indent=2, sort_keys=True) + ",",
-             ' "endpoints": {']
-    items = [f"  {json.dumps(key)}: {json.dumps(defn, sort_keys=True)}"
-             for key, defn in endpoints.items()]
+    lines = [
+        '{"provenance": ' + json.dumps(provenance, indent=2, sort_keys=True) + ",",
+        ' "endpoints": {',
+    ]
+    items = [
+        f"  {json.dumps(key)}: {json.dumps(defn, sort_keys=True)}"
+        for key, defn in endpoints.items()
+    ]
     lines.append(",\n".join(items))
     lines.append(" }}")
     return "\n".join(lines) + "\n"

@@ -4,11 +4,16 @@ output option, and the rich consoles.
 `--emulate CLUSTER` starts the PVE API emulator in-process on a free port and points the client
 at it over real HTTPS, with the emulator's CA as the trust anchor: the same code path as a real
 cluster.
+
+`Clocks` is the time pvetool waits on: this machine's, unless an embedding program passes others
+to `pvetool.cli.main.main` (the one seam through which the end-to-end tests run pvetool in
+process on the emulator's stepped clock).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -25,6 +30,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 OUTPUT_CHOICES = ("table", "json", "yaml")
 
 
+@dataclass(frozen=True)
+class Clocks:
+    """What the client and the run wait on and measure with: this machine's time by default.
+
+    `main(argv, clocks=...)` runs pvetool on other clocks; the end-to-end tests pass the
+    emulator's stepped clock (each sleep moves the emulated time forward instead of waiting), so
+    a run costs real time for its requests only, not for the emulated minutes it waits. pvetool
+    never asks which clocks it runs on: the same code runs either way.
+    """
+
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic  # seconds, for deadlines and durations
+    wall: Callable[[], float] = time.time  # epoch seconds: task-list searches, snapshot times
+
+
 @dataclass
 class CliState:
     host: str | None = None
@@ -36,6 +56,7 @@ class CliState:
     emulator: Any = None  # pvetool.emulator.server.Emulator when --emulate is used
     client: PveClient | None = None
     settings: Settings | None = None
+    clocks: Clocks = field(default_factory=Clocks)
     stdout: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
     stderr: Console = field(
         default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True)
@@ -76,7 +97,10 @@ def get_client(ctx: click.Context) -> PveClient:
             host=st.host, profile=st.profile, token_file=st.token_file, env=os.environ
         )
     st.settings = settings
-    st.client = PveClient(settings)
+    clocks = st.clocks
+    st.client = PveClient(
+        settings, sleep=clocks.sleep, wall_clock=clocks.wall, monotonic=clocks.monotonic
+    )
     root = ctx.find_root()
     root.call_on_close(lambda: close(st))
     return st.client

@@ -253,6 +253,8 @@ def setup_of(st: CliState, snapshot: ClusterSnapshot, *, start_only: bool = Fals
         hook_env=dict(st.emulator.env()) if st.emulator is not None else {},
         start_only=start_only,
         catch_sigint=True,
+        sleep=st.clocks.sleep,
+        clock=st.clocks.monotonic,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from pvetool import __version__
-from pvetool.cli.common import CliState
+from pvetool.cli.common import CliState, Clocks
 
 
 @click.group(
@@ -54,4 +54,5 @@ def cli(
         emulate=emulate,
         emulate_speed=emulate_speed,
         debug=debug,
+        clocks=ctx.find_object(Clocks) or Clocks(),  # `main(argv, clocks=...)`
     )

@@ -3,6 +3,9 @@
 Errors pvetool raises on purpose (`PvetoolError`) become one line on stderr and their exit code
 (1 execution failed, 2 usage/config/plan/validation); Ctrl-C exits 130; anything unexpected
 prints "internal error" (with a traceback only under `--debug`) and exits 1.
+
+`main(argv, clocks=...)` runs pvetool on other clocks than this machine's (`Clocks`): the seam
+the end-to-end tests use to run it in process on the emulator's stepped clock.
 """
 
 from __future__ import annotations
@@ -20,17 +23,18 @@ from pvetool.cli import (  # noqa: F401  (registration)
     run_cmds,
     status_cmds,
 )
+from pvetool.cli.common import Clocks
 from pvetool.cli.group import cli
 from pvetool.errors import PvetoolError, TaskFailed
 
 __all__ = ["cli", "main"]
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None, *, clocks: Clocks | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        rv = cli.main(args=args, prog_name="pvetool", standalone_mode=False)
+        rv = cli.main(args=args, prog_name="pvetool", standalone_mode=False, obj=clocks)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)

@@ -1,9 +1,13 @@
 """A connected PVE cluster for the portable end-to-end tests: the emulator, or a real cluster.
 
 `Backend.emulated()` starts the emulator in this process on `tests/data/clusters/nested-like.yaml`
-(the nested lab of `nested-pve/` as an emulated cluster) with a fast clock. `Backend.from_env_file`
-reads a `cluster.env` (`export PVETOOL_HOST=...` lines, as `nested-pve/up` and `pvetool emulator
-serve` print them) and uses whatever cluster it names. Either way the tests see the same thing:
+(the nested lab of `nested-pve/` as an emulated cluster) with its clock stopped: `pvetool(...)`
+runs the CLI in this process on the emulator's stepped clock (`inprocess.py`), and the helpers'
+waits step it too; for a test that needs pvetool as a process (`process` mark), `real_time()`
+lets the clock run at `EMULATOR_SPEED` meanwhile. `Backend.from_env_file` reads a `cluster.env`
+(`export PVETOOL_HOST=...` lines, as `nested-pve/up` and `pvetool emulator serve` print them)
+and uses whatever cluster it names, with pvetool as a process in real time. Either way the tests
+see the same thing:
 
 - `env`: the `PVETOOL_*` settings `pvetool` runs with (`pvetool(...)`, `spawn(...)`);
 - `api`: a plain requests client with the same token and CA (not pvetool's client: the tests must
@@ -18,11 +22,13 @@ created or deleted, and `require_only_test_guests` lets a test that would move e
 node (drain, rolling maintenance, rebalance) skip itself when a guest the suite did not create is
 in the way.
 
-Imports: requests, pytest, and the emulator for the in-process backend.
+Imports: requests, pytest, and the emulator and pvetool's CLI (through `tests.e2e.inprocess`)
+for the in-process backend.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
@@ -31,7 +37,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -40,6 +46,8 @@ from typing import Any
 import pytest
 import requests
 import urllib3
+
+from tests.e2e.inprocess import NO_CONFIG, Run, SteppedClock, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 NESTED_LIKE = ROOT / "tests" / "data" / "clusters" / "nested-like.yaml"
@@ -58,8 +66,9 @@ ROLES = (
 )
 LAB_TOKEN_ID = "pvetool@pve!ci"  # config.toml [token]: the least-privilege token of the lab
 
-EMULATOR_SPEED = 50.0  # emulated seconds per real second for the in-process emulator
-EMULATOR_POLL_S = "0.05"  # pvetool's task poll interval at that speed
+EMULATOR_SPEED = 50.0  # emulated seconds per real second while a `process` test runs
+EMULATOR_POLL_S = "0.05"  # pvetool's task poll interval at that speed (real seconds)
+STEPPED_POLL_S = "2.5"  # on the stepped clock (emulated seconds): the same cadence
 MIGRATION_TYPES = {"qemu": "qmigrate", "lxc": "vzmigrate"}
 
 
@@ -157,13 +166,6 @@ class PveApi:
         return self.call("POST", path, **params)
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
 def tags_of(resource: Mapping[str, Any]) -> set[str]:
     """PVE's tag list (`a;b`, also `,` or spaces: PVE::Tools::split_list), lower case."""
     return {t.lower() for t in re.split(r"[;,\s]+", str(resource.get("tags") or "")) if t}
@@ -178,8 +180,9 @@ class Backend:
     api: PveApi
     extras: dict[str, str] = field(default_factory=dict)  # PVELAB_* and other env-file lines
     emulator: Any = None  # pvetool.emulator.server.Emulator for the in-process backend
-    poll_s: float = 0.5
-    wait_s: float = 900.0
+    stepped: SteppedClock | None = None  # the emulator's clock while it stands still
+    poll_s: float = 0.5  # the helpers' waits: pause between looks ...
+    wait_s: float = 900.0  # ... and how long at most (emulated seconds on the stepped clock)
     state_dir: Path | None = None
     outputs: list[str] = field(default_factory=list)
     homes: dict[int, str] = field(default_factory=dict)  # test guests at the session's start
@@ -192,15 +195,16 @@ class Backend:
         from tests.emu import START_EPOCH
 
         spec = load_cluster(str(NESTED_LIKE))
-        emu = Emulator(spec, speed=EMULATOR_SPEED, start_epoch_s=START_EPOCH).start()
+        emu = Emulator(spec, speed=0.0, start_epoch_s=START_EPOCH).start()
         token = next(t for t in spec.tokens if t.id == LAB_TOKEN_ID)
         env = {
             "PVETOOL_HOST": emu.host_list,
             "PVETOOL_TOKEN": f"{token.id}={token.secret}",
             "PVETOOL_VERIFY": str(emu.tls.ca_file),
-            "PVETOOL_POLL_INTERVAL": EMULATOR_POLL_S,
+            "PVETOOL_POLL_INTERVAL": STEPPED_POLL_S,
         }
-        return cls("emulator", env, PveApi(env), emulator=emu, poll_s=0.02, wait_s=120.0)
+        stepped = SteppedClock(emu)
+        return cls("emulator", env, PveApi(env), emulator=emu, stepped=stepped, poll_s=1.0)
 
     @classmethod
     def from_env_file(cls, path: Path) -> Backend:
@@ -222,7 +226,28 @@ class Backend:
     def secret(self) -> str:
         return self.env["PVETOOL_TOKEN"].partition("=")[2]
 
-    # -- pvetool as a process ----------------------------------------------------------------
+    @contextlib.contextmanager
+    def real_time(self) -> Iterator[None]:
+        """While in the block, the in-process emulator's clock runs `EMULATOR_SPEED` times real
+        time and pvetool runs as a process (for tests that signal it); an external cluster
+        always does."""
+        stepped = self.stepped
+        if stepped is None:
+            yield
+            return
+        saved = (self.env, self.poll_s, self.wait_s)
+        self.emulator.clock.set_speed(EMULATOR_SPEED)
+        self.stepped = None
+        self.env = {**self.env, "PVETOOL_POLL_INTERVAL": EMULATOR_POLL_S}
+        self.poll_s, self.wait_s = 0.02, 120.0
+        try:
+            yield
+        finally:
+            self.emulator.clock.set_speed(0.0)
+            self.stepped = stepped
+            self.env, self.poll_s, self.wait_s = saved
+
+    # -- pvetool: in this process on the stepped clock, or as a process ------------------------
     def _process_env(self, env: Mapping[str, str] | None) -> dict[str, str]:
         full = {k: v for k, v in os.environ.items() if not k.startswith(("PVETOOL_", "PROXMOX_"))}
         full.update(self.env)
@@ -230,10 +255,24 @@ class Backend:
             full["PVETOOL_STATE_DIR"] = str(self.state_dir)
         full.update(env or {})
         full["PYTHONPATH"] = str(ROOT)
-        full["XDG_CONFIG_HOME"] = str(ROOT / "tests" / "data" / "no-config")
+        full["XDG_CONFIG_HOME"] = str(NO_CONFIG)
         return full
 
     def pvetool(self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 0) -> Run:
+        if self.stepped is not None:
+            settings = dict(self.env)
+            if self.state_dir is not None:
+                settings["PVETOOL_STATE_DIR"] = str(self.state_dir)
+            settings.update(env or {})
+            run = run_cli(
+                args,
+                settings,
+                clocks=self.stepped.clocks(),
+                stepped=self.stepped,
+                limit_s=timeout or 120.0,
+            )
+            self.outputs += [run.out, run.err]
+            return run
         proc = subprocess.run(
             [sys.executable, "-c", "from pvetool.cli.main import main; main()", *args],
             capture_output=True,
@@ -245,7 +284,8 @@ class Backend:
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
     def spawn(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
-        """`pvetool` in the background, its stdout readable line by line."""
+        """`pvetool` in the background, its stdout readable line by line (`real_time()`)."""
+        assert self.stepped is None, "a pvetool process needs the emulator's clock running"
         return subprocess.Popen(
             [sys.executable, "-c", "from pvetool.cli.main import main; main()", *args],
             stdout=subprocess.PIPE,
@@ -373,11 +413,16 @@ class Backend:
 
     # -- moving test guests through the API (restore) ------------------------------------------
     def _wait(self, what: str, done: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + self.wait_s
+        """Look until `done()`: stepping the emulator's clock while it stands still, else in
+        real time."""
+        clock, sleep = time.monotonic, time.sleep
+        if self.stepped is not None:
+            clock, sleep = self.stepped.monotonic, self.stepped.sleep
+        deadline = clock() + self.wait_s
         while not done():
-            if time.monotonic() > deadline:
+            if clock() > deadline:
                 raise AssertionError(f"timed out after {self.wait_s:.0f} s waiting for {what}")
-            time.sleep(self.poll_s)
+            sleep(self.poll_s)
 
     def _wait_task(self, upid: str) -> None:
         node = upid.split(":")[1]

@@ -1,4 +1,4 @@
-"""End-to-end fixtures: `pvetool` run as a real process against a cluster over HTTPS.
+"""End-to-end fixtures: `pvetool` against a cluster over HTTPS with certificate verification on.
 
 Two kinds of tests live here:
 
@@ -10,25 +10,23 @@ Two kinds of tests live here:
   injection, the clock, nodes going offline, `emu.state()`) or the built-in `lab` cluster, and
   are skipped when `PVETOOL_E2E_ENV` is set.
 
-Everything goes CLI -> client -> cluster over HTTPS with certificate verification on.
+Against the emulator, pvetool runs in this process on the emulator's stepped clock
+(`inprocess.py`); tests marked `process` (signals, kill -9, the env-file proof) run it as a real
+process against a clock that runs on real time. Against `PVETOOL_E2E_ENV`'s cluster it always
+runs as a process, in real time. Everything goes CLI -> client -> cluster over HTTPS.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from pvetool.emulator.server import Emulator
 from tests.e2e.backend import Backend
-from tests.emu import start
+from tests.e2e.lab import Cluster, make_cluster
 
-ROOT = Path(__file__).resolve().parents[2]
 E2E_ENV = "PVETOOL_E2E_ENV"
 
 
@@ -39,6 +37,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "emulator_only: needs the emulator's powers (faults, clock, node state, emu.state()) "
         f"or the lab cluster; skipped when {E2E_ENV} points at an external cluster",
+    )
+    config.addinivalue_line(
+        "markers",
+        "process: runs pvetool (or the emulator) as a real process against a clock that runs on "
+        "real time (signals, kill -9, the env-file proof); in the default run",
     )
 
 
@@ -85,8 +88,9 @@ def backend() -> Iterator[Backend]:
 
 
 @pytest.fixture()
-def cluster(backend: Backend, tmp_path: Path) -> Iterator[Backend]:
-    """The backend for one portable test, with pvetool's journal in `tmp_path`.
+def cluster(backend: Backend, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """The backend for one portable test, with pvetool's journal in `tmp_path`; for a test
+    marked `process`, the emulator's clock runs on real time meanwhile.
 
     Afterwards (pass or fail): running migrations of test guests are waited for, every test
     guest goes back to the node it was on before the test, guests the suite did not create must
@@ -94,7 +98,11 @@ def cluster(backend: Backend, tmp_path: Path) -> Iterator[Backend]:
     before = backend.placement()
     backend.state_dir = tmp_path / "state"
     try:
-        yield backend
+        if request.node.get_closest_marker("process") is not None:
+            with backend.real_time():
+                yield backend
+        else:
+            yield backend
     finally:
         backend.state_dir = None
         backend.restore(before)
@@ -108,58 +116,13 @@ def cluster(backend: Backend, tmp_path: Path) -> Iterator[Backend]:
         backend.check_no_secret_leaked()
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-@dataclass
-class Cluster:
-    emu: Emulator
-    env: dict[str, str]
-    outputs: list[str] = field(default_factory=list)
-
-    def pvetool(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Run:
-        full_env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("PVETOOL_", "PROXMOX_"))
-        }
-        full_env.update(self.env if env is None else env)
-        full_env["PYTHONPATH"] = str(ROOT)
-        full_env["XDG_CONFIG_HOME"] = str(ROOT / "tests" / "data" / "no-config")
-        proc = subprocess.run(
-            [sys.executable, "-c", "from pvetool.cli.main import main; main()", *args],
-            capture_output=True,
-            text=True,
-            env=full_env,
-            timeout=timeout,
-        )
-        self.outputs += [proc.stdout, proc.stderr]
-        return Run(proc.returncode, proc.stdout, proc.stderr)
-
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PVETOOL_")}
-        full_env.update(self.env)
-        full_env["PYTHONPATH"] = str(ROOT)
-        return subprocess.Popen(
-            [sys.executable, "-c", "from pvetool.cli.main import main; main()", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=full_env,
-        )
-
-    def node_of(self, vmid: int) -> str:
-        return str(self.emu.state()["guests"][str(vmid)]["node"])
-
-
 @pytest.fixture()
-def lab() -> Iterator[Cluster]:
-    emu = start("lab", speed=40.0)
-    cluster = Cluster(emu, emu.env())
-    yield cluster
-    emu.stop()
-    secret = emu.admin_token()[1]
-    for text in cluster.outputs:
-        assert secret not in text, "a secret appeared in pvetool's output"
+def lab(tmp_path: Path) -> Iterator[Cluster]:
+    """The built-in lab on the stepped clock, pvetool's journal in `tmp_path / "state"`;
+    afterwards no secret may have appeared in pvetool's output."""
+    cluster = make_cluster(tmp_path)
+    try:
+        yield cluster
+    finally:
+        cluster.emu.stop()
+    cluster.check_no_secret_leaked()

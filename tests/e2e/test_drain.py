@@ -1,207 +1,39 @@
-"""`pvetool drain`, `undrain` and `rebalance` end to end: the CLI as a process, the client over
-HTTPS, the emulated lab cluster in this process (clock at 100x, so a drain takes seconds).
+"""`pvetool drain`, `undrain` and `rebalance` end to end: the CLI in this process, the client over
+HTTPS, the emulated lab cluster in this process on the stepped clock (`inprocess.py`), so a
+drain of emulated minutes takes a fraction of a second.
 
-The helpers at the top are shared with test_rolling, test_faults and test_resume. After every
-test the cluster is checked: every guest on exactly one node, no guest left locked by a
-migration, no migration task still running; during drains a watcher checks that no node ever
-holds more than its memory (running guests plus guests migrating into it).
+After every test the cluster is checked: every guest on exactly one node, no guest left locked
+by a migration, no migration task still running; during drains a watcher checks that no node
+ever holds more than its memory (running guests plus guests migrating into it). The shared
+helpers are in `lab.py`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import threading
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from pvetool.emulator.server import Emulator
-from tests.e2e.conftest import ROOT, Cluster
-from tests.emu import start
-
-FAST = 100.0  # emulated seconds per real second
-POLL = "0.05"  # pvetool's task poll interval for the fast clock (5 emulated seconds)
-
-
-# --------------------------------------------------------------------------------------------
-# shared helpers
-
-
-def make_cluster(tmp: Path, *, speed: float = FAST, api_hosts: int = 1) -> Cluster:
-    emu = start("lab", speed=speed)
-    for _ in range(api_hosts - 1):
-        emu.add_listener()
-    env = emu.env()
-    env["PVETOOL_STATE_DIR"] = str(tmp / "state")
-    env["PVETOOL_POLL_INTERVAL"] = POLL
-    return Cluster(emu, env)
-
-
-def check_consistent(emu: Emulator) -> None:
-    """Every guest on exactly one node, none locked by a migration, no migration running."""
-    state = emu.state()
-    placed: dict[int, list[str]] = {}
-    for node, info in state["nodes"].items():
-        for vmid in info["guests"]:
-            placed.setdefault(int(vmid), []).append(node)
-    for vmid, guest in state["guests"].items():
-        assert placed.get(int(vmid)) == [guest["node"]], f"guest {vmid} on {placed.get(int(vmid))}"
-        assert guest["lock"] != "migrate", f"guest {vmid} is left locked by a migration"
-    running = [
-        t["upid"]
-        for t in state["tasks"]
-        if t["status"] == "running" and t["type"] in ("qmigrate", "vzmigrate")
-    ]
-    assert not running, f"migrations still running: {running}"
-
-
-def finish(lab: Cluster) -> None:
-    """Wait until no migration runs any more (the emulator's clock keeps going)."""
-
-    def idle() -> bool:
-        return not any(
-            t["status"] == "running" and t["type"] in ("qmigrate", "vzmigrate", "hamigrate")
-            for t in lab.emu.state()["tasks"]
-        )
-
-    deadline = time.monotonic() + 60
-    while not idle() and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def fast_cluster(tmp: Path) -> Iterator[Cluster]:
-    """The lab at 100x with pvetool's state in `tmp`; checks the cluster afterwards."""
-    cluster = make_cluster(tmp)
-    yield cluster
-    try:
-        finish(cluster)
-        check_consistent(cluster.emu)
-    finally:
-        cluster.emu.stop()
-    secret = cluster.emu.admin_token()[1]
-    for text in cluster.outputs:
-        assert secret not in text, "a secret appeared in pvetool's output"
+from tests.e2e.lab import (
+    Cluster,
+    MemoryWatch,
+    checked,
+    guests_on,
+    journal_records,
+    json_events,
+    make_cluster,
+    migration_tasks,
+    summary_of,
+)
 
 
 @pytest.fixture()
 def fast_lab(tmp_path: Path) -> Iterator[Cluster]:
-    yield from fast_cluster(tmp_path)
-
-
-class MemoryWatch:
-    """Samples the emulator while a run goes on: no node may hold more memory than it has,
-    counting the running guests on it and those migrating into it."""
-
-    def __init__(self, emu: Emulator) -> None:
-        self.emu = emu
-        self.violations: list[str] = []
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> MemoryWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            state = self.emu.state()
-            self.samples += 1
-            incoming: dict[str, int] = {}
-            for task in state["tasks"]:
-                target = task["stats"].get("target")
-                if task["status"] == "running" and target and task["vmid"] is not None:
-                    guest = state["guests"][str(task["vmid"])]
-                    if guest["status"] == "running" or task["type"] == "vzmigrate":
-                        incoming[target] = incoming.get(target, 0) + guest["memory"]
-            for name, node in state["nodes"].items():
-                total = node["memory_committed"] + incoming.get(name, 0)
-                if total > node["memory_total"]:
-                    self.violations.append(
-                        f"{name}: {total / 2**30:.1f} GiB of {node['memory_total'] / 2**30:.0f}"
-                    )
-            time.sleep(0.01)
-
-
-def guests_on(emu: Emulator, node: str) -> dict[int, dict[str, Any]]:
-    return {int(v): g for v, g in emu.state()["guests"].items() if g["node"] == node}
-
-
-def json_events(out: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-
-
-def summary_of(out: str) -> dict[str, Any]:
-    return next(e for e in json_events(out) if e["event"] == "summary")
-
-
-def journal_records(cluster: Cluster) -> list[list[dict[str, Any]]]:
-    runs = sorted((Path(cluster.env["PVETOOL_STATE_DIR"]) / "runs").glob("*.jsonl"))
-    result = []
-    for path in runs:
-        records = []
-        for line in path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                pass
-        result.append(records)
-    return result
-
-
-def migration_tasks(emu: Emulator, vmid: int) -> list[dict[str, Any]]:
-    return [
-        t
-        for t in emu.state()["tasks"]
-        if t["vmid"] == vmid and t["type"] in ("qmigrate", "vzmigrate")
-    ]
-
-
-def spawn(cluster: Cluster, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """`pvetool` as a background process whose stdout lines can be read as they come."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PVETOOL_", "PROXMOX_"))}
-    full_env.update(cluster.env if env is None else env)
-    full_env["PYTHONPATH"] = str(ROOT)
-    full_env["XDG_CONFIG_HOME"] = str(ROOT / "tests" / "data" / "no-config")
-    return subprocess.Popen(
-        [sys.executable, "-c", "from pvetool.cli.main import main; main()", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=full_env,
-    )
-
-
-def read_until(proc: subprocess.Popen[str], needle: str, seen: list[str]) -> str | None:
-    """Read stdout lines until one contains `needle` (returned) or the process ends (None)."""
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        seen.append(line)
-        if needle in line:
-            return line
-    return None
-
-
-def collect(proc: subprocess.Popen[str], seen: list[str], cluster: Cluster) -> tuple[int, str, str]:
-    out, err = proc.communicate(timeout=120)
-    text = "".join(seen) + out
-    cluster.outputs += [text, err]
-    return proc.returncode, text, err
-
-
-# --------------------------------------------------------------------------------------------
-# tests
+    with checked(make_cluster(tmp_path)) as cluster:
+        yield cluster
 
 
 @pytest.mark.emulator_only
@@ -211,7 +43,7 @@ def test_drain_pve1_moves_every_movable_guest_without_overfilling(
     before = guests_on(fast_lab.emu, "pve1")
     reports = [str(tmp_path / f"r.{ext}") for ext in ("json", "md", "html")]
     junit = str(tmp_path / "r.xml")
-    with MemoryWatch(fast_lab.emu) as watch:
+    with MemoryWatch(fast_lab) as watch:
         r = fast_lab.pvetool(
             "drain",
             "pve1",
@@ -288,7 +120,7 @@ def test_undrain_brings_the_guests_back_and_reports_the_ones_moved_elsewhere(
     mover = next(v for v in (200, 110) if fast_lab.node_of(v) == "pve3")
     r = fast_lab.pvetool("migrate", str(mover), "--to", "pve2")
     assert r.code == 0, r.err
-    with MemoryWatch(fast_lab.emu) as watch:
+    with MemoryWatch(fast_lab) as watch:
         r = fast_lab.pvetool("undrain", "pve1", "--yes")
     assert r.code == 0, r.out + r.err
     assert not watch.violations

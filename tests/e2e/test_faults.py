@@ -1,35 +1,28 @@
 """Faults during a drain, end to end. Each one ends with every guest on exactly one node (the
 fixture checks it), the report naming each failure, and the documented exit code.
 
-Faults are injected through the emulator's Python API from this process while `pvetool drain`
-runs as a separate process, once its first migration has started.
+`pvetool drain` runs in this process on the stepped clock (`inprocess.py`); faults are injected
+through the emulator's Python API at the first step of the clock after pvetool printed that its
+first migration started (before, a separate process was read until that line, and the fault
+came whenever this process got there).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Cluster
-from tests.e2e.test_drain import (
-    check_consistent,
-    collect,
-    fast_cluster,
-    finish,
-    guests_on,
-    make_cluster,
-    read_until,
-    spawn,
-)
+from tests.e2e.lab import Cluster, checked, guests_on, make_cluster
 
 
 @pytest.fixture()
 def fast_lab(tmp_path: Path) -> Iterator[Cluster]:
-    yield from fast_cluster(tmp_path)
+    with checked(make_cluster(tmp_path)) as cluster:
+        yield cluster
 
 
 def report_of(path: Path) -> dict[str, Any]:
@@ -43,31 +36,38 @@ def moves_by_vmid(data: dict[str, Any]) -> dict[int, dict[str, Any]]:
 def drain_with(
     lab: Cluster,
     tmp: Path,
-    inject: Any,
+    inject: Callable[[str], None],
     *extra: str,
     node: str = "pve1",
     env: dict[str, str] | None = None,
 ) -> tuple[int, str, dict[str, Any]]:
     """Run a drain, call `inject(first_started_line)` once the first migration started."""
+    assert lab.stepped is not None
+    stepped = lab.stepped
     report = tmp / "report.json"
-    proc = spawn(
-        lab,
-        "drain",
-        node,
-        "--yes",
-        "--with-local-disks",
-        "--report",
-        str(report),
-        *extra,
-        env=env,
-    )
-    seen: list[str] = []
-    line = read_until(proc, " started ", seen)
-    assert line is not None, "".join(seen)
-    inject(line)
-    code, out, err = collect(proc, seen, lab)
-    assert report.exists(), out + err
-    return code, out, report_of(report)
+
+    def started() -> bool:
+        return stepped.line_with(" started ") is not None
+
+    def act() -> None:
+        line = stepped.line_with(" started ")
+        assert line is not None
+        inject(line)
+
+    with stepped.once(started, act) as fired:
+        r = lab.pvetool(
+            "drain",
+            node,
+            "--yes",
+            "--with-local-disks",
+            "--report",
+            str(report),
+            *extra,
+            env=env,
+        )
+    assert fired, "no migration started: " + r.out + r.err
+    assert report.exists(), r.out + r.err
+    return r.code, r.out, report_of(report)
 
 
 @pytest.mark.emulator_only
@@ -82,15 +82,10 @@ def test_503_burst(fast_lab: Cluster, tmp_path: Path) -> None:
 
 @pytest.mark.emulator_only
 def test_api_host_failover(tmp_path: Path) -> None:
-    lab = make_cluster(tmp_path, api_hosts=2)
-    try:
+    with checked(make_cluster(tmp_path, api_hosts=2)) as lab:
         code, out, data = drain_with(lab, tmp_path, lambda _: lab.emu.close_listener(0))
         assert code == 0, out
         assert data["summary"]["moved"] == 6
-        finish(lab)
-        check_consistent(lab.emu)
-    finally:
-        lab.emu.stop()
 
 
 @pytest.mark.emulator_only
@@ -123,7 +118,7 @@ def test_a_task_that_hangs_past_its_timeout(fast_lab: Cluster, tmp_path: Path) -
     # The operator stops the hung task (as PVE's GUI would); the guest stays on its node.
     with fast_lab.emu.locked() as c:
         c.stop_task(c.task(hung["upid"]))
-    finish(fast_lab)
+    fast_lab.finish()
     assert fast_lab.node_of(113) == "pve1"
 
 

@@ -1,7 +1,11 @@
 """Offline moves of running VMs end to end: a plan's per-guest ``offline: true`` makes
 `pvetool plan apply` shut the VM down, migrate it offline and start it on the target (CLI ->
 client -> emulated lab over HTTPS); `pvetool migrate --offline` refuses a running VM with what
-to do instead; a run killed between the steps is finished by `--resume`."""
+to do instead; a run killed between the steps is finished by `--resume`.
+
+pvetool runs in this process on the stepped clock (`inprocess.py`), except in the kill -9 tests
+(`process` mark), which kill a pvetool process while the emulator's clock runs on real time
+(the `--resume` after it runs in this process again)."""
 
 from __future__ import annotations
 
@@ -11,15 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Cluster
-from tests.e2e.test_drain import (
-    check_consistent,
-    finish,
-    journal_records,
-    make_cluster,
-    read_until,
-    spawn,
-)
+from tests.e2e.lab import Cluster, check_consistent, journal_records, make_cluster, read_until
 
 pytestmark = pytest.mark.emulator_only
 
@@ -37,8 +33,6 @@ def _tasks_of(lab: Cluster, vmid: int) -> list[dict[str, Any]]:
 def test_drain_with_an_offline_override_shuts_down_migrates_and_starts(
     lab: Cluster, tmp_path: Path
 ) -> None:
-    lab.env["PVETOOL_STATE_DIR"] = str(tmp_path / "state")
-    lab.env["PVETOOL_POLL_INTERVAL"] = "0.05"
     plan = tmp_path / "drain-pve1.yaml"
     plan.write_text(json.dumps(PLAN))  # JSON is YAML
     r = lab.pvetool("plan", "apply", str(plan), "--yes", timeout=300)
@@ -79,6 +73,7 @@ def test_migrate_offline_refuses_a_running_vm_and_says_what_to_do(lab: Cluster) 
     assert "shut it down first" in " ".join(r.out.split())
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     "kill_after",
     ["VM 110: shutting down", "started 110 ", "VM 110: starting"],
@@ -101,13 +96,14 @@ def test_kill_9_between_the_steps_then_resume_finishes_the_sequence(
             }
         ]
         plan.write_text(json.dumps({"version": 1, "steps": steps}))
-        proc = spawn(cluster, "plan", "apply", str(plan), "--yes")
+        proc = cluster.spawn("plan", "apply", str(plan), "--yes")
         seen: list[str] = []
         assert read_until(proc, kill_after, seen) is not None, "".join(seen)
         proc.kill()
         proc.wait(10)
         assert journal_records(cluster)[0][-1]["type"] != "run-end"
 
+        cluster.stop_clock()  # the rest needs no process
         r = cluster.pvetool("plan", "apply", str(plan), "--yes", "--resume", timeout=300)
         assert r.code == 0, r.out + r.err
         guest = cluster.emu.state()["guests"]["110"]
@@ -118,6 +114,6 @@ def test_kill_9_between_the_steps_then_resume_finishes_the_sequence(
         assert len(runs) == 1 and runs[0][-1]["type"] == "run-end"
         assert runs[0][-1]["exit_code"] == 0
     finally:
-        finish(cluster)
+        cluster.finish()
         check_consistent(cluster.emu)
         cluster.emu.stop()

@@ -9,7 +9,8 @@ import pytest
 
 from pvetool.plan_json import plan_from_json
 from pvetool.planner.fingerprint import drift
-from tests.e2e.conftest import ROOT, Cluster
+from tests.e2e.inprocess import ROOT
+from tests.e2e.lab import Cluster
 
 PLAYBOOKS = ROOT / "playbooks"
 

@@ -9,9 +9,12 @@ PVE API (`/nodes/{node}/tasks?vmid=..&typefilter=qmigrate&source=all`).
 
 from __future__ import annotations
 
+import pytest
+
 from tests.e2e.backend import Backend
 
 
+@pytest.mark.process  # SIGINT to a pvetool process: on the emulator, its clock runs meanwhile
 def test_interrupted_drain_resumes_without_migrating_any_guest_twice(cluster: Backend) -> None:
     node = cluster.where(cluster.role("shared-disk"))
     cluster.require_only_test_guests(node)

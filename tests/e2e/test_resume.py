@@ -1,9 +1,11 @@
 """Crash and interrupt end to end: `kill -9` of pvetool mid-drain then `--resume`, and Ctrl-C
 (SIGINT) once (wait for the running migrations) and twice (leave them running).
 
-The clock runs slower here (20x) so that migrations are still under way when pvetool dies.
-No guest may be migrated twice: each guest has exactly one qmigrate/vzmigrate task in the
-emulator's task list at the end.
+pvetool runs as a real process here (`process` mark: it is signalled and killed), against the
+lab in this process whose clock runs on real time, 20x, so that migrations are still under way
+when pvetool dies; the `--resume` after it needs no process and runs in this process on the
+stepped clock (`inprocess.py`). No guest may be migrated twice: each guest has exactly one
+qmigrate/vzmigrate task in the emulator's task list at the end.
 """
 
 from __future__ import annotations
@@ -16,18 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Cluster
-from tests.e2e.test_drain import (
+from tests.e2e.lab import (
+    Cluster,
     check_consistent,
-    collect,
-    finish,
     guests_on,
     journal_records,
     make_cluster,
     migration_tasks,
     read_until,
-    spawn,
 )
+
+pytestmark = pytest.mark.process
 
 SLOW = 20.0
 
@@ -38,7 +39,7 @@ def slow_lab(tmp_path: Path) -> Iterator[Cluster]:
     cluster.env["PVETOOL_POLL_INTERVAL"] = "0.1"
     yield cluster
     try:
-        finish(cluster)
+        cluster.finish()
         check_consistent(cluster.emu)
     finally:
         cluster.emu.stop()
@@ -64,7 +65,7 @@ def test_kill_9_mid_drain_then_resume_completes_without_migrating_twice(
     slow_lab: Cluster,
 ) -> None:
     movable = movable_on_pve1(slow_lab)
-    proc = spawn(slow_lab, "drain", "pve1", "--with-local-disks", "--yes")
+    proc = slow_lab.spawn("drain", "pve1", "--with-local-disks", "--yes")
     seen: list[str] = []
     assert read_until(proc, " started ", seen) is not None
     # Let a little more happen (a second start or a first arrival), then kill without warning.
@@ -80,6 +81,7 @@ def test_kill_9_mid_drain_then_resume_completes_without_migrating_twice(
     run = journal_records(slow_lab)[0]
     assert run[-1]["type"] != "run-end"
 
+    slow_lab.stop_clock()  # the rest needs no process
     r = slow_lab.pvetool("drain", "pve1", "--with-local-disks", "--yes", "--resume")
     assert r.code == 0, r.out + r.err
     assert "resuming" in r.out
@@ -95,11 +97,12 @@ def test_kill_9_mid_drain_then_resume_completes_without_migrating_twice(
 @pytest.mark.emulator_only
 def test_ctrl_c_once_waits_for_running_migrations_then_resume(slow_lab: Cluster) -> None:
     movable = movable_on_pve1(slow_lab)
-    proc = spawn(slow_lab, "drain", "pve1", "--with-local-disks", "--yes", "--max-parallel", "2")
+    proc = slow_lab.spawn("drain", "pve1", "--with-local-disks", "--yes", "--max-parallel", "2")
     seen: list[str] = []
     assert read_until(proc, " started ", seen) is not None
     proc.send_signal(signal.SIGINT)
-    code, out, err = collect(proc, seen, slow_lab)
+    ended = slow_lab.collect(proc, seen)
+    code, out, err = ended.code, ended.out, ended.err
     assert code == 130, out + err
     assert "interrupted: starting no new migrations" in out
     # Nothing was left running: the first Ctrl-C waits for the running migrations.
@@ -114,6 +117,7 @@ def test_ctrl_c_once_waits_for_running_migrations_then_resume(slow_lab: Cluster)
     assert run[-1]["type"] == "run-end" and run[-1]["interrupted"] is True
     assert movable & set(guests_on(slow_lab.emu, "pve1")), "everything moved before Ctrl-C"
 
+    slow_lab.stop_clock()  # the rest needs no process
     r = slow_lab.pvetool("drain", "pve1", "--with-local-disks", "--yes", "--resume")
     assert r.code == 0, r.out + r.err
     assert not movable & set(guests_on(slow_lab.emu, "pve1"))
@@ -123,13 +127,14 @@ def test_ctrl_c_once_waits_for_running_migrations_then_resume(slow_lab: Cluster)
 @pytest.mark.emulator_only
 def test_ctrl_c_twice_leaves_migrations_running_and_resume_reattaches(slow_lab: Cluster) -> None:
     movable = movable_on_pve1(slow_lab)
-    proc = spawn(slow_lab, "drain", "pve1", "--with-local-disks", "--yes", "--max-parallel", "2")
+    proc = slow_lab.spawn("drain", "pve1", "--with-local-disks", "--yes", "--max-parallel", "2")
     seen: list[str] = []
     assert read_until(proc, " started ", seen) is not None
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    code, out, err = collect(proc, seen, slow_lab)
+    ended = slow_lab.collect(proc, seen)
+    code, out, err = ended.code, ended.out, ended.err
     assert code == 130, out + err
     assert "interrupted again: leaving" in out
     left = [line for line in out.splitlines() if line.startswith("  UPID:")]
@@ -138,6 +143,7 @@ def test_ctrl_c_twice_leaves_migrations_running_and_resume_reattaches(slow_lab: 
     for line in left:
         assert line.strip() in started_upids(slow_lab)
 
+    slow_lab.stop_clock()  # the rest needs no process
     r = slow_lab.pvetool("drain", "pve1", "--with-local-disks", "--yes", "--resume")
     assert r.code == 0, r.out + r.err
     assert not movable & set(guests_on(slow_lab.emu, "pve1"))

@@ -3,7 +3,8 @@
 The hooks (tests/data/hooks/emulator_hook.py, run by pvetool without a shell) "reboot" the node
 through the emulator's HTTPS control API: offline, a pause, online. pvetool drains each node,
 runs the before hook, waits for the node (online + quorate), runs the after hook, and brings the
-guests home.
+guests home. pvetool runs in this process on the stepped clock (`inprocess.py`); the hooks are
+real processes.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ROOT, Cluster
-from tests.e2e.test_drain import MemoryWatch, fast_cluster, journal_records
+from tests.e2e.inprocess import ROOT
+from tests.e2e.lab import Cluster, MemoryWatch, checked, journal_records, make_cluster
 
 HOOK = ROOT / "tests" / "data" / "hooks" / "emulator_hook.py"
 
 
 @pytest.fixture()
 def fast_lab(tmp_path: Path) -> Iterator[Cluster]:
-    yield from fast_cluster(tmp_path)
+    with checked(make_cluster(tmp_path)) as cluster:
+        yield cluster
 
 
 def write_plan(tmp: Path, before: str = "reboot", nodes: str = "[pve1, pve2, pve3]") -> Path:
@@ -58,7 +60,7 @@ def test_rolling_maintenance_drains_reboots_and_refills_every_node(
     start = {v: g["node"] for v, g in fast_lab.emu.state()["guests"].items()}
     plan = write_plan(tmp_path)
     report = tmp_path / "rolling.json"
-    with MemoryWatch(fast_lab.emu) as watch:
+    with MemoryWatch(fast_lab) as watch:
         r = fast_lab.pvetool("plan", "apply", str(plan), "--yes", "--report", str(report))
     assert r.code == 0, r.out + r.err
     assert not watch.violations, watch.violations

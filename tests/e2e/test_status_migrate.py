@@ -1,13 +1,19 @@
-"""`pvetool status` and `pvetool migrate` end to end against the emulated lab cluster."""
+"""`pvetool status` and `pvetool migrate` end to end against the emulated lab cluster.
+
+pvetool runs in this process on the stepped clock (`inprocess.py`). The fault tests inject their
+fault at the first step of the clock at which the migration runs: pvetool is then following it
+(before, a separate pvetool process ran against a clock slowed to 5x so that this process could
+catch the migration running).
+"""
 
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Callable
 
 import pytest
 
-from tests.e2e.conftest import Cluster
+from tests.e2e.lab import Cluster
 
 
 @pytest.mark.emulator_only
@@ -99,28 +105,26 @@ def test_wrong_token_is_one_line_and_exit_2(lab: Cluster) -> None:
     assert "Traceback" not in r.err and "not-the-secret" not in r.err
 
 
-def _wait_migration_running(lab: Cluster, vmid: int, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        tasks = lab.emu.state()["tasks"]
-        if any(
+def _migration_running(lab: Cluster, vmid: int) -> Callable[[], bool]:
+    def running() -> bool:
+        return any(
             t["vmid"] == vmid and t["type"] == "qmigrate" and t["status"] == "running"
-            for t in tasks
-        ):
-            return
-        time.sleep(0.05)
-    raise AssertionError("the migration did not start")
+            for t in lab.emu.state()["tasks"]
+        )
+
+    return running
 
 
 @pytest.mark.emulator_only
 def test_503_burst_during_a_migration(lab: Cluster) -> None:
-    lab.emu.clock.set_speed(5.0)
-    proc = lab.popen("migrate", "110", "--to", "pve3")
-    _wait_migration_running(lab, 110)
-    lab.emu.fail_requests(4, status=503)
-    out, err = proc.communicate(timeout=120)
-    lab.outputs += [out, err]
-    assert proc.returncode == 0, err
+    assert lab.stepped is not None
+    burst = lab.stepped.once(
+        _migration_running(lab, 110), lambda: lab.emu.fail_requests(4, status=503)
+    )
+    with burst as fired:
+        r = lab.pvetool("migrate", "110", "--to", "pve3")
+    assert fired, "the migration was never seen running"
+    assert r.code == 0, r.err
     assert lab.node_of(110) == "pve3"
     started = [t for t in lab.emu.state()["tasks"] if t["vmid"] == 110]
     assert len(started) == 1  # never started twice
@@ -128,15 +132,14 @@ def test_503_burst_during_a_migration(lab: Cluster) -> None:
 
 @pytest.mark.emulator_only
 def test_host_failover_during_a_migration(lab: Cluster) -> None:
+    assert lab.stepped is not None
     second = lab.emu.add_listener(0)
     lab.env["PVETOOL_HOST"] = f"127.0.0.1:{lab.emu.port},127.0.0.1:{second}"
-    lab.emu.clock.set_speed(5.0)
-    proc = lab.popen("migrate", "110", "--to", "pve3")
-    _wait_migration_running(lab, 110)
-    lab.emu.close_listener(0)
-    out, err = proc.communicate(timeout=120)
-    lab.outputs += [out, err]
-    assert proc.returncode == 0, err
+    first_goes = lab.stepped.once(_migration_running(lab, 110), lambda: lab.emu.close_listener(0))
+    with first_goes as fired:
+        r = lab.pvetool("migrate", "110", "--to", "pve3")
+    assert fired, "the migration was never seen running"
+    assert r.code == 0, r.err
     assert lab.node_of(110) == "pve3"
     assert len([t for t in lab.emu.state()["tasks"] if t["vmid"] == 110]) == 1
 
@@ -160,8 +163,10 @@ def test_bad_arguments_exit_2(lab: Cluster) -> None:
 
 @pytest.mark.emulator_only
 def test_emulate_runs_against_an_in_process_emulator(lab: Cluster) -> None:
-    r = lab.pvetool("--emulate", "lab", "migrate", "200", "--to", "pve3", env={})
+    # `--emulate` starts an emulator of its own, whose clock runs on real time: pvetool waits on
+    # this machine's clocks for it.
+    r = lab.pvetool("--emulate", "lab", "migrate", "200", "--to", "pve3", env={}, real_time=True)
     assert r.code == 0, r.err
     assert "migrated 200 pve1 -> pve3" in r.out
-    r = lab.pvetool("--emulate", "no/such/file.yaml", "status", env={})
+    r = lab.pvetool("--emulate", "no/such/file.yaml", "status", env={}, real_time=True)
     assert r.code == 2 and "Traceback" not in r.err

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import ResourceException
@@ -99,6 +100,7 @@ def _check_serving(exports: dict[str, str]) -> None:
     assert any(x.get("vmid") == 101 for x in r.json()["data"])
 
 
+@pytest.mark.process
 def test_python_m_emulator_serve_until_sigterm() -> None:
     proc, exports = _serve(
         [
@@ -124,6 +126,7 @@ def test_python_m_emulator_serve_until_sigterm() -> None:
         assert proc.wait(timeout=15) == 0
 
 
+@pytest.mark.process
 def test_pvetool_emulator_serve_with_token_and_sigint() -> None:
     proc, exports = _serve(
         [

@@ -23,6 +23,14 @@ from tests.contract_schema import load_schema_endpoint, return_schema_errors
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SHARED_SCHEMA = REPO_ROOT.parent / "shared" / "pve-api" / "schema.json"
+PACKAGED = REPO_ROOT / "pvetool" / "emulator" / "data" / "pve-api-schema.json"
+# Vendored, so that a clone without ../shared checks the packaged subset too: the official PVE
+# 9.2 schema it was extracted from (pvetool/emulator/data/README.md), and the SHA-256 of the
+# wanted definitions as extracted from it (`_subset_sha256`). Both are checked against the
+# official file whenever it is present.
+OFFICIAL_SCHEMA_SHA256 = "d1d290ae989d0a634a10cea005b5df4eb07313624d86b2eeea7e481685d6730a"
+OFFICIAL_SCHEMA_BYTES = 1_405_816
+SUBSET_SHA256 = "95214d80dad759d3f2414786670abccde08313569326239da434497a41ac75fe"
 FIXTURES = REPO_ROOT / "tests" / "data" / "fixtures"
 
 QM_MIGRATE = "/nodes/{node}/qemu/{vmid}/migrate"
@@ -61,6 +69,31 @@ def _extract_script() -> Any:
     return module
 
 
+def _subset_sha256(endpoints: dict[str, Any]) -> str:
+    """SHA-256 of the definitions in order, each as `METHOD path` and its JSON as schema.json
+    serialises it."""
+    lines = (f"{key} {json.dumps(defn, sort_keys=True)}" for key, defn in endpoints.items())
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def test_packaged_subset_is_the_extraction_of_the_official_schema(api: ApiSchema) -> None:
+    """Without the official file: the packaged file is the extraction script's output, byte for
+    byte, from the official schema of the vendored digest, with the vendored definitions."""
+    text = PACKAGED.read_text(encoding="utf-8")
+    data = json.loads(text)
+    script = _extract_script()
+    assert script.render(data["provenance"], data["endpoints"]) == text
+    assert data["provenance"]["source_sha256"] == OFFICIAL_SCHEMA_SHA256
+    assert data["provenance"]["source_bytes"] == OFFICIAL_SCHEMA_BYTES
+    assert data["provenance"]["extracted_by"] == "scripts/extract_schema_subset.py"
+    assert list(data["endpoints"]) == [f"{m} {p}" for m, p in script.WANTED]
+    assert _subset_sha256(data["endpoints"]) == SUBSET_SHA256, (
+        "the packaged definitions differ from the ones extracted from the official schema: "
+        "rerun scripts/extract_schema_subset.py, never edit the file by hand"
+    )
+    assert api.templates() == list(script.WANTED)
+
+
 @pytest.mark.skipif(
     not SHARED_SCHEMA.exists(), reason=f"official PVE schema not available at {SHARED_SCHEMA}"
 )
@@ -71,6 +104,13 @@ def test_packaged_subset_is_byte_identical_to_the_official_schema(api: ApiSchema
     assert api.provenance["source_sha256"] == hashlib.sha256(raw).hexdigest(), (
         "schema.json changed: rerun scripts/extract_schema_subset.py"
     )
+    # the vendored digests the test above checks without this file
+    assert (hashlib.sha256(raw).hexdigest(), len(raw)) == (
+        OFFICIAL_SCHEMA_SHA256,
+        OFFICIAL_SCHEMA_BYTES,
+    )
+    wanted = {f"{m} {p}": official[(m, p)] for m, p in script.WANTED}
+    assert _subset_sha256(wanted) == SUBSET_SHA256
     assert api.templates() == list(script.WANTED)
     for method, template in api.templates():
         packaged = json.dumps(api.endpoint(method, template), sort_keys=True)
