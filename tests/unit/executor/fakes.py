@@ -35,6 +35,7 @@ from pvetool.model import (
     ExecutionPlan,
     Guest,
     GuestKind,
+    GuestStatus,
     MigrationProgress,
     MigrationRequest,
     Move,
@@ -186,6 +187,7 @@ class FakeApi:
                     node=g.node,
                     status=g.status,
                     memory_bytes=g.memory,
+                    used_memory_bytes=g.memory if g.status == "running" else 0,
                     lock=g.lock,
                     ha_state="started" if g.ha else None,
                     agent_enabled=g.agent,
@@ -193,6 +195,19 @@ class FakeApi:
                 for g in self.guests.values()
             )
         return ClusterResources(nodes=() if type_filter == "vm" else nodes, guests=guests)
+
+    def guest_status(self, kind: GuestKind, node: str, vmid: int) -> GuestStatus:
+        with self.lock:
+            g = self.guests[vmid]
+            if g.node != node:
+                raise ApiError(
+                    method="GET",
+                    path=f"/nodes/{node}/{kind}/{vmid}/status/current",
+                    status=500,
+                    reason=f"Configuration file 'nodes/{node}/qemu-server/{vmid}.conf' does "
+                    "not exist",
+                )
+            return GuestStatus(vmid=vmid, kind=kind, status=g.status, lock=g.lock)
 
     def cluster_status(self) -> ClusterStatus:
         with self.lock:
@@ -495,6 +510,22 @@ def no_sleep(_seconds: float) -> None:
     return None
 
 
+class VirtualClock:
+    """A monotonic clock that moves only when the code under test sleeps: deadlines run out
+    at once, and no test waits real time."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.now += max(seconds, 0.001)
+
+
 def make_executor(
     api: FakeApi,
     *,
@@ -508,6 +539,7 @@ def make_executor(
     **options: Any,
 ) -> Executor:
     """An executor on the in-memory cluster that waits no real time."""
+    virtual = VirtualClock()
     deps = ExecutorDeps(
         api,
         api.follow,
@@ -516,8 +548,8 @@ def make_executor(
         observer=observer,
         confirm=confirm,
         hook_runner=hook_runner or run_hook,
-        sleep=no_sleep,
-        clock=clock or time.monotonic,
+        sleep=virtual.sleep if clock is None else no_sleep,
+        clock=clock or virtual,
     )
     agents = frozenset(options.pop("agent_vmids", ()))
     return Executor(deps, ExecutorOptions(agent_vmids=agents, tick_s=tick_s, **options))
