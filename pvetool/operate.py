@@ -18,6 +18,7 @@ wires the layers; nothing in them imports it.
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
@@ -28,6 +29,7 @@ from typing import Literal
 from pvetool.api import PveClient, TaskApi, fetch_snapshot, follow_task
 from pvetool.errors import PlanError
 from pvetool.executor import (
+    SECRET_ENV,
     ClusterApi,
     Confirm,
     Executor,
@@ -35,6 +37,7 @@ from pvetool.executor import (
     ExecutorOptions,
     Follow,
     Replan,
+    redactor,
 )
 from pvetool.journal import Journal, RunState
 from pvetool.model import (
@@ -48,12 +51,13 @@ from pvetool.model import (
 )
 from pvetool.model.events import Observer
 from pvetool.planner import build
-from pvetool.settings import WaitPolicy
+from pvetool.settings import Settings, TokenAuth, WaitPolicy
 
 __all__ = [
     "JobInfo",
     "Overrides",
     "RunSetup",
+    "credentials_env",
     "execute_plan",
     "follow_with",
     "nothing_to_run",
@@ -92,7 +96,10 @@ class RunSetup:
     """How a run talks to the cluster and the operator.
 
     `wait`: how tasks are polled (None: the client's settings). `agent_vmids`: guests whose
-    guest agent must answer after the move. `hook_env`: added to the hooks' environment.
+    guest agent must answer after the move. `hook_env`: added to the hooks' environment (no
+    secrets); `hook_credentials`: added for hooks whose plan passes them (``run_plan`` fills it
+    from the client's settings when empty); `secrets`: taken out of hook output (``run_plan``
+    adds the client's own and those in the environment).
     `start_only`: request the migrations and do not follow them (``migrate --no-wait``).
     `catch_sigint`: Ctrl-C interrupts the run (first: no new migrations; second: leave the
     running ones; third: raise `KeyboardInterrupt`); only from the main thread.
@@ -101,6 +108,8 @@ class RunSetup:
     wait: WaitPolicy | None = None
     agent_vmids: frozenset[int] = frozenset()
     hook_env: Mapping[str, str] = field(default_factory=dict)
+    hook_credentials: Mapping[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
     tick_s: float = 0.2
     start_only: bool = False
     catch_sigint: bool = False
@@ -117,6 +126,23 @@ class JobInfo:
     drained_nodes: tuple[str, ...] = ()
     undoes: str | None = None
     argv: tuple[str, ...] = ()
+
+
+def credentials_env(settings: Settings) -> dict[str, str]:
+    """The connection as environment variables, for a hook that is to reach the same cluster
+    the same way (``pass_credentials: true``)."""
+    env = {"PVETOOL_HOST": ",".join(str(h) for h in settings.hosts)}
+    verify = settings.verify
+    env["PVETOOL_VERIFY"] = verify if isinstance(verify, str) else str(verify).lower()
+    if settings.fingerprints:
+        env["PVETOOL_FINGERPRINT"] = ",".join(settings.fingerprints)
+    auth = settings.auth
+    if isinstance(auth, TokenAuth):
+        env["PVETOOL_TOKEN"] = f"{auth.token_id}={auth.secret.reveal()}"
+    else:
+        env["PVETOOL_USER"] = auth.user
+        env["PVETOOL_PASSWORD"] = auth.password.reveal()
+    return env
 
 
 def plan_level_blockers(plan: ExecutionPlan) -> list[str]:
@@ -239,9 +265,13 @@ def execute_plan(
         observer=observer,
         confirm=confirm,
     )
+    secrets = [*setup.secrets, *(os.environ.get(name, "") for name in sorted(SECRET_ENV))]
+    secrets += [v for k, v in setup.hook_credentials.items() if k in SECRET_ENV]
     options = ExecutorOptions(
         agent_vmids=setup.agent_vmids,
-        hook_env=setup.hook_env,
+        hook_env={k: v for k, v in setup.hook_env.items() if k not in SECRET_ENV},
+        hook_credentials=setup.hook_credentials,
+        redact=redactor([s for s in secrets if s]),
         tick_s=setup.tick_s,
         start_only=setup.start_only,
     )
@@ -263,7 +293,13 @@ def run_plan(
 ) -> RunReport:
     """Run `plan` on the cluster `client` reaches and report what happened (see the module
     docstring); `resume` continues an interrupted run of the same plan from its journal."""
-    wait = (setup.wait if setup is not None else None) or client.settings.wait
+    setup = setup or RunSetup()
+    wait = setup.wait or client.settings.wait
+    setup = replace(
+        setup,
+        hook_credentials=setup.hook_credentials or credentials_env(client.settings),
+        secrets=(*setup.secrets, *client.settings.secret_values()),
+    )
     return execute_plan(
         client,
         plan,
