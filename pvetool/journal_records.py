@@ -127,6 +127,7 @@ class RunState:
     records: int = 0
     torn_lines: int = 0  # not JSON objects: the last line of a killed process, or foreign
     unreadable: int = 0  # JSON objects that do not fit their record type (skipped)
+    problems: list[str] = field(default_factory=list)  # "file:line: what is wrong", per line
 
     @property
     def finished(self) -> bool:

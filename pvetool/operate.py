@@ -37,6 +37,7 @@ from pvetool.executor import (
     ExecutorOptions,
     Follow,
     Replan,
+    blocked_guests,
     redactor,
 )
 from pvetool.journal import Journal, RunState
@@ -45,6 +46,7 @@ from pvetool.model import (
     ExecutionPlan,
     MigrationProgress,
     Move,
+    MoveResult,
     RunReport,
     TaskResult,
     Upid,
@@ -60,9 +62,11 @@ __all__ = [
     "credentials_env",
     "execute_plan",
     "follow_with",
+    "not_run_report",
     "nothing_to_run",
     "open_journal",
     "plan_level_blockers",
+    "plan_problems",
     "poll_policy",
     "replanner",
     "run_plan",
@@ -146,8 +150,52 @@ def credentials_env(settings: Settings) -> dict[str, str]:
 
 
 def plan_level_blockers(plan: ExecutionPlan) -> list[str]:
-    """Blockers of the whole plan (not of one guest): the plan must not run."""
-    return [f"{f.id}: {f.message}" for f in plan.blockers if f.vmid is None]
+    """Blockers of the whole plan (not of one guest), and moves that make no sense (a saved
+    plan edited by hand): the plan must not run."""
+    return [f"{f.id}: {f.message}" for f in plan.blockers if f.vmid is None] + plan_problems(plan)
+
+
+def plan_problems(plan: ExecutionPlan) -> list[str]:
+    """Moves no planner makes: a target that is the move's own source (nothing would move, and
+    "skipped" would hide the mistake), a move id used twice."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    for index, stage in enumerate(plan.stages):
+        for move in stage.moves:
+            where = f"stage {index + 1} ({stage.label}), move {move.id} of {move.vmid}"
+            if move.target == move.source:
+                problems.append(f"{where}: its target {move.target} is its source")
+            if move.id in seen:
+                problems.append(f"{where}: the move id {move.id} is used twice")
+            seen.add(move.id)
+    return problems
+
+
+def not_run_report(plan: ExecutionPlan, reason: str, *, refused: bool) -> RunReport:
+    """The report of a run that did not start (refused: exit 2; not confirmed: exit 1): every
+    planned move not started, its guest where it was."""
+    results = tuple(
+        MoveResult(
+            move=move,
+            status="not-started",
+            reason=f"not started: {reason}",
+            stage_index=index,
+            node=move.source,
+        )
+        for index, stage in enumerate(plan.stages)
+        for move in stage.moves
+    )
+    return RunReport(
+        run_id="",
+        plan_name=plan.name,
+        plan_source=plan.source,
+        command="",
+        results=results,
+        blocked=blocked_guests(plan),
+        stopped_reason=reason,
+        predicted_makespan_s=plan.predicted_makespan_s,
+        refused=reason if refused else "",
+    )
 
 
 def nothing_to_run(plan: ExecutionPlan) -> bool:

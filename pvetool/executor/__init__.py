@@ -37,7 +37,7 @@ from pvetool.executor.hooks import (
     run_hook,
     wait_node_online,
 )
-from pvetool.executor.scheduler import Executor
+from pvetool.executor.scheduler import Executor, blocked_guests
 
 __all__ = [
     "SECRET_ENV",
@@ -50,6 +50,7 @@ __all__ = [
     "HookOutcome",
     "HookRunner",
     "Replan",
+    "blocked_guests",
     "redactor",
     "run_hook",
     "wait_node_online",

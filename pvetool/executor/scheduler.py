@@ -63,7 +63,7 @@ from pvetool.model.events import (
     StageStarted,
 )
 
-__all__ = ["Executor"]
+__all__ = ["Executor", "blocked_guests"]
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def _report(ctx: RunContext, started_epoch: float, journal_path: str | None) -> 
         plan_source=plan.source,
         command="",
         results=tuple(ctx.results[m.id] for m in plan.moves if m.id in ctx.results),
-        blocked=_blocked(plan),
+        blocked=blocked_guests(plan),
         hooks=tuple(ctx.hooks),
         node_waits=tuple(ctx.waits),
         interrupted=ctx.interrupts() > 0,
@@ -215,7 +215,8 @@ def _report(ctx: RunContext, started_epoch: float, journal_path: str | None) -> 
     )
 
 
-def _blocked(plan: ExecutionPlan) -> tuple[BlockedGuest, ...]:
+def blocked_guests(plan: ExecutionPlan) -> tuple[BlockedGuest, ...]:
+    """The guests the plan leaves where they are because nothing may move them, and why."""
     blocked = []
     for vmid in plan.blocked:
         findings = [f for f in plan.findings if f.vmid == vmid and f.severity != "info"]
