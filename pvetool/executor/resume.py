@@ -50,11 +50,12 @@ def journalled(index: int, move: Move, rec: MoveRecord | None, *, ended: bool) -
     """What the interrupted run decided for a move, reported again, or None to run it now.
 
     A move that arrived is done. In a stage that goes on, "already there" (skipped) and a
-    failure are checked again (the cause may be gone). In a stage the interrupted run had ended,
-    every outcome stands, failures included: re-running a stage's move after the stage's moment
-    has passed (a drain after the node's maintenance) would move a guest the wrong way. Only a
-    task that may still run is attached to again; a move the ended stage never reached is
-    reported not started (the caller fills in where the guest is).
+    failure are checked again (the cause may be gone). In a stage the interrupted run had gone
+    on from (`ended`: a later stage started), every outcome stands, failures included:
+    re-running a stage's move after the stage's moment has passed (a drain after the node's
+    maintenance) would move a guest the wrong way. Only a task that may still run is attached
+    to again; a move that stage never reached is reported not started (the caller fills in
+    where the guest is).
     """
     out = rec.outcome if rec is not None else None
     if out is None:
@@ -63,7 +64,7 @@ def journalled(index: int, move: Move, rec: MoveRecord | None, *, ended: bool) -
         return MoveResult(
             move=move,
             status="not-started",
-            reason="not started: its stage ended in the interrupted run without it",
+            reason="not started: the interrupted run had gone on past its stage without it",
             stage_index=index,
             resumed=True,
         )

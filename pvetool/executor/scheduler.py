@@ -240,7 +240,9 @@ class _Window:
         self.records: dict[str, MoveRecord | None] = {}
         self.deferred: dict[str, int] = {}  # move id -> completions count when it was deferred
         self.completions = 0
-        ended = ctx.resume is not None and index in ctx.resume.stages_ended
+        # A stage the interrupted run had gone on from (a later stage started) is over: its
+        # outcomes stand. One it was stopped or killed in goes on.
+        ended = ctx.resume is not None and StageEvent.passed(ctx.resume, index)
         for original in stage.moves:
             move, rec = with_journal(ctx, original)
             done = journalled(index, move, rec, ended=ended) if ctx.resume is not None else None
