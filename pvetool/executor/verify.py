@@ -210,13 +210,14 @@ def _room(resources: ClusterResources, move: Move, guest: Guest, room: Room) -> 
     here = [g for g in resources.guests if g.node == move.target]
     there = {g.vmid for g in here}
     arriving = {v: b for v, b in room.incoming(move.target).items() if v not in there}
-    # The pages of a migration arriving now are in the node's used memory, not in any guest
-    # there: they are not the host's own use.
-    arriving_used = sum(g.used_memory_bytes for g in resources.guests if g.vmid in arriving)
+    # The host's own use, as the planner estimates it. While a migration arrives its pages are
+    # in the node's used memory too and are counted twice here (once more as that migration's
+    # memory): that errs on the safe side, and only while this run's migrations go on, when a
+    # move that does not fit waits for them anyway.
     guests_used = sum(g.used_memory_bytes for g in here if g.running)
     overhead = 0
     if target.online and target.memory_used_bytes:
-        overhead = max(0, target.memory_used_bytes - guests_used - arriving_used)
+        overhead = max(0, target.memory_used_bytes - guests_used)
     committed = overhead + sum(g.memory_bytes for g in here if g.running) + sum(arriving.values())
     total = target.memory_total_bytes
     limit = total - room.rules.memory_headroom_for(total)

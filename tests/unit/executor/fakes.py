@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from pvetool.errors import ApiError, TaskFailed, TaskTimeout
+from pvetool.errors import ApiError, ApiUnreachable, TaskFailed, TaskTimeout, ValidationError
 from pvetool.executor import (
     Confirm,
     Executor,
@@ -67,6 +67,11 @@ class FakeGuest:
     ha: bool = False
     agent: bool = False
     name: str = ""
+    used: int | None = None  # memory the guest really uses (PVE's `mem`); None: all of it
+
+    @property
+    def used_bytes(self) -> int:
+        return self.memory if self.used is None else self.used
 
 
 @dataclass
@@ -101,6 +106,10 @@ class FakeApi:
         self.agent_silent_pings: dict[int, int] = {}
         self.offline_on_follow: dict[int, str] = {}  # vmid -> node going offline mid-task
         self.fail_power: dict[tuple[int, str], list[str]] = {}  # (vmid, action) -> reasons
+        self.fail_resources = 0  # the next N /cluster/resources reads answer HTTP 500
+        self.stale_status: dict[int, str] = {}  # vmid -> run state pvestatd still broadcasts
+        self.garble_post: set[int] = set()  # the migrate POST starts, its answer is garbage
+        self.lose_post: set[int] = set()  # the migrate POST's connection breaks, nothing starts
         self.power: list[FakeTask] = []  # shutdown/start tasks, in order
         # gates and concurrency bookkeeping
         self.gates: dict[int, threading.Event] = {}
@@ -124,6 +133,12 @@ class FakeApi:
 
     def used(self, node: str) -> int:
         return BASE_BYTES + sum(
+            g.used_bytes for g in self.guests.values() if g.node == node and g.status == "running"
+        )
+
+    def committed(self, node: str) -> int:
+        """Configured memory of the running guests on `node` (what the chaos check counts)."""
+        return sum(
             g.memory for g in self.guests.values() if g.node == node and g.status == "running"
         )
 
@@ -152,7 +167,7 @@ class FakeApi:
                     node=g.node,
                     status=g.status,
                     memory_bytes=g.memory,
-                    used_memory_bytes=g.memory if g.status == "running" else 0,
+                    used_memory_bytes=g.used_bytes if g.status == "running" else 0,
                     cores=1,
                     lock=g.lock,
                     ha_state="started" if g.ha else None,
@@ -170,6 +185,11 @@ class FakeApi:
         self, type_filter: Literal["vm", "storage", "node"] | None = None
     ) -> ClusterResources:
         with self.lock:
+            if self.fail_resources > 0:
+                self.fail_resources -= 1
+                raise ApiError(
+                    method="GET", path="/cluster/resources", status=500, reason="Internal error"
+                )
             nodes = tuple(
                 Node(
                     name=n,
@@ -185,9 +205,9 @@ class FakeApi:
                     kind=g.kind,
                     name=g.name or f"g{g.vmid}",
                     node=g.node,
-                    status=g.status,
+                    status=self.stale_status.get(g.vmid, g.status),
                     memory_bytes=g.memory,
-                    used_memory_bytes=g.memory if g.status == "running" else 0,
+                    used_memory_bytes=g.used_bytes if g.status == "running" else 0,
                     lock=g.lock,
                     ha_state="started" if g.ha else None,
                     agent_enabled=g.agent,
@@ -242,6 +262,23 @@ class FakeApi:
         )
 
     def start_migration(self, req: MigrationRequest) -> Upid:
+        kind, node, vmid = req.kind, req.node, req.vmid
+        if vmid in self.lose_post:
+            self.lose_post.discard(vmid)
+            raise ApiUnreachable(
+                host="pve1:8006",
+                reason="Connection broken: IncompleteRead(0 bytes read)",
+                method="POST",
+                path=f"/nodes/{node}/{kind}/{vmid}/migrate",
+                retryable=False,
+            )
+        upid = self._start_migration(req)
+        if vmid in self.garble_post:
+            self.garble_post.discard(vmid)
+            raise ValidationError("PVE returned NoneType where a task id was expected")
+        return upid
+
+    def _start_migration(self, req: MigrationRequest) -> Upid:
         kind, node, vmid, target = req.kind, req.node, req.vmid, req.target
         with self.lock:
             g = self.guests[vmid]
