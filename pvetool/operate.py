@@ -173,14 +173,19 @@ def plan_problems(plan: ExecutionPlan) -> list[str]:
 
 def not_run_report(plan: ExecutionPlan, reason: str, *, refused: bool) -> RunReport:
     """The report of a run that did not start (refused: exit 2; not confirmed: exit 1): every
-    planned move not started, its guest where it was."""
+    planned move not started, its guest where the plan found it (the source of its first move:
+    a later stage's source is only where the plan expected it to be by then)."""
+    home: dict[int, str] = {}
+    for stage in plan.stages:
+        for move in stage.moves:
+            home.setdefault(move.vmid, move.source)
     results = tuple(
         MoveResult(
             move=move,
             status="not-started",
             reason=f"not started: {reason}",
             stage_index=index,
-            node=move.source,
+            node=home[move.vmid],
         )
         for index, stage in enumerate(plan.stages)
         for move in stage.moves

@@ -170,20 +170,23 @@ def _check_interrupt(ctx: RunContext) -> None:
 def _whereabouts(ctx: RunContext) -> None:
     """Before the report: where is each guest whose move did not succeed? Read once from the
     cluster (a resumed run's journalled outcome, or an earlier guess, may be out of date). A
-    guest with a migration still running is on no node yet: said so."""
+    guest whose earlier migration may still run is where it is now, and said to be in motion."""
     results = list(ctx.results.values())
     moving = {r.move.vmid: r for r in results if r.still_running or r.status == "left-running"}
     stale = [r for r in results if r.status in ("failed", "not-started") and not r.still_running]
     if not stale or not ctx.look_around():
         return
     for r in stale:
+        node = ctx.location.get(r.move.vmid)
         running = moving.get(r.move.vmid)
         if running is not None and running is not r:
-            note = f"; its migration {running.upid or ''} ({running.move.id}) may still be running"
-            ctx.results[r.move.id] = replace(r, node=None, reason=r.reason + note)
-            continue
-        node = ctx.location.get(r.move.vmid)
-        if node != r.node:
+            task = f" {running.upid}" if running.upid else ""
+            note = (
+                f"; its migration{task} ({running.move.id}, to {running.move.target}) may still "
+                "be running"
+            )
+            ctx.results[r.move.id] = replace(r, node=node, reason=r.reason + note)
+        elif node != r.node:
             ctx.results[r.move.id] = replace(r, node=node)
 
 

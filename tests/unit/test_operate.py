@@ -18,6 +18,7 @@ from pvetool.operate import (
     Overrides,
     RunSetup,
     execute_plan,
+    not_run_report,
     nothing_to_run,
     open_journal,
     plan_level_blockers,
@@ -204,3 +205,16 @@ def test_hooks_inherit_no_secret_and_their_output_is_redacted(
     stored = journal.path.read_text() + render_report(report, "r.json")  # type: ignore[arg-type]
     for secret in (SECRET, "correct-horse-battery", "c2lnbmF0dXJl"):
         assert secret not in stored
+
+
+def test_a_run_that_never_started_reports_each_guest_where_the_plan_found_it() -> None:
+    plan = plan_of(
+        [move("out", 101, "pve1", "pve2")],
+        [move("home", 101, "pve2", "pve1")],  # where the plan expected 101 by then: not now
+    )
+    report = not_run_report(plan, "the plan is blocked: PVT-NO-QUORUM", refused=True)
+    assert [(r.move.id, r.status, r.node) for r in report.results] == [
+        ("out", "not-started", "pve1"),
+        ("home", "not-started", "pve1"),
+    ]
+    assert report.exit_code == 2 and report.refused
