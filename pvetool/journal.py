@@ -6,14 +6,21 @@ Every record is one JSON object on one line (`pvetool.journal_records` lists the
 each is a frozen dataclass, written with ``journal.write(Outcome(...))`` and read back through
 the same class). Each write is flushed and fsync'd before the call returns, so a record that was
 written survives a crash (``kill -9``) of pvetool. A torn last line (the process died while
-writing it) is ignored by the reader.
+writing it) is ignored by the reader; any other line that is not a record of its type is
+skipped and named, with its file and line number, in `RunState.problems`: the rest of the
+journal still counts.
+
+Journals drive `undrain` and `--resume`, so where they live is checked (`secure_dir`): the state
+directory and ``runs/`` are created mode 0700 and journals 0600 whatever the umask, and a
+state directory or ``runs/`` that is a symbolic link, is writable by every user or belongs to
+another user is refused (`ConfigError`): a journal planted there would move guests.
 
 `read_run` rebuilds a `RunState` from a file; `find_resumable` finds the last unfinished run of
 a plan (by plan digest) or of a command (``drain:pve2``); `undrain_candidates` finds the guests
 the latest not-yet-undone drain of a node moved away.
 
-Imports: the standard library, `pvetool.model`, `pvetool.plan_json` (the run's plan is kept in
-its first record) and `pvetool.journal_records`.
+Imports: the standard library, `pvetool.errors`, `pvetool.model`, `pvetool.plan_json` (the
+run's plan is kept in its first record) and `pvetool.journal_records`.
 """
 
 from __future__ import annotations
@@ -21,12 +28,14 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from pvetool.errors import ConfigError
 from pvetool.journal_records import (
     JOURNAL_VERSION,
     RECORD_TYPES,
@@ -50,6 +59,7 @@ __all__ = [
     "list_runs",
     "read_run",
     "journalled_plan",
+    "secure_dir",
     "state_dir",
     "undrain_candidates",
 ]
@@ -64,6 +74,51 @@ def state_dir(env: Mapping[str, str] | None = None) -> Path:
     xdg = env.get("XDG_STATE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state"
     return base / "pvetool"
+
+
+def _make_dirs(path: Path) -> None:
+    """Create `path` and its missing parents with mode 0700, whatever the umask."""
+    missing: list[Path] = []
+    walk = path
+    while not walk.exists() and not walk.is_symlink() and walk != walk.parent:
+        missing.append(walk)
+        walk = walk.parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(folder, 0o700)
+
+
+def secure_dir(path: Path, *, create: bool = False) -> Path:
+    """`path` as a directory pvetool may trust with its journals (see the module docstring);
+    created (0700) when `create` and missing. Raises `ConfigError` naming what is wrong."""
+    what = f"the pvetool state directory {path}"
+    if path.is_symlink():
+        raise ConfigError(
+            f"{what} is a symbolic link; journals decide what undrain and --resume move, so "
+            "pvetool keeps them only in a real directory: remove the link, or set "
+            "PVETOOL_STATE_DIR to a directory of your own"
+        )
+    if not path.exists():
+        if create:
+            _make_dirs(path)
+        return path
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{what} is not a directory")
+    if info.st_mode & stat.S_IWOTH:
+        raise ConfigError(
+            f"{what} is writable by every user (mode {stat.S_IMODE(info.st_mode):04o}); anyone "
+            f"could plant a journal there that undrain would act on: chmod 700 {path}"
+        )
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise ConfigError(
+            f"{what} belongs to another user (uid {info.st_uid}); use a directory of your own "
+            "(PVETOOL_STATE_DIR)"
+        )
+    return path
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -92,9 +147,10 @@ class Journal:
         run_id: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> Journal:
-        """A new, empty journal under ``directory/runs`` (created with mode 0700)."""
-        runs = directory / "runs"
-        runs.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """A new, empty journal under ``directory/runs`` (both checked, or created with mode
+        0700)."""
+        secure_dir(directory, create=True)
+        runs = secure_dir(directory / "runs", create=True)
         rid = run_id or new_run_id(clock())
         return cls(runs / f"{rid}.jsonl", rid, clock=clock)
 
@@ -124,7 +180,9 @@ class Journal:
         line = json.dumps(data, separators=(",", ":"), default=str) + "\n"
         with self._lock:
             if self._handle is None:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+                fd = os.open(self.path, flags, 0o600)
+                os.fchmod(fd, 0o600)  # the umask may have taken bits off, never put them on
                 self._handle = os.fdopen(fd, "a", encoding="utf-8")
             self._handle.write(line)
             self._handle.flush()
@@ -165,45 +223,53 @@ def journalled_plan(state: RunState, source: str | None = None) -> ExecutionPlan
     return plan_from_json(state.plan_json, source or state.plan_source or state.command)
 
 
-def _records(path: Path) -> Iterator[tuple[dict[str, Any] | None, str]]:
+def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, bool]]:
+    """(line number, the record's JSON object or None, whether it is the torn last line)."""
     with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            text = line.strip()
-            if not text:
-                continue
-            try:
-                value = json.loads(text)
-            except ValueError:
-                yield None, text
-                continue
-            yield (value if isinstance(value, dict) else None), text
+        lines = handle.readlines()
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text:
+            continue
+        torn = number == len(lines) and not line.endswith("\n")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            yield number, None, torn
+            continue
+        yield number, (value if isinstance(value, dict) else None), torn
 
 
 def read_run(path: Path) -> RunState:
-    """Rebuild a run's state from its journal file (torn, foreign or unreadable lines are
-    counted and skipped)."""
+    """Rebuild a run's state from its journal file. Lines that are not records of their type
+    are skipped and named in `RunState.problems` (a torn last line, left by a killed process,
+    only counted)."""
     state = RunState(path=path, run_id=path.stem)
-    for raw, _ in _records(path):
+    for number, raw, torn in _records(path):
         if raw is None:
             state.torn_lines += 1
+            if not torn:
+                state.problems.append(f"{path}:{number}: not a journal record (not a JSON object)")
             continue
         state.records += 1
-        cls = RECORD_TYPES.get(str(raw.pop("type", "")))
+        kind = str(raw.pop("type", ""))
+        cls = RECORD_TYPES.get(kind)
         t = raw.pop("t", 0.0)
         if cls is None:
             continue  # a record type this version does not know
         try:
             record: Record = from_data(cls, raw, cls.TYPE, ignore_unknown=True)
-        except DecodeError:
+            record.apply(state, float(t) if isinstance(t, int | float) else 0.0)
+        except (DecodeError, ValueError, TypeError, KeyError, AttributeError) as exc:
             state.unreadable += 1
-            continue
-        record.apply(state, float(t) if isinstance(t, int | float) else 0.0)
+            state.problems.append(f"{path}:{number}: a '{kind}' record that does not fit: {exc}")
     return state
 
 
 def list_runs(directory: Path) -> list[RunState]:
     """Every readable run under ``directory/runs``, oldest first."""
-    runs_dir = directory / "runs"
+    secure_dir(directory)
+    runs_dir = secure_dir(directory / "runs")
     if not runs_dir.is_dir():
         return []
     states = []

@@ -117,6 +117,7 @@ class RunState:
     origins: list[Origin] = field(default_factory=list)
     hooks_done: set[int] = field(default_factory=set)  # stage indexes whose hook succeeded
     hooks_failed: set[int] = field(default_factory=set)
+    stages_started: set[int] = field(default_factory=set)
     stages_ended: set[int] = field(default_factory=set)
     replans: list[Replan] = field(default_factory=list)
     interrupts: list[Interruption] = field(default_factory=list)
@@ -127,6 +128,7 @@ class RunState:
     records: int = 0
     torn_lines: int = 0  # not JSON objects: the last line of a killed process, or foreign
     unreadable: int = 0  # JSON objects that do not fit their record type (skipped)
+    problems: list[str] = field(default_factory=list)  # "file:line: what is wrong", per line
 
     @property
     def finished(self) -> bool:
@@ -225,8 +227,15 @@ class StageEvent:
     node: str | None = None
 
     def apply(self, state: RunState, t: float) -> None:
+        if self.event == "start":
+            state.stages_started.add(self.index)
         if self.event == "end":
             state.stages_ended.add(self.index)
+
+    @staticmethod
+    def passed(state: RunState, index: int) -> bool:
+        """The run had gone on past stage `index` (a later stage started): its moment is over."""
+        return any(i > index for i in state.stages_started)
 
 
 @dataclass(frozen=True)

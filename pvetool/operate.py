@@ -18,6 +18,7 @@ wires the layers; nothing in them imports it.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,6 +30,7 @@ from typing import Literal
 from pvetool.api import PveClient, TaskApi, fetch_snapshot, follow_task
 from pvetool.errors import PlanError
 from pvetool.executor import (
+    SECRET_ENV,
     ClusterApi,
     Confirm,
     Executor,
@@ -36,6 +38,8 @@ from pvetool.executor import (
     ExecutorOptions,
     Follow,
     Replan,
+    blocked_guests,
+    redactor,
 )
 from pvetool.journal import Journal, RunState
 from pvetool.model import (
@@ -43,23 +47,27 @@ from pvetool.model import (
     ExecutionPlan,
     MigrationProgress,
     Move,
+    MoveResult,
     RunReport,
     TaskResult,
     Upid,
 )
 from pvetool.model.events import Observer
 from pvetool.planner import build
-from pvetool.settings import WaitPolicy
+from pvetool.settings import Settings, TokenAuth, WaitPolicy
 
 __all__ = [
     "JobInfo",
     "Overrides",
     "RunSetup",
+    "credentials_env",
     "execute_plan",
     "follow_with",
+    "not_run_report",
     "nothing_to_run",
     "open_journal",
     "plan_level_blockers",
+    "plan_problems",
     "poll_policy",
     "replanner",
     "run_plan",
@@ -93,7 +101,10 @@ class RunSetup:
     """How a run talks to the cluster and the operator.
 
     `wait`: how tasks are polled (None: the client's settings). `agent_vmids`: guests whose
-    guest agent must answer after the move. `hook_env`: added to the hooks' environment.
+    guest agent must answer after the move. `hook_env`: added to the hooks' environment (no
+    secrets); `hook_credentials`: added for hooks whose plan passes them (``run_plan`` fills it
+    from the client's settings when empty); `secrets`: taken out of hook output (``run_plan``
+    adds the client's own and those in the environment).
     `start_only`: request the migrations and do not follow them (``migrate --no-wait``).
     `catch_sigint`: Ctrl-C interrupts the run (first: no new migrations; second: leave the
     running ones; third: raise `KeyboardInterrupt`); only from the main thread.
@@ -104,6 +115,8 @@ class RunSetup:
     wait: WaitPolicy | None = None
     agent_vmids: frozenset[int] = frozenset()
     hook_env: Mapping[str, str] = field(default_factory=dict)
+    hook_credentials: Mapping[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
     tick_s: float = 0.2
     start_only: bool = False
     catch_sigint: bool = False
@@ -124,9 +137,75 @@ class JobInfo:
     argv: tuple[str, ...] = ()
 
 
+def credentials_env(settings: Settings) -> dict[str, str]:
+    """The connection as environment variables, for a hook that is to reach the same cluster
+    the same way (``pass_credentials: true``)."""
+    env = {"PVETOOL_HOST": ",".join(str(h) for h in settings.hosts)}
+    verify = settings.verify
+    env["PVETOOL_VERIFY"] = verify if isinstance(verify, str) else str(verify).lower()
+    if settings.fingerprints:
+        env["PVETOOL_FINGERPRINT"] = ",".join(settings.fingerprints)
+    auth = settings.auth
+    if isinstance(auth, TokenAuth):
+        env["PVETOOL_TOKEN"] = f"{auth.token_id}={auth.secret.reveal()}"
+    else:
+        env["PVETOOL_USER"] = auth.user
+        env["PVETOOL_PASSWORD"] = auth.password.reveal()
+    return env
+
+
 def plan_level_blockers(plan: ExecutionPlan) -> list[str]:
-    """Blockers of the whole plan (not of one guest): the plan must not run."""
-    return [f"{f.id}: {f.message}" for f in plan.blockers if f.vmid is None]
+    """Blockers of the whole plan (not of one guest), and moves that make no sense (a saved
+    plan edited by hand): the plan must not run."""
+    return [f"{f.id}: {f.message}" for f in plan.blockers if f.vmid is None] + plan_problems(plan)
+
+
+def plan_problems(plan: ExecutionPlan) -> list[str]:
+    """Moves no planner makes: a target that is the move's own source (nothing would move, and
+    "skipped" would hide the mistake), a move id used twice."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    for index, stage in enumerate(plan.stages):
+        for move in stage.moves:
+            where = f"stage {index + 1} ({stage.label}), move {move.id} of {move.vmid}"
+            if move.target == move.source:
+                problems.append(f"{where}: its target {move.target} is its source")
+            if move.id in seen:
+                problems.append(f"{where}: the move id {move.id} is used twice")
+            seen.add(move.id)
+    return problems
+
+
+def not_run_report(plan: ExecutionPlan, reason: str, *, refused: bool) -> RunReport:
+    """The report of a run that did not start (refused: exit 2; not confirmed: exit 1): every
+    planned move not started, its guest where the plan found it (the source of its first move:
+    a later stage's source is only where the plan expected it to be by then)."""
+    home: dict[int, str] = {}
+    for stage in plan.stages:
+        for move in stage.moves:
+            home.setdefault(move.vmid, move.source)
+    results = tuple(
+        MoveResult(
+            move=move,
+            status="not-started",
+            reason=f"not started: {reason}",
+            stage_index=index,
+            node=home[move.vmid],
+        )
+        for index, stage in enumerate(plan.stages)
+        for move in stage.moves
+    )
+    return RunReport(
+        run_id="",
+        plan_name=plan.name,
+        plan_source=plan.source,
+        command="",
+        results=results,
+        blocked=blocked_guests(plan),
+        stopped_reason=reason,
+        predicted_makespan_s=plan.predicted_makespan_s,
+        refused=reason if refused else "",
+    )
 
 
 def nothing_to_run(plan: ExecutionPlan) -> bool:
@@ -254,9 +333,13 @@ def execute_plan(
         sleep=setup.sleep,
         clock=setup.clock,
     )
+    secrets = [*setup.secrets, *(os.environ.get(name, "") for name in sorted(SECRET_ENV))]
+    secrets += [v for k, v in setup.hook_credentials.items() if k in SECRET_ENV]
     options = ExecutorOptions(
         agent_vmids=setup.agent_vmids,
-        hook_env=setup.hook_env,
+        hook_env={k: v for k, v in setup.hook_env.items() if k not in SECRET_ENV},
+        hook_credentials=setup.hook_credentials,
+        redact=redactor([s for s in secrets if s]),
         tick_s=setup.tick_s,
         start_only=setup.start_only,
     )
@@ -280,6 +363,11 @@ def run_plan(
     docstring); `resume` continues an interrupted run of the same plan from its journal."""
     setup = setup or RunSetup()
     wait = setup.wait or client.settings.wait
+    setup = replace(
+        setup,
+        hook_credentials=setup.hook_credentials or credentials_env(client.settings),
+        secrets=(*setup.secrets, *client.settings.secret_values()),
+    )
     return execute_plan(
         client,
         plan,

@@ -20,9 +20,16 @@ from typing import TypeVar
 
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception, retry_if_result
 
-from pvetool.errors import ApiError, ApiUnreachable
+from pvetool.errors import (
+    ApiError,
+    ApiUnreachable,
+    AuthError,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
 
-__all__ = ["is_transient", "wait_until"]
+__all__ = ["is_transient", "is_transient_read", "wait_until"]
 
 T = TypeVar("T")
 
@@ -31,6 +38,17 @@ def is_transient(exc: BaseException) -> bool:
     """Errors to sit out while waiting: no usable answer, or PVE's retryable ones (502, 503,
     595, 596, "got timeout"); the thing waited for goes on while the API is away."""
     return isinstance(exc, ApiUnreachable | ApiError) and exc.retryable
+
+
+def is_transient_read(exc: BaseException) -> bool:
+    """Errors a *read* of something being waited for sits out until its deadline: no usable
+    answer, any error status of PVE's except the ones that name the request itself as wrong
+    (credentials, privileges, a thing that does not exist), and an answer that could not be
+    understood. PVE answers 500 for a node that is busy or a daemon that restarts; reading again
+    is harmless, and giving up on the first one loses track of a migration that goes on."""
+    if isinstance(exc, AuthError | PermissionDenied | NotFound):
+        return False
+    return isinstance(exc, ApiUnreachable | ApiError | ValidationError)
 
 
 def _never() -> bool:

@@ -11,6 +11,13 @@ number of lines already read), so a long log is never read twice. The poll inter
 `WaitPolicy.poll_interval_s` (1 s) while the log moves and grows to `max_poll_interval_s` when it
 does not. A task that outlives the timeout is *not* stopped: `TaskTimeout` carries its UPID.
 
+Reading a task's status, log or list is retried until the task timeout runs out whatever goes
+wrong on the way that may pass (`pvetool.waiting.is_transient_read`: no answer, a 500 or 503
+burst, a failed re-login, a garbled answer): the migration goes on meanwhile, and giving up
+after a fixed number of errors would lose track of it. A log that cannot be read does not stop
+the follow either: the status decides; the log only adds progress and the failure's last
+lines. When the status still cannot be read at the deadline, `TaskTimeout` says so.
+
 An HA-managed guest's migrate call returns a ``hamigrate`` task that only hands the request to
 the HA manager; the real ``qmigrate``/``vzmigrate`` starts later on the same node, run by the
 HA agent. `follow_task` follows the first, finds the second in the node's task list (by VMID,
@@ -27,7 +34,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from pvetool.api import convert
-from pvetool.errors import Interrupted, TaskFailed, TaskTimeout
+from pvetool.errors import Interrupted, PvetoolError, TaskFailed, TaskTimeout
 from pvetool.model import (
     MIGRATION_TASK_TYPES,
     MigrationProgress,
@@ -39,7 +46,7 @@ from pvetool.model import (
     Upid,
 )
 from pvetool.settings import WaitPolicy
-from pvetool.waiting import wait_until
+from pvetool.waiting import is_transient_read, wait_until
 
 __all__ = ["TaskApi", "find_migration_task", "follow_task"]
 
@@ -103,11 +110,44 @@ class _Follower:
         self.interval = wait.poll_interval_s
         self.downtime_ms: int | None = None
         self.logged_duration_s: int | None = None
+        self.log_error: PvetoolError | None = None
 
     def poll(self) -> TaskStatus:
         status = self.client.task_status(self.upid)
-        self.read_new_lines()
+        try:
+            self.read_new_lines()
+            self.log_error = None
+        except PvetoolError as exc:
+            if not is_transient_read(exc):
+                raise
+            self.log_error = exc  # the status decides; the log is read again next time
         return status
+
+    def catch_up(
+        self, deadline: float, clock: Callable[[], float], sleep: Callable[[float], None]
+    ) -> None:
+        """The task ended while its log could not be read: read the rest (its last lines say
+        why it failed), for as long as the deadline allows; without it the status still
+        stands."""
+        if self.log_error is None:
+            return
+
+        def read() -> bool:
+            self.read_new_lines()
+            return True
+
+        try:
+            wait_until(
+                read,
+                bool,
+                timeout_s=max(0.0, deadline - clock()),
+                poll_s=self.wait.poll_interval_s,
+                clock=clock,
+                sleep=sleep,
+                transient=is_transient_read,
+            )
+        except PvetoolError as exc:
+            logger.info("The log of %s could not be read: %s", self.upid, exc)
 
     def read_new_lines(self) -> None:
         self.moved = False
@@ -182,11 +222,17 @@ def _follow_one(
             poll_s=follower.next_interval,
             clock=clock,
             sleep=sleep,
+            transient=is_transient_read,
         )
     except KeyboardInterrupt:
         raise Interrupted(upid=str(upid)) from None
+    except PvetoolError as exc:
+        if not is_transient_read(exc):
+            raise
+        raise _unreadable(upid, timeout_s, exc) from exc
     if status is None:
         raise TaskTimeout(upid=str(upid), node=upid.node, timeout_s=timeout_s)
+    follower.catch_up(deadline, clock, sleep)
 
     exitstatus = status.exitstatus or "unknown"
     if not status.ok:
@@ -204,6 +250,19 @@ def _follow_one(
         duration_s=float(duration) if duration is not None else clock() - started,
         downtime_ms=follower.downtime_ms,
         log_tail=tuple(follower.tail)[-tail_lines:] if tail_lines else (),
+    )
+
+
+def _unreadable(upid: Upid, timeout_s: float, exc: PvetoolError) -> TaskTimeout:
+    """The deadline came while the task's status could not be read."""
+    return TaskTimeout(
+        upid=str(upid),
+        node=upid.node,
+        timeout_s=timeout_s,
+        detail=(
+            f"The status of task {upid} could not be read before the {timeout_s:g} s timeout "
+            f"ran out ({exc}); it may still be running on node {upid.node} and was not stopped"
+        ),
     )
 
 
@@ -249,9 +308,23 @@ def find_migration_task(
             poll_s=next_interval,
             clock=clock,
             sleep=sleep,
+            transient=is_transient_read,
         )
     except KeyboardInterrupt:
         raise Interrupted() from None
+    except PvetoolError as exc:
+        if not is_transient_read(exc):
+            raise
+        raise TaskTimeout(
+            upid="",
+            node=node,
+            timeout_s=timeout_s,
+            detail=(
+                f"The task list of {node} could not be read to find the migration task of "
+                f"guest {vmid} within {timeout_s:g} s ({exc}); the HA manager may have started "
+                "it (see ha-manager status)"
+            ),
+        ) from exc
     if found is None:
         raise TaskTimeout(
             upid="",

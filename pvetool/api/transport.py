@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import re
+import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -210,6 +211,28 @@ def _errors_dict(errors: Any) -> dict[str, str]:
     return {str(k): v for k, v in errors.items() if isinstance(v, str)}
 
 
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether a TLS error is the connection ending early (``SSLEOFError``,
+    ``UNEXPECTED_EOF_WHILE_READING``), not a failed handshake or certificate check."""
+    seen: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo and len(seen) < 16:
+        current = todo.pop()
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return False
+        todo += [a for a in current.args if isinstance(a, BaseException)]
+        for inner in (getattr(current, "reason", None), current.__cause__, current.__context__):
+            if isinstance(inner, BaseException):
+                todo.append(inner)
+    if any(isinstance(e, ssl.SSLEOFError | ssl.SSLZeroReturnError) for e in seen):
+        return True
+    text = " ".join(str(e) for e in seen)
+    return "UNEXPECTED_EOF_WHILE_READING" in text or "EOF occurred in violation of protocol" in text
+
+
 def _short_reason(exc: BaseException) -> str:
     """The innermost, most specific part of a requests/urllib3 error message."""
     text = str(exc)
@@ -382,6 +405,14 @@ class Transport:
                 host=host,
             ) from self._redact.scrub(exc)
         except requests.exceptions.SSLError as exc:
+            if _connection_lost(exc):
+                # The peer closed the TLS connection without a close_notify (a host dying or
+                # restarting mid-request): a transport failure like a reset, not a TLS problem.
+                reason = self._redact(_short_reason(exc))
+                self._fail_over(index, reason)
+                raise ApiUnreachable(
+                    host=host, reason=reason, method=method, path=safe_path, retryable=True
+                ) from self._redact.scrub(exc)
             # A TLS failure is a configuration or security problem: never retried.
             raise ApiUnreachable(
                 host=host,

@@ -2,13 +2,16 @@
 options, showing the plan and asking first, the live view while it runs, the summary and the
 report files afterwards, and the exit code.
 
-Before anything starts: ``--dry-run`` shows the plan and exits (2 when it is blocked); a plan
-with plan-level blockers is shown and refused (exit 2); a plan with nothing to run says so (exit
-1 when guests were blocked); without ``--yes`` the plan is shown and the operator asked (without
-a terminal: refused, exit 2). While it runs: live bars on a terminal, one line per event
-otherwise, JSON lines with ``-o json`` (`pvetool.render.live`). Afterwards: a summary, the
-``--report``/``--junit`` files, and the run's exit code (0 all succeeded, 1 something failed or
-was left behind, 130 interrupted).
+Before anything starts: ``--dry-run`` shows the plan and exits (2 when it is blocked); a report
+file that could not be written is refused (exit 2) before anything moves; a plan with
+plan-level blockers (or a move no planner makes, like a target that is its source) is shown and
+refused (exit 2); a plan with nothing to run says so (exit 1 when guests were blocked); without
+``--yes`` the plan is shown and the operator asked (without a terminal: refused, exit 2). Every
+one of these that is a run (not ``--dry-run``) still writes its ``--report``/``--junit`` files.
+While it runs: live bars on a terminal, one line per event otherwise, JSON lines with ``-o
+json`` (`pvetool.render.live`). Afterwards: a summary, the report files, and the run's exit code
+(0 all succeeded, 1 something failed or was left behind or a report could not be written, 130
+interrupted).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 import click
 
@@ -33,6 +36,7 @@ from pvetool.operate import (
     JobInfo,
     Overrides,
     RunSetup,
+    not_run_report,
     nothing_to_run,
     open_journal,
     plan_level_blockers,
@@ -49,7 +53,10 @@ from pvetool.units import parse_duration
 __all__ = [
     "Output",
     "RunOptions",
+    "check_report_paths",
     "confirm_run",
+    "end_not_run",
+    "journal_problems",
     "live_view",
     "options_of",
     "preflight",
@@ -88,9 +95,12 @@ def _duration(_: click.Context, __: click.Parameter, value: str | None) -> float
     if value is None:
         return None
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    if seconds <= 0:
+        raise click.BadParameter(f"'{value}': a task timeout must be longer than 0 s")
+    return seconds
 
 
 def _reports(_: click.Context, __: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -168,9 +178,15 @@ def options_of(**kw: Any) -> RunOptions:
     )
 
 
-def split_names(values: Sequence[str]) -> tuple[str, ...]:
-    """``pve1,pve2 pve3`` -> (pve1, pve2, pve3), each once, in order."""
-    return tuple(dict.fromkeys(v.strip() for item in values for v in item.split(",") if v.strip()))
+def split_names(values: Sequence[str], *, what: str = "NODE") -> tuple[str, ...]:
+    """``pve1,pve2 pve3`` -> (pve1, pve2, pve3), each once, in order; none at all (``""``) is a
+    usage error."""
+    names = tuple(dict.fromkeys(v.strip() for item in values for v in item.split(",") if v.strip()))
+    if not names:
+        raise click.BadParameter(
+            f"expected at least one node name, got {list(values)!r}", param_hint=what
+        )
+    return names
 
 
 def resumable(directory: Path, *, command: str, what: str) -> RunState:
@@ -179,7 +195,14 @@ def resumable(directory: Path, *, command: str, what: str) -> RunState:
         raise click.UsageError(
             f"there is no unfinished run of {what} to resume in {directory / 'runs'}"
         )
+    journal_problems(found)
     return found
+
+
+def journal_problems(run: RunState) -> None:
+    """Say which lines of a journal about to be used were skipped (file:line: why)."""
+    for problem in run.problems:
+        click.echo(f"warning: journal line skipped: {problem}", err=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,27 +231,76 @@ def confirm_run(st: CliState, plan: ExecutionPlan, opts: RunOptions) -> bool:
     return click.confirm(f"Start {count} migration(s) on the cluster?", default=False)
 
 
-def preflight(ctx: click.Context, plan: ExecutionPlan, opts: RunOptions) -> None:
-    """Everything before the run that may end the command (see the module docstring)."""
+def preflight(
+    ctx: click.Context,
+    plan: ExecutionPlan,
+    opts: RunOptions,
+    *,
+    command: str = "",
+    notes: Sequence[str] = (),
+) -> None:
+    """Everything before the run that may end the command (see the module docstring); a run
+    that ends here writes its report files too."""
     st = state(ctx)
+
+    def _not_run(report: RunReport) -> NoReturn:
+        end_not_run(ctx, replace(report, command=command, notes=tuple(notes)), opts)
+
     blockers = plan_level_blockers(plan)
     if opts.dry_run:
         show_plan(st, plan, opts.output)
         ctx.exit(2 if blockers else 0)
+    check_report_paths(opts.reports, opts.junit)
     if blockers:
         show_plan(st, plan, opts.output)
         for text in blockers:
             click.echo(f"error: the plan is blocked: {text}", err=True)
-        ctx.exit(2)
+        reason = "the plan is blocked: " + "; ".join(blockers)
+        _not_run(not_run_report(plan, reason, refused=True))
     if nothing_to_run(plan):
         click.echo("Nothing to migrate.", err=True)
         for vmid in plan.blocked:
             reasons = [f.message for f in plan.findings if f.vmid == vmid and f.blocks]
             click.echo(f"  blocked {vmid}: {'; '.join(reasons) or 'see the plan'}", err=True)
-        ctx.exit(1 if plan.blocked else 0)
-    if not confirm_run(st, plan, opts):
+        _not_run(not_run_report(plan, "", refused=False))
+    try:
+        confirmed = confirm_run(st, plan, opts)
+    except click.exceptions.Exit:
+        reason = "refused to migrate without confirmation (stdin is not a terminal; use --yes)"
+        _not_run(not_run_report(plan, reason, refused=True))
+    if not confirmed:
         click.echo("Cancelled; nothing was changed.", err=True)
-        ctx.exit(1)
+        _not_run(not_run_report(plan, "cancelled by the operator", refused=False))
+
+
+def end_not_run(ctx: click.Context, report: RunReport, opts: RunOptions) -> NoReturn:
+    """End a run that did not start: its report files, its exit code."""
+    code = write_reports(state(ctx), report, opts.reports, opts.junit)
+    ctx.exit(report.exit_code or code)
+    raise AssertionError("unreachable")  # pragma: no cover - ctx.exit raises
+
+
+def check_report_paths(reports: Sequence[str], junit: str | None) -> None:
+    """Refuse (exit 2) report files that could not be written, before anything starts."""
+    problems = [p for p in (_unwritable(path) for path in (*reports, *filter(None, [junit]))) if p]
+    if problems:
+        raise click.UsageError("; ".join(problems))
+
+
+def _unwritable(path: str) -> str | None:
+    """Why a report could not be written to `path` (None: it can)."""
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        return f"cannot write the report {path}: it is a directory"
+    if not folder.is_dir():
+        return f"cannot write the report {path}: the directory {folder} does not exist"
+    if target.exists():
+        if not os.access(target, os.W_OK):
+            return f"cannot write the report {path}: permission denied"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write the report {path}: the directory {folder} is not writable"
+    return None
 
 
 def setup_of(st: CliState, snapshot: ClusterSnapshot, *, start_only: bool = False) -> RunSetup:
@@ -302,17 +374,22 @@ def print_summary(st: CliState, report: RunReport, output: Output) -> None:
 
 def write_reports(
     st: CliState, report: RunReport, reports: Sequence[str], junit: str | None
-) -> None:
+) -> int:
+    """Write the report files; 0, or 1 when one could not be written (said on stderr)."""
+    failed = 0
     for path in reports:
         try:
             Path(path).write_text(render_report(report, path), encoding="utf-8")
         except OSError as exc:
-            st.stderr.print(f"warning: could not write the report {path}: {exc.strerror}")
+            click.echo(f"error: could not write the report {path}: {exc.strerror}", err=True)
+            failed = 1
     if junit:
         try:
             Path(junit).write_text(report_junit(report), encoding="utf-8")
         except OSError as exc:
-            st.stderr.print(f"warning: could not write the JUnit report {junit}: {exc}")
+            click.echo(f"error: could not write the JUnit report {junit}: {exc.strerror}", err=True)
+            failed = 1
+    return failed
 
 
 def run_and_report(
@@ -330,7 +407,7 @@ def run_and_report(
     plan = opts.overrides.apply(plan)
     for note in notes:
         st.stderr.print(note)
-    preflight(ctx, plan, opts)
+    preflight(ctx, plan, opts, command=job.command, notes=notes)
     client = get_client(ctx)
     job = replace(job, argv=tuple(sys.argv[1:]))
     with (
@@ -348,5 +425,5 @@ def run_and_report(
         )
     report = replace(report, command=job.command, notes=tuple(notes))
     print_summary(st, report, opts.output)
-    write_reports(st, report, opts.reports, opts.junit)
-    ctx.exit(report.exit_code)
+    failed = write_reports(st, report, opts.reports, opts.junit)
+    ctx.exit(report.exit_code or failed)

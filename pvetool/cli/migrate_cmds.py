@@ -11,6 +11,7 @@ the migration, prints its UPID and does not follow it.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -19,6 +20,7 @@ from pvetool.api import PveClient, fetch_snapshot
 from pvetool.cli.common import CliState, get_client, state
 from pvetool.cli.execution import (
     Output,
+    check_report_paths,
     live_view,
     print_summary,
     report_option,
@@ -31,7 +33,7 @@ from pvetool.cli.group import cli
 from pvetool.errors import ApiError, ApiUnreachable, ValidationError
 from pvetool.journal import journalled_plan, state_dir
 from pvetool.model import ClusterSnapshot, ExecutionPlan, Precondition, RunReport
-from pvetool.operate import JobInfo, open_journal, run_plan
+from pvetool.operate import JobInfo, not_run_report, open_journal, run_plan
 from pvetool.planner.build import build_plan, migrate_spec
 from pvetool.render.formats import duration
 from pvetool.units import parse_duration, parse_rate
@@ -67,9 +69,12 @@ def _rate(_: click.Context, __: click.Parameter, value: str | None) -> float | N
 
 def _seconds(_: click.Context, __: click.Parameter, value: str) -> float:
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    if seconds <= 0:
+        raise click.BadParameter(f"'{value}': a timeout must be longer than 0 s")
+    return seconds
 
 
 def _check_request(snapshot: ClusterSnapshot, vmid: int, target: str, offline: bool) -> None:
@@ -219,12 +224,16 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
     if kw["dry_run"]:
         show_plan(st, plan, output)
         ctx.exit(2 if plan.blocked or not plan.can_run else 0)
+    check_report_paths(kw["reports"], kw["junit"])
     refused = _refused(plan, vmid, target)
     if refused:
         click.echo(f"error: guest {vmid} cannot be migrated to {target}:", err=True)
         for reason in refused:
             click.echo(f"  {reason}", err=True)
-        ctx.exit(1)
+        report = replace(
+            not_run_report(plan, "; ".join(refused), refused=False), command=job.command
+        )
+        ctx.exit(write_reports(st, report, kw["reports"], kw["junit"]) or 1)
     with (
         open_journal(state_dir(), plan, job, resume) as journal,
         live_view(st, output, yes=True, lines_to_stderr=True) as (view, _),
@@ -237,8 +246,8 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
             resume=resume,
             setup=setup_of(st, snapshot, start_only=not kw["wait"]),
         )
-    write_reports(st, report, kw["reports"], kw["junit"])
+    failed = write_reports(st, report, kw["reports"], kw["junit"])
     if output == "json":
         print_summary(st, report, output)
-        ctx.exit(report.exit_code)
-    ctx.exit(_result_line(st, report, kw["wait"]))
+        ctx.exit(report.exit_code or failed)
+    ctx.exit(_result_line(st, report, kw["wait"]) or failed)

@@ -22,6 +22,9 @@ import click
 from pvetool.api import fetch_snapshot
 from pvetool.cli.common import get_client
 from pvetool.cli.execution import (
+    check_report_paths,
+    end_not_run,
+    journal_problems,
     options_of,
     resumable,
     run_and_report,
@@ -32,7 +35,7 @@ from pvetool.cli.group import cli
 from pvetool.cli.plan_cmds import plan_group
 from pvetool.errors import PlanError
 from pvetool.journal import Origin, journalled_plan, state_dir, undrain_candidates
-from pvetool.model import ClusterSnapshot, ExecutionPlan
+from pvetool.model import ClusterSnapshot, ExecutionPlan, RunReport
 from pvetool.operate import JobInfo
 from pvetool.plan_json import plan_from_json
 from pvetool.planner import build
@@ -88,7 +91,7 @@ def drain_cmd(
     else:
         spec = build.drain_spec(
             list(names),
-            targets=list(split_names([targets])) if targets else None,
+            targets=list(split_names([targets], what="--to")) if targets is not None else None,
             max_parallel=max_parallel,
             with_local_disks=with_local_disks,
         )
@@ -112,6 +115,10 @@ def undrain_cmd(ctx: click.Context, /, node: str, **kw: Any) -> None:
       pvetool undrain pve2 --yes
     """
     opts = options_of(**kw)
+    names = split_names([node])
+    if len(names) != 1:
+        raise click.BadParameter(f"undrain takes one node, got {', '.join(names)}")
+    node = names[0]
     key = f"undrain:{node}"
     directory = state_dir()
     snapshot = _snapshot(ctx)
@@ -123,13 +130,16 @@ def undrain_cmd(ctx: click.Context, /, node: str, **kw: Any) -> None:
         return
     found = undrain_candidates(directory, node)
     if found is None:
-        click.echo(
+        message = (
             f"No drain of {node} to undo: the journals in {directory / 'runs'} show none, or "
-            "its guests were brought back already.",
-            err=True,
+            "its guests were brought back already."
         )
-        ctx.exit(0)
+        click.echo(message, err=True)
+        check_report_paths(opts.reports, opts.junit)
+        empty = RunReport("", f"undrain {node}", "", key, (), notes=(message,))
+        end_not_run(ctx, empty, opts)
     drain_run, origins = found
+    journal_problems(drain_run)
     moves, notes = _homecoming(snapshot, node, drain_run.run_id, origins)
     plan = build.build_plan(_with_local_disks(build.undrain_spec(moves)), snapshot)
     job = JobInfo(key, "undrain", undoes=drain_run.run_id)

@@ -15,7 +15,10 @@ Modules, along the run's own seams:
 - `offline`: the offline move of a running VM (shut down -> migrate -> start -> verify, and
   starting it again after a failure);
 - `resume`: what an interrupted run left (re-attach, look up, go on);
-- `stages`: hooks, node waits, pauses, confirmations;
+- `stages`: hooks (a `before` hook never runs on a node still holding guests meant to leave
+  it), node waits, pauses, confirmations;
+- `settle`: what the cluster says when an answer or a follow left the outcome unclear;
+- `replan`: another target for the moves whose target failed;
 - `context`: one run's shared state and plumbing (`RunContext`, `ExecutorDeps`,
   `ExecutorOptions`); `verify`: the checks before and after a move; `hooks`: running a hook
   command, waiting for a node; `api`: the protocols.
@@ -26,10 +29,18 @@ What the observer receives is in `pvetool.model.events`; what a run produced (`M
 
 from pvetool.executor.api import ClusterApi, Confirm, Follow, Replan
 from pvetool.executor.context import ExecutorDeps, ExecutorOptions
-from pvetool.executor.hooks import HookOutcome, HookRunner, run_hook, wait_node_online
-from pvetool.executor.scheduler import Executor
+from pvetool.executor.hooks import (
+    SECRET_ENV,
+    HookOutcome,
+    HookRunner,
+    redactor,
+    run_hook,
+    wait_node_online,
+)
+from pvetool.executor.scheduler import Executor, blocked_guests
 
 __all__ = [
+    "SECRET_ENV",
     "ClusterApi",
     "Confirm",
     "Executor",
@@ -39,6 +50,8 @@ __all__ = [
     "HookOutcome",
     "HookRunner",
     "Replan",
+    "blocked_guests",
+    "redactor",
     "run_hook",
     "wait_node_online",
 ]

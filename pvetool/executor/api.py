@@ -15,6 +15,7 @@ from pvetool.model import (
     ClusterResources,
     ClusterStatus,
     GuestKind,
+    GuestStatus,
     MigrationProgress,
     MigrationRequest,
     Move,
@@ -57,6 +58,8 @@ class ClusterApi(Protocol):
     def start_guest(self, kind: GuestKind, node: str, vmid: int) -> Upid: ...
 
     def agent_ping(self, node: str, vmid: int) -> bool: ...
+
+    def guest_status(self, kind: GuestKind, node: str, vmid: int) -> GuestStatus: ...
 
     def task_status(self, upid: Upid | str) -> TaskStatus: ...
 

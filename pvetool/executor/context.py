@@ -4,10 +4,16 @@ worker threads, and the plumbing every step uses.
 `ExecutorDeps` is what the executor talks to (the cluster, task following, re-planning, the
 journal, the observer, hooks, clocks), `ExecutorOptions` how it behaves (agent pings, polls, the
 scheduler's tick, start-only). `RunContext` holds one run's state (results, attempts, failed
-targets, where this run placed guests, memory reserved on targets, the moves in flight) under one
-lock, and the three things every step does with it: announce an event (`emit`), journal a
-record (`write`) and end a move (`finish` in a worker, `decide` in the scheduler), which builds
-the `MoveResult`, journals its `Outcome` (and `Origin`) and announces it, in that order.
+targets, where each guest is as far as the run knows, the moves in flight and the memory they
+hold on their targets) under one lock, and the three things every step does with it: announce
+an event (`emit`), journal a record (`write`) and end a move (`finish` in a worker, `decide` in
+the scheduler), which builds the `MoveResult`, journals its `Outcome` (and `Origin`) and
+announces it, in that order.
+
+Where a guest is: every result says (`MoveResult.node`); a move the run never started says where
+the guest was last seen, never where the plan expected it (a guest whose drain failed is still
+on its home node when its "return home" move is not started). Before the report, the run reads
+the cluster once more and corrects the whereabouts of every guest whose move did not succeed.
 
 Imports: the standard library, `pvetool.errors`, `pvetool.model`, `pvetool.journal` and the
 `pvetool.executor` siblings `api` and `hooks`.
@@ -23,7 +29,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pvetool.errors import PvetoolError
+from pvetool.errors import ApiError, PvetoolError
 from pvetool.executor.api import ClusterApi, Confirm, Follow, Replan
 from pvetool.executor.hooks import HookRunner, run_hook
 from pvetool.journal import Journal
@@ -31,6 +37,7 @@ from pvetool.journal_records import MoveRecord, Origin, Outcome, Record, RunStat
 from pvetool.model import (
     Attempt,
     ExecutionPlan,
+    Guest,
     HookResult,
     MigrationProgress,
     MigrationRequest,
@@ -41,7 +48,7 @@ from pvetool.model import (
     NodeWaitResult,
     TaskResult,
 )
-from pvetool.model.events import Event, MoveFinished, MoveProgressed, Observer
+from pvetool.model.events import Event, MoveFinished, MoveProgressed, Notice, Observer
 
 __all__ = [
     "ExecutorDeps",
@@ -51,6 +58,7 @@ __all__ = [
     "RunContext",
     "migration_request",
     "refusal",
+    "refused",
 ]
 
 logger = logging.getLogger(__name__)
@@ -83,13 +91,23 @@ class ExecutorOptions:
     `start_only`: request each migration and report it ``left-running`` with its UPID, without
     following it (``pvetool migrate --no-wait``); an offline move of a running VM (shut down,
     migrate, start) always runs to its end, so no VM is left shut down.
+    `hook_env`: added to every hook's environment; `hook_credentials`: the connection's
+    credentials (``PVETOOL_TOKEN``, ...), added only for hooks whose plan asks for them
+    (``pass_credentials``); `redact`: removes every secret pvetool knows from hook output.
+    `arrival_timeout_s`: how long after a successful task the cluster may take to show the
+    guest as it should be (PVE's pvestatd updates run states every 10 s); `settle_timeout_s`:
+    how long an unclear answer is looked into (the task list, the guest's node and lock).
     """
 
     agent_vmids: frozenset[int] = frozenset()
     hook_env: Mapping[str, str] = field(default_factory=dict)
+    hook_credentials: Mapping[str, str] = field(default_factory=dict)
+    redact: Callable[[str], str] = str
     agent_timeout_s: float = 10.0
     agent_poll_s: float = 1.0
     node_poll_s: float = 2.0
+    arrival_timeout_s: float = 25.0
+    settle_timeout_s: float = 20.0
     tick_s: float = 0.2
     start_only: bool = False
 
@@ -113,7 +131,7 @@ class Flight:
     stage_index: int
     resume: MoveRecord | None = None
     upid: str | None = None  # the task this run requested or attached to, latest first
-    reserved_bytes: int = 0
+    reserved_bytes: int = 0  # memory held on the target from the room check to the end
     wall_start_s: float | None = None
     origin: bool = True  # a move that empties its stage's node: journal the guest's home
 
@@ -156,6 +174,13 @@ def _storage_map(opts: MoveOptions) -> dict[str, str] | str | None:
     return pairs["*"] if set(pairs) == {"*"} else pairs
 
 
+def refused(exc: PvetoolError) -> bool:
+    """PVE answered a request with its refusal (an error status and its message), so nothing
+    started. Anything else (no answer, a garbled one, a 502/503 the client could not settle) is
+    unclear: the request may have started something."""
+    return isinstance(exc, ApiError) and exc.status >= 400 and not exc.retryable
+
+
 def refusal(exc: PvetoolError) -> str:
     """PVE's own words for a refused request, else the error's sentence."""
     reason = getattr(exc, "reason", None)
@@ -191,12 +216,17 @@ class RunContext:
         self.bad_targets: set[str] = set()
         self.abandoned: list[str] = []
         self.placed: dict[int, str] = {}  # where this run put a guest
+        # where each guest of the plan is, as far as this run knows (None: unknown)
+        self.location: dict[int, str | None] = {}
+        for stage in plan.stages:
+            for move in stage.moves:
+                self.location.setdefault(move.vmid, move.source)
+        # every task this run (and the run it resumes) started or attached to
+        self.known_upids: set[str] = set(resume.all_upids) if resume is not None else set()
         # the window, shared with the workers under `lock`
         self.lock = threading.RLock()
         self._emit_lock = threading.Lock()
         self._target_locks: dict[str, threading.Lock] = {}
-        self.reserved: dict[str, int] = {}  # memory migrations under way will take, by target
-        self.inflight_into: dict[str, int] = {}
         self.inflight: dict[str, Flight] = {}
         self.done: queue.Queue[tuple[str, MoveEnd]] = queue.Queue()
         # control
@@ -243,6 +273,28 @@ class RunContext:
             if lock is None:
                 lock = self._target_locks[target] = threading.Lock()
             return lock
+
+    def incoming(self, target: str, but: Flight) -> dict[int, int]:
+        """Memory (bytes by vmid) the other migrations of this run into `target` hold there."""
+        with self.lock:
+            return {
+                f.move.vmid: f.reserved_bytes
+                for f in self.inflight.values()
+                if f is not but and f.move.target == target and f.reserved_bytes
+            }
+
+    def busy(self, node: str, but: Flight) -> bool:
+        """Another migration of this run goes into or out of `node` (room may change soon)."""
+        with self.lock:
+            return any(
+                f is not but and node in (f.move.target, f.move.source)
+                for f in self.inflight.values()
+            )
+
+    def known(self, upid: str | None) -> None:
+        if upid:
+            with self.lock:
+                self.known_upids.add(upid)
 
     def progress(self, move: Move) -> Callable[[MigrationProgress], None]:
         """Task following's progress callback for `move`: announces it while the run goes on."""
@@ -292,9 +344,42 @@ class RunContext:
         self.write(Outcome.of(result, flight.upid))
         if status == "moved" and flight.origin:
             self.write(Origin(vmid=move.vmid, home=move.source, now=node or "", move=move.id))
+        self.seen(move.vmid, node, moved=status == "moved")
         if not self.abandon:
             self.emit(MoveFinished(result))
         return MoveEnd("result", result=result)
+
+    def origin(self, flight: Flight) -> None:
+        """The guest's home, journalled the moment its move is requested (with the intent), so
+        that `undrain` and `--resume` know it whatever the request's outcome turns out to be."""
+        move = flight.move
+        if flight.origin:
+            self.write(Origin(vmid=move.vmid, home=move.source, now=move.target, move=move.id))
+
+    def seen(self, vmid: int, node: str | None, *, moved: bool = False) -> None:
+        """Where a guest is now, as a move's end showed it."""
+        with self.lock:
+            self.location[vmid] = node
+            if moved and node:
+                self.placed[vmid] = node
+
+    def where(self, move: Move) -> str | None:
+        """Where the guest of a move that did not run is, as far as this run knows."""
+        with self.lock:
+            return self.location[move.vmid] if move.vmid in self.location else move.source
+
+    def look_around(self) -> bool:
+        """Read where every guest of the plan is (one call; False when it cannot be read)."""
+        try:
+            guests: tuple[Guest, ...] = self.api.cluster_resources("vm").guests
+        except PvetoolError as exc:
+            logger.info("where the guests are could not be read: %s", exc)
+            return False
+        nodes = {g.vmid: g.node for g in guests}
+        with self.lock:
+            for vmid in self.location:
+                self.location[vmid] = nodes.get(vmid)
+        return True
 
     def decide(
         self,
@@ -315,7 +400,7 @@ class RunContext:
             reason=reason,
             stage_index=index,
             upid=upid,
-            node=self.placed.get(move.vmid, move.source),
+            node=self.where(move),
             attempts=tuple(self.attempts.get(move.id, ())),
             original_target=self.original_targets.get(move.id),
         )
@@ -331,9 +416,19 @@ class RunContext:
     def not_started(
         self, index: int, moves: Collection[Move], reason: str, *, emit: bool = True
     ) -> None:
-        """Moves the run never started (stopped, interrupted, abandoned): reported so."""
-        for move in moves:
-            if move.id not in self.results:
-                self.decide(
-                    index, move, "not-started", f"not started: {reason}", journal=False, emit=emit
-                )
+        """Moves the run never started (stopped, interrupted, abandoned): reported so, and
+        announced once for all of them (one line, not one per move)."""
+        fresh = [m for m in moves if m.id not in self.results]
+        results = [
+            self.decide(
+                index, m, "not-started", f"not started: {reason}", journal=False, emit=False
+            )
+            for m in fresh
+        ]
+        if not emit or not results:
+            return
+        if len(results) == 1:
+            self.emit(MoveFinished(results[0]))
+            return
+        vmids = ", ".join(str(m.vmid) for m in fresh)
+        self.emit(Notice(f"{len(fresh)} moves not started ({vmids}): {reason}"))

@@ -2,7 +2,10 @@
 
 Hooks run without a shell (an argument list), in their own session (a Ctrl-C at the terminal
 does not reach them), with a timeout after which the whole process group is killed, and with
-``PVETOOL_NODE`` (and ``PVETOOL_HOOK``, ``PVETOOL_RUN_ID``) added to pvetool's environment.
+``PVETOOL_NODE`` (and ``PVETOOL_HOOK``, ``PVETOOL_RUN_ID``) added to pvetool's environment,
+less its secrets (`SECRET_ENV`: a hook gets the connection's credentials only when its plan
+says ``pass_credentials: true``). What a hook prints is kept (its tail) for the journal and the
+report only after `redactor` has taken out every secret pvetool knows.
 Waiting for a node polls ``/cluster/status`` until the node is online and the cluster quorate,
 with the one wait policy (`pvetool.waiting.wait_until`) whose clock and sleep tests replace.
 
@@ -12,6 +15,7 @@ Imports: the standard library, `pvetool.errors`, `pvetool.model` and `pvetool.wa
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -22,9 +26,49 @@ from pvetool.errors import ApiError, ApiUnreachable
 from pvetool.model import ClusterStatus
 from pvetool.waiting import wait_until
 
-__all__ = ["HookOutcome", "HookRunner", "run_hook", "wait_node_online"]
+__all__ = [
+    "SECRET_ENV",
+    "HookOutcome",
+    "HookRunner",
+    "redactor",
+    "run_hook",
+    "wait_node_online",
+]
 
 OUTPUT_TAIL_CHARS = 2000
+
+# pvetool's own secrets in its environment, and Ansible's names it reads (pvetool.settings):
+# never inherited by a hook.
+SECRET_ENV = frozenset(
+    {"PVETOOL_TOKEN", "PVETOOL_PASSWORD", "PROXMOX_TOKEN_SECRET", "PROXMOX_PASSWORD"}
+)
+
+# Secrets by their shape, whoever made them: an API token in a header or environment line, a
+# ticket (``PVE:user@realm:4EEC61E2::signature``) or its cookie, a CSRF token, a password field.
+_SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"([\w.-]+@[\w.-]+![\w.-]+=)[^\s\"',;]+"), r"\1***"),
+    (re.compile(r"PVE:[^:\s]+:[0-9A-Fa-f]{8}::[A-Za-z0-9+/=]+"), "PVE:***"),
+    (re.compile(r"(PVEAuthCookie=)[^\s;\"',]+"), r"\1***"),
+    (re.compile(r"(CSRFPreventionToken[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]+", re.I), r"\1***"),
+    (re.compile(r"((?:PVETOOL_|PROXMOX_)(?:PASSWORD|TOKEN_SECRET)=)\S+"), r"\1***"),
+)
+# Shorter "secrets" would blank out ordinary words; real ones are long.
+MIN_SECRET_CHARS = 6
+
+
+def redactor(secrets: Sequence[str]) -> Callable[[str], str]:
+    """A function that replaces each of `secrets` (and anything shaped like a PVE token, ticket,
+    CSRF token or password variable) by ``***``."""
+    known = sorted({s for s in secrets if len(s) >= MIN_SECRET_CHARS}, key=len, reverse=True)
+
+    def redact(text: str) -> str:
+        for secret in known:
+            text = text.replace(secret, "***")
+        for pattern, replacement in _SHAPES:
+            text = pattern.sub(replacement, text)
+        return text
+
+    return redact
 
 
 @dataclass(frozen=True)
@@ -40,9 +84,11 @@ HookRunner = Callable[[Sequence[str], Mapping[str, str], float], HookOutcome]
 
 
 def run_hook(argv: Sequence[str], env: Mapping[str, str], timeout_s: float) -> HookOutcome:
-    """Run `argv` (no shell) with `env` added to the environment; kill it after `timeout_s`."""
+    """Run `argv` (no shell) with `env` added to pvetool's environment less its secrets
+    (`SECRET_ENV`); kill it after `timeout_s`."""
     started = time.monotonic()
-    full_env = {**os.environ, **env}
+    inherited = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+    full_env = {**inherited, **env}
     try:
         proc = subprocess.Popen(
             list(argv),

@@ -4,10 +4,14 @@
   the memory it will take on its target, atomically per target, so two moves cannot both take
   the last room. Already on the target -> *skipped*; moved elsewhere, locked, refused ->
   *failed*; the target offline, full or refusing this guest -> the scheduler re-plans.
-- `execute`: journal the intent, request the migration PVE needs (a running VM live, a running
-  container by restart; an offline move of a running VM goes to `offline`), journal its UPID.
+- `execute`: journal the intent and the guest's origin, request the migration PVE needs (a
+  running VM live, a running container by restart; an offline move of a running VM goes to
+  `offline`), journal its UPID. An answer that is neither a UPID nor PVE's refusal is looked
+  into on the cluster (`settle.after_unclear_request`) before anything is recorded.
 - `post_condition` (`follow_and_verify`): follow the task (HA: ``hamigrate`` through to the
-  real ``qmigrate``), then verify the arrival; journal the outcome and the guest's origin.
+  real ``qmigrate``), then verify the arrival; journal the outcome and the guest's origin. A
+  follow that ends without the task's outcome is settled on the cluster too
+  (`settle.after_lost_follow`).
 
 Imports: the standard library, `pvetool.errors`, `pvetool.model`, `pvetool.journal_records` and
 the `pvetool.executor` siblings.
@@ -15,11 +19,22 @@ the `pvetool.executor` siblings.
 
 from __future__ import annotations
 
+import logging
+
 from pvetool.errors import PvetoolError, TaskFailed, TaskTimeout
-from pvetool.executor.context import Flight, MoveEnd, RunContext, migration_request, refusal
+from pvetool.executor.context import (
+    Flight,
+    MoveEnd,
+    RunContext,
+    migration_request,
+    refusal,
+    refused,
+)
 from pvetool.executor.offline import offline
+from pvetool.executor.settle import Settled, after_lost_follow, after_unclear_request
 from pvetool.executor.verify import (
     Check,
+    Room,
     expected_status,
     precheck,
     still_at_source,
@@ -29,26 +44,27 @@ from pvetool.executor.verify import (
     whereabouts,
 )
 from pvetool.journal_records import Intent, Started
-from pvetool.model import Guest, Move, TaskResult, Upid
-from pvetool.model.events import MoveStarted
+from pvetool.model import Guest, Move, PlanRules, TaskResult, Upid
+from pvetool.model.events import MoveStarted, Notice
 
-__all__ = ["execute", "follow_and_verify", "pre_condition"]
+__all__ = ["execute", "follow_and_verify", "pre_condition", "started"]
+
+logger = logging.getLogger(__name__)
 
 
 def pre_condition(ctx: RunContext, flight: Flight) -> Check | MoveEnd:
     """The move checked on the cluster as it is now, with its memory reserved on the target;
     or how it ends without starting (skipped, failed, deferred, its target to re-plan)."""
     move = flight.move
+    room = Room(
+        rules=ctx.plan.rules or PlanRules(),
+        incoming=lambda target: ctx.incoming(target, flight),
+        busy=lambda node: ctx.busy(node, flight),
+    )
     with ctx.target_lock(move.target):
-        check = precheck(
-            ctx.api,
-            move,
-            reserved_bytes=lambda t: ctx.reserved.get(t, 0),
-            inflight_into=lambda t: ctx.inflight_into.get(t, 1) - 1,
-        )
+        check = precheck(ctx.api, move, room=room)
         if check.ready and check.reserve_bytes:
             with ctx.lock:
-                ctx.reserved[move.target] = ctx.reserved.get(move.target, 0) + check.reserve_bytes
                 flight.reserved_bytes = check.reserve_bytes
     if check.verdict == "skip":
         return ctx.finish(flight, "skipped", check.reason, node=move.target)
@@ -85,19 +101,23 @@ def execute(ctx: RunContext, flight: Flight, check: Check) -> MoveEnd:
             shutdown=shutdown,
         )
     )
+    ctx.origin(flight)
     if shutdown:
         return offline(ctx, flight, "shutdown")
     try:
         upid = ctx.api.start_migration(migration_request(move, online=running))
     except PvetoolError as exc:
+        if not refused(exc):
+            return _unclear(ctx, flight, guest, str(exc))
         reason = f"PVE refused to start the migration: {refusal(exc)}"
         trouble = target_trouble(reason)
         if trouble is not None:
             return MoveEnd(trouble, reason=reason)
         return ctx.finish(flight, "failed", reason, node=move.source)
-    flight.upid = str(upid)
-    ctx.write(Started(move=move.id, vmid=move.vmid, upid=str(upid), cluster_t=upid.starttime))
-    ctx.emit(MoveStarted(move, str(upid)))
+    except Exception as exc:  # an answer the client could not make sense of
+        logger.exception("the answer to the migration request of %s", move.vmid)
+        return _unclear(ctx, flight, guest, f"{type(exc).__name__}: {exc}")
+    started(ctx, flight, upid)
     if ctx.options.start_only:
         return ctx.finish(
             flight,
@@ -107,6 +127,49 @@ def execute(ctx: RunContext, flight: Flight, check: Check) -> MoveEnd:
             still_running=True,
         )
     return follow_and_verify(ctx, flight, upid, before=guest, attached=False)
+
+
+def started(ctx: RunContext, flight: Flight, upid: Upid, *, found: bool = False) -> None:
+    """Journal and announce the migration task of a move (`found`: looked up, not answered)."""
+    move = flight.move
+    flight.upid = str(upid)
+    ctx.known(str(upid))
+    ctx.write(
+        Started(move=move.id, vmid=move.vmid, upid=str(upid), cluster_t=upid.starttime, found=found)
+    )
+    ctx.emit(MoveStarted(move, str(upid)))
+
+
+def _unclear(ctx: RunContext, flight: Flight, before: Guest | None, answer: str) -> MoveEnd:
+    """The migrate request's answer said neither yes nor no: the cluster says what happened."""
+    move = flight.move
+    why = f"the answer to the migration request was unclear ({answer.rstrip('.')})"
+    ctx.emit(Notice(f"{move.vmid}: {why}; looking at the cluster"))
+    settled = after_unclear_request(ctx, move)
+    if settled.verdict == "running" and settled.upid is not None:
+        started(ctx, flight, settled.upid, found=True)
+        return follow_and_verify(ctx, flight, settled.upid, before=before, attached=False)
+    if settled.verdict == "arrived":
+        if settled.upid is not None:
+            flight.upid = str(settled.upid)
+            ctx.known(str(settled.upid))
+        note = f"{why}; it arrived on {move.target}"
+        return _post_condition(ctx, flight, None, expected_status(move, before), False, note)
+    if settled.verdict == "not-started":
+        return ctx.finish(
+            flight,
+            "failed",
+            f"{why}; no migration of it runs and it is still on {move.source}: not moved",
+            node=move.source,
+        )
+    return ctx.finish(
+        flight,
+        "failed",
+        f"{why}; {settled.why}: whether a migration of it runs could not be told, check the "
+        f"task list of {move.source}",
+        node=settled.guest.node if settled.guest is not None else None,
+        still_running=True,
+    )
 
 
 def follow_and_verify(
@@ -121,73 +184,150 @@ def follow_and_verify(
     move = flight.move
     if attached:
         flight.upid = str(upid)
+        ctx.known(str(upid))
         ctx.emit(MoveStarted(move, str(upid), attached=True))
     status_before = expected_status(move, before)
     try:
         result = ctx.deps.follow(upid, ctx.plan.task_timeout_s, ctx.progress(move))
     except PvetoolError as exc:
-        return _follow_failed(ctx, flight, upid, exc, attached)
+        return _follow_failed(ctx, flight, upid, exc, attached, status_before)
+    return _post_condition(ctx, flight, result, status_before, attached)
+
+
+def _post_condition(
+    ctx: RunContext,
+    flight: Flight,
+    result: TaskResult | None,
+    status_before: str,
+    attached: bool,
+    note: str = "",
+) -> MoveEnd:
+    """The task ended OK (or the guest was seen on the target): is it there as it left?"""
+    move = flight.move
+    if result is not None:
+        ctx.known(str(result.upid))
     arrival = verify_arrival(
         ctx.api,
         move,
         status_before,
         agent=move.vmid in ctx.options.agent_vmids,
+        timeout_s=ctx.options.arrival_timeout_s,
+        poll_s=ctx.options.agent_poll_s,
         agent_timeout_s=ctx.options.agent_timeout_s,
         agent_poll_s=ctx.options.agent_poll_s,
         sleep=ctx.deps.sleep,
         clock=ctx.deps.clock,
     )
-    downtime = _downtime_ms(move, result, status_before)
+    downtime = _downtime_ms(move, result, status_before) if result is not None else None
+    said = f"task {result.upid} reported {result.exitstatus}" if result is not None else note
+    if not arrival.ok and not arrival.checked:
+        # PVE's own word that the migration finished is all there is: the guest is there.
+        return ctx.finish(
+            flight,
+            "moved",
+            f"{said}; its arrival could not be verified: {arrival.reason}",
+            node=move.target,
+            task=result,
+            downtime_ms=downtime,
+            attached=attached,
+        )
     if not arrival.ok:
         return ctx.finish(
             flight,
             "failed",
-            f"task {result.upid} reported {result.exitstatus}, but {arrival.reason}",
+            f"{said}, but {arrival.reason}",
             node=arrival.node,
             task=result,
             downtime_ms=downtime,
             attached=attached,
         )
     return ctx.finish(
-        flight, "moved", "", node=arrival.node, task=result, downtime_ms=downtime, attached=attached
+        flight,
+        "moved",
+        note,
+        node=arrival.node,
+        task=result,
+        downtime_ms=downtime,
+        attached=attached,
     )
 
 
 def _follow_failed(
-    ctx: RunContext, flight: Flight, upid: Upid, exc: PvetoolError, attached: bool
+    ctx: RunContext,
+    flight: Flight,
+    upid: Upid,
+    exc: PvetoolError,
+    attached: bool,
+    status_before: str,
 ) -> MoveEnd:
-    """The task could not be followed to a success: timed out (left running), failed (the
-    target's fault: re-plan while the guest is still at its source), or lost track of."""
-    move = flight.move
+    """The task could not be followed to a success: failed (the target's fault: re-plan while
+    the guest is still at its source), or its outcome unknown (timed out, or the follow lost):
+    then the cluster says how it stands before anything is recorded."""
     if isinstance(exc, TaskFailed):
-        reason = f"{exc.description} failed: {exc.reason}"
-        trouble = target_trouble(exc.reason) or target_offline(ctx.api, move.target)
-        if trouble is not None:
-            node, _ = whereabouts(ctx.api, move)
-            if still_at_source(ctx.api, move):
-                return MoveEnd(trouble, reason=reason, upid=exc.upid)
-            return ctx.finish(flight, "failed", reason, node=node, upid=exc.upid)
-        node, where = whereabouts(ctx.api, move)
-        return ctx.finish(
-            flight, "failed", f"{reason}; {where}", node=node, upid=exc.upid, attached=attached
+        return _task_failed(ctx, flight, exc, attached)
+    real = Upid.parse(exc.upid) if isinstance(exc, TaskTimeout) and exc.upid else upid
+    settled = after_lost_follow(ctx, flight.move, real)
+    if settled.verdict == "ended-ok":
+        done = TaskResult(upid=real, exitstatus="OK")
+        return _post_condition(ctx, flight, done, status_before, attached)
+    if settled.verdict == "arrived":
+        note = f"its task could not be followed to its end ({exc}), but it arrived"
+        return _post_condition(ctx, flight, None, status_before, attached, note)
+    if settled.verdict == "ended-failed":
+        failure = TaskFailed(
+            upid=str(real),
+            node=real.node,
+            exitstatus=settled.exitstatus or "unknown",
+            description=f"Migration of {flight.move.vmid}",
         )
+        return _task_failed(ctx, flight, failure, attached)
+    return _still_running(ctx, flight, real, exc, attached, settled)
+
+
+def _task_failed(ctx: RunContext, flight: Flight, exc: TaskFailed, attached: bool) -> MoveEnd:
+    move = flight.move
+    reason = f"{exc.description} failed: {exc.reason}"
+    trouble = target_trouble(exc.reason) or target_offline(ctx.api, move.target)
+    if trouble is not None:
+        node, _ = whereabouts(ctx.api, move)
+        if still_at_source(ctx.api, move):
+            return MoveEnd(trouble, reason=reason, upid=exc.upid)
+        return ctx.finish(flight, "failed", reason, node=node, upid=exc.upid)
     node, where = whereabouts(ctx.api, move)
-    if isinstance(exc, TaskTimeout):
-        task = exc.upid or str(upid)
+    return ctx.finish(
+        flight, "failed", f"{reason}; {where}", node=node, upid=exc.upid, attached=attached
+    )
+
+
+def _still_running(
+    ctx: RunContext,
+    flight: Flight,
+    task: Upid,
+    exc: PvetoolError,
+    attached: bool,
+    settled: Settled,
+) -> MoveEnd:
+    """The task still runs (past the timeout), or how it stands is unknown: say so, with where
+    the guest was last seen."""
+    move = flight.move
+    node, where = whereabouts(ctx.api, move)
+    if node is None and settled.guest is not None:
+        node = settled.guest.node
+    if isinstance(exc, TaskTimeout) and settled.verdict == "running":
         timeout_s = ctx.plan.task_timeout_s
         reason = (
             f"task {task} did not finish within {timeout_s:g} s; it is still running and was "
             f"not stopped; {where}"
         )
     else:
-        task = str(upid)
-        reason = f"lost track of task {upid}: {exc}; {where}"
+        unclear = f"; {settled.why}" if settled.why else ""
+        reason = f"lost track of task {task}: {exc}{unclear}; {where}"
     return ctx.finish(
         flight,
         "failed",
         reason,
         node=node,
-        upid=task,
+        upid=str(task),
         still_running=True,
         attached=attached,
     )

@@ -18,7 +18,15 @@ from collections.abc import Mapping
 from typing import Literal
 
 from pvetool.errors import PvetoolError, TaskFailed, TaskTimeout
-from pvetool.executor.context import Flight, MoveEnd, RunContext, migration_request, refusal
+from pvetool.executor.context import (
+    Flight,
+    MoveEnd,
+    RunContext,
+    migration_request,
+    refusal,
+    refused,
+)
+from pvetool.executor.settle import after_unclear_request
 from pvetool.executor.verify import find_guest, verify_arrival, wait_for_status, whereabouts
 from pvetool.journal_records import Power, Started
 from pvetool.model import TaskResult, Upid
@@ -83,6 +91,7 @@ def offline(
     down_from: Upid | None = None
     migration: TaskResult | None = None
     started: tuple[Upid, TaskResult] | None = None
+    arrival_s = ctx.options.arrival_timeout_s
     try:
         if first <= 0:
             pick = attach if step == "shutdown" else None
@@ -97,6 +106,8 @@ def offline(
             move,
             "running",
             agent=move.vmid in ctx.options.agent_vmids,
+            timeout_s=arrival_s,
+            poll_s=ctx.options.agent_poll_s,
             agent_timeout_s=max(ctx.options.agent_timeout_s, BOOT_AGENT_TIMEOUT_S),
             agent_poll_s=ctx.options.agent_poll_s,
             sleep=ctx.deps.sleep,
@@ -106,6 +117,16 @@ def offline(
         return failed(ctx, flight, failure, migration, resumed)
     except PvetoolError as exc:  # e.g. the API stayed unreachable through every retry
         return failed(ctx, flight, StepFailed(str(exc)), migration, resumed)
+    if not arrival.ok and not arrival.checked:
+        return ctx.finish(
+            flight,
+            "moved",
+            f"shut down, migrated offline and started again; its arrival could not be "
+            f"verified: {arrival.reason}",
+            node=move.target,
+            task=migration,
+            attached=resumed,
+        )
     if not arrival.ok:
         # Started (so nothing to start again), but not as it should be.
         return ctx.finish(
@@ -206,17 +227,26 @@ def _follow_power(
         ) from exc
 
 
-def _migrate(ctx: RunContext, flight: Flight, attach: Upid | None) -> TaskResult:
-    """The offline migration of the shut-down VM; verifies it arrived stopped."""
+def _migrate(ctx: RunContext, flight: Flight, attach: Upid | None) -> TaskResult | None:
+    """The offline migration of the shut-down VM; verifies it arrived stopped. None: an unclear
+    request whose migration had already ended when the cluster was looked at."""
     move = flight.move
     upid = attach
     if upid is None:
         try:
             upid = ctx.api.start_migration(migration_request(move, online=False))
         except PvetoolError as exc:
-            raise StepFailed(f"PVE refused to start the migration: {refusal(exc)}") from exc
-        ctx.write(Started(move=move.id, vmid=move.vmid, upid=str(upid), cluster_t=upid.starttime))
+            if refused(exc):
+                raise StepFailed(f"PVE refused to start the migration: {refusal(exc)}") from exc
+            upid = _unclear(ctx, flight, str(exc))
+            if upid is None:
+                return None
+        else:
+            ctx.write(
+                Started(move=move.id, vmid=move.vmid, upid=str(upid), cluster_t=upid.starttime)
+            )
     flight.upid = str(upid)
+    ctx.known(str(upid))
     ctx.emit(MoveStarted(move, str(upid), attached=attach is not None))
     timeout_s = ctx.plan.task_timeout_s
     try:
@@ -234,13 +264,43 @@ def _migrate(ctx: RunContext, flight: Flight, attach: Upid | None) -> TaskResult
         raise StepFailed(
             f"lost track of task {upid}: {exc}", upid=str(upid), still_running=True
         ) from exc
-    arrival = verify_arrival(ctx.api, move, "stopped", agent=False)
-    if not arrival.ok:
+    arrival = verify_arrival(
+        ctx.api,
+        move,
+        "stopped",
+        agent=False,
+        timeout_s=ctx.options.arrival_timeout_s,
+        poll_s=ctx.options.agent_poll_s,
+        sleep=ctx.deps.sleep,
+        clock=ctx.deps.clock,
+    )
+    if not arrival.ok and arrival.checked:
         raise StepFailed(
             f"task {result.upid} reported {result.exitstatus}, but {arrival.reason}",
             upid=str(result.upid),
         )
     return result
+
+
+def _unclear(ctx: RunContext, flight: Flight, answer: str) -> Upid | None:
+    """The offline migrate request's answer was unclear: its task if one runs (journalled as
+    found), None if the VM is already on the target; raises `StepFailed` otherwise."""
+    move = flight.move
+    why = f"the answer to the migration request was unclear ({answer.rstrip('.')})"
+    settled = after_unclear_request(ctx, move)
+    if settled.verdict == "running" and settled.upid is not None:
+        upid = settled.upid
+        ctx.write(
+            Started(
+                move=move.id, vmid=move.vmid, upid=str(upid), cluster_t=upid.starttime, found=True
+            )
+        )
+        return upid
+    if settled.verdict == "arrived":
+        return None
+    if settled.verdict == "not-started":
+        raise StepFailed(f"{why}; no migration of it runs and it is still on {move.source}")
+    raise StepFailed(f"{why}; {settled.why}", still_running=True)
 
 
 def failed(

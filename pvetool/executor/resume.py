@@ -46,15 +46,35 @@ def with_journal(ctx: RunContext, move: Move) -> tuple[Move, MoveRecord | None]:
     return move, rec
 
 
-def journalled(index: int, move: Move, rec: MoveRecord) -> MoveResult | None:
-    """A move the interrupted run finished (moved, or found already there), reported again."""
-    if rec.outcome is None or rec.status not in ("moved", "skipped"):
+def journalled(index: int, move: Move, rec: MoveRecord | None, *, ended: bool) -> MoveResult | None:
+    """What the interrupted run decided for a move, reported again, or None to run it now.
+
+    A move that arrived is done. In a stage that goes on, "already there" (skipped) and a
+    failure are checked again (the cause may be gone). In a stage the interrupted run had gone
+    on from (`ended`: a later stage started), every outcome stands, failures included:
+    re-running a stage's move after the stage's moment has passed (a drain after the node's
+    maintenance) would move a guest the wrong way. Only a task that may still run is attached
+    to again; a move that stage never reached is reported not started (the caller fills in
+    where the guest is).
+    """
+    out = rec.outcome if rec is not None else None
+    if out is None:
+        if not ended or (rec is not None and rec.upid):
+            return None
+        return MoveResult(
+            move=move,
+            status="not-started",
+            reason="not started: the interrupted run had gone on past its stage without it",
+            stage_index=index,
+            resumed=True,
+        )
+    if out.status != "moved" and not (ended and not out.still_running):
         return None
-    result = rec.outcome.result(move, index)
+    result = out.result(move, index)
     return replace(
         result,
         reason=result.reason or "done in the interrupted run",
-        node=result.node or move.target,
+        node=result.node or (move.target if out.status in ("moved", "skipped") else None),
         still_running=False,
         resumed=True,
     )

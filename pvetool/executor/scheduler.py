@@ -34,6 +34,7 @@ from typing import Literal
 from pvetool.errors import PvetoolError
 from pvetool.executor.context import ExecutorDeps, ExecutorOptions, Flight, MoveEnd, RunContext
 from pvetool.executor.move import execute, follow_and_verify, pre_condition
+from pvetool.executor.replan import Retry, forget_recovered, replan, swapped
 from pvetool.executor.resume import attach_or_settle, journalled, resume_offline, with_journal
 from pvetool.executor.stages import confirm, pause, run_hook, wait_for_node
 from pvetool.journal_records import (
@@ -47,7 +48,6 @@ from pvetool.journal_records import (
     StageEvent,
 )
 from pvetool.model import (
-    Attempt,
     BlockedGuest,
     ExecutionPlan,
     Move,
@@ -58,18 +58,14 @@ from pvetool.model import (
 from pvetool.model.events import (
     Interrupt,
     MoveFinished,
-    MoveReplanned,
     RunFinished,
     RunStarted,
     StageStarted,
 )
 
-__all__ = ["Executor"]
+__all__ = ["Executor", "blocked_guests"]
 
 logger = logging.getLogger(__name__)
-
-# A move to re-plan: the move, why its target failed, and the task that failed (if any).
-Retry = tuple[Move, str, str | None]
 
 
 class Executor:
@@ -128,6 +124,7 @@ class Executor:
         why = ctx.stop_reason or "the run ended before this move"
         for index, stage in enumerate(plan.stages):
             ctx.not_started(index, stage.moves, why, emit=False)
+        _whereabouts(ctx)
         report = _report(ctx, started_epoch, path)
         ctx.write(
             RunEnd(
@@ -170,6 +167,29 @@ def _check_interrupt(ctx: RunContext) -> None:
     ctx.emit(Interrupt(min(level, 2), tuple(running)))
 
 
+def _whereabouts(ctx: RunContext) -> None:
+    """Before the report: where is each guest whose move did not succeed? Read once from the
+    cluster (a resumed run's journalled outcome, or an earlier guess, may be out of date). A
+    guest whose earlier migration may still run is where it is now, and said to be in motion."""
+    results = list(ctx.results.values())
+    moving = {r.move.vmid: r for r in results if r.still_running or r.status == "left-running"}
+    stale = [r for r in results if r.status in ("failed", "not-started") and not r.still_running]
+    if not stale or not ctx.look_around():
+        return
+    for r in stale:
+        node = ctx.location.get(r.move.vmid)
+        running = moving.get(r.move.vmid)
+        if running is not None and running is not r:
+            task = f" {running.upid}" if running.upid else ""
+            note = (
+                f"; its migration{task} ({running.move.id}, to {running.move.target}) may still "
+                "be running"
+            )
+            ctx.results[r.move.id] = replace(r, node=node, reason=r.reason + note)
+        elif node != r.node:
+            ctx.results[r.move.id] = replace(r, node=node)
+
+
 def _report(ctx: RunContext, started_epoch: float, journal_path: str | None) -> RunReport:
     plan = ctx.plan
     offsets: list[float] = []
@@ -183,7 +203,7 @@ def _report(ctx: RunContext, started_epoch: float, journal_path: str | None) -> 
         plan_source=plan.source,
         command="",
         results=tuple(ctx.results[m.id] for m in plan.moves if m.id in ctx.results),
-        blocked=_blocked(plan),
+        blocked=blocked_guests(plan),
         hooks=tuple(ctx.hooks),
         node_waits=tuple(ctx.waits),
         interrupted=ctx.interrupts() > 0,
@@ -198,7 +218,8 @@ def _report(ctx: RunContext, started_epoch: float, journal_path: str | None) -> 
     )
 
 
-def _blocked(plan: ExecutionPlan) -> tuple[BlockedGuest, ...]:
+def blocked_guests(plan: ExecutionPlan) -> tuple[BlockedGuest, ...]:
+    """The guests the plan leaves where they are because nothing may move them, and why."""
     blocked = []
     for vmid in plan.blocked:
         findings = [f for f in plan.findings if f.vmid == vmid and f.severity != "info"]
@@ -222,13 +243,18 @@ class _Window:
         self.records: dict[str, MoveRecord | None] = {}
         self.deferred: dict[str, int] = {}  # move id -> completions count when it was deferred
         self.completions = 0
+        # A stage the interrupted run had gone on from (a later stage started) is over: its
+        # outcomes stand. One it was stopped or killed in goes on.
+        ended = ctx.resume is not None and StageEvent.passed(ctx.resume, index)
         for original in stage.moves:
             move, rec = with_journal(ctx, original)
-            done = journalled(index, move, rec) if rec is not None else None
+            done = journalled(index, move, rec, ended=ended) if ctx.resume is not None else None
             if done is not None:
+                if done.status == "not-started":
+                    done = replace(done, node=ctx.where(move))
                 ctx.results[move.id] = done
-                if done.status == "moved" and done.node:
-                    ctx.placed[move.vmid] = done.node
+                if done.node or done.status != "moved":
+                    ctx.seen(move.vmid, done.node, moved=done.status == "moved")
                 ctx.emit(MoveFinished(done))
                 continue
             self.records[move.id] = rec
@@ -281,13 +307,18 @@ class _Window:
         self.pending = remaining
 
     def _retarget_failed(self) -> None:
-        """Pending moves to a target that failed earlier go elsewhere (one re-plan for all)."""
+        """Pending moves to a target that failed earlier and is still down go elsewhere (one
+        re-plan for all); a target that is back (online again) is forgotten first."""
         bad = self.ctx.bad_targets
         stale = [m for m in self.pending if m.target in bad and not m.pinned]
         if not stale:
             return
+        forget_recovered(self.ctx)
+        stale = [m for m in stale if m.target in bad]
+        if not stale:
+            return
         answers = self._replan([(m, f"target {m.target} failed earlier", None) for m in stale])
-        self.pending = _swapped(self.pending, stale, answers)
+        self.pending = swapped(self.pending, stale, answers)
 
     def _eligible(self, move: Move, waiting: set[str]) -> Literal["go", "wait", "done"]:
         """Whether `move` may start now, must wait, or was decided here (not started)."""
@@ -346,7 +377,6 @@ class _Window:
         )
         with ctx.lock:
             ctx.inflight[move.id] = flight
-            ctx.inflight_into[move.target] = ctx.inflight_into.get(move.target, 0) + 1
         worker = threading.Thread(
             target=_work, args=(ctx, flight), name=f"migrate-{move.vmid}", daemon=True
         )
@@ -364,8 +394,6 @@ class _Window:
                 original_target=ctx.original_targets.get(move.id),
             )
             ctx.results[move.id] = result
-            if result.status == "moved" and result.node:
-                ctx.placed[move.vmid] = result.node
             if result.status == "failed" and ctx.plan.on_failure == "stop":
                 ctx.stop(f"move {move.id} ({move.vmid}) failed; on_failure: stop")
             return
@@ -383,38 +411,11 @@ class _Window:
                 if m.target == move.target and not m.pinned
             ]
         answers = self._replan(retries)
-        rest = _swapped(self.pending, [m for m, _, _ in retries[1:]], answers[1:])
+        rest = swapped(self.pending, [m for m, _, _ in retries[1:]], answers[1:])
         self.pending = [answers[0], *rest] if answers[0] is not None else rest
 
     def _replan(self, retries: Sequence[Retry]) -> list[Move | None]:
-        """Another target for each move (one question to the planner for all), or None; a move
-        left without one is recorded as failed."""
-        ctx = self.ctx
-        avoid: dict[str, frozenset[str]] = {}
-        for move, reason, upid in retries:
-            tried = ctx.attempts.setdefault(move.id, [])
-            tried.append(Attempt(move.target, reason, upid))
-            ctx.original_targets.setdefault(move.id, move.target)
-            avoid[move.id] = frozenset(ctx.bad_targets | {a.target for a in tried})
-        asked = [(m, avoid[m.id]) for m, _, _ in retries if not m.pinned]
-        answers, trouble = _ask_planner(ctx, asked)
-        out: list[Move | None] = []
-        for move, reason, upid in retries:
-            new, why = _answer(ctx, move, reason, answers.get(move.id), avoid[move.id], trouble)
-            ctx.write(
-                Replan(
-                    move=move.id,
-                    vmid=move.vmid,
-                    old_target=move.target,
-                    new_target=new.target if new is not None else None,
-                    reason=why,
-                )
-            )
-            ctx.emit(MoveReplanned(move, move.target, new.target if new is not None else None, why))
-            if new is None:
-                ctx.decide(self.index, move, "failed", why, upid=upid)
-            out.append(new)
-        return out
+        return replan(self.ctx, self.index, retries)
 
     def _leave_running(self) -> None:
         """Second Ctrl-C: report what is still running and return without waiting."""
@@ -448,59 +449,6 @@ class _Window:
             )
 
 
-def _swapped(
-    pending: Sequence[Move], asked: Sequence[Move], answers: Sequence[Move | None]
-) -> list[Move]:
-    """`pending` with each asked move replaced by its re-planned move, or dropped (failed)."""
-    new = {m.id: a for m, a in zip(asked, answers, strict=True)}
-    kept = [new[m.id] if m.id in new else m for m in pending]
-    return [m for m in kept if m is not None]
-
-
-def _ask_planner(
-    ctx: RunContext, asked: Sequence[tuple[Move, frozenset[str]]]
-) -> tuple[dict[str, Move | None], str | None]:
-    """The planner's answer per move id, or why there is none for any of them."""
-    replan = ctx.deps.replan
-    if replan is None or not asked:
-        return {}, None
-    try:
-        answers = list(replan(asked))
-    except PvetoolError as exc:
-        return {}, f"re-planning failed: {exc}"
-    except Exception as exc:  # a planner bug must not abandon the running moves
-        logger.exception("re-planning %s failed", ", ".join(str(m.vmid) for m, _ in asked))
-        return {}, f"re-planning failed: internal error: {type(exc).__name__}"
-    if len(answers) != len(asked):
-        return {}, "re-planning failed: internal error: the planner answered for other moves"
-    return {m.id: new for (m, _), new in zip(asked, answers, strict=True)}, None
-
-
-def _answer(
-    ctx: RunContext,
-    move: Move,
-    reason: str,
-    candidate: Move | None,
-    avoid: frozenset[str],
-    trouble: str | None,
-) -> tuple[Move | None, str]:
-    """The re-planned move (keeping its id and source) and the sentence for the journal."""
-    if move.pinned:
-        return (
-            None,
-            f"{reason}; the plan pins {move.vmid} to {move.target}, so it was not re-planned",
-        )
-    if ctx.deps.replan is None:
-        return None, f"{reason}; no re-planning available"
-    if trouble is not None:
-        return None, f"{reason}; {trouble}"
-    if candidate is None:
-        return None, f"{reason}; no other node can take {move.vmid}"
-    if candidate.target in avoid:
-        return None, reason
-    return replace(candidate, id=move.id, source=move.source), reason
-
-
 # --------------------------------------------------------------------------------------------
 # One move (worker thread)
 
@@ -514,7 +462,8 @@ def _work(ctx: RunContext, flight: Flight) -> None:
             flight,
             "failed",
             f"{exc}{task}",
-            node=None,
+            # Before its task was known nothing was started: the guest is where it was.
+            node=None if flight.upid else ctx.where(flight.move),
             upid=flight.upid,
             still_running=bool(flight.upid),
         )
@@ -525,9 +474,6 @@ def _work(ctx: RunContext, flight: Flight) -> None:
         )
     finally:
         with ctx.lock:
-            target = flight.move.target
-            ctx.reserved[target] = ctx.reserved.get(target, 0) - flight.reserved_bytes
-            ctx.inflight_into[target] = ctx.inflight_into.get(target, 1) - 1
             flight.reserved_bytes = 0
     ctx.done.put((flight.move.id, end))
 

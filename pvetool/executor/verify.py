@@ -3,15 +3,25 @@
 Before (`precheck`): the guest still exists and is still on the move's source (already on the
 target: the move is *skipped*; elsewhere: unsafe, it *fails*), it is not locked, the target is
 online, PVE's migrate precondition allows the target, nothing pins the guest to its node, and
-the target has memory for a running guest (free memory minus what migrations already under way
-into it will take). The verdict says whether a failure is the target's (re-plan the moves to
-it), this guest's on that target (re-plan this move), or the guest's own (fail).
+the target has room for a running guest, counted the way the planner counts it
+(`pvetool.planner.placement`): the host's own use (its used memory minus its guests' used
+memory), the configured memory of every running guest on it and of every guest this run is
+migrating into it, plus this guest, within its memory minus the plan's headroom. The verdict
+says whether a failure is the target's (re-plan the moves to it), this guest's on that target
+(re-plan this move), or the guest's own (fail); a target that is full only until migrations of
+this run into or out of it end makes the move wait (`defer`).
 
 After (`verify_arrival`): `/cluster/resources` shows the guest on the target, in the run state
-it had before, with no lock; a running qemu guest with the QEMU guest agent enabled answers an
-agent ping within a few seconds. A task that says OK while the guest did not arrive fails here.
-For an offline move of a running VM, `wait_for_status` waits for the shutdown (or start) to
-show, since an HA-managed guest's request task ends before the HA stack acts.
+it had before, with no migrate lock; a running qemu guest with the QEMU guest agent enabled
+answers an agent ping within a few seconds. PVE moves the guest's config to the target before
+its task ends (qemu-server `QemuMigrate.pm` `phase3_cleanup` `move_config_to_node`, then
+`qm unlock` over ssh), and `/cluster/resources` takes the run state from pvestatd's broadcast,
+which lags up to ~10 s (pve-manager `PVE/Service/pvestatd.pm`, ``$updatetime = 10``): so the
+check looks again for up to `arrival_timeout_s`, sits out API errors meanwhile, and asks the
+target for the guest's live state (``status/current``) when the broadcast still shows the old
+one. A task that says OK while the guest did not arrive fails here. For an offline move of a
+running VM, `wait_for_status` waits for the shutdown (or start) to show, since an HA-managed
+guest's request task ends before the HA stack acts.
 
 After a failure: `whereabouts` says where the guest is, `still_at_source` whether another
 target may be tried, `target_offline` whether the target is the one to blame.
@@ -23,18 +33,19 @@ Imports: the standard library, `pvetool.errors`, `pvetool.model`, `pvetool.waiti
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from pvetool.errors import ApiError, NotFound, PvetoolError
 from pvetool.executor.api import ClusterApi
-from pvetool.model import ClusterResources, Guest, Move, Node
-from pvetool.waiting import wait_until
+from pvetool.model import ClusterResources, Guest, Move, Node, PlanRules
+from pvetool.waiting import is_transient_read, wait_until
 
 __all__ = [
     "Arrival",
     "Check",
+    "Room",
     "Verdict",
     "expected_status",
     "find_guest",
@@ -97,15 +108,19 @@ def expected_status(move: Move, before: Guest | None) -> str:
     return "running" if (move.options.online or move.options.restart) else "stopped"
 
 
-def precheck(
-    api: ClusterApi,
-    move: Move,
-    *,
-    reserved_bytes: Callable[[str], int],
-    inflight_into: Callable[[str], int],
-) -> Check:
-    """Is `move` still safe to start now? `reserved_bytes(target)` is the memory migrations
-    under way into the target will still take, `inflight_into(target)` how many there are."""
+@dataclass(frozen=True)
+class Room:
+    """What the room check needs besides the cluster: the plan's rules (headroom), the memory
+    the run's other migrations into a node hold there (bytes by vmid), and whether any of the
+    run's migrations goes into or out of a node now."""
+
+    rules: PlanRules
+    incoming: Callable[[str], Mapping[int, int]]
+    busy: Callable[[str], bool]
+
+
+def precheck(api: ClusterApi, move: Move, *, room: Room) -> Check:
+    """Is `move` still safe to start now (see the module docstring)?"""
     resources = api.cluster_resources()
     guest = find_guest(resources, move.vmid)
     what = f"{'VM' if move.kind == 'qemu' else 'CT'} {move.vmid}"
@@ -126,7 +141,7 @@ def precheck(
         return refused
     if not guest.running:
         return Check("ready", "", guest)
-    return _room(resources, move, guest, reserved_bytes, inflight_into)
+    return _room(resources, move, guest, room)
 
 
 def _target_member(api: ClusterApi, move: Move, guest: Guest) -> Check | None:
@@ -185,31 +200,40 @@ def _pve_precondition(api: ClusterApi, move: Move, guest: Guest, what: str) -> C
     return None
 
 
-def _room(
-    resources: ClusterResources,
-    move: Move,
-    guest: Guest,
-    reserved_bytes: Callable[[str], int],
-    inflight_into: Callable[[str], int],
-) -> Check:
-    """A running guest fits into the target's free memory next to the migrations under way
-    into it (wait for them: `defer`; else the target is full: re-plan)."""
+def _room(resources: ClusterResources, move: Move, guest: Guest, room: Room) -> Check:
+    """A running guest fits the target as the planner counts it (see the module docstring);
+    if not: wait while the run's migrations into or out of it go on (`defer`), else the target
+    is full (re-plan)."""
     target = _node(resources, move.target)
     if target is None or target.memory_total_bytes <= 0:
         return Check("ready", "", guest)  # no numbers to check against
+    here = [g for g in resources.guests if g.node == move.target]
+    there = {g.vmid for g in here}
+    arriving = {v: b for v, b in room.incoming(move.target).items() if v not in there}
+    # The host's own use, as the planner estimates it. While a migration arrives its pages are
+    # in the node's used memory too and are counted twice here (once more as that migration's
+    # memory): that errs on the safe side, and only while this run's migrations go on, when a
+    # move that does not fit waits for them anyway.
+    guests_used = sum(g.used_memory_bytes for g in here if g.running)
+    overhead = 0
+    if target.online and target.memory_used_bytes:
+        overhead = max(0, target.memory_used_bytes - guests_used)
+    committed = overhead + sum(g.memory_bytes for g in here if g.running) + sum(arriving.values())
+    total = target.memory_total_bytes
+    limit = total - room.rules.memory_headroom_for(total)
     need = guest.memory_bytes or move.memory_bytes
-    reserved = reserved_bytes(move.target)
-    free = target.memory_free_bytes - reserved
-    if need > free:
-        reason = (
-            f"{move.target} has no room for {move.vmid} now: needs {gib(need)}, "
-            f"{gib(max(0, free))} free"
-            + (f" after {gib(reserved)} for migrations under way" if reserved else "")
-        )
-        if inflight_into(move.target):
-            return Check("defer", reason, guest)
-        return Check("target-down", reason, guest)
-    return Check("ready", "", guest, reserve_bytes=need)
+    if committed + need <= limit:
+        return Check("ready", "", guest, reserve_bytes=need)
+    reason = (
+        f"{move.target} has no room for {move.vmid} now: needs {gib(need)}, "
+        f"{gib(max(0, limit - committed))} free of {gib(total)} after the host's "
+        f"{gib(overhead)}, its running guests"
+        + (f", {gib(sum(arriving.values()))} migrating in" if arriving else "")
+        + f" and {gib(total - limit)} headroom"
+    )
+    if room.busy(move.target):
+        return Check("defer", reason, guest)
+    return Check("target-down", reason, guest)
 
 
 def target_trouble(reason: str) -> Literal["target-down", "target-refused"] | None:
@@ -223,10 +247,14 @@ def target_trouble(reason: str) -> Literal["target-down", "target-refused"] | No
 
 @dataclass(frozen=True)
 class Arrival:
+    """Where a guest is after its task ended and what is wrong with it; `checked` is False when
+    the cluster could not be read (then nothing is known but the task's word)."""
+
     ok: bool
     node: str | None
     problems: tuple[str, ...] = ()
     guest: Guest | None = None
+    checked: bool = True
 
     @property
     def reason(self) -> str:
@@ -239,25 +267,56 @@ def verify_arrival(
     status_before: str,
     *,
     agent: bool,
+    timeout_s: float = 25.0,
+    poll_s: float = 1.0,
     agent_timeout_s: float = 10.0,
     agent_poll_s: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> Arrival:
-    """The guest is on the target, in `status_before`, unlocked (and its agent answers)."""
-    guest = find_guest(api.cluster_resources("vm"), move.vmid)
-    if guest is None:
-        return Arrival(False, None, (f"guest {move.vmid} is not in /cluster/resources any more",))
-    problems = []
-    if guest.node != move.target:
-        problems.append(f"it is on {guest.node}, not on {move.target}")
-    if guest.status != status_before:
-        problems.append(f"it is {guest.status}, it was {status_before}")
-    if guest.lock:
-        problems.append(f"it is still locked ({guest.lock})")
-    if problems:
-        return Arrival(False, guest.node, tuple(problems), guest)
-    if agent and move.kind == "qemu" and guest.running:
+    """The guest is on the target, in `status_before`, without a migrate lock (and its agent
+    answers); looked at again for up to `timeout_s` (see the module docstring)."""
+    last: list[Arrival] = []
+
+    def look() -> Arrival:
+        try:
+            arrival = _arrival(api, move, status_before)
+        except PvetoolError as exc:
+            last[:] = [
+                Arrival(False, None, (f"where it is could not be read ({exc})",), None, False)
+            ]
+            raise
+        last[:] = [arrival]
+        return arrival
+
+    try:
+        wait_until(
+            look,
+            lambda a: a.ok,
+            timeout_s=timeout_s,
+            poll_s=poll_s,
+            clock=clock,
+            sleep=sleep,
+            transient=is_transient_read,
+        )
+    except PvetoolError as exc:
+        last[:] = [Arrival(False, None, (f"where it is could not be read ({exc})",), None, False)]
+    arrival = last[0] if last else Arrival(False, None, ("it was not looked at",), None, False)
+    if not arrival.ok:
+        if arrival.guest is not None and arrival.guest.lock == "migrate":
+            return Arrival(
+                False,
+                arrival.node,
+                (
+                    *arrival.problems,
+                    f"PVE did not finish the migration's cleanup: check the task log, then "
+                    f"unlock it (qm unlock {move.vmid} on {arrival.node})",
+                ),
+                arrival.guest,
+            )
+        return arrival
+    guest = arrival.guest
+    if agent and move.kind == "qemu" and guest is not None and guest.running:
         try:
             answered = wait_until(
                 lambda: api.agent_ping(move.target, move.vmid),
@@ -272,11 +331,37 @@ def verify_arrival(
         if not answered:
             return Arrival(
                 False,
-                guest.node,
+                arrival.node,
                 (f"its QEMU guest agent did not answer a ping within {agent_timeout_s:g} s",),
                 guest,
             )
-    return Arrival(True, guest.node, (), guest)
+    return arrival
+
+
+def _arrival(api: ClusterApi, move: Move, status_before: str) -> Arrival:
+    """One look at the guest after its task ended."""
+    guest = find_guest(api.cluster_resources("vm"), move.vmid)
+    if guest is None:
+        return Arrival(False, None, (f"guest {move.vmid} is not in /cluster/resources any more",))
+    problems = []
+    if guest.node != move.target:
+        problems.append(f"it is on {guest.node}, not on {move.target}")
+    elif guest.lock == "migrate":
+        problems.append("it is still locked (migrate)")
+    elif guest.status != status_before:
+        live = _live_status(api, move)
+        if live != status_before:
+            problems.append(f"it is {live or guest.status}, it was {status_before}")
+    return Arrival(not problems, guest.node, tuple(problems), guest)
+
+
+def _live_status(api: ClusterApi, move: Move) -> str | None:
+    """The guest's run state as its node sees it now (``status/current``), not as the last
+    pvestatd broadcast has it; None when the node does not answer."""
+    try:
+        return api.guest_status(move.kind, move.target, move.vmid).status
+    except PvetoolError:
+        return None
 
 
 def wait_for_status(

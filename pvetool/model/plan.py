@@ -104,7 +104,10 @@ class Stage:
     """A step of the execution: a batch of moves, a hook, waiting for a node, or a pause.
 
     For rolling maintenance the planner emits, per node: migrate (drain), hook (before),
-    wait-node (online + quorate), hook (after), migrate (bring the guests home).
+    wait-node (online + quorate), hook (after), migrate (bring the guests home). A hook runs
+    with the connection's credentials in its environment only when `pass_credentials`; with
+    `require_drained` it runs only once every guest the stages before it move off its node has
+    left (the executor checks the cluster first).
     """
 
     kind: StageKind
@@ -115,6 +118,8 @@ class Stage:
     timeout_s: float = 0.0
     predicted_makespan_s: float = 0.0
     bounds: Bounds | None = None
+    pass_credentials: bool = False
+    require_drained: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,6 +143,7 @@ class RunReport:
     started_epoch: float = 0.0
     notes: tuple[str, ...] = field(default=())
     stage_offsets_s: tuple[float, ...] = ()  # predicted start of each stage after the run's
+    refused: str = ""  # why the run was refused before anything started (exit code 2)
 
     def predicted_span(self, result: MoveResult) -> tuple[float, float]:
         """A move's predicted (start, end), in seconds after the run's predicted start."""
@@ -184,7 +185,8 @@ class RunReport:
         """Every planned move moved or was already done, every hook and node wait succeeded,
         and no guest that should have moved was blocked (left behind)."""
         return (
-            not self.interrupted
+            not self.refused
+            and not self.interrupted
             and not self.blocked
             and all(r.ok for r in self.results)
             and not self.hooks_failed
@@ -193,8 +195,10 @@ class RunReport:
 
     @property
     def exit_code(self) -> int:
-        """0 everything planned succeeded, 1 anything failed or was left behind, 130
-        interrupted by the operator."""
+        """0 everything planned succeeded, 1 anything failed or was left behind, 2 refused
+        before anything started, 130 interrupted by the operator."""
+        if self.refused:
+            return 2
         if self.interrupted:
             return 130
         return 0 if self.succeeded else 1

@@ -275,6 +275,8 @@ def _rolling(b: _Builder, step: RollingStep, rules: Rules) -> None:
                     node=node,
                     argv=step.before.argv,
                     timeout_s=step.before.timeout_s,
+                    pass_credentials=step.before.pass_credentials,
+                    require_drained=step.before.require_drained,
                 )
             )
         b.stages.append(
@@ -293,6 +295,7 @@ def _rolling(b: _Builder, step: RollingStep, rules: Rules) -> None:
                     node=node,
                     argv=step.after.argv,
                     timeout_s=step.after.timeout_s,
+                    pass_credentials=step.after.pass_credentials,
                 )
             )
         if step.return_guests:

@@ -74,7 +74,8 @@ _ROLLING_KEYS = (
     "pause",
     "return_guests",
 )
-_HOOK_KEYS = ("command", "timeout")
+_HOOK_KEYS = ("command", "timeout", "pass_credentials")
+_BEFORE_HOOK_KEYS = (*_HOOK_KEYS, "require_drained")
 _REBALANCE_KEYS = (
     "by",
     "weights",
@@ -247,18 +248,33 @@ def _argv(ck: PlanChecker, loc: Loc, path: str) -> tuple[str, ...] | None:
     return tuple(str(arg) for arg in argv)
 
 
-def _hook(ck: PlanChecker, loc: Loc, path: str) -> Hook | None:
-    default_timeout = Hook(argv=()).timeout_s
-    if isinstance(loc.value, dict):
-        values = ck.fields(loc, path, _HOOK_KEYS, required=("command",))
-        if values is None:
-            return None
-        timeout = ck.get(values, "timeout", path, to_positive_duration, default_timeout)
-        argv = _argv(ck, values["command"], f"{path}.command") if "command" in values else None
-    else:
-        timeout = default_timeout
+def _hook(ck: PlanChecker, loc: Loc, path: str, *, before: bool = False) -> Hook | None:
+    default = Hook(argv=())
+    if not isinstance(loc.value, dict):
         argv = _argv(ck, loc, path)
-    return None if argv is None else Hook(argv=argv, timeout_s=timeout, where=ck.where(loc, path))
+        return None if argv is None else Hook(argv=argv, where=ck.where(loc, path))
+    values = ck.fields(loc, path, _BEFORE_HOOK_KEYS, required=("command",))
+    if values is None:
+        return None
+    if not before and "require_drained" in values:
+        ck.add(
+            values["require_drained"],
+            f"{path}.require_drained",
+            "applies to the before hook only (it guards the hook that takes the node down)",
+        )
+    timeout = ck.get(values, "timeout", path, to_positive_duration, default.timeout_s)
+    credentials = ck.get(values, "pass_credentials", path, to_bool, default.pass_credentials)
+    drained = ck.get(values, "require_drained", path, to_bool, default.require_drained)
+    argv = _argv(ck, values["command"], f"{path}.command") if "command" in values else None
+    if argv is None:
+        return None
+    return Hook(
+        argv=argv,
+        timeout_s=timeout,
+        where=ck.where(loc, path),
+        pass_credentials=credentials,
+        require_drained=drained,
+    )
 
 
 def _rolling(ck: PlanChecker, body: Loc, path: str, where: Where) -> RollingStep | None:
@@ -276,7 +292,9 @@ def _rolling(ck: PlanChecker, body: Loc, path: str, where: Where) -> RollingStep
     if "targets" in values:
         got = ck.nodes(values["targets"], f"{path}.targets")
         targets = None if got is None else tuple(n.value for n in got)
-    before = _hook(ck, values["before"], f"{path}.before") if "before" in values else None
+    before = (
+        _hook(ck, values["before"], f"{path}.before", before=True) if "before" in values else None
+    )
     after = _hook(ck, values["after"], f"{path}.after") if "after" in values else None
     return RollingStep(
         nodes=nodes,

@@ -156,11 +156,15 @@ class DrainStep:
 
 @dataclass(frozen=True)
 class Hook:
-    """A command run without a shell: argv list, timeout; the node name is in its environment."""
+    """A command run without a shell: argv list, timeout; the node name is in its environment.
+    `pass_credentials`: the connection's credentials too; `require_drained` (``before`` only):
+    run only once the guests the drain moves off the node have left it."""
 
     argv: tuple[str, ...]
     timeout_s: float = 1800.0
     where: Where = NOWHERE
+    pass_credentials: bool = False
+    require_drained: bool = True
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,7 @@ def report_data(report: RunReport) -> dict[str, Any]:
         "command": report.command,
         "exit_code": report.exit_code,
         "succeeded": report.succeeded,
+        "refused": report.refused or None,
         "interrupted": report.interrupted,
         "resumed": report.resumed,
         "stopped_reason": report.stopped_reason or None,
@@ -198,15 +199,33 @@ def _problems(report: RunReport) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _grouped(rows: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """Problems with the same status and reason as one row naming all of them (a run that
+    stopped early would otherwise repeat one sentence for every move it did not start)."""
+    order: dict[tuple[str, str], list[str]] = {}
+    for what, status, reason in rows:
+        order.setdefault((status, reason), []).append(what)
+    grouped = []
+    for (status, reason), whats in order.items():
+        if len(whats) == 1:
+            grouped.append((whats[0], status, reason))
+        else:
+            shown = ", ".join(whats[:8]) + (f" and {len(whats) - 8} more" if len(whats) > 8 else "")
+            grouped.append((f"{len(whats)} x ({shown})", status, reason))
+    return grouped
+
+
 def summary_lines(report: RunReport) -> list[str]:
     """The summary as plain lines (non-terminal output)."""
     lines = [f"summary: {_headline(report)}", _timing_line(report)]
-    for what, status, reason in _problems(report):
+    if report.refused:
+        lines.append(f"refused before anything started: {report.refused}")
+    for what, status, reason in _grouped(_problems(report)):
         lines.append(f"  {status}: {what}: {reason}")
     if report.abandoned_upids:
         lines.append("still running (left at the operator's request):")
         lines.extend(f"  {u}" for u in report.abandoned_upids)
-    if report.stopped_reason:
+    if report.stopped_reason and not report.refused:
         lines.append(f"stopped early: {report.stopped_reason}")
     if report.journal_path:
         lines.append(f"journal: {report.journal_path}")
@@ -247,7 +266,9 @@ def summary_renderable(report: RunReport) -> RenderableType:
     if report.abandoned_upids:
         parts.append(Text("Still running (left at your request):", style="magenta"))
         parts.extend(Text(f"  {u}") for u in report.abandoned_upids)
-    if report.stopped_reason:
+    if report.refused:
+        parts.append(Text(f"Refused before anything started: {report.refused}", style="red"))
+    elif report.stopped_reason:
         parts.append(Text(f"Stopped early: {report.stopped_reason}", style="yellow"))
     if report.journal_path:
         parts.append(Text(f"journal: {report.journal_path}", style="dim"))
@@ -273,7 +294,9 @@ def report_markdown(report: RunReport) -> str:
         f"- {_headline(report)}",
         f"- {_timing_line(report)}",
     ]
-    if report.stopped_reason:
+    if report.refused:
+        out.append(f"- refused before anything started: {_md_cell(report.refused)}")
+    elif report.stopped_reason:
         out.append(f"- stopped early: {report.stopped_reason}")
     if report.journal_path:
         out.append(f"- journal: `{report.journal_path}`")
@@ -307,7 +330,10 @@ def report_markdown(report: RunReport) -> str:
     problems = _problems(report)
     if problems:
         out += ["", "## Problems", ""]
-        out += [f"- **{status}** {what}: {_md_cell(reason)}" for what, status, reason in problems]
+        out += [
+            f"- **{status}** {what}: {_md_cell(reason)}"
+            for what, status, reason in _grouped(problems)
+        ]
     if report.hooks:
         out += ["", "## Hooks", ""]
         for h in report.hooks:
@@ -320,18 +346,25 @@ def report_markdown(report: RunReport) -> str:
 
 def report_junit(report: RunReport) -> str:
     """``--junit FILE.xml``: one testcase per move (and hook); failures carry the reason."""
+    refused = 1 if report.refused else 0
     suite = ET.Element(
         "testsuite",
         name=f"pvetool {report.plan_name}",
-        tests=str(len(report.results) + len(report.hooks) + len(report.blocked)),
+        tests=str(len(report.results) + len(report.hooks) + len(report.blocked) + refused),
         failures=str(
             sum(1 for r in report.results if not r.ok)
             + len(report.hooks_failed)
             + len(report.blocked)
+            + refused
         ),
         skipped=str(len(report.skipped)),
         time=f"{report.wall_duration_s:.3f}",
     )
+    if report.refused:
+        case = ET.SubElement(
+            suite, "testcase", classname=f"pvetool.{report.plan_name}", name="plan"
+        )
+        ET.SubElement(case, "failure", message=report.refused, type="refused").text = report.refused
     for r in report.results:
         case = ET.SubElement(
             suite,

@@ -336,9 +336,14 @@ def _report_truth(ev: Evidence) -> list[Violation]:
         elif is_last:
             said = m.get("node") or m["source"]
             allowed = {said}
-            excused = bool(m.get("still_running")) and _legit_timeout(ev, run, m)
-            if excused:
-                allowed.add(target)
+            # A migration of the guest that the report calls still running (this move's or an
+            # earlier one's, e.g. a drain whose "return home" was then not started) may land
+            # it on that migration's target, if it really outlived the task timeout.
+            for earlier in moves[: i + 1]:
+                if int(earlier["vmid"]) != vmid or not earlier.get("still_running"):
+                    continue
+                if _legit_timeout(ev, run, earlier):
+                    allowed.add(str(earlier["target"]))
             if final not in allowed:
                 running = " (task said to be still running)" if m.get("still_running") else ""
                 out.append(

@@ -214,6 +214,23 @@ def test_a_task_that_really_outlived_the_timeout_is_no_lie() -> None:
     assert check(ev) == []
 
 
+def test_a_later_move_of_a_guest_whose_migration_still_ran_may_find_it_there() -> None:
+    """A drain move left running past the timeout, then its "return home" move not started:
+    the guest may end on the drain's target only if that task really outlived the timeout."""
+    ev = evidence()
+    assert ev.final_run is not None and ev.final_run.report is not None
+    ev.final_run.report["exit_code"] = 1
+    ev.final_run.code = 1
+    ev.final_run.report["moves"][1] = _move(
+        102, "failed", node="pve1", still_running=True, reason="did not finish within 8 s"
+    )
+    home = _move(102, "not-started", node="pve1", source="pve2", target="pve1")
+    ev.final_run.report["moves"].append({**home, "move": "s5:102"})
+    assert invariants(ev) == {"report-truth"}  # the task ended in time: the report lied
+    ev.final["tasks"][1]["endtime"] = 1505  # it really ran past the timeout
+    assert check(ev) == []
+
+
 def test_exit_codes_that_contradict_the_outcome() -> None:
     ev = evidence()
     assert ev.final_run is not None and ev.final_run.report is not None

@@ -45,7 +45,10 @@ steps:
       before:
         command: {json.dumps([*hook, before, "--down-s", "0.3", "--log", str(log)])}
         timeout: 60s
-      after: {json.dumps([*hook, "check", "--log", str(log)])}
+        pass_credentials: true   # the hook reaches the emulator with pvetool's token
+      after:
+        command: {json.dumps([*hook, "check", "--log", str(log)])}
+        pass_credentials: true
       wait_online_timeout: 60s
 """,
         encoding="utf-8",

@@ -5,11 +5,14 @@ undrain the same."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
 
+from pvetool.errors import ConfigError
 from pvetool.journal import Journal, find_resumable, journalled_plan, read_run, undrain_candidates
 from pvetool.journal_records import (
     RECORD_TYPES,
@@ -30,9 +33,10 @@ from pvetool.journal_records import (
     Started,
     WaitNode,
 )
-from pvetool.model import MigrationRequest, Move, MoveOptions, MoveResult
+from pvetool.model import MigrationRequest, Move, MoveOptions, MoveResult, Stage
 from pvetool.plan_json import from_data
-from tests.unit.executor.fakes import FakeApi, FakeGuest, make_executor
+from tests.unit.executor.fakes import FakeApi, FakeGuest, make_executor, plan_of
+from tests.unit.executor.fakes import move as fake_move
 
 V1 = Path(__file__).resolve().parents[1] / "data" / "journals" / "v1"
 GiB = 1024**3
@@ -222,3 +226,77 @@ def test_a_run_killed_under_v1_is_resumed(tmp_path: Path, typed_tail: bool) -> N
     assert [t.vmid for t in api.started] == [102]  # intent only: looked up, then started
     after = read_run(state.path)
     assert after.finished and after.unreadable == 0
+
+
+# -- journal trust (reliability campaign finding 11, issue 12) -------------------------------
+
+
+def drain_journal(directory: Path) -> Journal:
+    """A finished drain of pve1 that moved 101 to pve2."""
+    journal = Journal.create(directory)
+    plan = plan_of(Stage("migrate", "drain pve1", "pve1", (fake_move("m1", 101, "pve1", "pve2"),)))
+    journal.start_run(plan, command="drain:pve1", kind="drain", drained_nodes=["pve1"])
+    journal.write(Intent(move="m1", vmid=101, source="pve1", target="pve2"))
+    journal.write(Origin(vmid=101, home="pve1", now="pve2", move="m1"))
+    journal.write(Outcome(move="m1", vmid=101, status="moved", node="pve2"))
+    journal.write(RunEnd(exit_code=0))
+    journal.close()
+    return journal
+
+
+def test_state_dir_and_journals_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        journal = drain_journal(tmp_path / "state" / "deep")
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "state", tmp_path / "state" / "deep", journal.path.parent):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    assert stat.S_IMODE(journal.path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("which", ["state", "runs"])
+def test_a_world_writable_or_symlinked_state_dir_is_refused(tmp_path: Path, which: str) -> None:
+    state = tmp_path / "state"
+    drain_journal(state)
+    folder = state if which == "state" else state / "runs"
+    folder.chmod(0o777)
+    with pytest.raises(ConfigError, match="writable by every user .*chmod 700"):
+        undrain_candidates(state, "pve1")
+    with pytest.raises(ConfigError, match="writable by every user"):
+        Journal.create(state)
+    folder.chmod(0o700)
+
+    elsewhere = tmp_path / "planted"
+    drain_journal(elsewhere)
+    link = tmp_path / "linked"
+    link.symlink_to(elsewhere if which == "state" else elsewhere / "runs")
+    if which == "runs":
+        link = tmp_path / "linked-state"
+        link.mkdir(mode=0o700)
+        (link / "runs").symlink_to(elsewhere / "runs")
+    with pytest.raises(ConfigError, match="symbolic link"):
+        undrain_candidates(link, "pve1")
+    with pytest.raises(ConfigError, match="symbolic link"):
+        find_resumable(link, command="drain:pve1")
+
+
+def test_a_bad_journal_line_is_named_with_its_file_and_line_and_the_rest_still_counts(
+    tmp_path: Path,
+) -> None:
+    journal = drain_journal(tmp_path)
+    lines = journal.path.read_text().splitlines()
+    lines.insert(2, '{"type":"origin","t":1,"vmid":"abc","home":"pve1","now":"pve3"}')
+    lines.insert(3, "this is not JSON")
+    journal.path.write_text("\n".join(lines) + "\n")
+    state = read_run(journal.path)
+    assert state.problems == [
+        f"{journal.path}:3: a 'origin' record that does not fit: "
+        + state.problems[0].split("does not fit: ", 1)[1],
+        f"{journal.path}:4: not a journal record (not a JSON object)",
+    ]
+    assert "vmid" in state.problems[0]
+    # The rest of the journal still drives undrain (and the other nodes' runs are untouched).
+    found = undrain_candidates(tmp_path, "pve1")
+    assert found is not None and [(o.vmid, o.now) for o in found[1]] == [(101, "pve2")]
+    assert undrain_candidates(tmp_path, "pve2") is None

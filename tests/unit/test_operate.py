@@ -4,6 +4,7 @@ each re-planned move sees where the previous went."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,12 +12,13 @@ import pytest
 
 from pvetool.errors import PlanError
 from pvetool.journal import read_run
-from pvetool.model import Caps, ExecutionPlan, Finding, PlanRules
+from pvetool.model import Caps, ExecutionPlan, Finding, PlanRules, Stage
 from pvetool.operate import (
     JobInfo,
     Overrides,
     RunSetup,
     execute_plan,
+    not_run_report,
     nothing_to_run,
     open_journal,
     plan_level_blockers,
@@ -24,6 +26,7 @@ from pvetool.operate import (
     replanner,
 )
 from pvetool.planner.build import replan_move
+from pvetool.render import render_report
 from pvetool.settings import WaitPolicy
 from tests.unit.executor.fakes import FakeApi, FakeGuest, move, plan_of
 
@@ -141,3 +144,77 @@ def test_small_helpers() -> None:
     assert poll_policy(base) == base
     assert nothing_to_run(plan_of([]))
     assert not nothing_to_run(plan_of([move("a", 101, "pve1", "pve2")]))
+
+
+def test_a_move_whose_target_is_its_source_is_a_plan_error_not_a_skip() -> None:
+    api = FakeApi({"pve1": 64 * GiB, "pve2": 64 * GiB}, [FakeGuest(101, "qemu", "pve1")])
+    plan = plan_of([move("a", 101, "pve1", "pve1")])
+    assert plan_level_blockers(plan) == [
+        "stage 1 (drain), move a of 101: its target pve1 is its source"
+    ]
+    with pytest.raises(PlanError, match="its target pve1 is its source"):
+        run(api, plan)
+    assert not api.started
+    doubled = plan_of([move("a", 101, "pve1", "pve2"), move("a", 101, "pve1", "pve2")])
+    assert any("used twice" in p for p in plan_level_blockers(doubled))
+
+
+SECRET = "5f0b6f4c-1d2e-4a8b-9c3d-7e6f5a4b3c2d"
+HOOK = (
+    "import os; print('token:', os.environ.get('PVETOOL_TOKEN', 'none')); "
+    "print('ticket: PVE:root@pam:4EEC61E2::' + 'c2lnbmF0' + 'dXJlCg=='); "
+    "print('password:', os.environ.get('PVETOOL_PASSWORD', 'none'))"
+)
+
+
+def hook_plan(*, pass_credentials: bool) -> ExecutionPlan:
+    stage = Stage(
+        kind="hook",
+        label="show the environment",
+        argv=(sys.executable, "-c", HOOK),
+        timeout_s=30,
+        pass_credentials=pass_credentials,
+    )
+    return plan_of(stage)
+
+
+def test_hooks_inherit_no_secret_and_their_output_is_redacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PVETOOL_TOKEN", f"root@pam!pvetool={SECRET}")
+    monkeypatch.setenv("PVETOOL_PASSWORD", "correct-horse-battery")
+    api = FakeApi({"pve1": 64 * GiB}, [])
+    journal = open_journal(
+        tmp_path, hook_plan(pass_credentials=False), JobInfo("plan:x", "plan"), None
+    )
+    report = run(api, hook_plan(pass_credentials=False), journal=journal)
+    journal.close()
+    (hook,) = report.hooks  # type: ignore[attr-defined]
+    assert "token: none" in hook.output_tail and "password: none" in hook.output_tail
+    assert "PVE:***" in hook.output_tail and "c2lnbmF0dXJl" not in hook.output_tail
+
+    # Asked for, the hook gets the credentials, and they are still kept out of what is stored.
+    plan = hook_plan(pass_credentials=True)
+    journal = open_journal(tmp_path, plan, JobInfo("plan:y", "plan"), None)
+    creds = {"PVETOOL_TOKEN": f"root@pam!pvetool={SECRET}", "PVETOOL_HOST": "pve1:8006"}
+    report = run(api, plan, journal=journal, setup={"hook_credentials": creds})
+    journal.close()
+    (hook,) = report.hooks  # type: ignore[attr-defined]
+    assert "token: ***" in hook.output_tail  # it had the token; what it printed is hidden
+    assert "password: none" in hook.output_tail  # only what the credentials hold
+    stored = journal.path.read_text() + render_report(report, "r.json")  # type: ignore[arg-type]
+    for secret in (SECRET, "correct-horse-battery", "c2lnbmF0dXJl"):
+        assert secret not in stored
+
+
+def test_a_run_that_never_started_reports_each_guest_where_the_plan_found_it() -> None:
+    plan = plan_of(
+        [move("out", 101, "pve1", "pve2")],
+        [move("home", 101, "pve2", "pve1")],  # where the plan expected 101 by then: not now
+    )
+    report = not_run_report(plan, "the plan is blocked: PVT-NO-QUORUM", refused=True)
+    assert [(r.move.id, r.status, r.node) for r in report.results] == [
+        ("out", "not-started", "pve1"),
+        ("home", "not-started", "pve1"),
+    ]
+    assert report.exit_code == 2 and report.refused

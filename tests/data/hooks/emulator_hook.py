@@ -1,7 +1,8 @@
 """Rolling-maintenance hook for the end-to-end tests: "reboots" the node being maintained.
 
 Run by pvetool without a shell, with PVETOOL_NODE (the node), PVETOOL_HOOK (the stage label)
-and the connection variables PVETOOL_HOST, PVETOOL_TOKEN, PVETOOL_VERIFY in its environment.
+and the connection variables PVETOOL_HOST, PVETOOL_TOKEN, PVETOOL_VERIFY in its environment
+(the plan says ``pass_credentials: true``).
 It talks to the emulator's HTTPS control API (``/_emulator/nodes/{node}/offline|online``),
 appends one line per call to ``--log FILE`` so the test can check what ran, and exits:
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from pvetool.errors import ApiError, TaskFailed, TaskTimeout
+from pvetool.errors import ApiError, ApiUnreachable, TaskFailed, TaskTimeout, ValidationError
 from pvetool.executor import (
     Confirm,
     Executor,
@@ -35,6 +35,7 @@ from pvetool.model import (
     ExecutionPlan,
     Guest,
     GuestKind,
+    GuestStatus,
     MigrationProgress,
     MigrationRequest,
     Move,
@@ -66,6 +67,11 @@ class FakeGuest:
     ha: bool = False
     agent: bool = False
     name: str = ""
+    used: int | None = None  # memory the guest really uses (PVE's `mem`); None: all of it
+
+    @property
+    def used_bytes(self) -> int:
+        return self.memory if self.used is None else self.used
 
 
 @dataclass
@@ -100,6 +106,10 @@ class FakeApi:
         self.agent_silent_pings: dict[int, int] = {}
         self.offline_on_follow: dict[int, str] = {}  # vmid -> node going offline mid-task
         self.fail_power: dict[tuple[int, str], list[str]] = {}  # (vmid, action) -> reasons
+        self.fail_resources = 0  # the next N /cluster/resources reads answer HTTP 500
+        self.stale_status: dict[int, str] = {}  # vmid -> run state pvestatd still broadcasts
+        self.garble_post: set[int] = set()  # the migrate POST starts, its answer is garbage
+        self.lose_post: set[int] = set()  # the migrate POST's connection breaks, nothing starts
         self.power: list[FakeTask] = []  # shutdown/start tasks, in order
         # gates and concurrency bookkeeping
         self.gates: dict[int, threading.Event] = {}
@@ -123,6 +133,12 @@ class FakeApi:
 
     def used(self, node: str) -> int:
         return BASE_BYTES + sum(
+            g.used_bytes for g in self.guests.values() if g.node == node and g.status == "running"
+        )
+
+    def committed(self, node: str) -> int:
+        """Configured memory of the running guests on `node` (what the chaos check counts)."""
+        return sum(
             g.memory for g in self.guests.values() if g.node == node and g.status == "running"
         )
 
@@ -151,7 +167,7 @@ class FakeApi:
                     node=g.node,
                     status=g.status,
                     memory_bytes=g.memory,
-                    used_memory_bytes=g.memory if g.status == "running" else 0,
+                    used_memory_bytes=g.used_bytes if g.status == "running" else 0,
                     cores=1,
                     lock=g.lock,
                     ha_state="started" if g.ha else None,
@@ -169,6 +185,11 @@ class FakeApi:
         self, type_filter: Literal["vm", "storage", "node"] | None = None
     ) -> ClusterResources:
         with self.lock:
+            if self.fail_resources > 0:
+                self.fail_resources -= 1
+                raise ApiError(
+                    method="GET", path="/cluster/resources", status=500, reason="Internal error"
+                )
             nodes = tuple(
                 Node(
                     name=n,
@@ -184,8 +205,9 @@ class FakeApi:
                     kind=g.kind,
                     name=g.name or f"g{g.vmid}",
                     node=g.node,
-                    status=g.status,
+                    status=self.stale_status.get(g.vmid, g.status),
                     memory_bytes=g.memory,
+                    used_memory_bytes=g.used_bytes if g.status == "running" else 0,
                     lock=g.lock,
                     ha_state="started" if g.ha else None,
                     agent_enabled=g.agent,
@@ -193,6 +215,19 @@ class FakeApi:
                 for g in self.guests.values()
             )
         return ClusterResources(nodes=() if type_filter == "vm" else nodes, guests=guests)
+
+    def guest_status(self, kind: GuestKind, node: str, vmid: int) -> GuestStatus:
+        with self.lock:
+            g = self.guests[vmid]
+            if g.node != node:
+                raise ApiError(
+                    method="GET",
+                    path=f"/nodes/{node}/{kind}/{vmid}/status/current",
+                    status=500,
+                    reason=f"Configuration file 'nodes/{node}/qemu-server/{vmid}.conf' does "
+                    "not exist",
+                )
+            return GuestStatus(vmid=vmid, kind=kind, status=g.status, lock=g.lock)
 
     def cluster_status(self) -> ClusterStatus:
         with self.lock:
@@ -227,6 +262,23 @@ class FakeApi:
         )
 
     def start_migration(self, req: MigrationRequest) -> Upid:
+        kind, node, vmid = req.kind, req.node, req.vmid
+        if vmid in self.lose_post:
+            self.lose_post.discard(vmid)
+            raise ApiUnreachable(
+                host="pve1:8006",
+                reason="Connection broken: IncompleteRead(0 bytes read)",
+                method="POST",
+                path=f"/nodes/{node}/{kind}/{vmid}/migrate",
+                retryable=False,
+            )
+        upid = self._start_migration(req)
+        if vmid in self.garble_post:
+            self.garble_post.discard(vmid)
+            raise ValidationError("PVE returned NoneType where a task id was expected")
+        return upid
+
+    def _start_migration(self, req: MigrationRequest) -> Upid:
         kind, node, vmid, target = req.kind, req.node, req.vmid, req.target
         with self.lock:
             g = self.guests[vmid]
@@ -495,6 +547,22 @@ def no_sleep(_seconds: float) -> None:
     return None
 
 
+class VirtualClock:
+    """A monotonic clock that moves only when the code under test sleeps: deadlines run out
+    at once, and no test waits real time."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.now += max(seconds, 0.001)
+
+
 def make_executor(
     api: FakeApi,
     *,
@@ -508,6 +576,7 @@ def make_executor(
     **options: Any,
 ) -> Executor:
     """An executor on the in-memory cluster that waits no real time."""
+    virtual = VirtualClock()
     deps = ExecutorDeps(
         api,
         api.follow,
@@ -516,8 +585,8 @@ def make_executor(
         observer=observer,
         confirm=confirm,
         hook_runner=hook_runner or run_hook,
-        sleep=no_sleep,
-        clock=clock or time.monotonic,
+        sleep=virtual.sleep if clock is None else no_sleep,
+        clock=clock or virtual,
     )
     agents = frozenset(options.pop("agent_vmids", ()))
     return Executor(deps, ExecutorOptions(agent_vmids=agents, tick_s=tick_s, **options))

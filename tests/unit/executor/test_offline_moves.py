@@ -226,3 +226,23 @@ def test_resume_finds_it_elsewhere_stopped_and_starts_it_there(tmp_path: Path) -
     assert result.status == "failed"
     assert "on pve3 now" in result.reason and "started again on pve3" in result.reason
     assert guest_state(api) == ("pve3", "running")
+
+
+def test_an_unclear_answer_to_the_offline_migrate_request_is_looked_up() -> None:
+    """The migration of the shut-down VM started but its answer was garbage: found in the task
+    list, followed, the VM started on the target; never requested twice."""
+    api = FakeApi(NODES, [FakeGuest(110, "qemu", "pve1")])
+    api.garble_post.add(110)
+    report = run(api, offline_plan())
+    result = report.results[0]
+    assert (result.status, result.node) == ("moved", "pve2")
+    assert guest_state(api) == ("pve2", "running")
+    assert len(api.started) == 1
+
+    api = FakeApi(NODES, [FakeGuest(110, "qemu", "pve1")])
+    api.lose_post.add(110)  # nothing started: the VM is started again where it is
+    report = run(api, offline_plan())
+    result = report.results[0]
+    assert (result.status, result.node) == ("failed", "pve1")
+    assert "unclear" in result.reason and "started again on pve1" in result.reason
+    assert guest_state(api) == ("pve1", "running") and not api.started

@@ -120,7 +120,8 @@ def test_resume_after_intent_without_upid(tmp_path: Path) -> None:
     state = read_run(journal.path)
     report = make_executor(api).run(plan, resume=state)
     assert {r.vmid: r.status for r in report.results} == dict.fromkeys((101, 102, 103), "moved")
-    assert api.followed[0] == str(second) and [t.vmid for t in api.started] == [103]
+    # 102's running task was attached to (the moves run side by side: in no fixed order).
+    assert str(second) in api.followed and [t.vmid for t in api.started] == [103]
 
 
 def test_undrain_candidates_take_the_latest_drain_not_undone(tmp_path: Path) -> None:
