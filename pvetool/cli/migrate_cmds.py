@@ -34,7 +34,7 @@ from pvetool.model import ClusterSnapshot, ExecutionPlan, Precondition, RunRepor
 from pvetool.operate import JobInfo, open_journal, run_plan
 from pvetool.planner.build import build_plan, migrate_spec
 from pvetool.render.formats import duration
-from pvetool.units import parse_duration, parse_rate
+from pvetool.units import parse_rate, parse_timeout
 
 
 def _storage_map(text: str | None) -> tuple[tuple[str, str], ...]:
@@ -67,7 +67,7 @@ def _rate(_: click.Context, __: click.Parameter, value: str | None) -> float | N
 
 def _seconds(_: click.Context, __: click.Parameter, value: str) -> float:
     try:
-        return parse_duration(value)
+        return parse_timeout(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
