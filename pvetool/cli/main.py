@@ -3,7 +3,8 @@
 Errors pvetool raises on purpose (`PvetoolError`) become one line on stderr and their exit code
 (1 execution failed, 2 usage/config/plan/validation); an error that lists problems (a plan's)
 prints its headline and then one problem per line (``file:line: problem``); with ``-o json``
-the error is also printed to stdout as one JSON object (``{"error": {...}}``). Ctrl-C exits 130;
+the error is also printed to stdout as one JSON object (``{"error": {...}}``) when the command
+printed nothing there before (a blocked plan's JSON is the answer itself). Ctrl-C exits 130;
 anything unexpected prints "internal error" (with a traceback only under `--debug`) and exits 1.
 
 Everything printed goes through `pvetool.render.terminal`: control characters from plans and
@@ -29,7 +30,7 @@ from pvetool.cli import (  # noqa: F401  (registration)
 )
 from pvetool.cli.group import cli
 from pvetool.errors import PvetoolError, TaskFailed
-from pvetool.render.terminal import escape_controls, escaping_streams
+from pvetool.render.terminal import escape_controls, escaping_streams, stdout_written
 
 __all__ = ["cli", "main"]
 
@@ -56,7 +57,7 @@ def _show_error(exc: PvetoolError, as_json: bool) -> None:
     headline = exc.message
     if problems and problems[0] in headline:
         headline = headline[: headline.index(problems[0])].rstrip(" :;") + ":"
-    if as_json:
+    if as_json and not stdout_written():  # one JSON document on stdout, never two
         error: dict[str, Any] = {
             "type": type(exc).__name__,
             "exit_code": exc.exit_code,

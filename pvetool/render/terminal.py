@@ -33,7 +33,7 @@ from typing import IO, Any
 from rich.console import Console
 from rich.segment import Segment
 
-__all__ = ["SafeConsole", "escape_controls", "escaping_streams"]
+__all__ = ["SafeConsole", "escape_controls", "escaping_streams", "stdout_written"]
 
 # Controls (Cc), formatting characters (Cf: bidi overrides and isolates, zero-width ones),
 # line and paragraph separators (Zl, Zp) and lone surrogates (Cs).
@@ -109,6 +109,7 @@ class _EscapingStream(io.TextIOBase):
     def __init__(self, raw: IO[str]) -> None:
         super().__init__()
         self._raw = raw
+        self.written = False  # whether anything went out through this wrapper
 
     @property
     def rich_proxied_file(self) -> IO[str]:
@@ -116,6 +117,7 @@ class _EscapingStream(io.TextIOBase):
         return self._raw
 
     def write(self, text: str) -> int:
+        self.written = self.written or bool(text)
         self._raw.write(escape_controls(text))
         return len(text)
 
@@ -141,6 +143,11 @@ class _EscapingStream(io.TextIOBase):
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._raw, name)
+
+
+def stdout_written() -> bool:
+    """Whether something was printed to stdout inside `escaping_streams` (True outside it)."""
+    return getattr(sys.stdout, "written", True) is not False
 
 
 @contextmanager
