@@ -122,7 +122,9 @@ def _per_node_answers(
     bridges, _ = _collect(bridge_futures, "the network bridges")
     configs, failures = _collect(config_futures, "the guest configuration")
     problems = {
-        vmid: exc.problem for vmid, exc in failures.items() if isinstance(exc, InvalidAnswer)
+        vmid: f"{exc.method} {exc.path}: {exc.problem}"
+        for vmid, exc in failures.items()
+        if isinstance(exc, InvalidAnswer)
     }
     want_cpu = (
         cpu_models

@@ -109,7 +109,7 @@ class HostileLab:
             env["PVETOOL_TOKEN"] = f"{CANARY_TOKEN_ID}={CANARY_TOKEN}"
         return env
 
-    def pvetool(self, *args: str, timeout_s: float = 240) -> Run:
+    def pvetool(self, *args: str, timeout_s: float = 240, env: dict[str, str] | None = None) -> Run:
         report = self.root / f"report-{len(self.runs)}.json"
         wants_report = args[0] in ("drain", "migrate") and "--dry-run" not in args
         full = (*args, "--report", str(report)) if wants_report else args
@@ -118,7 +118,7 @@ class HostileLab:
             [sys.executable, "-c", "from pvetool.cli.main import main; main()", *full],
             capture_output=True,
             text=True,
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             timeout=timeout_s,
             stdin=subprocess.DEVNULL,
         )
