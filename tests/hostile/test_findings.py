@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.harness import DRAIN, ROOT, HostileLab, baseline, hostile_lab
+from tests.hostile.harness import DRAIN, ROOT, HostileLab, hostile_lab
 from tests.hostile.proxy import TRICKLE_INTERVAL_S
 
 RESOURCES = r"^/cluster/resources$"
@@ -33,8 +33,22 @@ RESOURCES = r"^/cluster/resources$"
 
 @pytest.fixture()
 def lab(tmp_path: Path) -> Iterator[HostileLab]:
+    """A cluster of its own, for tests that move guests or change the cluster."""
     with hostile_lab(tmp_path) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def _module_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileLab]:
+    with hostile_lab(tmp_path_factory.mktemp("shared")) as running:
+        yield running
+
+
+@pytest.fixture()
+def shared(_module_lab: HostileLab) -> HostileLab:
+    """One cluster for the tests that only read (no spoiled answer left over)."""
+    _module_lab.proxy.clear()
+    return _module_lab
 
 
 def _on_pve1(lab: HostileLab) -> list[int]:
@@ -80,11 +94,11 @@ def test_finding_1_drain_refuses_an_untrustworthy_guest_list(lab: HostileLab, mo
     assert _on_pve1(lab) == before  # nothing was decided, nothing moved
 
 
-def test_finding_1_status_refuses_an_untrustworthy_guest_list(lab: HostileLab) -> None:
+def test_finding_1_status_refuses_an_untrustworthy_guest_list(shared: HostileLab) -> None:
     for mode in ("data_null", "unknown_node"):
-        lab.proxy.clear()
-        lab.proxy.spoil(mode, RESOURCES, "GET")
-        run = lab.pvetool("status")
+        shared.proxy.clear()
+        shared.proxy.spoil(mode, RESOURCES, "GET")
+        run = shared.pvetool("status")
         _clean(run.err)
         assert run.code == 2, (mode, run.out, run.err)
         assert "0 guests" not in run.out
@@ -121,20 +135,32 @@ def test_finding_2_the_login_itself_is_never_redirected(tmp_path: Path) -> None:
 # --- finding 3: a guest whose config cannot be used is blocked, never moved ---------------------
 
 
-@pytest.mark.parametrize("mode", ["malformed_json", "html_200", "garbage_strings"])
-def test_finding_3_an_unusable_config_blocks_the_guest(lab: HostileLab, mode: str) -> None:
-    lab.proxy.spoil(mode, r"^/nodes/pve1/qemu/113/config$", "GET")
-    dry = lab.pvetool(*DRAIN, "--dry-run", "-o", "json")
-    _clean(dry.err)
-    plan = json.loads(dry.out)["plan"]
-    assert 113 in plan["blocked"]
-    (finding,) = [f for f in plan["findings"] if f["vmid"] == 113 and f["severity"] == "blocker"]
-    assert finding["id"] == "PVT-CONFIG-INVALID"
-    assert "/nodes/pve1/qemu/113/config" in finding["message"]
+def test_finding_3_an_unusable_config_blocks_the_guest(shared: HostileLab) -> None:
+    for mode in ("malformed_json", "html_200", "garbage_strings"):
+        shared.proxy.clear()
+        shared.proxy.spoil(mode, r"^/nodes/pve1/qemu/113/config$", "GET")
+        dry = shared.pvetool(*DRAIN, "--dry-run", "-o", "json")
+        _clean(dry.err)
+        plan = json.loads(dry.out)["plan"]
+        assert 113 in plan["blocked"], mode
+        (finding,) = [
+            f for f in plan["findings"] if f["vmid"] == 113 and f["severity"] == "blocker"
+        ]
+        assert finding["id"] == "PVT-CONFIG-INVALID"
+        assert "GET /nodes/pve1/qemu/113/config" in finding["message"]
+
+
+def test_finding_3_a_guest_with_an_unusable_config_is_never_moved(lab: HostileLab) -> None:
+    lab.proxy.spoil("garbage_strings", r"^/nodes/pve1/qemu/113/config$", "GET")
     run = lab.pvetool(*DRAIN, "--yes")
     lab.settle()
     _clean(run.err)
-    assert run.code != 0
+    assert run.code == 1, run.err  # the others moved, 113 was left behind: not a success
+    assert run.report is not None
+    assert {"vmid": 113, "finding": "PVT-CONFIG-INVALID"}.items() <= run.report["blocked"][
+        0
+    ].items()
+    assert 113 not in {m["vmid"] for m in run.report["moves"]}
     assert lab.placement()[113] == "pve1"
 
 
@@ -150,10 +176,10 @@ def test_finding_3_an_unusable_config_blocks_the_guest(lab: HostileLab, mode: st
     ],
 )
 def test_finding_5_answers_that_crashed_are_named_errors(
-    lab: HostileLab, mode: str, words: str
+    shared: HostileLab, mode: str, words: str
 ) -> None:
-    lab.proxy.spoil(mode, RESOURCES, "GET")
-    run = lab.pvetool("status")
+    shared.proxy.spoil(mode, RESOURCES, "GET")
+    run = shared.pvetool("status")
     _clean(run.err)
     assert run.code == 2
     assert "GET /cluster/resources" in run.err and words in run.err, run.err
@@ -168,10 +194,10 @@ def test_finding_5_answers_that_crashed_are_named_errors(
         (b'{"format": "pvetool-plan", "version": NaN}', "NaN"),
     ],
 )
-def test_finding_5_saved_plans_that_crashed(lab: HostileLab, content: bytes, words: str) -> None:
-    path = lab.root / "PLAN.json"
+def test_finding_5_saved_plans_that_crashed(shared: HostileLab, content: bytes, words: str) -> None:
+    path = shared.root / "PLAN.json"
     path.write_bytes(content)
-    run = lab.pvetool("plan", "apply", str(path), "--dry-run")
+    run = shared.pvetool("plan", "apply", str(path), "--dry-run")
     _clean(run.err)
     assert run.code == 2, run.err
     assert str(path) in run.err and words in run.err, run.err
@@ -196,17 +222,17 @@ def test_finding_5_absurd_timeouts_are_refused_at_load(tmp_path: Path) -> None:
 # --- finding 6: bounded reads and requests ------------------------------------------------------
 
 
-def test_finding_6_a_fifo_plan_is_refused_without_waiting(lab: HostileLab) -> None:
-    fifo = lab.root / "plan.yaml"
+def test_finding_6_a_fifo_plan_is_refused_without_waiting(shared: HostileLab) -> None:
+    fifo = shared.root / "plan.yaml"
     os.mkfifo(fifo)
-    saved = lab.root / "plan.json"
+    saved = shared.root / "plan.json"
     os.mkfifo(saved)
     for args in (
         ("plan", "validate", str(fifo)),
         ("plan", "apply", str(fifo), "--dry-run"),
         ("plan", "apply", str(saved), "--dry-run"),
     ):
-        run = lab.pvetool(*args, timeout_s=30)
+        run = shared.pvetool(*args, timeout_s=30)
         _clean(run.err)
         assert run.code == 2 and "a FIFO (named pipe), not a regular file" in run.err, run.err
 
@@ -233,11 +259,11 @@ def test_finding_6_a_huge_plan_is_refused_before_it_is_parsed(tmp_path: Path) ->
     assert time.monotonic() - started < 20
 
 
-def test_finding_6_a_trickling_server_does_not_hold_pvetool(lab: HostileLab) -> None:
+def test_finding_6_a_trickling_server_does_not_hold_pvetool(shared: HostileLab) -> None:
     # The profile of HostileLab sets timeout_s: 4. Every byte arrives within the per-read
     # timeout, so only the whole request's deadline can end it.
-    lab.proxy.spoil("slow_trickle", RESOURCES, "GET")
-    run = lab.pvetool("status")
+    shared.proxy.spoil("slow_trickle", RESOURCES, "GET")
+    run = shared.pvetool("status")
     _clean(run.err)
     assert run.code == 1
     assert "no complete answer within 4 s" in run.err
@@ -245,9 +271,9 @@ def test_finding_6_a_trickling_server_does_not_hold_pvetool(lab: HostileLab) -> 
     assert TRICKLE_INTERVAL_S < 4  # the server did send, just slowly
 
 
-def test_finding_6_an_answer_larger_than_pvetool_reads(lab: HostileLab) -> None:
-    lab.proxy.spoil("huge_answer", RESOURCES, "GET", count=3)
-    run = lab.pvetool("status")
+def test_finding_6_an_answer_larger_than_pvetool_reads(shared: HostileLab) -> None:
+    shared.proxy.spoil("huge_answer", RESOURCES, "GET", count=3)
+    run = shared.pvetool("status")
     _clean(run.err)
     assert run.code == 2
     assert "more than the 32 MiB pvetool reads" in run.err
@@ -311,10 +337,3 @@ def test_finding_8_plan_problems_one_per_line_and_as_json(tmp_path: Path) -> Non
     error = json.loads(out)["error"]
     assert code == 2 and error["type"] == "PlanError" and error["exit_code"] == 2
     assert error["problems"] == lines[1:]
-
-
-def test_baseline_is_a_plan_that_moves_guests(tmp_path: Path) -> None:
-    """The matrix's baseline itself: a clean drain of pve1 plans every movable guest."""
-    base = baseline(str(tmp_path))
-    assert base.movable == {101, 103, 110, 111, 113, 200}
-    assert base.dry_run_code == 0
