@@ -332,6 +332,8 @@ def _parse_verify(value: Any, source: str) -> bool | str:
     path = Path(text).expanduser()
     if not path.exists():
         raise ConfigError(f"the CA file '{path}' does not exist", source=source)
+    if not path.is_file():  # a FIFO would block the TLS library reading it
+        raise ConfigError(f"the CA file '{path}' is not a regular file", source=source)
     return str(path)
 
 
