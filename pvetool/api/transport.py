@@ -1,12 +1,14 @@
 """The session and the funnel: how one API call reaches PVE and how its failures come back.
 
-Imports: proxmoxer and requests (this is the only module that may), tenacity, the standard
-library, `pvetool.errors` and `pvetool.settings`. `PveClient` (`api/client.py`) sends every REST
-call through `Transport.request(method, path, **params)`, which
+Imports: proxmoxer, requests and urllib3 (requests' own HTTP library, for the watched
+connections; this is the only module that may import any of them), tenacity, the standard
+library, `pvetool.errors`, `pvetool.settings` and the package's `schema`. `PveClient`
+(`api/client.py`) sends every REST call through `Transport.request(method, path, **params)`,
+which
 
-* sends it with proxmoxer's https backend (its session, serializer and resource classes) to the
-  current host, over a session whose adapters pin the server certificate when a fingerprint is
-  configured;
+* sends it with proxmoxer's https backend (its session and resource classes, a strict
+  serializer of its own) to the current host, over a session whose adapters pin the server
+  certificate when a fingerprint is configured;
 * translates foreign exceptions into the `pvetool.errors` tree in one context manager
   (``raise ... from exc``), with PVE's message (the HTTP reason phrase) and ``errors`` dict;
 * retries transient failures (connection errors, timeouts, HTTP 502/503/595/596, ``got
