@@ -11,7 +11,8 @@ Imports: the standard library only (this is the bottom of the import graph).
     ├── ApiError                     PVE answered and refused (HTTP 4xx/5xx + message)  exit 1
     │   ├── AuthError                401: missing, wrong or expired credentials         exit 2
     │   ├── PermissionDenied         403: the user or token lacks a privilege           exit 2
-    │   └── NotFound                 the node, guest, task or endpoint does not exist   exit 1
+    │   ├── NotFound                 the node, guest, task or endpoint does not exist   exit 1
+    │   └── InvalidAnswer            an answer not fit to decide on (shape, redirect)   exit 2
     ├── ApiUnreachable               no usable answer: refused, reset, timeout, TLS     exit 1
     ├── TaskFailed                   a PVE task ended with an error exit status         exit 1
     ├── TaskTimeout                  a task did not finish in time (it keeps running)   exit 1
@@ -37,6 +38,7 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "Interrupted",
+    "InvalidAnswer",
     "NotFound",
     "PermissionDenied",
     "PlanError",
@@ -172,6 +174,46 @@ class PermissionDenied(ApiError):
 
 class NotFound(ApiError):
     """The node, guest, task or API path does not exist (on this PVE version)."""
+
+
+class InvalidAnswer(ApiError):
+    """An answer nothing may be decided on: not the shape PVE documents for the endpoint (no
+    ``data``, ``null`` where a list is documented, a string where a number is, NaN), not JSON
+    (HTML, truncated, empty), too large, a redirect (PVE never redirects its API), or data that
+    contradicts itself (a guest on a node the cluster does not have).
+
+    `problem` says what was wrong. `retryable` is True for a 2xx answer whose body was unusable
+    (a read may be retried; after a POST the request may have been carried out, so the caller
+    must check before sending it again), False for a redirect (the request never reached PVE).
+    Exit code 2: pvetool refuses to decide rather than act on it.
+    """
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        path: str,
+        problem: str,
+        status: int = 200,
+        host: str | None = None,
+        retryable: bool = True,
+    ) -> None:
+        self.problem = " ".join(problem.split())
+        self._retryable = retryable
+        super().__init__(method=method, path=path, status=status, reason=problem, host=host)
+
+    @property
+    def retryable(self) -> bool:
+        return self._retryable
+
+    def _describe(self) -> str:
+        where = f" from {self.host}" if self.host else ""
+        return (
+            f"The answer{where} to {self.method} {self.path} cannot be used: "
+            f"{self.problem.rstrip('.')}; pvetool decides nothing on it"
+        )
 
 
 class ApiUnreachable(PvetoolError):

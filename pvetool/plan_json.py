@@ -12,14 +12,16 @@ one `PlanError` that names every problem by its path: ``plan.json: plan.stages[0
 expected an integer, got 'abc'``.
 
 A neutral leaf next to the model, so the planner, the journal and the CLI share one codec
-without importing each other. Pure. Imports: the standard library, `pvetool.errors` and
-`pvetool.model`.
+without importing each other. Pure, except `read_saved_plan`, which reads a file within
+`pvetool.textfile`'s bounds. Imports: the standard library, `pvetool.errors`,
+`pvetool.model` and `pvetool.textfile`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -27,6 +29,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pvetool.errors import PlanError
 from pvetool.model import ExecutionPlan
+from pvetool.textfile import UnreadableFile, decode_utf8, read_limited
 
 __all__ = [
     "FORMAT",
@@ -37,6 +40,7 @@ __all__ = [
     "plan_from_json",
     "plan_to_dict",
     "plan_to_json",
+    "read_saved_plan",
     "to_data",
 ]
 
@@ -108,12 +112,22 @@ def _hints(cls: type) -> dict[str, Any]:
     return _HINTS[cls]
 
 
+# Numbers beyond 64 bits are no vmid, size or time pvetool writes (and would overflow later).
+_INT_LIMIT = 2**63
+# Problems kept per document: a hand-edited file can have a million, nobody reads past these.
+_MAX_PROBLEMS = 1000
+# A saved plan is written by pvetool: about 2 KiB per move, so 32 MiB is over 10,000 moves.
+MAX_SAVED_PLAN_BYTES = 32 * 1024 * 1024
+
+
 def _is_int(raw: Any) -> bool:
-    return isinstance(raw, int) and not isinstance(raw, bool)
+    return isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) < _INT_LIMIT
 
 
 def _is_number(raw: Any) -> bool:
-    return isinstance(raw, int | float) and not isinstance(raw, bool)
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return False
+    return math.isfinite(raw) if isinstance(raw, float) else abs(raw) < _INT_LIMIT
 
 
 # type -> (does the raw value fit, what the message says was expected, the value after a problem)
@@ -130,8 +144,12 @@ class _Decoder:
     def __init__(self, *, ignore_unknown: bool = False) -> None:
         self.problems: list[str] = []
         self.ignore_unknown = ignore_unknown
+        self.dropped = 0
 
     def fail(self, path: str, message: str) -> None:
+        if len(self.problems) >= _MAX_PROBLEMS:
+            self.dropped += 1
+            return
         self.problems.append(f"{path}: {message}")
 
     def value(self, tp: Any, raw: Any, path: str) -> Any:
@@ -199,7 +217,8 @@ class _Decoder:
         for k, v in raw.items():
             key: Any = k
             if key_tp is int:
-                if not str(k).lstrip("-").isdigit():
+                digits = str(k).lstrip("-")
+                if not digits.isdigit() or len(digits) > 18:
                     self.fail(f"{path}.{k}", "expected an integer key")
                     continue
                 key = int(k)
@@ -262,6 +281,8 @@ def plan_from_dict(data: Any, source: str = "<json>") -> ExecutionPlan:
             if not problems:
                 return plan
         problems += [f"{source}: {p}" for p in decoder.problems]
+        if decoder.dropped:
+            problems.append(f"{source}: ... and {decoder.dropped} more problems")
     noun = "problem" if len(problems) == 1 else "problems"
     raise PlanError(
         f"The saved plan {source} has {len(problems)} {noun}: " + "; ".join(problems),
@@ -287,15 +308,46 @@ def _check_references(plan: ExecutionPlan, source: str) -> list[str]:
     return problems
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a saved plan holds")
+
+
 def plan_from_json(text: str, source: str = "<json>") -> ExecutionPlan:
     """Read a plan written by `plan_to_json`; a bad file raises `PlanError` naming every
-    problem."""
+    problem (also for JSON nested absurdly deep, NaN or a number with thousands of digits)."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise PlanError(
             f"The saved plan {source} is not valid JSON: line {exc.lineno} column {exc.colno}: "
             f"{exc.msg}",
             problems=[f"{source}:{exc.lineno}: {exc.msg}"],
         ) from None
-    return plan_from_dict(data, source)
+    except RecursionError:
+        message = "it is nested too deeply to be a saved plan"
+        raise PlanError(
+            f"The saved plan {source} is not usable: {message}", problems=[f"{source}: {message}"]
+        ) from None
+    except ValueError as exc:  # NaN/Infinity, or more digits than Python converts
+        raise PlanError(
+            f"The saved plan {source} is not usable: {exc}", problems=[f"{source}: {exc}"]
+        ) from None
+    try:
+        return plan_from_dict(data, source)
+    except RecursionError:
+        message = "it is nested too deeply to be a saved plan"
+        raise PlanError(
+            f"The saved plan {source} is not usable: {message}", problems=[f"{source}: {message}"]
+        ) from None
+
+
+def read_saved_plan(path: str) -> str:
+    """The text of a saved plan file: a regular file of at most `MAX_SAVED_PLAN_BYTES`, UTF-8
+    (a FIFO, a device or a huge file is refused before a byte is read)."""
+    try:
+        return decode_utf8(read_limited(path, MAX_SAVED_PLAN_BYTES), path)
+    except UnreadableFile as exc:
+        raise PlanError(
+            f"Cannot read the saved plan {path}: it {exc.reason}",
+            problems=[f"{path}: cannot read the saved plan: it {exc.reason}"],
+        ) from None

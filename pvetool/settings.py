@@ -1,9 +1,10 @@
 """Connection settings: hosts, credentials, TLS, and the retry and wait policy numbers.
 
-Imports: the standard library, PyYAML and `pvetool.errors`. PyYAML is read here as well as in
-`planner/loader.py` because settings sit *below* `api` in the import graph (the client is built
-from a `Settings`), so this module cannot borrow the planner's loader; the config file is a
-small mapping that needs none of the loader's line-number reporting.
+Imports: the standard library, PyYAML, `pvetool.errors` and the leaf `pvetool.textfile`.
+PyYAML is read here as well as in `planner/loader.py` because settings sit *below* `api` in
+the import graph (the client is built from a `Settings`), so this module cannot borrow the
+planner's loader; the config file is a small mapping that needs none of the loader's
+line-number reporting.
 
 Sources, highest precedence first (per setting):
 
@@ -49,6 +50,7 @@ from typing import Any
 import yaml
 
 from pvetool.errors import ConfigError
+from pvetool.textfile import UnreadableFile, decode_utf8, read_limited
 
 __all__ = [
     "DEFAULT_PORT",
@@ -68,6 +70,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8006
+# Bounds of what is read and waited for (pvetool.textfile refuses FIFOs and devices too).
+MAX_SECRET_BYTES = 64 * 1024
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_TIMEOUT_S = 3600.0  # one request; a task's timeout is the plan's, not this
+MAX_RETRIES = 100
 
 PROFILE_KEYS = frozenset(
     {
@@ -325,6 +332,8 @@ def _parse_verify(value: Any, source: str) -> bool | str:
     path = Path(text).expanduser()
     if not path.exists():
         raise ConfigError(f"the CA file '{path}' does not exist", source=source)
+    if not path.is_file():  # a FIFO would block the TLS library reading it
+        raise ConfigError(f"the CA file '{path}' is not a regular file", source=source)
     return str(path)
 
 
@@ -411,15 +420,13 @@ def _warn_if_exposed(path: Path, what: str) -> None:
 
 
 def _read_secret_file(path_text: str, source: str) -> str:
+    """The first non-blank line of a token file: a regular file of at most `MAX_SECRET_BYTES`
+    (a FIFO, ``/dev/zero`` or a directory is refused before a byte is read)."""
     path = Path(path_text).expanduser()
     try:
-        content = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ConfigError(f"the file '{path}' does not exist", source=source) from exc
-    except OSError as exc:
-        raise ConfigError(
-            f"the file '{path}' cannot be read ({exc.strerror})", source=source
-        ) from exc
+        content = decode_utf8(read_limited(path, MAX_SECRET_BYTES), str(path))
+    except UnreadableFile as exc:
+        raise ConfigError(f"the file '{path}' {exc.reason}", source=source) from None
     _warn_if_exposed(path, "Token file")
     for line in content.splitlines():
         if line.strip():
@@ -439,9 +446,11 @@ def _read_config(path: Path) -> Mapping[str, Any]:
         return {}
     _warn_if_exposed(path, "Config file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot be read ({exc.strerror})", source=str(path)) from exc
+        data = yaml.safe_load(decode_utf8(read_limited(path, MAX_CONFIG_BYTES), str(path)))
+    except UnreadableFile as exc:
+        raise ConfigError(exc.reason, source=str(path)) from None
+    except RecursionError:
+        raise ConfigError("is nested too deeply", source=str(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -608,11 +617,20 @@ def load_settings(
     verify, fingerprints = _tls(env, prof, where, sources)
 
     timeout_s = prof.get("timeout_s", 30.0)
-    if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool) or timeout_s <= 0:
-        raise ConfigError("timeout_s must be a positive number", source=where)
+    if (
+        not isinstance(timeout_s, int | float)
+        or isinstance(timeout_s, bool)
+        or not 0 < timeout_s <= MAX_TIMEOUT_S
+    ):
+        raise ConfigError(
+            f"timeout_s must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}",
+            source=where,
+        )
     retries = prof.get("retries", RetryPolicy().attempts)
-    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 1:
-        raise ConfigError("retries must be a whole number of attempts, at least 1", source=where)
+    if not isinstance(retries, int) or isinstance(retries, bool) or not 1 <= retries <= MAX_RETRIES:
+        raise ConfigError(
+            f"retries must be a whole number of attempts from 1 to {MAX_RETRIES}", source=where
+        )
 
     return Settings(
         hosts=hosts,

@@ -16,6 +16,12 @@ a fraction or seconds. A value that cannot be read raises ``ValueError`` whose m
   bits per second, and a link speed must be positive.
 - Percentages need the ``%`` sign (``10%``, ``12.5%``) and become fractions (0.10, 0.125).
 - Durations: ``30s``, ``10m``, ``2h``, ``1d``, combined ``1h30m``, or a plain number of seconds.
+  A timeout (`parse_timeout`) must also be longer than 0.
+
+Every kind of value has a range, checked here so that no file or flag can carry a number the
+rest of pvetool cannot hold (a ``99999999999999999999d`` timeout once validated and then
+crashed a run half-way): durations up to 365 days, sizes up to 1024 PiB, rates up to 1 PiB/s,
+link speeds up to 1 Pbit/s, percentages up to 1000 %.
 
 Every spelling that is unambiguous is accepted wherever its kind of value is; what differs
 between the two files is only which keys take which kind.
@@ -28,6 +34,7 @@ from __future__ import annotations
 import math
 import re
 from fractions import Fraction
+from typing import TypeVar
 
 __all__ = [
     "GiB",
@@ -41,13 +48,22 @@ __all__ = [
     "parse_percent",
     "parse_rate",
     "parse_size",
+    "parse_timeout",
 ]
+
+_N = TypeVar("_N", int, float)
 
 KiB: int = 1024
 MiB: int = 1024 * KiB
 GiB: int = 1024 * MiB
 TiB: int = 1024 * GiB
 _PiB: int = 1024 * TiB
+
+MAX_DURATION_S = 365 * 86400
+MAX_SIZE_BYTES = 1024 * _PiB
+MAX_RATE_BPS = _PiB  # bytes per second
+MAX_LINK_BITS_PER_S = 10**15
+MAX_PERCENT = 1000
 
 # At most 30 digits: enough for any real value, and far from Python's int-from-string limit.
 _NUMBER = r"(\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})"
@@ -125,6 +141,12 @@ def _number(value: object, what: str, negative: str = "") -> int | float | None:
     return value
 
 
+def _at_most(number: _N, limit: float, value: object, limit_text: str) -> _N:
+    if number > limit:
+        raise ValueError(f"must be at most {limit_text}, got {_shown(value)}")
+    return number
+
+
 def _finite(number: Fraction | float, value: object, what: str) -> float:
     result = float(number)
     if not math.isfinite(result):
@@ -140,7 +162,9 @@ def parse_size(value: object) -> int:
     """
     number = _number(value, _SIZE_EXAMPLE, "a size ")
     if number is not None:
-        return number if isinstance(number, int) else round(number)
+        return _at_most(
+            number if isinstance(number, int) else round(number), MAX_SIZE_BYTES, value, "1024PiB"
+        )
     assert isinstance(value, str)
     match = _SIZE_RE.fullmatch(value)
     if match is None:
@@ -152,15 +176,19 @@ def parse_size(value: object) -> int:
         if unit.lower() in _DECIMAL_SIZE_UNITS:
             hint = f" (sizes are binary: write {amount}{unit[0].upper()}iB)"
         raise ValueError(f"expected {_SIZE_EXAMPLE}, got {_shown(value)}{hint}")
-    return round(Fraction(amount) * factor)
+    return _at_most(round(Fraction(amount) * factor), MAX_SIZE_BYTES, value, "1024PiB")
 
 
 def parse_rate(value: object) -> float:
     """Bytes per second of ``500MiB/s`` (binary) or ``1Gbit/s`` / ``100Mbit`` (decimal bits).
 
     A bare ``0`` is 0.0 (a plan reads it as "unlimited"); any other bare number is refused
-    because it is ambiguous (PVE's ``bwlimit`` option counts KiB/s).
+    because it is ambiguous (PVE's ``bwlimit`` option counts KiB/s). At most 1 PiB/s.
     """
+    return _at_most(_parse_rate(value), MAX_RATE_BPS, value, "1PiB/s")
+
+
+def _parse_rate(value: object) -> float:
     number = _number(value, _RATE_EXAMPLE)
     if number is not None:
         if number == 0:
@@ -209,7 +237,7 @@ def parse_link(value: object) -> float:
         number = _finite(Fraction(match.group(1)) * _BIT_UNITS.get(unit, 1), value, _LINK_EXAMPLE)
     if number <= 0:
         raise ValueError(f"a link speed must be positive, got {_shown(value)}")
-    return float(number)
+    return _at_most(float(number), MAX_LINK_BITS_PER_S, value, "1000Tbit")
 
 
 def format_size(size_bytes: int) -> str:
@@ -239,11 +267,24 @@ def parse_percent(value: object) -> float:
     fraction = Fraction(match.group(2)) / 100
     if match.group(1) == "-" and fraction != 0:
         raise ValueError(f"must not be negative, got {_shown(value)}")
-    return float(fraction)
+    return _at_most(float(fraction), MAX_PERCENT / 100, value, f"{MAX_PERCENT}%")
 
 
 def parse_duration(value: object) -> float:
-    """Seconds of ``30s``, ``10m``, ``2h``, ``1d``, ``1h30m``, ``1.5h`` or a plain number."""
+    """Seconds of ``30s``, ``10m``, ``2h``, ``1d``, ``1h30m``, ``1.5h`` or a plain number; at
+    most 365 days."""
+    return _at_most(_parse_duration(value), MAX_DURATION_S, value, "365d")
+
+
+def parse_timeout(value: object) -> float:
+    """A duration (`parse_duration`) that is longer than 0: how long to wait for something."""
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"must be longer than 0 seconds, got {_shown(value)}")
+    return seconds
+
+
+def _parse_duration(value: object) -> float:
     number = _number(value, _DURATION_EXAMPLE)
     if number is not None:
         return float(number)

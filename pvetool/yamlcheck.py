@@ -37,6 +37,7 @@ import yaml
 __all__ = [
     "BROKEN",
     "MAX_DEPTH",
+    "MAX_PROBLEMS",
     "Checker",
     "Conv",
     "Invalid",
@@ -64,6 +65,7 @@ __all__ = [
 ]
 
 MAX_DEPTH = 64  # nesting of mappings and lists; a real plan needs about 6, a cluster file 5
+MAX_PROBLEMS = 1000  # problems kept per document (all are counted)
 
 T = TypeVar("T")
 
@@ -121,13 +123,22 @@ class Loc:
 
 
 class Problems:
-    """Problems in file order, each ``file:line: path: message``."""
+    """Problems in file order, each ``file:line: path: message``.
+
+    At most `MAX_PROBLEMS` are kept (a generated file can have hundreds of thousands, and
+    nobody reads past the first screens); `count` counts them all, and `sorted` ends with a
+    line saying how many more there were.
+    """
 
     def __init__(self, filename: str) -> None:
         self.filename = filename
         self._items: list[tuple[int, int, str]] = []
+        self.count = 0
 
     def add(self, line: int, path: str, message: str) -> None:
+        self.count += 1
+        if len(self._items) >= MAX_PROBLEMS:
+            return
         where = f"{self.filename}:{line}: "
         text = f"{where}{path}: {message}" if path else f"{where}{message}"
         self._items.append((line, len(self._items), text))
@@ -136,7 +147,11 @@ class Problems:
         return bool(self._items)
 
     def sorted(self) -> list[str]:
-        return [text for _, _, text in sorted(self._items)]
+        found = [text for _, _, text in sorted(self._items)]
+        if self.count > len(found):
+            more = self.count - len(found)
+            found.append(f"{self.filename}: ... and {more} more problem{'s' if more > 1 else ''}")
+        return found
 
 
 class Reader:

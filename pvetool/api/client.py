@@ -14,13 +14,14 @@ handled the same way.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from tenacity import (
     Retrying,
@@ -36,6 +37,7 @@ from pvetool.api.transport import is_transient as _is_transient
 from pvetool.errors import (
     ApiError,
     ApiUnreachable,
+    InvalidAnswer,
     NotFound,
     PvetoolError,
     ValidationError,
@@ -74,6 +76,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Parameters that older PVE versions reject ("property is not defined in schema"), by the
 # version of the node that receives the call: (guest kind, parameter) -> (major, minor).
@@ -197,11 +201,36 @@ class PveClient:
         """Send one API call through the funnel (retried only when `idempotent`)."""
         return self._transport.request(method, path, idempotent=idempotent, **params)
 
+    def _call(
+        self,
+        method: str,
+        path: str,
+        conv: Callable[[Any], T],
+        *,
+        idempotent: bool = True,
+        **params: Any,
+    ) -> T:
+        """One API call and the conversion of its (already shape-checked) answer."""
+        raw = self._request(method, path, idempotent=idempotent, **params)
+        return self._converted(method, path, conv, raw)
+
+    def _converted(self, method: str, path: str, conv: Callable[[Any], T], raw: Any) -> T:
+        """`conv(raw)`; what the converter cannot read (a vmid that is no vmid, a UPID that is
+        no UPID, a guest listed twice) is an `InvalidAnswer` naming the endpoint, never a crash
+        and never a guess."""
+        try:
+            return conv(raw)
+        except ValueError as exc:  # the converters' own words (ValidationError is one)
+            problem = str(exc) or type(exc).__name__
+        except (TypeError, KeyError, IndexError, AttributeError, ArithmeticError) as exc:
+            problem = f"it could not be read ({type(exc).__name__}: {exc})"
+        raise InvalidAnswer(method=method, path=path, problem=problem, host=str(self.current_host))
+
     # -- versions
 
     def version(self) -> PveVersion:
         """``GET /version``: the version of the node that answers."""
-        return convert.version(self._request("GET", "/version"))
+        return self._call("GET", "/version", convert.version)
 
     def node_version(self, node: str) -> PveVersion:
         """``GET /nodes/{node}/version``, fetched once per node and cached."""
@@ -209,7 +238,7 @@ class PveClient:
             cached = self._versions.get(node)
         if cached is not None:
             return cached
-        ver = convert.version(self._request("GET", f"/nodes/{_check_node(node)}/version"))
+        ver = self._call("GET", f"/nodes/{_check_node(node)}/version", convert.version)
         with self._lock:
             self._versions[node] = ver
         return ver
@@ -240,48 +269,48 @@ class PveClient:
 
     def cluster_status(self) -> ClusterStatus:
         """``GET /cluster/status``: quorum and which nodes are online."""
-        return convert.cluster_status(self._request("GET", "/cluster/status"))
+        return self._call("GET", "/cluster/status", convert.cluster_status)
 
     def nodes(self) -> tuple[Node, ...]:
         """``GET /nodes``: nodes with usage and certificate fingerprint (``ssl_fingerprint``)."""
-        return convert.node_index(self._request("GET", "/nodes"))
+        return self._call("GET", "/nodes", convert.node_index)
 
     def cluster_resources(
         self, type_filter: Literal["vm", "storage", "node"] | None = None
     ) -> ClusterResources:
         """``GET /cluster/resources`` (one call for the whole cluster)."""
-        return convert.cluster_resources(
-            self._request("GET", "/cluster/resources", type=type_filter)
-        )
+        return self._call("GET", "/cluster/resources", convert.cluster_resources, type=type_filter)
 
     def datacenter_options(self) -> DatacenterOptions:
         """``GET /cluster/options``: migration type/network, bandwidth limits, max_workers."""
-        return convert.datacenter_options(self._request("GET", "/cluster/options"))
+        return self._call("GET", "/cluster/options", convert.datacenter_options)
 
     def storage_config(self) -> tuple[StorageConfig, ...]:
         """``GET /storage``: storage definitions (shared flag, node restriction, content)."""
-        return convert.storage_config(self._request("GET", "/storage"))
+        return self._call("GET", "/storage", convert.storage_config)
 
     def node_storage_status(self, node: str) -> tuple[StorageStatus, ...]:
         """``GET /nodes/{node}/storage``: status and free space of each storage on a node."""
-        return convert.node_storage_status(
-            node, self._request("GET", f"/nodes/{_check_node(node)}/storage")
+        return self._call(
+            "GET",
+            f"/nodes/{_check_node(node)}/storage",
+            functools.partial(convert.node_storage_status, node),
         )
 
     def node_bridges(self, node: str) -> frozenset[str]:
         """``GET /nodes/{node}/network?type=any_bridge``: bridge names on a node."""
-        return convert.network_bridges(
-            self._request("GET", f"/nodes/{_check_node(node)}/network", type="any_bridge")
+        return self._call(
+            "GET", f"/nodes/{_check_node(node)}/network", convert.network_bridges, type="any_bridge"
         )
 
     def replication_jobs(self) -> tuple[ReplicationJob, ...]:
         """``GET /cluster/replication``: storage replication jobs (only those of guests the
         caller may audit)."""
-        return convert.replication_jobs(self._request("GET", "/cluster/replication"))
+        return self._call("GET", "/cluster/replication", convert.replication_jobs)
 
     def node_cpu_model(self, node: str) -> str | None:
         """``GET /nodes/{node}/status``: the CPU model (``cpuinfo.model``)."""
-        return convert.node_cpu_model(self._request("GET", f"/nodes/{_check_node(node)}/status"))
+        return self._call("GET", f"/nodes/{_check_node(node)}/status", convert.node_cpu_model)
 
     # -- guests
 
@@ -292,8 +321,12 @@ class PveClient:
         self, kind: GuestKind, node: str, vmid: int, *, current: bool = True
     ) -> GuestConfig:
         """``GET /nodes/{node}/{kind}/{vmid}/config`` (current values, not pending ones)."""
-        raw = self._request("GET", f"{self._guest_path(kind, node, vmid)}/config", current=current)
-        return convert.guest_config(kind, raw)
+        return self._call(
+            "GET",
+            f"{self._guest_path(kind, node, vmid)}/config",
+            functools.partial(convert.guest_config, kind),
+            current=current,
+        )
 
     def agent_ping(self, node: str, vmid: int) -> bool:
         """``POST /nodes/{node}/qemu/{vmid}/agent/ping``: does the QEMU guest agent answer?
@@ -311,8 +344,11 @@ class PveClient:
 
     def guest_status(self, kind: GuestKind, node: str, vmid: int) -> GuestStatus:
         """``GET /nodes/{node}/{kind}/{vmid}/status/current``."""
-        raw = self._request("GET", f"{self._guest_path(kind, node, vmid)}/status/current")
-        return convert.guest_status(kind, raw)
+        return self._call(
+            "GET",
+            f"{self._guest_path(kind, node, vmid)}/status/current",
+            functools.partial(convert.guest_status, kind),
+        )
 
     def shutdown_guest(
         self,
@@ -362,7 +398,7 @@ class PveClient:
         wanted = POWER_TASK_TYPES[(kind, action)]
         for attempt in (1, 2):
             try:
-                return convert.upid(self._request("POST", path, idempotent=False, **params))
+                return self._call("POST", path, convert.upid, idempotent=False, **params)
             except (ApiError, ApiUnreachable) as exc:
                 if not _is_transient(exc):
                     raise
@@ -398,12 +434,12 @@ class PveClient:
         self, kind: GuestKind, node: str, vmid: int, target: str | None = None
     ) -> Precondition:
         """``GET /nodes/{node}/{kind}/{vmid}/migrate``: allowed nodes, local disks/resources."""
-        raw = self._request(
+        return self._call(
             "GET",
             f"{self._guest_path(kind, node, vmid)}/migrate",
+            functools.partial(convert.precondition, kind),
             target=_check_node(target) if target else None,
         )
-        return convert.precondition(kind, raw)
 
     def start_migration(self, req: MigrationRequest) -> Upid:
         """``POST /nodes/{node}/{kind}/{vmid}/migrate``; returns the task's UPID.
@@ -425,7 +461,7 @@ class PveClient:
         since = int(self._wall_clock()) - CLOCK_SKEW_S
 
         try:
-            return convert.upid(self._request("POST", path, idempotent=False, **params))
+            return self._call("POST", path, convert.upid, idempotent=False, **params)
         except (ApiError, ApiUnreachable) as exc:
             if not _is_transient(exc):
                 raise
@@ -436,7 +472,7 @@ class PveClient:
 
         logger.warning("No migration of %s %s started; sending the request once more", kind, vmid)
         try:
-            return convert.upid(self._request("POST", path, idempotent=False, **params))
+            return self._call("POST", path, convert.upid, idempotent=False, **params)
         except (ApiError, ApiUnreachable) as exc:
             if not _is_transient(exc):
                 raise
@@ -574,11 +610,11 @@ class PveClient:
 
     def ha_resources(self) -> tuple[HaResource, ...]:
         """``GET /cluster/ha/resources``."""
-        return convert.ha_resources(self._request("GET", "/cluster/ha/resources"))
+        return self._call("GET", "/cluster/ha/resources", convert.ha_resources)
 
     def ha_status(self) -> HaStatus:
         """``GET /cluster/ha/status/current``."""
-        return convert.ha_status(self._request("GET", "/cluster/ha/status/current"))
+        return self._call("GET", "/cluster/ha/status/current", convert.ha_status)
 
     def ha_rules(self, ha_resources: tuple[HaResource, ...] | None = None) -> tuple[HaRule, ...]:
         """``GET /cluster/ha/rules`` (PVE 9); on PVE 8, HA groups as node-affinity rules.
@@ -587,7 +623,7 @@ class PveClient:
         migrated yet (nodes still on 8) has no rules but still has groups.
         """
         try:
-            rules = convert.ha_rules(self._request("GET", "/cluster/ha/rules"))
+            rules = self._call("GET", "/cluster/ha/rules", convert.ha_rules)
         except NotFound:
             rules = ()
         if rules:
@@ -600,7 +636,12 @@ class PveClient:
             logger.debug("no HA groups either: %s", exc)
             return rules
         resources = ha_resources if ha_resources is not None else self.ha_resources()
-        return convert.ha_groups_as_rules(groups, resources)
+        return self._converted(
+            "GET",
+            "/cluster/ha/groups",
+            lambda raw: convert.ha_groups_as_rules(raw, resources),
+            groups,
+        )
 
     def ha_migrate(self, sid: str | int, target: str) -> HaMigrateRequest:
         """``POST /cluster/ha/resources/{sid}/migrate``: ask the HA manager to migrate.
@@ -612,18 +653,21 @@ class PveClient:
         sid_text = str(sid)
         if not _SID_RE.match(sid_text):
             raise ValidationError(f"'{sid}' is not an HA resource id (vm:100, ct:101)", field="sid")
-        raw = self._request(
-            "POST", f"/cluster/ha/resources/{sid_text}/migrate", node=_check_node(target)
+        return self._call(
+            "POST",
+            f"/cluster/ha/resources/{sid_text}/migrate",
+            lambda raw: convert.ha_migrate_request(raw, sid_text, target),
+            node=_check_node(target),
         )
-        return convert.ha_migrate_request(raw, sid_text, target)
 
     # -- tasks
 
     def tasks(self, query: TaskQuery) -> tuple[TaskSummary, ...]:
         """``GET /nodes/{node}/tasks`` (``source=all``: running ones too), newest first."""
-        raw = self._request(
+        return self._call(
             "GET",
             f"/nodes/{_check_node(query.node)}/tasks",
+            convert.task_list,
             vmid=_check_vmid(query.vmid) if query.vmid is not None else None,
             typefilter=query.typefilter,
             since=query.since,
@@ -633,20 +677,24 @@ class PveClient:
             start=query.start or None,
             errors=True if query.errors_only else None,
         )
-        return convert.task_list(raw)
 
     def task_status(self, upid: Upid | str) -> TaskStatus:
         """``GET /nodes/{node}/tasks/{upid}/status``."""
         task = _as_upid(upid)
-        return convert.task_status(self._request("GET", f"/nodes/{task.node}/tasks/{task}/status"))
+        return self._call("GET", f"/nodes/{task.node}/tasks/{task}/status", convert.task_status)
 
     def task_log(
         self, upid: Upid | str, *, start: int = 0, limit: int = LOG_PAGE_LINES
     ) -> tuple[TaskLogLine, ...]:
         """``GET /nodes/{node}/tasks/{upid}/log?start=&limit=``: one page (start skips lines)."""
         task = _as_upid(upid)
-        raw = self._request("GET", f"/nodes/{task.node}/tasks/{task}/log", start=start, limit=limit)
-        return convert.task_log(raw)
+        return self._call(
+            "GET",
+            f"/nodes/{task.node}/tasks/{task}/log",
+            convert.task_log,
+            start=start,
+            limit=limit,
+        )
 
     def task_log_all(
         self, upid: Upid | str, *, start: int = 0, page_lines: int = LOG_PAGE_LINES

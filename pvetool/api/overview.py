@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pvetool.api.client import PveClient
+from pvetool.api.snapshot import check_guest_nodes
 from pvetool.errors import ApiError, ApiUnreachable
 from pvetool.model import ClusterStatus, Guest, HaStatus, Node, PveVersion
 
@@ -30,6 +31,7 @@ class ClusterOverview:
 def fetch_overview(client: PveClient) -> ClusterOverview:
     status = client.cluster_status()
     resources = client.cluster_resources()
+    check_guest_nodes(client, status, resources)  # never "0 guests" on pve1 when it has six
     try:
         ha: HaStatus | None = client.ha_status()
     except ApiError:

@@ -16,24 +16,22 @@ from typing import TypeVar
 from pvetool.api import convert
 from pvetool.api.client import PveClient
 from pvetool.api.convert import RawCluster
-from pvetool.errors import ApiError, ApiUnreachable
+from pvetool.errors import ApiError, ApiUnreachable, InvalidAnswer
 from pvetool.model import (
     ClusterResources,
     ClusterSnapshot,
+    ClusterStatus,
     GuestConfig,
     PveVersion,
     ReplicationJob,
 )
 
-__all__ = ["fetch_snapshot"]
+__all__ = ["check_guest_nodes", "fetch_snapshot"]
 
 logger = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
-
-# A node or guest that fails to answer is left out with a warning; anything else stops.
-_PER_NODE_ERRORS: tuple[type[BaseException], ...] = (ApiUnreachable, ApiError)
 
 
 def fetch_snapshot(
@@ -47,12 +45,17 @@ def fetch_snapshot(
     each guest's config. Node status (for the CPU model) is read only when a guest uses
     ``cpu: host`` or `cpu_models` is True. Offline nodes get no per-node call (PVE would answer
     595). A guest whose config cannot be read (it moved, or its node went away meanwhile) is
-    kept with ``config_known=False`` and a warning. Replication jobs PVE refuses to list are
-    left out with a warning.
+    kept with ``config_known=False`` and a warning, and with ``config_problem`` when PVE's
+    answer was unusable (the planner blocks it either way). Replication jobs PVE refuses to
+    list are left out with a warning.
+
+    A guest list that names nodes the cluster does not have is an `InvalidAnswer`: nothing is
+    planned on it.
     """
     fetched_at = client.now_s()
     status = client.cluster_status()
     resources = client.cluster_resources()
+    check_guest_nodes(client, status, resources)
     storage_configs = client.storage_config()
     datacenter = client.datacenter_options()
     ha_resource_list = client.ha_resources()
@@ -77,6 +80,7 @@ def fetch_snapshot(
             ha=ha,
             rules=client.ha_rules(ha_resource_list),
             configs=raw.configs,
+            config_problems=raw.config_problems,
             versions=raw.versions,
             cpu_models=raw.cpu_models,
             bridges=raw.bridges,
@@ -94,6 +98,7 @@ class _PerNode:
     bridges: Mapping[str, frozenset[str]]
     configs: Mapping[int, GuestConfig]
     cpu_models: Mapping[str, str]
+    config_problems: Mapping[int, str]
 
 
 def _per_node_answers(
@@ -113,9 +118,14 @@ def _per_node_answers(
         for g in resources.guests
         if g.node in online_set
     }
-    versions = _collect(version_futures, "the PVE version")
-    bridges = _collect(bridge_futures, "the network bridges")
-    configs = _collect(config_futures, "the guest configuration")
+    versions, _ = _collect(version_futures, "the PVE version")
+    bridges, _ = _collect(bridge_futures, "the network bridges")
+    configs, failures = _collect(config_futures, "the guest configuration")
+    problems = {
+        vmid: f"{exc.method} {exc.path}: {exc.problem}"
+        for vmid, exc in failures.items()
+        if isinstance(exc, InvalidAnswer)
+    }
     want_cpu = (
         cpu_models
         if cpu_models is not None
@@ -123,9 +133,9 @@ def _per_node_answers(
     )
     cpu_by_node: dict[str, str] = {}
     if want_cpu:
-        found = _collect(_submit(pool, client.node_cpu_model, online), "the CPU model")
+        found, _ = _collect(_submit(pool, client.node_cpu_model, online), "the CPU model")
         cpu_by_node = {n: m for n, m in found.items() if m}
-    return _PerNode(versions, bridges, configs, cpu_by_node)
+    return _PerNode(versions, bridges, configs, cpu_by_node, problems)
 
 
 def _submit(
@@ -134,14 +144,34 @@ def _submit(
     return {node: pool.submit(call, node) for node in nodes}
 
 
-def _collect(futures: Mapping[K, Future[T]], what: str) -> dict[K, T]:
+def _collect(
+    futures: Mapping[K, Future[T]], what: str
+) -> tuple[dict[K, T], dict[K, ApiError | ApiUnreachable]]:
+    """The results, and the failures (each logged) by key."""
     results: dict[K, T] = {}
+    failures: dict[K, ApiError | ApiUnreachable] = {}
     for key, future in futures.items():
         try:
             results[key] = future.result()
-        except _PER_NODE_ERRORS as exc:
+        except (ApiUnreachable, ApiError) as exc:  # that node or guest is left out
             logger.warning("Could not read %s for %s: %s", what, key, exc)
-    return results
+            failures[key] = exc
+    return results, failures
+
+
+def check_guest_nodes(
+    client: PveClient, status: ClusterStatus, resources: ClusterResources
+) -> None:
+    """`convert.check_membership` as an `InvalidAnswer` of ``/cluster/resources``."""
+    try:
+        convert.check_membership(status, resources)
+    except ValueError as exc:
+        raise InvalidAnswer(
+            method="GET",
+            path="/cluster/resources",
+            problem=str(exc),
+            host=str(client.current_host),
+        ) from None
 
 
 def _replication_jobs(client: PveClient) -> tuple[ReplicationJob, ...]:

@@ -23,6 +23,7 @@ from rich.console import Console
 
 from pvetool.api import PveClient
 from pvetool.errors import ConfigError
+from pvetool.render.terminal import SafeConsole
 from pvetool.settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,9 +58,10 @@ class CliState:
     client: PveClient | None = None
     settings: Settings | None = None
     clocks: Clocks = field(default_factory=Clocks)
-    stdout: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
+    # SafeConsole: names, tags, log lines and PVE's messages cannot act on the terminal.
+    stdout: Console = field(default_factory=lambda: SafeConsole(highlight=False, soft_wrap=True))
     stderr: Console = field(
-        default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True)
+        default_factory=lambda: SafeConsole(stderr=True, highlight=False, soft_wrap=True)
     )
 
 

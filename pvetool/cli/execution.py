@@ -48,7 +48,7 @@ from pvetool.render.formats import to_json
 from pvetool.render.live import JsonView, PlainView, RichView
 from pvetool.render.plan import plan_data, plan_renderable
 from pvetool.render.report import report_data, report_junit, summary_lines, summary_renderable
-from pvetool.units import parse_duration
+from pvetool.units import parse_timeout
 
 __all__ = [
     "Output",
@@ -95,12 +95,9 @@ def _duration(_: click.Context, __: click.Parameter, value: str | None) -> float
     if value is None:
         return None
     try:
-        seconds = parse_duration(value)
+        return parse_timeout(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    if seconds <= 0:
-        raise click.BadParameter(f"'{value}': a task timeout must be longer than 0 s")
-    return seconds
 
 
 def _reports(_: click.Context, __: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:

@@ -36,7 +36,7 @@ from pvetool.model import ClusterSnapshot, ExecutionPlan, Precondition, RunRepor
 from pvetool.operate import JobInfo, not_run_report, open_journal, run_plan
 from pvetool.planner.build import build_plan, migrate_spec
 from pvetool.render.formats import duration
-from pvetool.units import parse_duration, parse_rate
+from pvetool.units import parse_rate, parse_timeout
 
 
 def _storage_map(text: str | None) -> tuple[tuple[str, str], ...]:
@@ -69,12 +69,9 @@ def _rate(_: click.Context, __: click.Parameter, value: str | None) -> float | N
 
 def _seconds(_: click.Context, __: click.Parameter, value: str) -> float:
     try:
-        seconds = parse_duration(value)
+        return parse_timeout(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    if seconds <= 0:
-        raise click.BadParameter(f"'{value}': a timeout must be longer than 0 s")
-    return seconds
 
 
 def _check_request(snapshot: ClusterSnapshot, vmid: int, target: str, offline: bool) -> None:

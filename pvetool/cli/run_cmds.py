@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import click
@@ -37,10 +36,11 @@ from pvetool.errors import PlanError
 from pvetool.journal import Origin, journalled_plan, state_dir, undrain_candidates
 from pvetool.model import ClusterSnapshot, ExecutionPlan, RunReport
 from pvetool.operate import JobInfo
-from pvetool.plan_json import plan_from_json
+from pvetool.plan_json import plan_from_json, read_saved_plan
 from pvetool.planner import build
 from pvetool.planner.fingerprint import drift
 from pvetool.planner.loader import load_plan
+from pvetool.planner.loader_values import MAX_CONCURRENCY
 from pvetool.planner.spec import DrainStep, PlanSpec, RollingStep
 from pvetool.units import parse_percent
 
@@ -56,7 +56,7 @@ def _snapshot(ctx: click.Context) -> ClusterSnapshot:
 @click.option("--to", "targets", metavar="NODE,...", help="Only these target nodes.")
 @click.option(
     "--max-parallel",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_CONCURRENCY),
     help="At most N migrations at once, and at most N from each source node.",
 )
 @click.option("--with-local-disks", is_flag=True, help="Move guests with local disks too.")
@@ -82,6 +82,8 @@ def drain_cmd(
     """
     opts = options_of(**kw)
     names = split_names(nodes)
+    if not names:  # `drain ""` must not be a successful drain of nothing
+        raise click.BadParameter("name the node(s) to drain", param_hint="NODE")
     job = JobInfo(f"drain:{','.join(sorted(names))}", "drain", drained_nodes=names)
     snapshot = _snapshot(ctx)
     resume = None
@@ -246,7 +248,7 @@ def apply_cmd(ctx: click.Context, /, file: str, ignore_drift: bool, **kw: Any) -
     opts = options_of(**kw)
     snapshot = _snapshot(ctx)
     if file.lower().endswith(".json"):
-        text = Path(file).read_text(encoding="utf-8")
+        text = read_saved_plan(file)
         saved = plan_from_json(text, file)
         digest = saved.plan_digest or hashlib.sha256(text.encode()).hexdigest()
         if not opts.resume and not ignore_drift:

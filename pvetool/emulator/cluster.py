@@ -282,6 +282,9 @@ class Cluster:
                 volid = f"{d.storage}:{volname}"
             alloc = int(d.size_bytes * self.rng.uniform(0.2, 0.7))
             opts = "iothread=1" if g.type == "qemu" and d.key.startswith("scsi") else ""
+            if g.type == "lxc" and d.key.startswith("mp"):
+                # pve-container src/PVE/LXC/Config.pm $mp_desc: the mount path `mp` is required
+                opts = f"mp=/mnt/{d.key}"
             disks.append(DiskRt(d.key, d.storage, d.size_bytes, volid, alloc, opts))
         nets = []
         for key, raw in g.nets:

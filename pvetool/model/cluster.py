@@ -239,6 +239,8 @@ class Guest:
     `memory_bytes` is the configured maximum, `used_memory_bytes` what PVE reports in use,
     `cores` the number of vCPUs. `config_known` is False when the configuration could not be
     read (e.g. the guest is on an offline node); disks, nets and devices are then empty.
+    `config_problem` says why PVE's answer for the configuration was refused as unusable
+    (malformed, not the documented shape), when that was the reason.
     """
 
     vmid: int
@@ -263,6 +265,7 @@ class Guest:
     cpu_type: str | None = None
     agent_enabled: bool = False
     config_known: bool = False
+    config_problem: str | None = None
 
     @property
     def running(self) -> bool:

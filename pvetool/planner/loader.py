@@ -16,7 +16,9 @@ This module reads the plan as a whole and its `rules:`; `loader_steps` reads `st
 `loader_values` holds the plan checker and the converters both use.
 
 Imports: the standard library, `pvetool.errors`, `pvetool.planner.spec`, the loader's own
-`loader_steps` and `loader_values`, and the leaves `pvetool.units` and `pvetool.yamlcheck`.
+`loader_steps` and `loader_values`, and the leaves `pvetool.textfile`, `pvetool.units` and
+`pvetool.yamlcheck`. A plan file is read only when it is a regular file of at most
+`MAX_PLAN_BYTES` (a FIFO, a device or a huge file is refused before a byte is parsed).
 Never the emulator, the API client or the executor.
 """
 
@@ -57,6 +59,7 @@ from pvetool.planner.spec import (
     Rules,
     Step,
 )
+from pvetool.textfile import UnreadableFile, read_limited
 from pvetool.yamlcheck import (
     MAX_DEPTH,
     Item,
@@ -72,11 +75,13 @@ from pvetool.yamlcheck import (
     to_str,
 )
 
-__all__ = ["PLAN_VERSION", "STEP_KINDS", "load_plan", "load_plan_text", "suggest"]
+__all__ = ["MAX_PLAN_BYTES", "PLAN_VERSION", "STEP_KINDS", "load_plan", "load_plan_text", "suggest"]
 
 T = TypeVar("T")
 
 PLAN_VERSION = 1
+# A plan is written by hand (a few KiB); a larger file is refused before it is parsed.
+MAX_PLAN_BYTES = 1024 * 1024
 # Choices, keyed by their spelling in a plan (the values carry the spec's Literal types).
 FAILURE_POLICIES: dict[str, FailurePolicy] = {
     "stop": "stop",
@@ -112,8 +117,9 @@ _MIGRATION_KEYS = ("type", "network", "bwlimit", "with_local_disks", "target_sto
 
 def _plan_error(problems: Problems) -> PlanError:
     found = problems.sorted()
-    noun = "problem" if len(found) == 1 else "problems"
-    message = f"The plan {problems.filename} has {len(found)} {noun}: " + "; ".join(found)
+    count = max(problems.count, len(found))
+    noun = "problem" if count == 1 else "problems"
+    message = f"The plan {problems.filename} has {count} {noun}: " + "; ".join(found)
     return PlanError(message, problems=found)
 
 
@@ -363,13 +369,11 @@ def load_plan(path: str | os.PathLike[str]) -> PlanSpec:
     filename = os.fspath(path)
     problems = Problems(filename)
     try:
-        with open(filename, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        message = f"Cannot read the plan file {filename}: {reason}"
+        data = read_limited(filename, MAX_PLAN_BYTES)
+    except UnreadableFile as exc:
+        message = f"Cannot read the plan file {filename}: it {exc.reason}"
         raise PlanError(
-            message, problems=[f"{filename}: cannot read the plan file: {reason}"]
+            message, problems=[f"{filename}: cannot read the plan file: it {exc.reason}"]
         ) from None
     try:
         text = data.decode("utf-8")

@@ -15,6 +15,7 @@ import shlex
 from collections.abc import Callable
 
 from pvetool.planner.loader_values import (
+    MAX_MOVES,
     PlanChecker,
     target_storage,
     to_duration,
@@ -93,7 +94,7 @@ _STEP_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-_to_move_count = to_int(1, what="a number of moves (1 or more)")
+_to_move_count = to_int(1, MAX_MOVES, what="a number of moves (1 or more)")
 
 
 def _drain(ck: PlanChecker, body: Loc, path: str, where: Where) -> DrainStep | None:

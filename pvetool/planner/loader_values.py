@@ -39,6 +39,8 @@ from pvetool.yamlcheck import (
 
 __all__ = [
     "STORAGE_RE",
+    "MAX_CONCURRENCY",
+    "MAX_MOVES",
     "VMID_MAX",
     "VMID_MIN",
     "PlanChecker",
@@ -62,6 +64,12 @@ __all__ = [
 ]
 
 VMID_MIN, VMID_MAX = 100, 999_999_999
+# Ranges of the plain numbers a plan holds (units have theirs in `pvetool.units`): far beyond
+# any real cluster, and well inside what the planner's arithmetic can hold.
+MAX_CONCURRENCY = 1000  # migrations at once
+MAX_MOVES = 1_000_000
+MAX_RATIO = 1000.0  # cpu_overcommit, weights
+MAX_CPUS = 1_000_000.0  # a CPU headroom in CPUs
 # PVE's own formats: node = host name label; tag and pool ids as pve-cluster checks them.
 _NODE_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-+.]*")
@@ -138,11 +146,7 @@ to_duration = _unit(units.parse_duration, "a duration like 30s, 10m or 1h")
 _to_percent_any = _unit(units.parse_percent, "a percentage like 10%")
 
 
-def to_positive_duration(loc: Loc) -> float:
-    seconds = to_duration(loc)
-    if seconds <= 0:
-        raise Invalid(f"must be longer than 0 seconds, got {describe(loc)}")
-    return seconds
+to_positive_duration = _unit(units.parse_timeout, "a duration like 30s, 10m or 1h")
 
 
 def to_percent(loc: Loc) -> float:
@@ -180,6 +184,8 @@ def to_cpu_amount(loc: Loc) -> Amount:
         )
     if value < 0:
         raise Invalid(f"must not be negative, got {describe(loc)}")
+    if value > MAX_CPUS:
+        raise Invalid(f"must be at most {MAX_CPUS:g} CPUs, got {describe(loc)}")
     return Amount(absolute=float(value))
 
 
@@ -192,6 +198,8 @@ def to_concurrency(loc: Loc) -> int | None:
         raise Invalid(f"expected a number of migrations (1 or more) or auto, got {describe(loc)}")
     if value < 1:
         raise Invalid(f"must be at least 1 (or auto), got {value}")
+    if value > MAX_CONCURRENCY:
+        raise Invalid(f"must be at most {MAX_CONCURRENCY} (or auto), got {describe(loc)}")
     return value
 
 
@@ -199,6 +207,8 @@ def to_weight(loc: Loc) -> float:
     weight = to_number(loc)
     if weight < 0:
         raise Invalid(f"must not be negative, got {describe(loc)}")
+    if weight > MAX_RATIO:
+        raise Invalid(f"must be at most {MAX_RATIO:g}, got {describe(loc)}")
     return weight
 
 
@@ -206,6 +216,8 @@ def to_overcommit(loc: Loc) -> float:
     ratio = to_number(loc)
     if ratio <= 0:
         raise Invalid(f"must be greater than 0 (4.0 = four vCPUs per CPU), got {describe(loc)}")
+    if ratio > MAX_RATIO:
+        raise Invalid(f"must be at most {MAX_RATIO:g}, got {describe(loc)}")
     return ratio
 
 

@@ -16,7 +16,9 @@ def to_json(data: Any) -> str:
 
 
 def to_yaml(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    # allow_unicode=False: YAML then escapes what is not ASCII (a bidi override in a guest
+    # name) in double quotes, as JSON does, instead of writing it raw.
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=False)
 
 
 def gib(n_bytes: float) -> str:

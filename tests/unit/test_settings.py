@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -355,3 +356,58 @@ def test_repr_and_str_hide_secrets(tmp_path: Path) -> None:
 def test_default_config_path_follows_xdg(tmp_path: Path) -> None:
     assert default_config_path({"XDG_CONFIG_HOME": "/x"}) == Path("/x/pvetool/config.yaml")
     assert default_config_path({"HOME": "/home/a"}) == Path("/home/a/.config/pvetool/config.yaml")
+
+
+# -- bounded reads and ranges (issue 12, finding 6) --------------------------------------------
+
+
+def test_token_files_that_are_no_small_regular_file_are_refused(tmp_path: Path) -> None:
+    env = {"PVETOOL_HOST": "pve1"}
+    fifo = tmp_path / "fifo"
+
+    os.mkfifo(fifo)
+    big = tmp_path / "big"
+    big.write_text(TOKEN + "\n" + "x" * 70_000)
+    cases = [
+        (fifo, "is a FIFO (named pipe), not a regular file"),
+        (tmp_path, "is a directory, not a regular file"),
+        (big, "files larger than 64 KiB are refused"),
+    ]
+    if Path("/dev/zero").exists():
+        cases.append((Path("/dev/zero"), "is a character device, not a regular file"))
+    for path, words in cases:
+        with pytest.raises(ConfigError) as info:
+            load_settings(env=env, token_file=path, config_path=tmp_path / "none.yaml")
+        assert words in str(info.value) and "--token-file" in str(info.value)
+
+
+def test_a_config_file_that_is_too_large(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"profiles": {"p": {"host": "pve1"}}})
+    path.write_text("profiles: {}\n" + "#" * (1024 * 1024) + "\n")
+    with pytest.raises(ConfigError, match="files larger than 1 MiB are refused"):
+        load_settings(env={"PVETOOL_TOKEN": TOKEN}, config_path=path)
+
+
+def test_a_ca_file_must_be_a_regular_file(tmp_path: Path) -> None:
+    env = {"PVETOOL_HOST": "pve1", "PVETOOL_TOKEN": TOKEN, "PVETOOL_VERIFY": str(tmp_path)}
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_settings(env=env, config_path=tmp_path / "none.yaml")
+
+
+@pytest.mark.parametrize(
+    ("profile", "words"),
+    [
+        ({"timeout_s": 0}, "timeout_s must be a number of seconds above 0 and at most 3600"),
+        ({"timeout_s": 1e300}, "at most 3600"),
+        ({"timeout_s": float("nan")}, "at most 3600"),
+        ({"retries": 0}, "retries must be a whole number of attempts from 1 to 100"),
+        ({"retries": 10**20}, "from 1 to 100"),
+    ],
+)
+def test_timeouts_and_retries_have_ranges(
+    tmp_path: Path, profile: dict[str, Any], words: str
+) -> None:
+    path = write_config(tmp_path, {"profiles": {"p": {"host": "pve1", **profile}}})
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={"PVETOOL_TOKEN": TOKEN, "PVETOOL_PROFILE": "p"}, config_path=path)
+    assert words in str(info.value)

@@ -7,6 +7,7 @@ other accepts too (the union, where it is unambiguous).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from pvetool.units import (
     parse_percent,
     parse_rate,
     parse_size,
+    parse_timeout,
 )
 
 
@@ -189,6 +191,33 @@ def test_parse_duration_refuses(value: object, message: str) -> None:
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("parse", "value", "message"),
+    [
+        # Issue 12, finding 5: a 10^20-day timeout validated, then crashed a run half-way.
+        (parse_duration, "99999999999999999999d", "must be at most 365d"),
+        (parse_duration, 366 * 86400, "must be at most 365d"),
+        (parse_duration, 1e308, "must be at most 365d"),
+        (parse_size, 10**20, "must be at most 1024PiB"),
+        (parse_size, "2048PiB", "must be at most 1024PiB"),
+        (parse_rate, "2PiB/s", "must be at most 1PiB/s"),
+        (parse_percent, "100000%", "must be at most 1000%"),
+        (parse_timeout, "0s", "must be longer than 0 seconds, got '0s'"),
+        (parse_timeout, 0, "must be longer than 0 seconds"),
+    ],
+)
+def test_values_out_of_range_are_refused(parse: Any, value: object, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse(value)
+    assert message in str(info.value)
+
+
+def test_the_limits_themselves_are_accepted() -> None:
+    assert parse_duration("365d") == 365 * 86400
+    assert parse_size("1024PiB") == 1024**6
+    assert parse_timeout("1s") == 1.0
+
+
 def test_long_values_are_cut_in_messages() -> None:
     with pytest.raises(ValueError) as info:
         parse_duration("x" * 500)
@@ -208,7 +237,7 @@ def test_long_values_are_cut_in_messages() -> None:
         ("12.6GiB", round(12.6 * GiB)),
         ("8gib", 8 * GiB),
         ("5.", 5),
-        (10**20, 10**20),  # an exact integer, not rounded through a float
+        (10**18 + 1, 10**18 + 1),  # an exact integer, not rounded through a float
     ],
 )
 def test_parse_size_takes_the_union(value: object, expected: int) -> None:

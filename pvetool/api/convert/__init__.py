@@ -38,7 +38,7 @@ from pvetool.api.convert.ha import (
     ha_rules,
     ha_status,
 )
-from pvetool.api.convert.snapshot import RawCluster, build_snapshot
+from pvetool.api.convert.snapshot import RawCluster, build_snapshot, check_membership
 from pvetool.api.convert.tasks import (
     parse_downtime_ms,
     parse_duration_s,
@@ -52,6 +52,7 @@ from pvetool.api.convert.tasks import (
 __all__ = [
     "RawCluster",
     "build_snapshot",
+    "check_membership",
     "cluster_resources",
     "cluster_status",
     "datacenter_options",

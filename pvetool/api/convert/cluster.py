@@ -38,6 +38,38 @@ from pvetool.model import (
     StorageStatus,
 )
 
+VMID_MIN, VMID_MAX = 100, 999_999_999
+# pve-common src/PVE/JSONSchema.pm pve_verify_node_name
+_NODE_RE = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?")
+# The resource types whose ids pve-manager (PVE/API2/Cluster.pm `resources`, PVE/API2Tools.pm
+# `extract_vm_stats`) builds as "<type>/..." (pools as "/pool/<id>").
+_TYPED_IDS = frozenset({"node", "storage", "qemu", "lxc", "pool", "sdn", "network"})
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _node_name(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 63 and bool(_NODE_RE.fullmatch(value))
+
+
+def _no_repeats(keys: Iterable[Any], what: str) -> None:
+    seen: set[Any] = set()
+    for key in keys:
+        if key in seen:
+            raise ValueError(f"{what} {key} is listed twice")
+        seen.add(key)
+
+
+def _check_resource_id(entry: Mapping[str, Any]) -> None:
+    """The id's leading part names the entry's type; a garbled type or id does not."""
+    kind, ident = entry.get("type"), entry.get("id")
+    prefix = _str(ident).lstrip("/").split("/", 1)[0]
+    if (kind in _TYPED_IDS or prefix in _TYPED_IDS) and prefix != kind:
+        raise ValueError(f"the entry {_shown(ident)} has the type {_shown(kind)}")
+
 
 def version(raw: Any) -> PveVersion:
     """``GET /version`` or ``GET /nodes/{node}/version`` -> `PveVersion`."""
@@ -51,7 +83,9 @@ def version(raw: Any) -> PveVersion:
 
 
 def cluster_status(raw: Any) -> ClusterStatus:
-    """``GET /cluster/status`` -> `ClusterStatus` (a node without cluster is quorate)."""
+    """``GET /cluster/status`` -> `ClusterStatus` (a node without cluster is quorate).
+
+    A node entry without a name, or a node listed twice, is refused (ValueError)."""
     entries = _objects(raw, "/cluster/status")
     name: str | None = None
     quorate: bool | None = None
@@ -61,6 +95,8 @@ def cluster_status(raw: Any) -> ClusterStatus:
             name = _opt_str(entry.get("name"))
             quorate = _bool(entry.get("quorate"))
         elif entry.get("type") == "node":
+            if not _node_name(entry.get("name")):
+                raise ValueError(f"a node entry has no valid name ({_shown(entry.get('name'))})")
             nodes.append(
                 ClusterNodeStatus(
                     name=_str(entry.get("name")),
@@ -70,6 +106,7 @@ def cluster_status(raw: Any) -> ClusterStatus:
                     local=_bool(entry.get("local")),
                 )
             )
+    _no_repeats([n.name for n in nodes], "node")
     return ClusterStatus(
         name=name,
         quorate=True if quorate is None else quorate,
@@ -79,12 +116,17 @@ def cluster_status(raw: Any) -> ClusterStatus:
 
 def _guest_from_resource(entry: Mapping[str, Any]) -> Guest:
     kind = cast(GuestKind, entry.get("type"))
-    vmid = _int(entry.get("vmid"))
+    vmid = _opt_int(entry.get("vmid"))
+    if vmid is None or not VMID_MIN <= vmid <= VMID_MAX:
+        raise ValueError(f"{entry.get('id')}: {_shown(entry.get('vmid'))} is not a vmid")
+    node = entry.get("node")
+    if not _node_name(node):
+        raise ValueError(f"{kind} {vmid} has no valid node ({_shown(node)})")
     return Guest(
         vmid=vmid,
         kind=kind,
         name=_str(entry.get("name")),
-        node=_str(entry.get("node")),
+        node=_str(node),
         status=_str(entry.get("status"), "unknown"),
         memory_bytes=_int(entry.get("maxmem")),
         used_memory_bytes=_int(entry.get("mem")),
@@ -100,13 +142,20 @@ def _guest_from_resource(entry: Mapping[str, Any]) -> Guest:
 
 
 def cluster_resources(raw: Any) -> ClusterResources:
-    """``GET /cluster/resources`` -> nodes, guests (without config) and storage per node."""
+    """``GET /cluster/resources`` -> nodes, guests (without config) and storage per node.
+
+    Refused (ValueError) when the answer contradicts itself: an entry whose id is not of its
+    type (pve-manager builds ``qemu/101``, ``node/pve1``, ``storage/pve1/local``), a guest
+    without a vmid or a node, a guest or node listed twice."""
     nodes: list[Node] = []
     guests: list[Guest] = []
     storages: list[StorageStatus] = []
     for entry in _objects(raw, "/cluster/resources"):
         kind = entry.get("type")
+        _check_resource_id(entry)
         if kind == "node":
+            if not _node_name(entry.get("node")):
+                raise ValueError(f"{entry.get('id')}: no valid node name")
             nodes.append(
                 Node(
                     name=_str(entry.get("node")),
@@ -134,6 +183,8 @@ def cluster_resources(raw: Any) -> ClusterResources:
                     used_bytes=_int(entry.get("disk")),
                 )
             )
+    _no_repeats([n.name for n in nodes], "node")
+    _no_repeats([g.vmid for g in guests], "guest")
     return ClusterResources(
         nodes=tuple(sorted(nodes, key=lambda n: n.name)),
         guests=tuple(sorted(guests, key=lambda g: g.vmid)),

@@ -88,11 +88,29 @@ class RawCluster:
     ha: HaStatus | None = None
     rules: Sequence[HaRule] = ()
     configs: Mapping[int, GuestConfig] = field(default_factory=dict)
+    config_problems: Mapping[int, str] = field(default_factory=dict)
     versions: Mapping[str, PveVersion] = field(default_factory=dict)
     cpu_models: Mapping[str, str] = field(default_factory=dict)
     bridges: Mapping[str, frozenset[str]] = field(default_factory=dict)
     fetched_at: float | None = None
     replication: Sequence[ReplicationJob] = ()
+
+
+def check_membership(status: ClusterStatus, resources: ClusterResources) -> None:
+    """Refuse (ValueError) a guest list that names nodes the cluster does not have: every guest
+    of ``/cluster/resources`` must be on a node that ``/cluster/status`` or the resources
+    themselves list. A guest "on" an unknown node would be missing from its real node, and a
+    drain of that node would see nothing to move."""
+    known = {n.name for n in status.nodes} | {n.name for n in resources.nodes}
+    strays = sorted({g.node for g in resources.guests} - known)
+    if strays:
+        count = sum(1 for g in resources.guests if g.node in strays)
+        listing = ", ".join(f"'{name}'" for name in strays[:5])
+        raise ValueError(
+            f"it lists {count} guest(s) on {listing}, which "
+            f"{'is not a node' if len(strays) == 1 else 'are not nodes'} of the cluster "
+            f"(nodes: {', '.join(sorted(known)) or 'none'})"
+        )
 
 
 def build_snapshot(raw: RawCluster) -> ClusterSnapshot:
@@ -181,7 +199,12 @@ def _guests(
         conf = raw.configs.get(base.vmid)
         ha_group = ha_res.group if ha_res else None
         if conf is None:
-            guests[base.vmid] = replace(base, ha_state=ha_state, ha_group=ha_group)
+            guests[base.vmid] = replace(
+                base,
+                ha_state=ha_state,
+                ha_group=ha_group,
+                config_problem=raw.config_problems.get(base.vmid),
+            )
             continue
         guests[base.vmid] = replace(
             base,

@@ -17,6 +17,8 @@ PVT-UNKNOWN-GUEST          blocker   the plan names a guest the cluster does not
 PVT-OFFLINE                blocker   the target (or the guest's own node) is offline
 PVT-HA-MAINTENANCE         blocker   the target is in HA maintenance mode
 PVT-CONFIG-UNKNOWN         blocker   the guest's configuration could not be read
+PVT-CONFIG-INVALID         blocker   PVE's answer for the guest's configuration is unusable
+                                     (malformed, or not what PVE documents)
 PVT-LOCKED                 blocker   the guest is locked (backup, snapshot, migrate, ...)
 PVT-TEMPLATE               warning   a template stays where it is (rules.exclude.templates)
 PVT-EXCLUDED               warning   an excluded or skipped guest stays on a node being
@@ -33,7 +35,8 @@ PVT-STORAGE                blocker   a storage the guest needs is not available 
                                      wrong content type, or PVE's not_allowed_nodes)
 PVT-STORAGE-SPACE          blocker   the target storage has no room for the copied disks
 PVT-BRIDGE                 blocker   a bridge / VLAN-aware bridge / SDN vnet of the guest's
-                                     NICs does not exist on the target
+                                     NICs does not exist on the target (or the target's
+                                     network could not be read)
 PVT-MEMORY                 blocker   not enough memory on the target after the planned moves
                                      and the headroom
 PVT-CPU                    blocker   vCPUs above the target's CPUs x overcommit - headroom
@@ -95,6 +98,7 @@ FINDING_IDS: Mapping[str, str] = {
     "PVT-OFFLINE": "the target or the guest's node is offline",
     "PVT-HA-MAINTENANCE": "the target is in HA maintenance mode",
     "PVT-CONFIG-UNKNOWN": "the guest's configuration could not be read",
+    "PVT-CONFIG-INVALID": "PVE's answer for the guest's configuration is unusable",
     "PVT-LOCKED": "the guest is locked",
     "PVT-TEMPLATE": "a template stays where it is",
     "PVT-EXCLUDED": "an excluded or skipped guest stays where it is",

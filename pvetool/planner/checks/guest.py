@@ -75,7 +75,17 @@ def guest_issues(
 def _state_issues(guest: Guest) -> list[Issue]:
     """A configuration that could not be read, or a lock: PVE (or the checks) cannot proceed."""
     issues: list[Issue] = []
-    if not guest.config_known:
+    if guest.config_problem:
+        issues.append(
+            Issue(
+                "PVT-CONFIG-INVALID",
+                "blocker",
+                "PVE's answer for its configuration is not a configuration PVE writes "
+                f"({guest.config_problem.rstrip('.')}), so its disks, devices and networks "
+                "cannot be checked; pvetool does not move a guest it cannot check",
+            )
+        )
+    elif not guest.config_known:
         issues.append(
             Issue(
                 "PVT-CONFIG-UNKNOWN",

@@ -101,8 +101,18 @@ def _node_issues(guest: Guest, target: str, snap: ClusterSnapshot) -> list[Issue
 
 
 def _bridge_issues(guest: Guest, target: str, snap: ClusterSnapshot) -> list[Issue]:
-    """A bridge of the guest's NICs missing on the target (only when its bridges are known)."""
-    missing = sorted(guest.bridges - snap.bridges_on(target)) if target in snap.bridges else []
+    """A bridge of the guest's NICs missing on the target, or the target's bridges unknown (its
+    network could not be read): a check that cannot be made does not pass."""
+    if guest.bridges and target not in snap.bridges:
+        return [
+            Issue(
+                "PVT-BRIDGE",
+                "blocker",
+                f"the network of {target} could not be read, so whether "
+                f"{', '.join(sorted(guest.bridges))} exist there cannot be checked",
+            )
+        ]
+    missing = sorted(guest.bridges - snap.bridges_on(target))
     if not missing:
         return []
     nics = ", ".join(f"{n.key} on {n.bridge}" for n in guest.nets if n.bridge in set(missing))

@@ -51,6 +51,38 @@ def test_unknown_configuration_blocks() -> None:
     assert any(f.id == "PVT-CONFIG-UNKNOWN" and f.vmid == 117 for f in plan.blockers)
 
 
+def test_an_unusable_configuration_blocks_with_its_own_finding() -> None:
+    """Finding 3 of issue 12: a guest whose config answer was garbage is blocked, never moved."""
+    snap = lab()
+    bad = replace(
+        snap.guests[113],
+        config_known=False,
+        disks=(),
+        nets=(),
+        config_problem='not what PVE documents: $.net0: "x": model missing',
+    )
+    plan = build_plan(drain_spec(["pve1"]), replace(snap, guests={**snap.guests, 113: bad}))
+    assert 113 in plan.blocked
+    assert all(m.vmid != 113 for stage in plan.stages for m in stage.moves)
+    (finding,) = [f for f in plan.blockers if f.vmid == 113]
+    assert finding.id == "PVT-CONFIG-INVALID"
+    assert "$.net0" in finding.message
+    assert "does not move a guest it cannot check" in finding.message
+
+
+def test_a_target_whose_network_could_not_be_read_takes_no_guest_with_a_nic() -> None:
+    snap = lab()
+    bridges = {n: b for n, b in snap.bridges.items() if n != "pve3"}
+    snap = replace(snap, bridges=bridges)
+    ctx = CheckContext(snapshot=snap, rules=PlanRules(), preconditions={})
+    verdict = target_verdict(
+        snap.guests[101], "pve3", ctx, Placement(snap, PlanRules()), with_local_disks=False
+    )
+    assert verdict.blocked
+    (issue,) = [i for i in verdict.issues if i.id == "PVT-BRIDGE"]
+    assert "network of pve3 could not be read" in issue.text
+
+
 def test_local_cdrom_blocks_live_migration() -> None:
     snap = lab()
     guest = snap.guests[105]

@@ -857,7 +857,7 @@ def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(PlanError) as info:
         load_plan(missing)
     (problem,) = info.value.problems
-    assert problem == f"{missing}: cannot read the plan file: No such file or directory"
+    assert problem == f"{missing}: cannot read the plan file: it does not exist"
     assert info.value.exit_code == 2
 
 
@@ -879,13 +879,23 @@ def test_deep_nesting_is_a_plan_error(depth: int) -> None:
 
 def test_deep_nesting_through_aliases_is_read_without_recursion() -> None:
     lines = ["version: 1", "a0: &a0 [x]"]
-    lines += [f"a{i}: &a{i} [*a{i - 1}]" for i in range(1, 1500)]
-    lines.append("steps: [drain: *a1499]")
+    lines += [f"a{i}: &a{i} [*a{i - 1}]" for i in range(1, 900)]
+    lines.append("steps: [drain: *a899]")
     problems = problems_of("\n".join(lines), "deep.yaml")
-    assert len(problems) == 1501
+    assert len(problems) == 901
     assert problems[0].startswith("deep.yaml:2: unknown key 'a0'")
-    # the alias's item is `*a1498`, whose list starts on line 1500
-    assert "deep.yaml:1500: steps[0].drain[0]: expected a node name, got a list" in problems
+    # the alias's item is `*a898`, whose list starts on line 900
+    assert "deep.yaml:900: steps[0].drain[0]: expected a node name, got a list" in problems
+
+
+def test_problems_beyond_the_cap_are_counted_not_listed() -> None:
+    text = "version: 1\nsteps: [drain: pve2]\n" + "".join(f"k{i}: 1\n" for i in range(1500))
+    with pytest.raises(PlanError) as info:
+        load_plan_text(text, "many.yaml")
+    problems = info.value.problems
+    assert len(problems) == 1001
+    assert problems[-1] == "many.yaml: ... and 500 more problems"
+    assert info.value.message.startswith("The plan many.yaml has 1500 problems: ")
 
 
 def test_text_that_is_not_unicode() -> None:
