@@ -16,6 +16,8 @@ Imports: stdlib, `pvetool.timing` and the emulator's own modules.
 
 from __future__ import annotations
 
+import math
+
 from pvetool.emulator.abstract_migrate import Migration, finish, retarget_disk
 from pvetool.emulator.cluster import DiskRt, render_bytes
 from pvetool.emulator.engine import JobFailure, JobGen, JobInterrupted, Ram, Send, Wait
@@ -127,7 +129,13 @@ def _phase2(m: Migration) -> JobGen:
     """QemuMigrate::phase2: start the target, mirror local disks, copy RAM, stop and copy."""
     yield from _phase2_start_local_cluster(m)
     job = m.task.job
-    precopy = Precopy(m.g.used_bytes, m.g.dirty.rate_Bps, m.g.dirty.wss_bytes, m.c.params)
+    p = m.c.params
+    # qemu-server QemuMigrate.pm phase2 (9.2.6 l.1445-1576) has no time limit: no deadline
+    # unless the emulator fault `abort_s_per_gib` is set.
+    give_up_s = None if p.abort_s_per_gib > 0 else math.inf
+    precopy = Precopy(
+        m.g.used_bytes, m.g.dirty.rate_Bps, m.g.dirty.wss_bytes, p, give_up_s=give_up_s
+    )
     if job is not None:
         job.progress_total_bytes = m.local_bytes + m.g.used_bytes
     yield from _mirror_local_disks(m)
@@ -250,7 +258,11 @@ def _log_ram_second(m: Migration, pc: Precopy, rate: float) -> None:
 
 def _ram_event(m: Migration, ev: PrecopyEvent) -> None:
     """QEMU raising the downtime limit (QemuMigrate::phase2) or throttling (auto-converge)."""
-    if ev.kind == "downtime-limit":
+    if ev.kind == "downtime-capped":
+        # QemuMigrate.pm cap_migrate_downtime (l.1179-1188): logged once, when the doubled
+        # limit would pass QEMU's maximum.
+        m.log(f"capping downtime limit to maximum possible: {int(round(ev.value * 1000))} ms")
+    elif ev.kind == "downtime-limit":
         m.log(f"auto-increased downtime to continue migration: {int(round(ev.value * 1000))} ms")
         m.task.stats.escalations = (m.task.stats.escalations or 0) + 1
     elif ev.kind == "auto-converge":
