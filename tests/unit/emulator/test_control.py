@@ -90,6 +90,9 @@ def test_node_guest_and_task_faults(api: Api, emu: Emulator) -> None:
     assert ok(api, "GET", "state")["nodes"]["pve3"]["online"] is False
     assert ok(api, "POST", "nodes/pve3/online") is None
     assert ok(api, "POST", "nodes/pve2/maintenance", {"enabled": True}) is None
+    # As `ha-manager crm-command node-maintenance enable`: a CRM round, then the LRM's.
+    assert ok(api, "GET", "state")["nodes"]["pve2"]["maintenance"] is False
+    api.advance(25)
     assert ok(api, "GET", "state")["nodes"]["pve2"]["maintenance"] is True
     assert ok(api, "POST", "guests/101/lock", {"lock": "backup"}) is None
     assert ok(api, "GET", "state")["guests"]["101"]["lock"] == "backup"
