@@ -24,7 +24,9 @@ def _tests_without_source(path: Path) -> list[str]:
             if isinstance(d, ast.Call) and ast.unparse(d.func) == "pytest.mark.source"
         ]
         ok = bool(sources) and all(
-            len(d.args) == 4 and isinstance(d.args[0], ast.Constant) and d.args[0].value in COMMITS
+            len(d.args) == 4
+            and isinstance(d.args[0], ast.Constant)
+            and all(repo.strip() in COMMITS for repo in str(d.args[0].value).split(";"))
             for d in sources
         )
         if not ok:
@@ -48,5 +50,11 @@ def test_the_checker_sees_a_test_without_a_source(tmp_path: Path) -> None:
         "def test_a():\n    pass\n"
         "@pytest.mark.source('nope', 'p', 'f', 'l')\ndef test_b():\n    pass\n"
         "@pytest.mark.source('qemu-server', 'p', 'f', 'l')\ndef test_c():\n    pass\n"
+        "@pytest.mark.source('qemu-server; pve-common', 'p', 'f', 'l')\ndef test_d():\n    pass\n"
+        "@pytest.mark.source('qemu-server; nope', 'p', 'f', 'l')\ndef test_e():\n    pass\n"
     )
-    assert _tests_without_source(bad) == ["test_x.py::test_a", "test_x.py::test_b"]
+    assert _tests_without_source(bad) == [
+        "test_x.py::test_a",
+        "test_x.py::test_b",
+        "test_x.py::test_e",
+    ]

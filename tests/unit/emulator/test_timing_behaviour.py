@@ -19,7 +19,9 @@ def _durations(api: Api, upids: list[str]) -> list[int]:
         api.wait_task(upid, step_s=2.0)
         node = upid.split(":")[1]
         row = next(
-            t for t in api.get(f"/nodes/{node}/tasks", source="all", limit=1000) if t["upid"] == upid
+            t
+            for t in api.get(f"/nodes/{node}/tasks", source="all", limit=1000)
+            if t["upid"] == upid
         )
         assert row["status"] == "OK"
         out.append(row["endtime"] - row["starttime"])
