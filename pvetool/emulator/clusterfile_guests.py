@@ -86,6 +86,7 @@ _GUEST_KEYS = tuple(
     """.split()
 )
 _UNUSED_MAX = 255
+ISO_DEFAULT_BYTES = 650 * MiB
 _TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-+.]*")
 _POOL_RE = re.compile(r"[A-Za-z0-9.\-_]+")
 _PCI_ID_RE = re.compile(
@@ -143,7 +144,9 @@ def parse_drive(key: str, text: str) -> DiskSpec:
                 f"expected a CD-ROM like 'local:iso/debian-13.iso,media=cdrom' or "
                 f"'none,media=cdrom', got {text!r}"
             )
-        size = 0
+        # PVE records an attached ISO's size in the drive (`ide2: local:iso/x.iso,media=cdrom,
+        # size=650M`); the precondition's local_disks then carry it (the schema requires it).
+        size = ISO_DEFAULT_BYTES
         if "size" in options:
             try:
                 size = parse_size(options["size"].strip())

@@ -268,3 +268,22 @@ def test_replication_jobs_match_the_official_schema(tmp_path: Any) -> None:
         }
     finally:
         emu.stop()
+
+
+def test_the_probe_clusters_answers_match_the_official_schema() -> None:
+    """The conformance suite's cluster: an ignored HA resource, mappings, CD-ROM and unused
+    drives, a disabled storage, an empty pool, privilege-separated tokens."""
+    emu = start("probe.yaml")
+    try:
+        api = Api(emu, ("root@pam!pvetool", "probe-root-secret"))
+        seen = check_all(api)
+        assert ("GET", "/cluster/resources") in seen
+        upid = api.post("/nodes/pve3/qemu/104/migrate", target="pve1", online=1)
+        api.advance(4)
+        seen |= check_all(api)
+        api.wait_task(upid)
+        resources = api.get("/cluster/resources", type="vm")
+        assert next(r for r in resources if r["vmid"] == 104)["hastate"] == "ignored"
+        assert return_schema_errors("GET", "/cluster/resources", resources) == []
+    finally:
+        emu.stop()
