@@ -95,6 +95,7 @@ class Migration:
     was_running: bool = False  # LXC $self->{was_running}
     replicated_to_target: bool = False  # a replication job to the target exists
     hang_pending: bool = False  # a hang fault that takes hold in phase 1
+    copies: list[str] = field(default_factory=list)  # volumes copied (or being copied) so far
 
     def hang_if_armed(self) -> None:
         """The hang-next-migration fault: from now on no progress until released."""

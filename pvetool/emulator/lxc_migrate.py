@@ -51,8 +51,8 @@ class _LxcPhases:
     def phase1_cleanup(self, m: Migration, err: str) -> None:
         """LXC/Migrate.pm phase1_cleanup (l.478-498)."""
         m.log("aborting phase 1 - cleanup resources")
-        for d in m.local if m.task.stats.sent_bytes else []:
-            m.log_err(f"found stale volume copy '{d.volid}' on node '{m.target}'")
+        for volid in m.copies:  # every volume whose copy was begun (l.371-373, l.483-490)
+            m.log_err(f"found stale volume copy '{volid}' on node '{m.target}'")
 
     def phase2(self, m: Migration) -> JobGen:
         return
@@ -159,10 +159,13 @@ def _phase1(m: Migration) -> JobGen:
     if job is not None:
         job.progress_total_bytes = float(sum(d.alloc_bytes for d in copies))
     for d in copies:
-        yield Send(d.alloc_bytes, m.source, m.target, m.cap_Bps)
-        m.task.stats.sent_bytes = (m.task.stats.sent_bytes or 0.0) + d.alloc_bytes
         dst = m.opts.targetstorage.map(d.storage)
-        m.log(f"volume '{d.volid}' is '{d.volid.replace(d.storage, dst, 1)}' on the target")
+        new_volid = d.volid.replace(d.storage, dst, 1)
+        m.copies.append(d.volid)
+        yield Send(d.alloc_bytes, m.source, m.target, m.cap_Bps)
+        m.copies[-1] = new_volid  # $self->{volume_map}
+        m.task.stats.sent_bytes = (m.task.stats.sent_bytes or 0.0) + d.alloc_bytes
+        m.log(f"volume '{d.volid}' is '{new_volid}' on the target")
     if not m.target_online():
         raise MigrationError(f"Connection to node '{m.target}' lost: No route to host")
     for d in local:

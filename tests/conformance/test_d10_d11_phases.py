@@ -168,3 +168,31 @@ def test_a_restart_migration_moves_the_config_then_starts_the_container(
     )
     assert lines[i + 1].endswith("root@10.0.0.12 pct start 200")
     assert lines.index("start final cleanup") < i
+
+
+@pytest.mark.source(
+    "pve-guest-common; pve-container",
+    "src/PVE/AbstractMigrate.pm; src/PVE/LXC/Migrate.pm",
+    "migrate; phase1_cleanup, final_cleanup",
+    "l.176-189; l.478-534",
+)
+def test_a_failure_in_phase_one_after_the_shutdown(api: Api, probe: Emulator) -> None:
+    with probe.locked() as c:
+        c.fail_next_migration(200, 50, "volume copy failed (injected)")
+    upid = api.post("/nodes/pve1/lxc/200/migrate", target="pve2", restart=1)
+    status, log = run_task(api, upid)
+    assert status["exitstatus"] == "migration aborted"
+    lines = strip_ts(log)
+    i = lines.index("ERROR: volume copy failed (injected)")
+    assert lines[i + 1 : i + 5] == [
+        "aborting phase 1 - cleanup resources",
+        "ERROR: found stale volume copy 'local-lvm:vm-200-disk-0' on node 'pve2'",
+        "start final cleanup",
+        "start container on source node",
+    ]
+    assert lines[i + 5].startswith("ERROR: migration aborted (duration ")
+    assert lines[i + 5].endswith("): volume copy failed (injected)")
+    assert lines.index("shutdown CT 200") < i
+    g = api.guest(200)
+    assert g["node"] == "pve1" and "lock" not in g
+    assert probe.state()["guests"]["200"]["status"] == "running"
