@@ -84,6 +84,10 @@ WANTED: tuple[tuple[str, str], ...] = (
     ("GET", "/cluster/ha/status/current"),
     ("GET", "/cluster/ha/status/manager_status"),
     ("GET", "/cluster/ha/rules"),
+    ("POST", "/cluster/ha/rules"),
+    ("GET", "/cluster/ha/rules/{rule}"),
+    ("PUT", "/cluster/ha/rules/{rule}"),
+    ("DELETE", "/cluster/ha/rules/{rule}"),
     ("POST", "/cluster/ha/resources/{sid}/migrate"),
     # pools, access
     ("GET", "/pools"),

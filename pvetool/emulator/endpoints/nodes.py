@@ -9,10 +9,11 @@ Imports: stdlib and the emulator's own modules.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 from pvetool.emulator import migrate
-from pvetool.emulator.cluster import Cluster, PveError
+from pvetool.emulator.cluster import Cluster
 from pvetool.emulator.endpoints.common import node_uptime, proxied_node, rrd_points
 from pvetool.emulator.routing import Ctx, endpoint
 
@@ -205,21 +206,21 @@ def get_network(ctx: Ctx) -> Any:
 
 @endpoint("POST", "/nodes/{node}/migrateall")
 def post_migrateall(ctx: Ctx) -> Any:
+    """pve-manager PVE/API2/Nodes.pm migrateall (l.2707-2793)."""
     node = proxied_node(ctx)
     p = ctx.params
     vms = None
     if p.get("vms"):
-        vms = [int(v) for v in str(p["vms"]).replace(";", ",").replace(" ", ",").split(",") if v]
-    if not ctx.caller.has(["VM.Migrate"]):
-        raise PveError(403, "Permission check failed (/, VM.Migrate)")
+        vms = [int(v) for v in re.split(r"[,;\s\0]+", str(p["vms"])) if v]
     workers = p.get("max-workers") or p.get("maxworkers")
+    wld = p.get("with-local-disks")
     task = migrate.migrate_all(
         ctx.cluster,
         node,
         str(p["target"]),
         int(workers) if workers else None,
         vms,
-        bool(p.get("with-local-disks", False)),
-        ctx.caller.authid,
+        None if wld is None else bool(wld),
+        ctx.caller,
     )
     return task.upid

@@ -40,6 +40,7 @@ def calls(api: Api) -> list[tuple[str, str, str, dict[str, Any]]]:
         ("GET", "/cluster/ha/status/current", "/cluster/ha/status/current", {}),
         ("GET", "/cluster/ha/status/manager_status", "/cluster/ha/status/manager_status", {}),
         ("GET", "/cluster/ha/rules", "/cluster/ha/rules", {}),
+        ("GET", "/cluster/ha/rules/{rule}", "/cluster/ha/rules/keep-apart", {}),
         ("GET", "/pools", "/pools", {}),
         ("GET", "/pools", "/pools", {"poolid": "prod"}),
         ("GET", "/pools/{poolid}", "/pools/prod", {}),
@@ -70,7 +71,7 @@ def calls(api: Api) -> list[tuple[str, str, str, dict[str, Any]]]:
         ]
         if not r.get("lock"):
             out.append(("GET", t + "/migrate", base + "/migrate", {}))
-        if kind == "qemu" and r["status"] == "running" and vmid == 105:
+        if kind == "qemu" and r["status"] == "running" and vmid == 105 and not r.get("lock"):
             out.append(("POST", t + "/agent/ping", base + "/agent/ping", {}))
     if upid:
         node = upid.split(":")[1]
@@ -143,12 +144,27 @@ def test_every_answer_matches_the_official_schema(emu: Emulator) -> None:
         ),
         ("/nodes/pve3/lxc/203/status/start", {}, "POST", "/nodes/{node}/lxc/{vmid}/status/start"),
         (
+            "/cluster/ha/rules",
+            {"rule": "tmp-away", "type": "node-affinity", "resources": "vm:104", "nodes": "pve3"},
+            "POST",
+            "/cluster/ha/rules",
+        ),
+        (
+            "/cluster/ha/rules/tmp-away",
+            {"type": "node-affinity", "comment": "drain"},
+            "PUT",
+            "/cluster/ha/rules/{rule}",
+        ),
+        ("/cluster/ha/rules/tmp-away", {}, "DELETE", "/cluster/ha/rules/{rule}"),
+        (
             "/nodes/pve2/migrateall",
             {"target": "pve3", "vms": "105,117", "max-workers": 1},
             "POST",
             "/nodes/{node}/migrateall",
         ),
     ]
+    with emu.locked() as c:
+        c.ha.commands.append("enable-node-maintenance pve3")  # HA node states in the answers
     for path, params, method, template in posts:
         reply = api.call(method, path, **params)
         assert reply.status == 200, (path, reply.reason)
@@ -250,5 +266,24 @@ def test_replication_jobs_match_the_official_schema(tmp_path: Any) -> None:
             ("local", "*/15", 0),
             ("local", "*/15", 1),
         }
+    finally:
+        emu.stop()
+
+
+def test_the_probe_clusters_answers_match_the_official_schema() -> None:
+    """The conformance suite's cluster: an ignored HA resource, mappings, CD-ROM and unused
+    drives, a disabled storage, an empty pool, privilege-separated tokens."""
+    emu = start("probe.yaml")
+    try:
+        api = Api(emu, ("root@pam!pvetool", "probe-root-secret"))
+        seen = check_all(api)
+        assert ("GET", "/cluster/resources") in seen
+        upid = api.post("/nodes/pve3/qemu/104/migrate", target="pve1", online=1)
+        api.advance(4)
+        seen |= check_all(api)
+        api.wait_task(upid)
+        resources = api.get("/cluster/resources", type="vm")
+        assert next(r for r in resources if r["vmid"] == 104)["hastate"] == "ignored"
+        assert return_schema_errors("GET", "/cluster/resources", resources) == []
     finally:
         emu.stop()

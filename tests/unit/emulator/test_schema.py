@@ -126,7 +126,7 @@ def test_provenance_is_recorded(api: ApiSchema) -> None:
     assert prov["pve_version"] == "9.2"
     assert "apidoc" in prov["origin"] and "fivetwenty-io/proxmox-apiclient-go" in prov["origin"]
     assert "AGPL-3.0-or-later" in prov["licence"] and "Proxmox Server Solutions" in prov["licence"]
-    assert prov["endpoint_count"] == len(api.templates()) == 49
+    assert prov["endpoint_count"] == len(api.templates()) == 53
 
 
 def test_endpoint_lookup(api: ApiSchema) -> None:
