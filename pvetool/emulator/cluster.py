@@ -707,8 +707,16 @@ class Cluster:
                 f"kvm: -netdev type=tap,id=net0,ifname=tap{g.vmid}i0: network script "
                 "/var/lib/qemu-server/pve-bridge failed with status 512",
             ]
-        free = self.nodes[node].spec.memory_bytes - self.node_used_memory(node)
-        if g.memory_bytes > free:
+        # PVE checks no host memory before a start or a migration: qemu-server
+        # `src/PVE/QemuServer.pm` `vm_start_nolock` runs `kvm ... -m <memory>` (the size from
+        # `src/PVE/QemuServer/Memory.pm` `config`, a plain `memory-backend-ram`) and only a
+        # failing QEMU ends the start ("start failed: QEMU exited with code 1"); the migration
+        # precondition and `QemuMigrate.pm` `prepare` look at no memory either. QEMU maps guest
+        # RAM lazily, so with Linux's default overcommit heuristic (vm.overcommit_memory=0,
+        # mm/util.c `__vm_enough_memory`, OVERCOMMIT_GUESS) only a mapping larger than the
+        # host's whole RAM plus swap fails; anything smaller starts and overcommits the host
+        # (the OOM killer's business later, not the migration's). Emulated nodes have no swap.
+        if g.memory_bytes > self.nodes[node].spec.memory_bytes:
             return ["kvm: cannot set up guest memory 'pc.ram': Cannot allocate memory"]
         return []
 

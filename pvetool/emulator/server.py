@@ -146,7 +146,9 @@ class Emulator:
         self.listener_nodes.append(node)
         thread = threading.Thread(
             target=server.serve_forever,
-            kwargs={"poll_interval": 0.5},
+            # How often the accept loop looks at shutdown(): stopping a listener (every test's
+            # teardown, failover trials) waits up to this long.
+            kwargs={"poll_interval": 0.05},
             name=f"emulator-{server.port}",
             daemon=True,
         )
