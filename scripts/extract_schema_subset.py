@@ -38,6 +38,7 @@ WANTED: tuple[tuple[str, str], ...] = (
     ("GET", "/version"),
     ("GET", "/nodes"),
     ("GET", "/nodes/{node}/status"),
+    ("GET", "/nodes/{node}/time"),
     ("GET", "/nodes/{node}/version"),
     ("GET", "/nodes/{node}/rrddata"),
     ("GET", "/nodes/{node}/network"),
@@ -47,6 +48,9 @@ WANTED: tuple[tuple[str, str], ...] = (
     ("GET", "/cluster/tasks"),
     ("GET", "/cluster/nextid"),
     ("GET", "/cluster/replication"),
+    ("GET", "/cluster/mapping/pci"),
+    ("GET", "/cluster/mapping/usb"),
+    ("GET", "/cluster/mapping/dir"),
     # storage
     ("GET", "/storage"),
     ("GET", "/nodes/{node}/storage"),

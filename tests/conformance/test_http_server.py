@@ -58,29 +58,3 @@ def test_an_idle_connection_without_a_client_hello_stalls_nobody(probe: Emulator
         assert time.monotonic() - t0 < 2.0
     finally:
         idle.close()
-
-
-def test_answers_leave_without_nagle_delay(
-    probe: Emulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Headers and body are separate writes: with Nagle's algorithm every keep-alive answer
-    after the first would wait for the client's delayed ACK. The server side of each
-    connection has TCP_NODELAY set, and keep-alive still serves several requests on it."""
-    from pvetool.emulator import httpd
-
-    seen: list[int] = []
-    setup = httpd._Handler.setup
-
-    def recording_setup(self: httpd._Handler) -> None:
-        setup(self)
-        seen.append(self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-
-    monkeypatch.setattr(httpd._Handler, "setup", recording_setup)
-    conn = _connection(probe)
-    for _ in range(3):
-        conn.request("GET", "/api2/json/version", headers={"Authorization": TOKEN})
-        reply = conn.getresponse()
-        assert reply.status == 200 and reply.getheader("Connection") == "Keep-Alive"
-        reply.read()
-    conn.close()
-    assert len(seen) == 1 and seen[0] != 0  # one connection, Nagle off

@@ -1,5 +1,5 @@
 """Cluster-wide endpoints: /version, /cluster/{status,resources,options,nextid,replication},
-/storage and /pools.
+/cluster/mapping/{pci,usb,dir}, /storage and /pools.
 
 After pve-manager `PVE/API2/Cluster.pm`, `PVE/API2/ClusterConfig.pm` and `PVE/API2/Pool.pm`,
 pve-storage `PVE/API2/Storage/Config.pm` and pve-manager's replication API
@@ -212,6 +212,8 @@ def get_storage(ctx: Ctx) -> Any:
             e["shared"] = 1
         if st.nodes is not None:
             e["nodes"] = ",".join(st.nodes)
+        if st.disable:
+            e["disable"] = 1  # storage.cfg's own key, listed as configured (Config.pm index)
         if st.type == "rbd":
             e["pool"] = name
             e["krbd"] = 0
@@ -270,3 +272,42 @@ def get_pool(ctx: Ctx) -> Any:
     if comment:
         res["comment"] = comment
     return res
+
+
+# -- resource mappings ----------------------------------------------------------------------------
+def _mapping_index(ctx: Ctx, mtype: str) -> Any:
+    """pve-manager PVE/API2/Cluster/Mapping/{PCI,USB,Dir}.pm `index`: each mapping the caller
+    may see (Mapping.Modify, Mapping.Use or Mapping.Audit on /mapping/<type>/<id>), with its
+    `map` entries (one per node, `node=<name>,...`) and, for PCI, `live-migration-capable`
+    (pve-guest-common src/PVE/Mapping/PCI.pm). The cluster file holds no device paths or ids,
+    so each entry names only its node."""
+    out: list[dict[str, Any]] = []
+    privs = ["Mapping.Modify", "Mapping.Use", "Mapping.Audit"]
+    for name, m in sorted(ctx.cluster.spec.mappings.items()):
+        if m.type != mtype or not ctx.caller.has(f"/mapping/{mtype}/{name}", privs, any_of=True):
+            continue
+        e: dict[str, Any] = {
+            "id": name,
+            "description": "",  # the returns schema requires it; the cluster file has none
+            "map": [f"node={node}" for node in m.nodes],
+            "digest": hashlib.sha1(f"{mtype}/{name}".encode()).hexdigest(),
+        }
+        if mtype == "pci" and m.live_migration:
+            e["live-migration-capable"] = 1
+        out.append(e)
+    return out
+
+
+@endpoint("GET", "/cluster/mapping/pci")
+def get_mapping_pci(ctx: Ctx) -> Any:
+    return _mapping_index(ctx, "pci")
+
+
+@endpoint("GET", "/cluster/mapping/usb")
+def get_mapping_usb(ctx: Ctx) -> Any:
+    return _mapping_index(ctx, "usb")
+
+
+@endpoint("GET", "/cluster/mapping/dir")
+def get_mapping_dir(ctx: Ctx) -> Any:
+    return _mapping_index(ctx, "dir")

@@ -1,4 +1,4 @@
-"""Node endpoints: /nodes, /nodes/{node}/{status,version,rrddata,storage,network,migrateall}.
+"""Node endpoints: /nodes, /nodes/{node}/{status,time,version,rrddata,storage,network,migrateall}.
 
 After pve-manager `PVE/API2/Nodes.pm` (and `PVE/API2/Network.pm`, pve-storage
 `PVE/API2/Storage/Status.pm`). A call proxied to an offline node gets pveproxy's 595.
@@ -8,6 +8,7 @@ Imports: stdlib and the emulator's own modules.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import re
 from typing import Any
@@ -51,6 +52,18 @@ def get_nodes(ctx: Ctx) -> Any:
 def _node_fingerprint(c: Cluster, name: str) -> str:
     digest = hashlib.sha256(f"{c.spec.name}/{name}/{c.spec.seed}".encode()).digest()
     return ":".join(f"{b:02X}" for b in digest)
+
+
+@endpoint("GET", "/nodes/{node}/time")
+def get_node_time(ctx: Ctx) -> Any:
+    """pve-manager PVE/API2/Nodes.pm `time` (proxied to the node): its time zone
+    (/etc/timezone), the epoch time and the local time as epoch seconds."""
+    c = ctx.cluster
+    proxied_node(ctx)
+    now = int(c.now)
+    offset = datetime.datetime.fromtimestamp(now, c.tz).utcoffset()
+    local = now + int(offset.total_seconds()) if offset is not None else now
+    return {"timezone": c.spec.datacenter.timezone, "time": now, "localtime": local}
 
 
 @endpoint("GET", "/nodes/{node}/status")

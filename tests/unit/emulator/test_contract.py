@@ -7,6 +7,7 @@ are checked for PVE's status line and body.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,10 +46,14 @@ def calls(api: Api) -> list[tuple[str, str, str, dict[str, Any]]]:
         ("GET", "/pools", "/pools", {"poolid": "prod"}),
         ("GET", "/pools/{poolid}", "/pools/prod", {}),
         ("GET", "/access/permissions", "/access/permissions", {}),
+        ("GET", "/cluster/mapping/pci", "/cluster/mapping/pci", {}),
+        ("GET", "/cluster/mapping/usb", "/cluster/mapping/usb", {}),
+        ("GET", "/cluster/mapping/dir", "/cluster/mapping/dir", {}),
     ]
     for node in ("pve1", "pve2"):
         out += [
             ("GET", "/nodes/{node}/status", f"/nodes/{node}/status", {}),
+            ("GET", "/nodes/{node}/time", f"/nodes/{node}/time", {}),
             ("GET", "/nodes/{node}/version", f"/nodes/{node}/version", {}),
             ("GET", "/nodes/{node}/rrddata", f"/nodes/{node}/rrddata", {"timeframe": "hour"}),
             ("GET", "/nodes/{node}/storage", f"/nodes/{node}/storage", {}),
@@ -87,13 +92,27 @@ def calls(api: Api) -> list[tuple[str, str, str, dict[str, Any]]]:
     return out
 
 
+# Where the official schema contradicts Proxmox's source, the source wins (real data wins):
+# pve-manager PVE/API2/Cluster/Mapping/USB.pm `index` never sets `error` (only `errors`, and
+# only with check-node), though the schema marks `error` required.
+SCHEMA_FLAWS = {
+    ("GET", "/cluster/mapping/usb"): re.compile(r"\$\[\d+\]: 'error' is a required property")
+}
+
+
+def schema_errors(method: str, template: str, data: Any) -> list[str]:
+    flaw = SCHEMA_FLAWS.get((method, template))
+    errors = return_schema_errors(method, template, data)
+    return [e for e in errors if flaw is None or not flaw.fullmatch(e)]
+
+
 def check_all(api: Api) -> set[tuple[str, str]]:
     seen: set[tuple[str, str]] = set()
     for method, template, path, params in calls(api):
         reply = api.call(method, path, **params)
         assert reply.status == 200, (path, reply.status, reply.reason)
         assert set(reply.body) <= {"data", "total"}
-        errors = return_schema_errors(method, template, reply.body["data"])
+        errors = schema_errors(method, template, reply.body["data"])
         assert errors == [], (method, path, errors)
         seen.add((method, template))
     return seen
