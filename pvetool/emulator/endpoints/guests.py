@@ -121,6 +121,14 @@ def guest_config(c: Cluster, g: GuestRt) -> dict[str, Any]:
             conf[key] = value
         for key, value in s.serial:
             conf[key] = value
+        # The rest of the VM's config as qemu-server stores it (src/PVE/QemuServer.pm
+        # $confdesc: parallelN, virtiofsN, migrate_speed in MB/s, migrate_downtime in s).
+        for key, value in (*s.parallel, *s.virtiofs):
+            conf[key] = value
+        if s.migrate_speed_MiBps:
+            conf["migrate_speed"] = int(s.migrate_speed_MiBps)
+        if s.migrate_downtime_s is not None:
+            conf["migrate_downtime"] = s.migrate_downtime_s
     else:
         conf.update(
             {
