@@ -528,6 +528,29 @@ def _replication(rd: _Reader) -> dict[int, list[str]]:
     return out
 
 
+# What each section needs on / (pve-access-control: the PVEAuditor role has them all). Without
+# one PVE filters the answer silently, so the header says which sections may be incomplete.
+_NEEDED = (
+    ("Sys.Audit", "nodes, datacenter options, HA resources and rules"),
+    ("VM.Audit", "guests and replication jobs"),
+    ("Datastore.Audit", "storages"),
+    ("Pool.Audit", "pools and the guests' pools"),
+    ("SDN.Audit", "node bridges"),
+    ("Mapping.Audit", "resource mappings"),
+)
+
+
+def _check_privileges(rd: _Reader) -> None:
+    perms = rd.optional("privileges", "/access/permissions")
+    if not isinstance(perms, dict):
+        return
+    mine = perms.get("/")
+    have = set(mine) if isinstance(mine, dict) else set()
+    for priv, what in _NEEDED:
+        if priv not in have:
+            rd.notes.append(f"{what}: may be incomplete (the token lacks {priv} on /)")
+
+
 # --- the whole cluster ---------------------------------------------------------------------------
 
 
@@ -550,6 +573,7 @@ def capture_cluster(
     if not re.fullmatch(r"[A-Za-z0-9\-]{1,15}", name):
         rd.notes.append(f"cluster name {name!r} cannot be a cluster-file name; 'captured' written")
         name = "captured"
+    _check_privileges(rd)
     say("nodes")
     resources = rd.rows("/cluster/resources", rd.get("/cluster/resources"))
     nodes = _nodes(rd, status_rows, resources, link)

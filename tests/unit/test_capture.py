@@ -256,3 +256,14 @@ def test_bad_arguments_are_clear_errors(tmp_path: Path) -> None:
     run = run_cli(["--emulate", "lab", "emulator", "capture", "-o", str(target)], {}, clocks=None)
     assert run.code == 1 and f"cannot write {target}" in run.err and "Traceback" not in run.err
     assert not target.exists()
+
+
+def test_a_token_with_fewer_privileges_says_what_is_incomplete(lab: Emulator) -> None:
+    env = {**lab.env(), "PVETOOL_TOKEN": "auditor@pve!ro=1ab1ab1a-0000-4000-8000-000000000002"}
+    with PveClient(load_settings(env=env, config_path=None)) as client:
+        cap = capture_cluster(client)
+    text = render_cluster_file(cap)
+    for priv in ("Pool.Audit", "SDN.Audit", "Mapping.Audit"):
+        assert any(f"lacks {priv} on /" in note for note in cap.notes), priv
+    assert "mappings" not in yaml.safe_load(text)
+    load_cluster_text(text)  # still a cluster file the emulator serves
