@@ -21,7 +21,8 @@ max_workers, HA shutdown policy), `/storage` and `/cluster/resources?type=storag
 sizes), `/cluster/mapping/{pci,usb,dir}`, `/pools`, `/cluster/resources?type=vm` (placement,
 status, tags, pool, lock, template, used memory), `/nodes/{n}/{qemu,lxc}/{vmid}/config?current=1`
 (size, disks, NICs, devices), `.../rrddata` (CPU load, for the dirty-page class),
-`/cluster/ha/resources`, `/cluster/ha/rules` and `/cluster/replication`.
+`/nodes/{n}/storage/{s}/content` (the size of an unused volume), `/cluster/ha/resources`,
+`/cluster/ha/rules`, `/cluster/replication`, and `/access/permissions` (what may be missing).
 
 Imports: the standard library, PyYAML, `pvetool.errors`, `pvetool.units` and (for typing) the API
 client. Never the emulator: `pvetool.cli.emulator_cmds` checks the result with the emulator's
@@ -109,6 +110,7 @@ class _Reader:
     def __init__(self, client: PveClient) -> None:
         self.client = client
         self.notes: list[str] = []
+        self._volumes: dict[tuple[str, str, int], dict[str, int]] = {}
 
     def get(self, path: str, **params: Any) -> Any:
         return self.client.read(path, **params)
@@ -123,6 +125,26 @@ class _Reader:
         except ApiError as exc:
             self.notes.append(f"{what}: not captured ({exc.status} {exc.reason})")
             return None
+
+    def volume_size(self, node: str, storage: str, vmid: int, volid: str) -> int | None:
+        """The size of a guest's volume from `GET /nodes/{node}/storage/{storage}/content`
+        (pve-storage Content.pm `index`; it needs Datastore.Audit on the storage and
+        VM.Config.Disk on the guest), or None when the listing is refused or lacks it."""
+        key = (node, storage, vmid)
+        if key not in self._volumes:
+            path = f"/nodes/{node}/storage/{storage}/content"
+            try:
+                rows = self.rows(path, self.get(path, vmid=vmid))
+            except InvalidAnswer:
+                raise
+            except ApiError:
+                rows = []
+            self._volumes[key] = {
+                str(r.get("volid")): _int(r["size"], path, "size")
+                for r in rows
+                if r.get("size") is not None
+            }
+        return self._volumes[key].get(volid)
 
     def rows(self, path: str, data: Any) -> list[dict[str, Any]]:
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
@@ -337,7 +359,7 @@ def _pools(rd: _Reader, used_pools: set[str]) -> dict[str, dict[str, str]]:
     return out
 
 
-def _disk(key: str, text: str, vmid: int, rd: _Reader) -> str | None:
+def _disk(key: str, text: str, vmid: int, node: str, rd: _Reader) -> str | None:
     """The cluster file's spelling of a drive: ``STORAGE:SIZE`` for a volume, the drive itself
     for a CD-ROM; None (noted) when the size is unknown."""
     head, _, rest = text.partition(",")
@@ -353,8 +375,12 @@ def _disk(key: str, text: str, vmid: int, rd: _Reader) -> str | None:
         return None
     size = options.get("size")
     if not size:
-        rd.notes.append(f"guest {vmid} {key} ({head}): no size in the config; left out")
-        return None
+        # An unusedN line has no size: the storage's content listing has it.
+        found = rd.volume_size(node, storage, vmid, head)
+        if found is None:
+            rd.notes.append(f"guest {vmid} {key} ({head}): no size in the config; left out")
+            return None
+        return f"{storage}:{_pve_size(found)}"
     try:
         size_bytes = parse_size(size)
     except ValueError:
@@ -420,7 +446,7 @@ def _guest(
     disks: dict[str, str] = {}
     for key in sorted(config, key=_key_order):
         if disk_re.fullmatch(key):
-            spelled = _disk(key, str(config[key]), vmid, rd)
+            spelled = _disk(key, str(config[key]), vmid, node, rd)
             if spelled is not None:
                 disks[key] = spelled
     if disks:

@@ -54,6 +54,7 @@ WANTED: tuple[tuple[str, str], ...] = (
     # storage
     ("GET", "/storage"),
     ("GET", "/nodes/{node}/storage"),
+    ("GET", "/nodes/{node}/storage/{storage}/content"),
     # guests
     ("GET", "/nodes/{node}/qemu"),
     ("GET", "/nodes/{node}/lxc"),

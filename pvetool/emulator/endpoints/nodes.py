@@ -174,6 +174,51 @@ def get_node_storage(ctx: Ctx) -> Any:
     return out
 
 
+@endpoint("GET", "/nodes/{node}/storage/{storage}/content")
+def get_storage_content(ctx: Ctx) -> Any:
+    """pve-storage src/PVE/API2/Storage/Content.pm `index`: the guest volumes on a storage as
+    that node sees it (`volume_list`: shared storages hold every node's guests, local ones only
+    this node's), each with its size; a volume only for a caller with Datastore.Allocate on the
+    storage, or Datastore.Audit on it and VM.Config.Disk on its guest (Storage.pm
+    `check_volume_access`, l.619-656). ISO images and templates are not modelled."""
+    c = ctx.cluster
+    name = proxied_node(ctx)
+    sid = ctx.params["storage"]
+    c.storage_check_enabled(sid, name)
+    shared = c.spec.storages[sid].shared
+    want_vmid = ctx.params.get("vmid")
+    want_content = ctx.params.get("content")
+    allocate = ctx.caller.has(f"/storage/{sid}", ["Datastore.Allocate"])
+    audit = ctx.caller.has(f"/storage/{sid}", ["Datastore.Audit"])
+    out: list[dict[str, Any]] = []
+    for vmid in sorted(c.guests):
+        g = c.guests[vmid]
+        if want_vmid is not None and int(want_vmid) != vmid:
+            continue
+        if not shared and g.node != name:
+            continue
+        content = "images" if g.type == "qemu" else "rootdir"
+        if want_content and want_content != content:
+            continue
+        if not allocate and not (audit and ctx.caller.has(f"/vms/{vmid}", ["VM.Config.Disk"])):
+            continue
+        for d in g.disks:
+            if d.cdrom or d.storage != sid:
+                continue
+            out.append(
+                {
+                    "volid": d.volid,
+                    "content": content,
+                    "format": "raw",
+                    "size": d.size_bytes,
+                    "used": d.alloc_bytes,
+                    "vmid": vmid,
+                    "ctime": int(c.now) - 86400,
+                }
+            )
+    return out
+
+
 @endpoint("GET", "/nodes/{node}/network")
 def get_network(ctx: Ctx) -> Any:
     c = ctx.cluster

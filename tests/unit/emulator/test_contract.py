@@ -57,6 +57,12 @@ def calls(api: Api) -> list[tuple[str, str, str, dict[str, Any]]]:
             ("GET", "/nodes/{node}/version", f"/nodes/{node}/version", {}),
             ("GET", "/nodes/{node}/rrddata", f"/nodes/{node}/rrddata", {"timeframe": "hour"}),
             ("GET", "/nodes/{node}/storage", f"/nodes/{node}/storage", {}),
+            (
+                "GET",
+                "/nodes/{node}/storage/{storage}/content",
+                f"/nodes/{node}/storage/local-lvm/content",
+                {},
+            ),
             ("GET", "/nodes/{node}/qemu", f"/nodes/{node}/qemu", {}),
             ("GET", "/nodes/{node}/lxc", f"/nodes/{node}/lxc", {}),
             ("GET", "/nodes/{node}/network", f"/nodes/{node}/network", {}),
