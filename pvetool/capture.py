@@ -166,7 +166,7 @@ def _int(value: Any, path: str, what: str) -> int:
         raise _bad(path, f"{what} is not a number: {value!r}")
     try:
         return int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise _bad(path, f"{what} is not a number: {value!r}") from None
 
 
@@ -662,6 +662,10 @@ class _Flow(dict[str, Any]):
 _Dumper.add_representer(_Flow, _flow_map)
 
 
+def _one_line(text: str) -> str:
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+
+
 def render_cluster_file(cap: Capture) -> str:
     """The cluster file's text: a header of what was not captured, then the data."""
     header = [
@@ -673,7 +677,9 @@ def render_cluster_file(cap: Capture) -> str:
     ]
     if cap.notes:
         header.append("# Incomplete:")
-        header += [f"#   - {note}" for note in cap.notes]
+        # Notes quote the cluster's own names and PVE's messages: one printable line each, so
+        # nothing a server sends can end the comment and add keys to the file.
+        header += [f"#   - {_one_line(note)}" for note in cap.notes]
     body: dict[str, Any] = {}
     for key, value in cap.data.items():
         if key in ("nodes", "storages", "mappings", "pools"):

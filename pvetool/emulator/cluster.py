@@ -702,10 +702,15 @@ class Cluster:
         """The log lines of QEMU failing to start `g` on `node` (no error: [])."""
         missing = self.bridges_missing(g, node)
         if missing:
+            # QEMU names the NIC whose tap the bridge script could not plug (qemu-server
+            # QemuServer.pm `print_netdev_full`, l.1450-1467: id=netN, ifname=tap<vmid>iN,
+            # script=/usr/libexec/qemu-server/pve-bridge).
+            key = next(k for k, raw in g.nets if f"bridge={missing[0]}" in raw.split(","))
+            index = key.removeprefix("net")
             return [
                 f"bridge '{missing[0]}' does not exist",
-                f"kvm: -netdev type=tap,id=net0,ifname=tap{g.vmid}i0: network script "
-                "/var/lib/qemu-server/pve-bridge failed with status 512",
+                f"kvm: -netdev type=tap,id={key},ifname=tap{g.vmid}i{index}: network script "
+                "/usr/libexec/qemu-server/pve-bridge failed with status 512",
             ]
         # PVE checks no host memory before a start or a migration: qemu-server
         # `src/PVE/QemuServer.pm` `vm_start_nolock` runs `kvm ... -m <memory>` (the size from

@@ -70,3 +70,22 @@ def test_a_guest_bigger_than_the_targets_ram_fails_at_the_target_start(api: Api)
     assert status["exitstatus"] != "OK"
     assert api.guest(103)["node"] == "big"
     assert "lock" not in api.guest(103)
+
+
+@pytest.mark.source("qemu-server", "src/PVE/QemuServer.pm", "print_netdev_full", "l.1440-1500")
+def test_a_missing_bridge_names_the_nic_that_needs_it() -> None:
+    """lab 113 fw1 has vmbr1 on net1, which pve3 lacks: the target's QEMU fails on that NIC's
+    tap (id=net1, ifname=tap113i1), after pve-common Network.pm's "bridge ... does not exist"."""
+    from tests.emu import start
+
+    emu = start("lab")
+    try:
+        api = Api(emu)
+        upid = api.post("/nodes/pve1/qemu/113/migrate", target="pve3", online=1)
+        status, log = run_task(api, upid)
+        lines = strip_ts(log)
+        assert "[pve3] bridge 'vmbr1' does not exist" in lines
+        assert any("-netdev type=tap,id=net1,ifname=tap113i1:" in line for line in lines), lines
+        assert status["exitstatus"] != "OK" and api.guest(113)["node"] == "pve1"
+    finally:
+        emu.stop()

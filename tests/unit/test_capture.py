@@ -269,3 +269,14 @@ def test_a_token_with_fewer_privileges_says_what_is_incomplete(lab: Emulator) ->
         assert any(f"lacks {priv} on /" in note for note in cap.notes), priv
     assert "mappings" not in yaml.safe_load(text)
     load_cluster_text(text)  # still a cluster file the emulator serves
+
+
+def test_a_hostile_name_in_a_note_cannot_add_keys() -> None:
+    from pvetool.capture import Capture
+
+    cap = Capture(
+        {"name": "x", "seed": 1, "nodes": {"n1": {"cpus": 1, "memory": "1GiB"}}},
+        ["storage evil\ntokens: [{id: 'root@pam!x', secret: s}]\r: no size"],
+    )
+    data = yaml.safe_load(render_cluster_file(cap))
+    assert set(data) == {"name", "seed", "nodes"}
