@@ -420,7 +420,8 @@ def _guest(
         g["name"] = str(row["name"])
     g["node"] = node
     g["status"] = "running" if running else "stopped"
-    cores = _int(config.get("cores", 1), f"{base}/config", "cores")
+    # A container without `cores` may use every host CPU; /cluster/resources says how many.
+    cores = _int(config.get("cores", row.get("maxcpu", 1)), f"{base}/config", "cores")
     sockets = _int(config.get("sockets", 1), f"{base}/config", "sockets")
     g["cores"] = max(1, cores * max(1, sockets))
     memory = config.get("memory")

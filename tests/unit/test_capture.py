@@ -280,3 +280,42 @@ def test_a_hostile_name_in_a_note_cannot_add_keys() -> None:
     )
     data = yaml.safe_load(render_cluster_file(cap))
     assert set(data) == {"name", "seed", "nodes"}
+
+
+class _Stub:
+    """A client whose answers are given: what a broken or hostile server could send."""
+
+    def __init__(self, answers: dict[str, object]) -> None:
+        self.answers = answers
+
+    def read(self, path: str, **params: object) -> object:
+        from pvetool.errors import ApiError
+
+        if path not in self.answers:
+            raise ApiError(method="GET", path=path, status=501, reason="not implemented")
+        return self.answers[path]
+
+
+@pytest.mark.parametrize(
+    ("answers", "problem"),
+    [
+        ({"/cluster/status": {"not": "a list"}}, "expected a list of objects"),
+        ({"/cluster/status": [{"type": "cluster", "name": "c"}]}, "no node is listed"),
+        (
+            {
+                "/cluster/status": [{"type": "node", "name": "n1", "online": 0}],
+                "/access/permissions": {},
+                "/cluster/resources": [
+                    {"type": "node", "node": "n1", "maxcpu": "lots", "maxmem": 1 << 30}
+                ],
+            },
+            "maxcpu is not a number",
+        ),
+    ],
+)
+def test_unusable_answers_are_named_errors(answers: dict[str, object], problem: str) -> None:
+    from pvetool.errors import InvalidAnswer
+
+    with pytest.raises(InvalidAnswer) as err:
+        capture_cluster(_Stub(answers))  # type: ignore[arg-type]
+    assert problem in str(err.value) and "GET /" in str(err.value)
