@@ -37,16 +37,24 @@ from dataclasses import dataclass
 
 from pvetool.units import GiB, KiB, MiB, TiB
 
-# QEMU's auto-converge (migration/ram.c: migration_trigger_throttle, mig_throttle_guest_down):
-# evaluated at a bitmap sync (end of a pass) once at least 1 s passed since the last evaluation;
-# dirtied > 50 % of transferred in that period, twice in a row -> throttle 20 %, then +10 %,
-# at most 99 %. Passes shorter than 1 s are merged into the next period, as QEMU does.
+# QEMU's auto-converge (upstream migration/ram.c: migration_trigger_throttle,
+# mig_throttle_guest_down): evaluated at a bitmap sync (end of a pass) once at least 1 s passed
+# since the last evaluation; a period that dirtied > 50 % of what it transferred counts
+# (`++rs->dirty_rate_high_cnt >= 2`); the second such period, consecutive or not, starts the
+# throttle at 20 % (then +10 %, at most 99 %) and resets the count. A low period does not reset
+# it. Passes shorter than 1 s are merged into the next period, as QEMU does.
 AUTO_CONVERGE_PERIOD_S: float = 1.0
 AUTO_CONVERGE_DIRTY_RATIO: float = 0.5
 AUTO_CONVERGE_HIGH_PERIODS: int = 2
 THROTTLE_INITIAL: float = 0.2
 THROTTLE_INCREMENT: float = 0.1
 THROTTLE_MAX: float = 0.99
+
+# Planning horizon of a pre-copy: a `Precopy` built without `give_up_s` (the planner's, and
+# `solo_migration`) that has not converged after this many seconds per GiB of RAM is reported
+# `aborted`, meaning "does not converge in any useful time". PVE itself never gives up
+# (QemuMigrate.pm phase2 has no time limit); the emulator passes `give_up_s=math.inf`.
+CONVERGENCE_HORIZON_S_PER_GIB: float = 800.0
 
 # Tolerance for "this boundary is reached" in emulated seconds (float sums of dt).
 _TIME_EPS_S: float = 1e-9
@@ -91,9 +99,12 @@ class TimingParams:
     downtime_limit_s: float = 0.1
     downtime_limit_max_s: float = 2000.0
     step_s: float = 0.1  # fluid step of emulated time
-    poll_s: float = 1.0  # PVE polls query-migrate every second
-    stall_polls: int = 5  # more than this many polls without progress -> double the limit
-    abort_s_per_gib: float = 800.0  # give up after this many seconds per GiB of RAM -> aborted
+    poll_s: float = 1.0  # PVE polls query-migrate every second...
+    poll_fast_s: float = 0.1  # ...and every 100 ms once remaining < the average per poll
+    stall_polls: int = 5  # more than this many counted polls -> double the limit
+    # PVE never gives up on a slow migration (QemuMigrate.pm phase2). 0 = never (PVE); a value
+    # > 0 is an emulator fault: abort after this many seconds per GiB of RAM.
+    abort_s_per_gib: float = 0.0
     ha_crm_max_s: float = 10.0
     ha_lrm_max_s: float = 10.0
     ha_default_workers: int = 4
@@ -119,6 +130,7 @@ class TimingParams:
             "downtime_limit_s",
             "step_s",
             "poll_s",
+            "poll_fast_s",
             "ha_default_workers",
         ):
             if getattr(self, name) <= 0:
@@ -214,8 +226,11 @@ def fixed_time_s(params: TimingParams, secure: bool) -> float:
 class PrecopyEvent:
     """Something the emulator writes a task-log line for.
 
-    kind: "auto-converge" (value = new throttle fraction 0.2..0.99), "downtime-limit" (value = new
-    limit in s), "stop-and-copy" (value = final bytes), "aborted" (value = elapsed s).
+    kind: "auto-converge" (value = new throttle fraction 0.2..0.99), "downtime-capped" (value =
+    the maximum limit in s; qemu-server logs "capping downtime limit to maximum possible" just
+    before the "downtime-limit" event that reaches it), "downtime-limit" (value = new limit in s),
+    "stop-and-copy" (value = final bytes), "aborted" (value = elapsed s; only with a give-up
+    deadline, which PVE does not have).
     """
 
     kind: str
@@ -237,15 +252,25 @@ class Precopy:
       `final_bytes = rem + dirtied`; those bytes are added to `sent_bytes` (QEMU's final
       "transferred" includes them) and take `stop_copy_s(r)` of guest pause.
     - Auto-converge: see AUTO_CONVERGE_* above.
-    - PVE downtime escalation: every `poll_s` of elapsed time QEMU's remaining (rem + dirtied) is
-      sampled as QEMU's `ram.remaining` (the current pass); each sample that grew (or is 0)
-      counts, and more than `stall_polls` such samples double the limit (at most
-      `downtime_limit_max_s`), as qemu-server does.
-    - Abort: when elapsed reaches `abort_s_per_gib * B / GiB` without finishing.
+    - PVE's poll loop (qemu-server `src/PVE/QemuMigrate.pm` `phase2`, 9.2.6 l.1438-1576): it
+      polls `query-migrate` every `poll_s`; from the first poll on which QEMU's `ram.remaining`
+      (the current pass, `rem`) is below the average bytes transferred per poll so far
+      (`$avglstat = $last_mem_transferred / $i`, l.1447, l.1525) it polls every `poll_fast_s`
+      for good. Only polls on which `ram.transferred` changed are evaluated (l.1515-1518): such
+      a poll counts when `rem` grew since the last evaluated poll or is 0 (l.1563-1565); more
+      than `stall_polls` counted polls double the downtime limit (l.1568-1571,
+      `increase_migrate_downtime`, capped at `downtime_limit_max_s`) and reset the count.
+      Progress never resets it.
+    - No give-up: PVE's loop ends only on QEMU's `completed`/`failed`/`cancelled` or on query
+      errors, never on time, so a slow migration escalates its downtime limit until it
+      converges (at worst with a pause of up to 2000 s). The deadline after which the
+      pre-copy is `aborted` is `give_up_s` if given (`math.inf`: never, as on PVE; what the
+      emulator uses), else `abort_s_per_gib` (an emulator fault) or the planning horizon
+      `CONVERGENCE_HORIZON_S_PER_GIB` per GiB of RAM.
     - `step(0, dt)` only dirties memory (and polls): the migration had no bandwidth then.
 
     Steps may be of any length: a long step is cut internally at the grid, pass ends, polls and
-    the abort deadline, so stepping 1.0 s once equals stepping 0.1 s ten times.
+    a deadline, so stepping 1.0 s once equals stepping 0.1 s ten times.
     After `finished` or `aborted`, `step()` does nothing and returns no events.
     """
 
@@ -256,6 +281,7 @@ class Precopy:
         wss_bytes: float,
         params: TimingParams,
         downtime_limit_s: float | None = None,
+        give_up_s: float | None = None,
     ) -> None:
         _check_non_negative("ram_bytes", ram_bytes)
         _check_non_negative("dirty_rate_Bps", dirty_rate_Bps)
@@ -278,7 +304,12 @@ class Precopy:
         self._finished = False
         self._aborted = False
         self._final_bytes = 0.0
-        self._deadline_s = params.abort_s_per_gib * self.ram_bytes / GiB
+        if give_up_s is not None:
+            _check_non_negative("give_up_s", give_up_s)
+            self._deadline_s = float(give_up_s)
+        else:
+            per_gib_s = params.abort_s_per_gib or CONVERGENCE_HORIZON_S_PER_GIB
+            self._deadline_s = per_gib_s * self.ram_bytes / GiB
         # current pass
         self._pass_bytes = float(ram_bytes)
         # auto-converge period (one or more passes, >= AUTO_CONVERGE_PERIOD_S)
@@ -288,8 +319,11 @@ class Precopy:
         self._high_periods = 0
         # PVE polling
         self._polls = 0
-        self._last_sample_bytes = float(ram_bytes)
-        self._stalled_polls = 0
+        self._next_poll_s = params.poll_s
+        self._poll_interval_s = params.poll_s
+        self._last_poll_sent_bytes = 0.0  # $last_mem_transferred
+        self._last_rem_bytes = 0.0  # $lastrem (0 = undef)
+        self._stalled_polls = 0  # $downtimecounter
 
     # read-only state for the emulator's task-log lines and the planner's estimates
     @property
@@ -337,8 +371,31 @@ class Precopy:
 
     @property
     def aborted(self) -> bool:
-        """Gave up: abort_s_per_gib * RAM GiB elapsed without converging."""
+        """Gave up at the deadline (`give_up_s` or the `abort_s_per_gib` fault); PVE never does."""
         return self._aborted
+
+    @property
+    def polls(self) -> int:
+        """PVE's query-migrate polls so far."""
+        return self._polls
+
+    @property
+    def stalled_polls(self) -> int:
+        """qemu-server's `$downtimecounter`: counted polls since the last escalation."""
+        return self._stalled_polls
+
+    @property
+    def poll_interval_s(self) -> float:
+        """PVE's current query-migrate interval: poll_s, or poll_fast_s near the end."""
+        return self._poll_interval_s
+
+    def next_poll_after_s(self, elapsed_s: float) -> float:
+        """Elapsed seconds of the first PVE poll at or after `elapsed_s` (when PVE sees the
+        migration completed, once QEMU finished its stop-and-copy)."""
+        t_s = self._next_poll_s
+        while t_s < elapsed_s - _TIME_EPS_S:
+            t_s += self._poll_interval_s
+        return t_s
 
     @property
     def final_bytes(self) -> float:
@@ -365,7 +422,7 @@ class Precopy:
         while True:
             now_s = self._elapsed_s
             next_grid_s = (math.floor(now_s / p.step_s + _TIME_EPS_S) + 1) * p.step_s
-            next_poll_s = (self._polls + 1) * p.poll_s
+            next_poll_s = self._next_poll_s
             target_s = min(end_s, next_grid_s, next_poll_s, max(self._deadline_s, now_s))
             h_s = target_s - now_s
             pass_ends = False
@@ -412,8 +469,9 @@ class Precopy:
         self._period_dirtied_bytes += self._dirtied_bytes
         if self._period_s >= AUTO_CONVERGE_PERIOD_S - _TIME_EPS_S:
             high = self._period_dirtied_bytes > AUTO_CONVERGE_DIRTY_RATIO * self._period_sent_bytes
-            self._high_periods = self._high_periods + 1 if high else 0
-            if self._high_periods >= AUTO_CONVERGE_HIGH_PERIODS:
+            if high:
+                self._high_periods += 1  # not reset by a low period (QEMU ram.c)
+            if high and self._high_periods >= AUTO_CONVERGE_HIGH_PERIODS:
                 self._high_periods = 0
                 if self._throttle == 0:
                     new = THROTTLE_INITIAL
@@ -431,22 +489,36 @@ class Precopy:
         self._passes += 1
 
     def _poll(self, events: list[PrecopyEvent]) -> None:
-        # qemu-server QemuMigrate.pm: `$downtimecounter++` when QEMU's `ram.remaining` grew
-        # since the last poll (it grows when a pass ends and the dirty bitmap is synced) or is
-        # 0; never reset by progress; more than 5 -> double `downtime-limit`, counter back to 0.
+        # qemu-server src/PVE/QemuMigrate.pm phase2 (9.2.6 l.1445-1575), one query-migrate.
         self._polls += 1
-        sample_bytes = self._rem_bytes
-        last = self._last_sample_bytes
-        if (last and sample_bytes > last) or sample_bytes == 0:
-            self._stalled_polls += 1
-        self._last_sample_bytes = sample_bytes
-        if self._stalled_polls > self._params.stall_polls:
-            self._stalled_polls = 0
-            new_limit_s = min(self._limit_s * 2, self._params.downtime_limit_max_s)
-            if new_limit_s != self._limit_s:
-                self._limit_s = new_limit_s
-                self._escalations += 1
-                events.append(PrecopyEvent("downtime-limit", new_limit_s, self._elapsed_s))
+        avg_per_poll = self._last_poll_sent_bytes / self._polls  # $avglstat, l.1447
+        sent = self._sent_bytes
+        rem = self._rem_bytes  # QEMU's ram.remaining: the current pass
+        if sent != self._last_poll_sent_bytes:  # l.1515-1518: only when transferred changed
+            if avg_per_poll and rem < avg_per_poll:  # l.1525: from now on every 100 ms
+                self._poll_interval_s = self._params.poll_fast_s
+            if (self._last_rem_bytes and rem > self._last_rem_bytes) or rem == 0:
+                self._stalled_polls += 1  # l.1563-1565, never reset by progress
+            self._last_rem_bytes = rem
+            if self._stalled_polls > self._params.stall_polls:
+                self._stalled_polls = 0
+                self._increase_downtime(events)
+        self._last_poll_sent_bytes = sent
+        self._next_poll_s += self._poll_interval_s
+
+    def _increase_downtime(self, events: list[PrecopyEvent]) -> None:
+        # QemuMigrate.pm increase_migrate_downtime / cap_migrate_downtime (l.1177-1212): at the
+        # maximum nothing happens; else double, capped (logged once) at the maximum.
+        limit_max_s = self._params.downtime_limit_max_s
+        if self._limit_s >= limit_max_s:
+            return
+        new_limit_s = self._limit_s * 2
+        if new_limit_s > limit_max_s:
+            new_limit_s = limit_max_s
+            events.append(PrecopyEvent("downtime-capped", limit_max_s, self._elapsed_s))
+        self._limit_s = new_limit_s
+        self._escalations += 1
+        events.append(PrecopyEvent("downtime-limit", new_limit_s, self._elapsed_s))
 
 
 # --- one migration alone ---------------------------------------------------------------------
@@ -681,6 +753,7 @@ __all__ = [
     "AUTO_CONVERGE_DIRTY_RATIO",
     "AUTO_CONVERGE_HIGH_PERIODS",
     "AUTO_CONVERGE_PERIOD_S",
+    "CONVERGENCE_HORIZON_S_PER_GIB",
     "DIRTY_PROFILES",
     "GiB",
     "KiB",

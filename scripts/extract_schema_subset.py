@@ -38,6 +38,7 @@ WANTED: tuple[tuple[str, str], ...] = (
     ("GET", "/version"),
     ("GET", "/nodes"),
     ("GET", "/nodes/{node}/status"),
+    ("GET", "/nodes/{node}/time"),
     ("GET", "/nodes/{node}/version"),
     ("GET", "/nodes/{node}/rrddata"),
     ("GET", "/nodes/{node}/network"),
@@ -47,9 +48,13 @@ WANTED: tuple[tuple[str, str], ...] = (
     ("GET", "/cluster/tasks"),
     ("GET", "/cluster/nextid"),
     ("GET", "/cluster/replication"),
+    ("GET", "/cluster/mapping/pci"),
+    ("GET", "/cluster/mapping/usb"),
+    ("GET", "/cluster/mapping/dir"),
     # storage
     ("GET", "/storage"),
     ("GET", "/nodes/{node}/storage"),
+    ("GET", "/nodes/{node}/storage/{storage}/content"),
     # guests
     ("GET", "/nodes/{node}/qemu"),
     ("GET", "/nodes/{node}/lxc"),
@@ -84,6 +89,10 @@ WANTED: tuple[tuple[str, str], ...] = (
     ("GET", "/cluster/ha/status/current"),
     ("GET", "/cluster/ha/status/manager_status"),
     ("GET", "/cluster/ha/rules"),
+    ("POST", "/cluster/ha/rules"),
+    ("GET", "/cluster/ha/rules/{rule}"),
+    ("PUT", "/cluster/ha/rules/{rule}"),
+    ("DELETE", "/cluster/ha/rules/{rule}"),
     ("POST", "/cluster/ha/resources/{sid}/migrate"),
     # pools, access
     ("GET", "/pools"),

@@ -201,6 +201,12 @@ class PveClient:
         """Send one API call through the funnel (retried only when `idempotent`)."""
         return self._transport.request(method, path, idempotent=idempotent, **params)
 
+    def read(self, path: str, **params: Any) -> Any:
+        """``GET path``: the raw ``data`` of an answer, through the same funnel (retries,
+        failover, the documented-shape check of the endpoints the client knows) but not
+        converted. For readers that need PVE's own fields as they are (`pvetool.capture`)."""
+        return self._request("GET", path, **params)
+
     def _call(
         self,
         method: str,

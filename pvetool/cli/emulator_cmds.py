@@ -119,3 +119,77 @@ def emulator_generate(
         click.echo(generate_cluster(nodes, guests, seed, link, migration_type, fleet), nl=False)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+@emulator.command("capture")
+@click.option(
+    "-o",
+    "--output",
+    "output_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the cluster file here (default: standard output).",
+)
+@click.option(
+    "--link",
+    default="10Gbit",
+    show_default=True,
+    help="Link speed written for every node (PVE does not report NIC speeds).",
+)
+@click.option(
+    "--with-descriptions",
+    is_flag=True,
+    help="Also copy guest descriptions (free text: admins sometimes keep secrets there).",
+)
+@click.pass_context
+def emulator_capture(
+    ctx: click.Context, output_file: Path | None, link: str, with_descriptions: bool
+) -> None:
+    """Capture a cluster (read-only) as a cluster file the emulator can serve.
+
+    Reads the cluster pvetool is pointed at (--host, --profile, PVETOOL_* or --emulate) with
+    GET requests only and writes its nodes, storages, guests, HA rules and datacenter options,
+    without any secret. Rehearse on the twin:
+
+    \b
+      pvetool emulator capture -o mycluster.yaml
+      pvetool --emulate mycluster.yaml drain pve2 --dry-run
+    """
+    from pvetool.capture import capture_cluster, render_cluster_file
+    from pvetool.cli.common import get_client, state
+    from pvetool.emulator.clusterfile import ClusterFileError, load_cluster_text
+    from pvetool.units import parse_link
+
+    try:
+        parse_link(link)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--link") from None
+    st = state(ctx)
+    cap = capture_cluster(
+        get_client(ctx),
+        link=link,
+        with_descriptions=with_descriptions,
+        progress=lambda what: st.stderr.print(f"Reading {what}...", markup=False),
+    )
+    text = render_cluster_file(cap)
+    try:
+        load_cluster_text(text, str(output_file or "<capture>"))
+    except ClusterFileError as exc:
+        # What the cluster holds that the emulator cannot model: say so, write nothing.
+        raise click.ClickException(
+            f"the captured cluster cannot be served by the emulator: {exc}"
+        ) from None
+    nodes, guests = cap.counts()
+    if output_file is None:
+        click.echo(text, nl=False)
+    else:
+        try:
+            output_file.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {output_file}: {exc.strerror}") from None
+    where = "standard output" if output_file is None else str(output_file)
+    st.stderr.print(
+        f"Captured cluster {cap.name}: {nodes} nodes, {guests} guests -> {where}"
+        + (f" ({len(cap.notes)} gaps listed in its header)" if cap.notes else ""),
+        markup=False,
+    )

@@ -1,11 +1,24 @@
 """What qemu and container migrations share, after pve-guest-common `src/PVE/AbstractMigrate.pm`.
 
-PVE's `AbstractMigrate::migrate` runs a guest type's phases (prepare, phase1, phase2, phase3,
-their cleanups, final_cleanup) under the guest's migrate lock and ends every migration the same
-way: unlocked, the config on the new node (or still on the old one), and one of "migration
-finished successfully", "migration aborted" or "migration problems". `Migration` is the state of
-one running migration (the `$self` of those subs); `qemu_migrate` and `lxc_migrate` hold the
-phases.
+PVE's `AbstractMigrate::migrate` (4a8f6cb, l.104-251) runs a guest type's phases under the
+config lock and ends every migration one of three ways:
+
+- `prepare` dies: "ERROR: migration aborted (duration ...): <err>", TASK ERROR
+  `migration aborted` - nothing was locked, no cleanup runs (l.158-159, l.240-243);
+- `phase1` dies: "ERROR: <err>", `phase1_cleanup`, `final_cleanup`, then the same abort
+  (l.176-189);
+- `phase2` dies or a cleanup fails: `errors` is set ("ERROR: online migrate failure - <err>",
+  `phase2_cleanup`), phase 3 and the cleanups still run, and the task ends with
+  "ERROR: migration finished with problems (duration ...)", TASK ERROR `migration problems`
+  (l.194-248);
+- else "migration finished successfully (duration HH:MM:SS)", TASK OK.
+
+Between `prepare` and `phase1` it logs "use dedicated network address ..." and tests the ssh
+connection to that address (l.161-174). `Migration` is the state of one running migration (the
+`$self` of those subs); `qemu_migrate` and `lxc_migrate` hold the phases (`Phases`).
+
+Log levels follow `$msg2text` (l.15-28): every line time-stamped in the node's time zone, `err`
+lines with "ERROR: ", `info` and `warn` lines plain; `raw` is what a phase prints itself.
 
 Imports: stdlib, `pvetool.timing` and the emulator's own modules.
 """
@@ -13,12 +26,31 @@ Imports: stdlib, `pvetool.timing` and the emulator's own modules.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from pvetool.emulator.cluster import Cluster, DiskRt, GuestRt, TaskRt, render_duration
+from pvetool.emulator.cluster import Cluster, DiskRt, GuestRt, TaskRt, render_hms
+from pvetool.emulator.engine import JobFailure, JobGen, Wait
 from pvetool.emulator.schema import IdMap
 from pvetool.timing import stream_cap_Bps
 
-__all__ = ["Migration", "MigrationOptions", "finish", "retarget_disk"]
+__all__ = [
+    "FORK_S",
+    "Migration",
+    "MigrationError",
+    "MigrationOptions",
+    "Phases",
+    "migrate",
+    "retarget_disk",
+    "ssh_command",
+]
+
+# A forked worker has written nothing yet: clients polling right after the POST read the log's
+# "no content" line (pve-common Tools.pm dump_logfile l.792-795), as on PVE.
+FORK_S = 0.2
+
+
+class MigrationError(JobFailure):
+    """A phase died with this message (what `die "...\\n"` is in the Perl code)."""
 
 
 @dataclass
@@ -32,7 +64,7 @@ class MigrationOptions:
     migration_type: str | None = None
     migration_network: str | None = None
     restart: bool = False
-    timeout_s: int = 180
+    timeout_s: int | None = None  # LXC restart mode: shutdown timeout (None: 180)
     force: bool = False
     with_conntrack_state: bool = False
 
@@ -54,8 +86,24 @@ class Migration:
     cap_Bps: float
     ip: str
     dedicated_network: bool
+    caller: str  # the task's user (authid), for permission-dependent limits
     local: list[DiskRt] = field(default_factory=list)  # local volumes, found in phase1
     local_bytes: float = 0.0  # their allocated bytes, what a copy sends
+    errors: bool = False  # $self->{errors}
+    phase2_errors: bool = False  # $self->{phase2errors}
+    conf_migrated: bool = False  # the config is on the target (LXC $self->{conf_migrated})
+    was_running: bool = False  # LXC $self->{was_running}
+    replicated_to_target: bool = False  # a replication job to the target exists
+    hang_pending: bool = False  # a hang fault that takes hold in phase 1
+    copies: list[str] = field(default_factory=list)  # volumes copied (or being copied) so far
+
+    def hang_if_armed(self) -> None:
+        """The hang-next-migration fault: from now on no progress until released."""
+        job = self.task.job
+        if self.hang_pending and job is not None:
+            self.hang_pending = False
+            job.hung = True
+            self.task.stats.hung = True
 
     @classmethod
     def begin(
@@ -66,12 +114,12 @@ class Migration:
         target: str,
         opts: MigrationOptions,
         running: bool,
+        bwlimit_KiBps: float | None,
     ) -> Migration:
-        """AbstractMigrate::migrate's setup: migration type and network from the options or
-        datacenter.cfg, the bandwidth limit (AbstractMigrate::get_bwlimit) and the stream cap."""
+        """AbstractMigrate::migrate's setup (l.110-129): migration type and network from the
+        options or datacenter.cfg; the bandwidth limit and the stream cap."""
         mtype = opts.migration_type or c.spec.datacenter.migration_type
         secure = mtype != "insecure"
-        bwlimit = _bwlimit_KiBps(c, opts)
         ip, dedicated = _target_ip(c, target, opts)
         return cls(
             c=c,
@@ -83,47 +131,126 @@ class Migration:
             source=g.node,
             start_s=c.now,
             secure=secure,
-            bwlimit_KiBps=bwlimit,
-            cap_Bps=stream_cap_Bps(c.params, secure, bwlimit),
+            bwlimit_KiBps=bwlimit_KiBps,
+            cap_Bps=stream_cap_Bps(c.params, secure, bwlimit_KiBps),
             ip=ip,
             dedicated_network=dedicated,
+            caller=task.user,
+            replicated_to_target=target in g.replicate,
         )
 
     def log(self, msg: str) -> None:
+        """$self->log('info'|'warn', ...): time-stamped."""
         self.task.log(self.c.now, msg)
 
+    def log_err(self, msg: str) -> None:
+        """$self->log('err', ...): time-stamped with "ERROR: "."""
+        self.task.log(self.c.now, "\n".join(f"ERROR: {part}" for part in msg.split("\n")))
+
+    def raw(self, msg: str) -> None:
+        """A phase's own print/warn: no time stamp."""
+        self.task.raw(msg)
+
     def duration(self) -> str:
-        """Since the migration began, as AbstractMigrate::migrate prints it (HH:MM:SS)."""
-        return render_duration(self.c.now - self.start_s)
+        return render_hms(self.c.now - self.start_s)
 
-    def target_unreachable(self) -> str | None:
-        """The error of the ssh check in `prepare` (QemuMigrate and LXC::Migrate) when the
-        target node is down."""
-        if not self.c.nodes[self.target].online:
-            return "Can't connect to destination address using public key"
-        return None
-
-    def log_aborted(self, err: str) -> None:
-        """AbstractMigrate::migrate when a phase died: "migration aborted (duration ...)"."""
-        self.log(f"ERROR: migration aborted (duration {self.duration()}): {err}")
+    def target_online(self) -> bool:
+        return self.c.nodes[self.target].online
 
 
-def _bwlimit_KiBps(c: Cluster, opts: MigrationOptions) -> float | None:
-    """The `bwlimit` option, else datacenter.cfg's `bwlimit: migration=` (0 = unlimited)."""
-    if opts.bwlimit_KiBps is not None:
-        return opts.bwlimit_KiBps or None
-    dc = c.spec.datacenter.bwlimit_migration_KiBps
-    return float(dc) if dc else None
+class Phases(Protocol):
+    """The guest type's half of AbstractMigrate (QemuMigrate.pm, LXC/Migrate.pm)."""
+
+    def prepare(self, m: Migration) -> JobGen: ...
+
+    def phase1(self, m: Migration) -> JobGen: ...
+
+    def phase1_cleanup(self, m: Migration, err: str) -> None: ...
+
+    def phase2(self, m: Migration) -> JobGen: ...
+
+    def phase2_cleanup(self, m: Migration, err: str | None) -> None: ...
+
+    def phase3_cleanup(self, m: Migration) -> JobGen: ...
+
+    def final_cleanup(self, m: Migration) -> JobGen: ...
+
+
+def migrate(m: Migration, phases: Phases) -> JobGen:
+    """pve-guest-common src/PVE/AbstractMigrate.pm migrate (l.152-251)."""
+    yield Wait(FORK_S)
+    try:
+        yield from phases.prepare(m)  # sets m.running
+        if m.dedicated_network:
+            # l.161-174
+            m.log(f"use dedicated network address for sending migration traffic ({m.ip})")
+            if not m.target_online():
+                raise MigrationError(
+                    f"Can't connect to destination address ({m.ip}) using public key authentication"
+                )
+        try:
+            yield from phases.phase1(m)
+        except JobFailure as exc:
+            err = str(exc)
+            m.log_err(err)
+            phases.phase1_cleanup(m, err)
+            yield from phases.final_cleanup(m)
+            raise MigrationError(err) from None
+        if m.running:
+            phase2_err: str | None = None
+            try:
+                yield from phases.phase2(m)
+            except JobFailure as exc:
+                phase2_err = str(exc)
+                m.errors = True
+                m.log_err(f"online migrate failure - {phase2_err}")
+            phases.phase2_cleanup(m, phase2_err)
+        yield from phases.phase3_cleanup(m)
+        yield from phases.final_cleanup(m)
+    except JobFailure as exc:
+        m.log_err(f"migration aborted (duration {m.duration()}): {exc}")
+        _end(m, "migration aborted")
+        return
+    if m.errors:
+        m.log_err(f"migration finished with problems (duration {m.duration()})")
+        _end(m, "migration problems")
+        return
+    m.log(f"migration finished successfully (duration {m.duration()})")
+    _end(m, None)
+
+
+def _end(m: Migration, error: str | None) -> None:
+    g = m.g
+    g.migrating = False
+    m.task.stats.ram_fraction = 0.0
+    m.c.end_task(m.task, error)
 
 
 def _target_ip(c: Cluster, target: str, opts: MigrationOptions) -> tuple[str, bool]:
-    """(the target's address, whether it is on a dedicated migration network)."""
+    """(the target's address, whether it is on a dedicated migration network): pve-cluster
+    src/PVE/SSHInfo.pm get_ssh_info with the migration network (l.9-55)."""
     net = opts.migration_network or c.spec.datacenter.migration_network
     node = c.nodes[target]
     if net:
         prefix = net.split("/")[0].rsplit(".", 1)[0]
         return f"{prefix}.{node.nodeid + 10}", True
     return node.ip, False
+
+
+def ssh_command(m: Migration, *args: str) -> str:
+    """pve-cluster SSHInfo.pm ssh_info_to_command (l.57-98), as pve-common Cmd.pm to_string
+    quotes it (String::ShellQuote)."""
+    node = m.target
+    return " ".join(
+        [
+            "/usr/bin/ssh -e none -o 'BatchMode=yes'",
+            f"-o 'HostKeyAlias={node}'",
+            f"-o 'UserKnownHostsFile=/etc/pve/nodes/{node}/ssh_known_hosts'",
+            "-o 'GlobalKnownHostsFile=none'",
+            f"root@{m.ip}",
+            *args,
+        ]
+    )
 
 
 def retarget_disk(d: DiskRt, dst: str) -> None:
@@ -133,18 +260,7 @@ def retarget_disk(d: DiskRt, dst: str) -> None:
         d.storage = dst
 
 
-def finish(m: Migration, error: str | None, moved: bool) -> None:
-    """The end of every migration: unlock, the config on the target if `moved`, end the task."""
-    g = m.g
-    if moved:
-        # AbstractMigrate::switch_replication_job_target, after the config moved: the job that
-        # replicated to the new node now replicates back to the old one.
-        g.replicate = [g.node if t == m.target else t for t in g.replicate]
-        g.node = m.target
-    g.lock = None
-    g.migrating = False
-    g.config_version += 1
-    if g.spec.ha:
-        g.ha_state = "started" if g.status == "running" else "stopped"
-    m.task.stats.ram_fraction = 0.0
-    m.c.end_task(m.task, error)
+def switch_replication(m: Migration) -> None:
+    """AbstractMigrate::switch_replication_job_target, after the config moved: the job that
+    replicated to the new node now replicates back to the old one."""
+    m.g.replicate = [m.source if t == m.target else t for t in m.g.replicate]

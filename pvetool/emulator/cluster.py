@@ -15,10 +15,12 @@ Imports: stdlib, `pvetool.timing`, and the emulator's own modules.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import math
 import random
 import threading
-import time
+import zoneinfo
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -37,6 +39,9 @@ from pvetool.timing import (
 )
 
 NODE_BASE_MEMORY_BYTES = int(1.5 * GiB)
+# pve-manager PVE/Service/pvestatd.pm (l.885): `my $updatetime = 10;` - each node broadcasts
+# its status and its guests' RRD data every 10 s.
+PVESTATD_INTERVAL_S = 10.0
 OFFLINE_REASON = "Errors during connection establishment, proxy handshake: No route to host"
 
 
@@ -51,23 +56,53 @@ class PveError(Exception):
 
 
 def render_bytes(value: float) -> str:
-    """PVE::Tools::render_bytes($value, 1): one decimal, binary units."""
+    """pve-common src/PVE/Format.pm render_bytes($value, 1) (l.66-80): one decimal, also for
+    bytes ("512.0 B"); the unit switches above 1023."""
     units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
     v = float(value)
-    i = 0
-    while v >= 1024 and i < len(units) - 1:
-        v /= 1024
-        i += 1
-    return f"{v:.1f} {units[i]}" if i else f"{int(v)} B"
+    unit = 0
+    if v > 1023:
+        unit = min(int(math.log(v) / math.log(1024)), len(units) - 1)
+        v /= 1024**unit
+    return f"{v:.1f} {units[unit]}"
 
 
-def render_duration(seconds: float) -> str:
+def render_hms(seconds: float) -> str:
+    """AbstractMigrate.pm migrate (l.232-238): the "(duration HH:MM:SS)" of a migration."""
     s = int(seconds)
     return f"{s // 3600:02d}:{(s % 3600) // 60:02d}:{s % 60:02d}"
 
 
-def log_timestamp(epoch_s: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch_s))
+def render_duration(seconds: float) -> str:
+    """pve-common src/PVE/Format.pm render_duration (l.31-58): "5s", "1m 2s", "2m", "1h 5s"."""
+    rest = int(math.floor(seconds + 0.5))
+    if not rest:
+        return "0s"
+    parts = []
+    for unit, length in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest // length > 0:
+            parts.append(f"{rest // length}{unit}")
+            rest -= (rest // length) * length
+    return " ".join(parts)
+
+
+def log_timestamp(epoch_s: float, tz: datetime.tzinfo | None = None) -> str:
+    """pve-guest-common AbstractMigrate.pm $msg2text (l.21): strftime("%F %H:%M:%S",
+    localtime) - the node's local time (the cluster file's `datacenter.timezone`)."""
+    moment = datetime.datetime.fromtimestamp(epoch_s, tz or datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _options(text: str) -> dict[str, str]:
+    """A PVE property string's `key=value` items (the first plain item as `host`)."""
+    out: dict[str, str] = {}
+    for i, part in enumerate(text.split(",")):
+        key, eq, value = part.partition("=")
+        if eq:
+            out[key.strip()] = value.strip()
+        elif i == 0 and part.strip():
+            out["host"] = part.strip()
+    return out
 
 
 @dataclass
@@ -94,8 +129,19 @@ class DiskRt:
     volid: str
     alloc_bytes: int
     options: str = ""
+    cdrom: bool = False  # a CD-ROM drive: `volid` is an ISO image or "none"
+    unused: bool = False  # an unusedN volume
+
+    @property
+    def attached(self) -> bool:
+        return not self.unused
 
     def config_value(self) -> str:
+        if self.cdrom:
+            iso_size = f",size={self.size_bytes // MiB}M" if self.size_bytes else ""
+            return f"{self.volid},media=cdrom{iso_size}"
+        if self.unused:
+            return self.volid
         size = self.size_bytes
         if size % GiB == 0:
             size_text = f"{size // GiB}G"
@@ -135,6 +181,11 @@ class GuestRt:
     replicate: list[str] = field(default_factory=list)
     # After a (cold) start the guest OS boots; its QEMU guest agent answers from then on.
     agent_ready_at_s: float = 0.0
+    # What /cluster/resources shows comes from the RRD data pvestatd broadcasts every 10 s:
+    # after a change (status, node) the old values stay visible until the next broadcast of
+    # the node the guest is on (see `Cluster.rrd_stats`).
+    rrd_snapshot: dict[str, Any] | None = None
+    rrd_changed_at_s: float = 0.0
 
     @property
     def sid(self) -> str:
@@ -194,6 +245,8 @@ class TaskRt:
     job: Job | None = None
     stats: TaskStats = field(default_factory=lambda: TaskStats())
     warnings: int = 0
+    tz: datetime.tzinfo | None = None  # the node's time zone, for log time stamps
+    _partial: bool = False  # the last line is still open (begin_raw)
 
     def state(self) -> dict[str, Any]:
         """The task in the state dump (`/_emulator/state`; `/_emulator/tasks/{upid}` shows a
@@ -211,11 +264,28 @@ class TaskRt:
         }
 
     def log(self, epoch_s: float, msg: str) -> None:
+        self._partial = False
         for part in msg.split("\n"):
-            self.lines.append(f"{log_timestamp(epoch_s)} {part}")
+            self.lines.append(f"{log_timestamp(epoch_s, self.tz)} {part}")
 
     def raw(self, msg: str) -> None:
+        self._partial = False
         self.lines.extend(msg.split("\n"))
+
+    def begin_raw(self, text: str) -> None:
+        """Output without a newline yet (Perl `print STDERR "Check VM 101: "`)."""
+        self.lines.append(text)
+        self._partial = True
+
+    def append_raw(self, text: str) -> None:
+        """The rest of a line `begin_raw` started, or a line of its own."""
+        if self._partial and self.lines:
+            first, *rest = text.split("\n")
+            self.lines[-1] += first
+            self.lines.extend(rest)
+            self._partial = False
+        else:
+            self.raw(text)
 
 
 @dataclass
@@ -243,7 +313,13 @@ class Cluster:
         self.task_order: list[TaskRt] = []
         self.faults = MigrationFaults()  # armed by fail_next_migration / hang_next_migration
         self.events: list[dict[str, Any]] = []
+        self.tz = zoneinfo.ZoneInfo(spec.datacenter.timezone)
+        self.ha: Any = None  # the HA stack's state (`ha.HaState`), set by `ha.install`
+        self.migration_locks: dict[int, str] = {}  # vmid -> UPID holding its migration lock
         self._build()
+        from pvetool.emulator import ha  # late: the HA stack builds on this module
+
+        ha.install(self)
 
     # -- construction ----------------------------------------------------------------------
     def _build(self) -> None:
@@ -271,6 +347,10 @@ class Cluster:
         disks: list[DiskRt] = []
         counter = 0
         for d in g.disks:
+            if d.cdrom:
+                volid = f"{d.storage}:{d.iso}" if d.storage else "none"
+                disks.append(DiskRt(d.key, d.storage, d.size_bytes, volid, 0, "", cdrom=True))
+                continue
             volname = f"vm-{g.vmid}-disk-{counter}"
             counter += 1
             stype = self.spec.storages[d.storage].type
@@ -285,7 +365,9 @@ class Cluster:
             if g.type == "lxc" and d.key.startswith("mp"):
                 # pve-container src/PVE/LXC/Config.pm $mp_desc: the mount path `mp` is required
                 opts = f"mp=/mnt/{d.key}"
-            disks.append(DiskRt(d.key, d.storage, d.size_bytes, volid, alloc, opts))
+            disks.append(
+                DiskRt(d.key, d.storage, d.size_bytes, volid, alloc, opts, unused=d.unused)
+            )
         nets = []
         for key, raw in g.nets:
             nets.append((key, self._with_mac(g, key, raw)))
@@ -332,6 +414,57 @@ class Cluster:
             parts.insert(1 if parts and parts[0].startswith("name=") else 0, f"hwaddr={mac}")
         return ",".join(parts)
 
+    # -- what pvestatd broadcasts (RRD) -----------------------------------------------------------
+    def pvestatd_phase_s(self, node: str) -> float:
+        """Where in its 10 s cycle a node's pvestatd broadcasts (fixed per cluster and seed)."""
+        digest = hashlib.sha256(f"{self.spec.seed}:pvestatd:{node}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2**32 * PVESTATD_INTERVAL_S
+
+    def next_broadcast_s(self, node: str, after_s: float) -> float:
+        """The first broadcast of `node`'s pvestatd after `after_s` (epoch seconds)."""
+        phase = self.pvestatd_phase_s(node)
+        k = math.floor((after_s - phase) / PVESTATD_INTERVAL_S) + 1
+        return phase + k * PVESTATD_INTERVAL_S
+
+    def live_stats(self, g: GuestRt) -> dict[str, Any]:
+        """A guest's status and usage as its node sees them now (vmstatus)."""
+        status = self.guest_status(g)
+        running = g.status == "running" and status != "unknown"
+        return {
+            "status": status,
+            "mem": g.used_bytes if running else 0,
+            "cpu": round(g.cpu_load, 4) if running else 0,
+            "uptime": int(self.now - g.started_at_s) if running else 0,
+        }
+
+    def rrd_stats(self, g: GuestRt) -> dict[str, Any]:
+        """What /cluster/resources shows of a guest: pve-manager PVE/API2Tools.pm
+        extract_vm_stats reads the RRD data pvestatd broadcast last, so a change shows only
+        after the next broadcast of the node the guest is on."""
+        snap = g.rrd_snapshot
+        if snap is not None:
+            if self.now < self.next_broadcast_s(g.node, g.rrd_changed_at_s):
+                return snap
+            g.rrd_snapshot = None
+        return self.live_stats(g)
+
+    def note_change(self, g: GuestRt) -> None:
+        """Call before changing what pvestatd reports of `g` (status, node)."""
+        if g.rrd_snapshot is None:
+            g.rrd_snapshot = self.live_stats(g)
+        g.rrd_changed_at_s = self.now
+
+    def set_status(self, g: GuestRt, status: str) -> None:
+        if g.status != status:
+            self.note_change(g)
+            g.status = status
+
+    def set_node(self, g: GuestRt, node: str) -> None:
+        """The guest's config moves to `node` (pmxcfs: instantly visible cluster-wide)."""
+        if g.node != node:
+            self.note_change(g)
+            g.node = node
+
     # -- time ------------------------------------------------------------------------------
     def sync(self) -> None:
         """Bring the simulation up to the emulated clock."""
@@ -373,10 +506,62 @@ class Cluster:
         return g
 
     def storage_available_on(self, storage: str, node: str) -> bool:
+        """Configured for `node` (storage.cfg `nodes`), disabled or not."""
         st = self.spec.storages.get(storage)
         if st is None:
             return False
         return st.nodes is None or node in st.nodes
+
+    def storage_enabled_on(self, storage: str, node: str) -> bool:
+        """pve-storage Storage.pm storage_check_enabled(..., $noerr): on `node` and enabled."""
+        st = self.spec.storages.get(storage)
+        return st is not None and not st.disable and self.storage_available_on(storage, node)
+
+    def storage_check_enabled(self, storage: str, node: str | None = None) -> None:
+        """pve-storage src/PVE/Storage.pm storage_check_node / storage_check_enabled
+        (l.264-291): die "storage 'X' is not available on node 'Y'" / "is disabled"."""
+        st = self.spec.storages.get(storage)
+        if st is None:
+            raise PveError(500, f"storage '{storage}' does not exist")
+        if node is not None and not self.storage_available_on(storage, node):
+            raise PveError(500, f"storage '{storage}' is not available on node '{node}'")
+        if st.disable:
+            raise PveError(500, f"storage '{storage}' is disabled")
+
+    def pool_names(self) -> set[str]:
+        """user.cfg pools: the cluster file's `pools:` and every pool a guest names."""
+        names = set(self.spec.pools)
+        names.update(g.spec.pool for g in self.guests.values() if g.spec.pool)
+        return names
+
+    # -- HA ---------------------------------------------------------------------------------------
+    def ha_managed(self, g: GuestRt) -> bool:
+        """pve-ha-manager src/PVE/HA/Config.pm $service_check_ha_state (l.352-378) /
+        vm_is_ha_managed (l.467-478): an HA resource in state `ignored` is not HA-managed."""
+        return bool(g.spec.ha) and g.ha_request != "ignored"
+
+    def ha_active(self) -> bool:
+        """The CRM runs (and tracks nodes) once any HA resource is configured."""
+        return any(g.spec.ha for g in self.guests.values())
+
+    def ha_resource_state(self, g: GuestRt) -> str:
+        """pve-manager Cluster.pm resources (l.604-612): the CRM's service state, else the
+        resource's configured state (e.g. `ignored`, which the CRM drops); "" if no resource."""
+        if not g.spec.ha:
+            return ""
+        if self.ha_managed(g):
+            return g.ha_state or g.ha_request
+        return g.ha_request
+
+    def ha_node_state(self, name: str) -> str:
+        """The CRM's node status (pve-ha-manager src/PVE/HA/NodeStatus.pm): online,
+        maintenance or unknown; "" while the HA stack has nothing to manage."""
+        if not self.ha_active():
+            return ""
+        node = self.nodes[name]
+        if not node.online:
+            return "unknown"
+        return "maintenance" if node.maintenance else "online"
 
     def usage(self) -> Usage:
         """Per-node memory/CPU and per-storage usage, in one pass over guests and tasks."""
@@ -424,60 +609,78 @@ class Cluster:
         key = (storage, None if self.spec.storages[storage].shared else node)
         return u.storage_used.get(key, 0)
 
-    def ha_rules_for(self, sid: str) -> list[Any]:
-        return [r for r in self.spec.ha_rules if sid in r.resources]
+    def guest_by_sid(self, sid: str) -> GuestRt | None:
+        kind, _, num = sid.partition(":")
+        g = self.guests.get(int(num)) if num.isdigit() else None
+        if g is None or (kind == "vm") != (g.type == "qemu") or kind not in ("vm", "ct"):
+            return None
+        return g
 
-    def ha_blockers(self, g: GuestRt, target: str) -> list[dict[str, str]]:
-        """HA resources or rules that keep `g` off `target` (PVE 9 rules semantics)."""
-        if not g.spec.ha:
-            return []
-        blockers: list[dict[str, str]] = []
-        for rule in self.ha_rules_for(g.sid):
-            if rule.type == "node-affinity" and rule.strict:
-                if target not in {n for n, _ in rule.nodes}:
-                    blockers.append({"sid": g.sid, "cause": "node-affinity"})
-            elif rule.type == "resource-affinity" and rule.affinity == "negative":
-                for other in rule.resources:
-                    if other == g.sid:
-                        continue
-                    og = self.guests.get(int(other.split(":", 1)[1]))
-                    if og is not None and og.node == target:
-                        blockers.append({"sid": other, "cause": "resource-affinity"})
-        return blockers
+    def local_resources(
+        self, g: GuestRt, running: bool
+    ) -> tuple[list[str], dict[str, dict[str, Any]], dict[str, list[str]]]:
+        """qemu-server src/PVE/QemuMigrate/Helpers.pm check_local_resources (9.2.6 l.36-114):
+        (local resources, mapped resources {key: {name[, live-migration]}}, config keys whose
+        mapping is missing per node). A mapped USB device and a mapped PCI device that cannot
+        live-migrate (while running) stay local resources; spice USB and serial sockets do not
+        count; a running VM with virtiofs is a blocker of its own (l.17-33)."""
+        loc: list[str] = []
+        mapped: dict[str, dict[str, Any]] = {}
+        missing: dict[str, list[str]] = {n: [] for n in self.nodes}
+        if running and g.spec.virtiofs:
+            loc.append("virtiofs")
 
-    def ha_dependents(self, g: GuestRt) -> list[str]:
-        deps: list[str] = []
-        if not g.spec.ha:
-            return deps
-        for rule in self.ha_rules_for(g.sid):
-            if rule.type == "resource-affinity" and rule.affinity == "positive":
-                deps.extend(r for r in rule.resources if r != g.sid and r not in deps)
-        return deps
+        def add_missing(mtype: str, key: str, name: str) -> None:
+            spec = self.spec.mappings.get(name)
+            for node in self.nodes:
+                if spec is None or spec.type != mtype or node not in spec.nodes:
+                    missing[node].append(key)
 
-    def local_resources(self, g: GuestRt) -> list[str]:
-        res: list[str] = []
-        for key, value in g.spec.hostpci:
-            if "mapping=" not in value:
-                res.append(key)
-        for key, value in g.spec.usb:
-            if "mapping=" not in value and value != "spice":
-                res.append(key)
-        for key, value in g.spec.serial:
+        s = g.spec
+        for key, value in s.usb:
+            opts = _options(value)
+            if opts.get("host", "").lower() == "spice" or value.lower() == "spice":
+                continue
+            if opts.get("mapping"):
+                add_missing("usb", key, opts["mapping"])
+                mapped[key] = {"name": opts["mapping"]}
+            loc.append(key)
+        for key, value in s.hostpci:
+            opts = _options(value)
+            name = opts.get("mapping")
+            if name:
+                add_missing("pci", key, name)
+                device: dict[str, Any] = {"name": name}
+                mapped[key] = device
+                spec = self.spec.mappings.get(name)
+                if spec is not None and spec.live_migration:
+                    device["live-migration"] = 1
+                    continue
+                if not running:
+                    continue
+            loc.append(key)
+        for key, value in s.serial:
             if value != "socket":
-                res.append(key)
-        return res
-
-    def mapped_resources(self, g: GuestRt) -> list[str]:
-        res = [k for k, v in g.spec.hostpci if "mapping=" in v]
-        res += [k for k, v in g.spec.usb if "mapping=" in v]
-        return res
+                loc.append(key)
+        for key, _value in s.parallel:
+            loc.append(key)
+        for key, value in s.virtiofs:
+            opts = _options(value)
+            dirid = opts.get("dirid") or value
+            add_missing("dir", key, dirid)
+            mapped[key] = {"name": dirid}
+            loc.append(key)
+        return loc, mapped, missing
 
     def local_disks(self, g: GuestRt) -> list[DiskRt]:
-        return [d for d in g.disks if not self.spec.storages[d.storage].shared]
+        """Volumes on storages that are not shared (CD-ROM drives without media excluded)."""
+        return [d for d in g.disks if d.storage and not self.spec.storages[d.storage].shared]
 
     def unavailable_storages(self, g: GuestRt, target: str, mapping: IdMap) -> list[str]:
         missing: list[str] = []
         for d in g.disks:
+            if not d.storage:
+                continue
             # Shared volumes stay where they are; only local ones follow the storage map.
             sid = d.storage if self.spec.storages[d.storage].shared else mapping.map(d.storage)
             if not self.storage_available_on(sid, target) and sid not in missing:
@@ -499,13 +702,26 @@ class Cluster:
         """The log lines of QEMU failing to start `g` on `node` (no error: [])."""
         missing = self.bridges_missing(g, node)
         if missing:
+            # QEMU names the NIC whose tap the bridge script could not plug (qemu-server
+            # QemuServer.pm `print_netdev_full`, l.1450-1467: id=netN, ifname=tap<vmid>iN,
+            # script=/usr/libexec/qemu-server/pve-bridge).
+            key = next(k for k, raw in g.nets if f"bridge={missing[0]}" in raw.split(","))
+            index = key.removeprefix("net")
             return [
                 f"bridge '{missing[0]}' does not exist",
-                f"kvm: -netdev type=tap,id=net0,ifname=tap{g.vmid}i0: network script "
-                "/var/lib/qemu-server/pve-bridge failed with status 512",
+                f"kvm: -netdev type=tap,id={key},ifname=tap{g.vmid}i{index}: network script "
+                "/usr/libexec/qemu-server/pve-bridge failed with status 512",
             ]
-        free = self.nodes[node].spec.memory_bytes - self.node_used_memory(node)
-        if g.memory_bytes > free:
+        # PVE checks no host memory before a start or a migration: qemu-server
+        # `src/PVE/QemuServer.pm` `vm_start_nolock` runs `kvm ... -m <memory>` (the size from
+        # `src/PVE/QemuServer/Memory.pm` `config`, a plain `memory-backend-ram`) and only a
+        # failing QEMU ends the start ("start failed: QEMU exited with code 1"); the migration
+        # precondition and `QemuMigrate.pm` `prepare` look at no memory either. QEMU maps guest
+        # RAM lazily, so with Linux's default overcommit heuristic (vm.overcommit_memory=0,
+        # mm/util.c `__vm_enough_memory`, OVERCOMMIT_GUESS) only a mapping larger than the
+        # host's whole RAM plus swap fails; anything smaller starts and overcommits the host
+        # (the OOM killer's business later, not the migration's). Emulated nodes have no swap.
+        if g.memory_bytes > self.nodes[node].spec.memory_bytes:
             return ["kvm: cannot set up guest memory 'pc.ram': Cannot allocate memory"]
         return []
 
@@ -516,7 +732,7 @@ class Cluster:
         pid = n.next_pid
         start = int(self.now)
         upid = f"UPID:{node}:{pid:08X}:{n.pstart:08X}:{start:08X}:{ttype}:{tid}:{user}:"
-        task = TaskRt(upid, node, pid, n.pstart, start, ttype, tid, user, vmid)
+        task = TaskRt(upid, node, pid, n.pstart, start, ttype, tid, user, vmid, tz=self.tz)
         self.tasks[upid] = task
         self.task_order.append(task)
         return task
@@ -546,6 +762,14 @@ class Cluster:
             raise PveError(500, f"unable to open file - No such file or directory: {upid}")
         return t
 
+    def shutdown_needed_s(self, g: GuestRt) -> float:
+        """How long the guest OS takes to shut down (the timing model's container shutdown
+        time, or what a fault set; math.inf: it ignores the shutdown request)."""
+        fixed = self.faults.shutdown_s.get(g.vmid)
+        if fixed is not None:
+            return fixed
+        return self.rng.uniform(self.params.lxc_shutdown_min_s, self.params.lxc_shutdown_max_s)
+
     def stop_task(self, task: TaskRt) -> None:
         if task.status != "running":
             return
@@ -556,8 +780,16 @@ class Cluster:
 
     # -- checks PVE makes before it starts a task --------------------------------------------
     def check_lock(self, g: GuestRt) -> None:
+        """pve-guest-common AbstractConfig.pm check_lock: "VM is locked (backup)"."""
         if g.lock:
             raise PveError(500, f"{g.kind_word} is locked ({g.lock})")
+
+    def set_lock(self, vmid_or_guest: int | GuestRt, lock: str | None) -> None:
+        g = self.guests.get(vmid_or_guest) if isinstance(vmid_or_guest, int) else vmid_or_guest
+        if g is None:
+            raise PveError(500, f"unknown guest {vmid_or_guest}")
+        g.lock = lock
+        g.config_version += 1
 
     def check_quorum(self) -> None:
         """What PVE's API answers when a change needs quorum (pmxcfs is read-only)."""
@@ -587,13 +819,6 @@ class Cluster:
         self.events.append(
             {"event": "node-online" if online else "node-offline", "node": name, "t": self.now}
         )
-
-    def set_lock(self, vmid: int, lock: str | None) -> None:
-        g = self.guests.get(vmid)
-        if g is None:
-            raise PveError(500, f"unknown guest {vmid}")
-        g.lock = lock
-        g.config_version += 1
 
     def fail_next_migration(self, vmid: int, at_percent: float, message: str) -> None:
         """The guest's next migration fails with `message` once `at_percent` is sent."""

@@ -32,9 +32,11 @@ import os
 import random
 import re
 import uuid
+import zoneinfo
 from typing import Any
 
 from pvetool.emulator.clusterfile_checker import (
+    CONFIG_ID_RE,
     STORAGE_ID_RE,
     ClusterChecker,
     Draft,
@@ -46,20 +48,25 @@ from pvetool.emulator.clusterfile_rules import check_ha_rules
 from pvetool.emulator.specs import (
     ALWAYS_SHARED,
     ARCHES,
+    BUILTIN_ROLES,
     CONTENT_TYPES,
     DIRTY_PROFILES,
+    MAPPING_TYPES,
     MIGRATION_TYPES,
     NEVER_SHARED,
     PRIVILEGES,
     SHUTDOWN_POLICIES,
     STORAGE_TYPES,
+    AclSpec,
     ClusterFileError,
     ClusterSpec,
     DatacenterSpec,
     DiskSpec,
     GuestSpec,
     HaRuleSpec,
+    MappingSpec,
     NodeSpec,
+    PoolSpec,
     StorageSpec,
     TokenSpec,
     UserSpec,
@@ -67,6 +74,7 @@ from pvetool.emulator.specs import (
 from pvetool.units import GiB, format_size
 from pvetool.yamlcheck import (
     BROKEN,
+    Invalid,
     Loc,
     Problems,
     describe,
@@ -103,7 +111,7 @@ __all__ = [
 BUILTIN_CLUSTERS = ("lab",)
 _TOP_KEYS = tuple(
     """
-    name seed datacenter nodes storages guests ha_rules tokens users timing
+    name seed datacenter nodes storages mappings pools guests ha_rules tokens users acls timing
     """.split()
 )
 _NODE_KEYS = tuple(
@@ -111,7 +119,7 @@ _NODE_KEYS = tuple(
     cpus memory link version cpu_model online arch bridges maintenance
     """.split()
 )
-_STORAGE_KEYS = ("type", "shared", "size", "nodes", "content")
+_STORAGE_KEYS = ("type", "shared", "size", "nodes", "content", "disable")
 _NODE_NAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _CLUSTER_NAME_RE = re.compile(r"[A-Za-z0-9\-]{1,15}")
 _BRIDGE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,14}")
@@ -127,7 +135,7 @@ def _check_datacenter(ck: ClusterChecker, loc: Loc | None) -> DatacenterSpec:
     if loc is None:
         return DatacenterSpec()
     path = "datacenter"
-    values = ck.fields(loc, path, ("migration", "bwlimit", "max_workers", "ha"))
+    values = ck.fields(loc, path, ("migration", "bwlimit", "max_workers", "ha", "timezone"))
     if values is None:
         return DatacenterSpec()
     migration_type, network = "secure", None
@@ -138,11 +146,12 @@ def _check_datacenter(ck: ClusterChecker, loc: Loc | None) -> DatacenterSpec:
                 mig, "type", f"{path}.migration", to_enum(MIGRATION_TYPES), "secure"
             )
             network = ck.opt(mig, "network", f"{path}.migration", to_cidr)
-    bwlimit = 0
+    bwlimit = bw_default = 0
     if "bwlimit" in values:
-        bw = ck.fields(values["bwlimit"], f"{path}.bwlimit", ("migration",))
+        bw = ck.fields(values["bwlimit"], f"{path}.bwlimit", ("migration", "default"))
         if bw is not None:
             bwlimit = ck.get(bw, "migration", f"{path}.bwlimit", to_int(0), 0)
+            bw_default = ck.get(bw, "default", f"{path}.bwlimit", to_int(0), 0)
     policy = "conditional"
     if "ha" in values:
         ha = ck.fields(values["ha"], f"{path}.ha", ("shutdown_policy",))
@@ -154,9 +163,20 @@ def _check_datacenter(ck: ClusterChecker, loc: Loc | None) -> DatacenterSpec:
         migration_type=migration_type,
         migration_network=network,
         bwlimit_migration_KiBps=bwlimit,
-        max_workers=ck.get(values, "max_workers", path, to_int(1, 1024), 4),
+        bwlimit_default_KiBps=bw_default,
+        max_workers=ck.opt(values, "max_workers", path, to_int(1, 1024)),
         ha_shutdown_policy=policy,
+        timezone=ck.get(values, "timezone", path, _to_timezone, "UTC"),
     )
+
+
+def _to_timezone(loc: Loc) -> str:
+    name = to_nonempty_str(loc)
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise Invalid(f"unknown time zone {name!r} (expected e.g. Europe/Vienna or UTC)") from None
+    return name
 
 
 def _check_nodes(ck: ClusterChecker, loc: Loc | None, top_line: int, draft: Draft) -> None:
@@ -267,6 +287,7 @@ def _check_storages(ck: ClusterChecker, loc: Loc | None, draft: Draft) -> None:
             size_bytes=ck.get(values, "size", path, to_size, 0),
             nodes=nodes,
             content=content,
+            disable=ck.get(values, "disable", path, to_bool, False),
         )
 
 
@@ -337,7 +358,9 @@ def _check_auth(
     token_items = ck.sequence(tokens_loc, "tokens") if tokens_loc is not None else None
     for i, t_loc in enumerate(token_items or ()):
         path = f"tokens[{i}]"
-        values = ck.fields(t_loc, path, ("id", "secret", "privileges"), required=("id", "secret"))
+        values = ck.fields(
+            t_loc, path, ("id", "secret", "privileges", "privsep"), required=("id", "secret")
+        )
         if values is None:
             continue
         tid = ck.opt(
@@ -354,12 +377,137 @@ def _check_auth(
             if owner not in user_privs:
                 ck.at(values, "id", path, f"its user {owner} is not in 'users'")
             owner_privs = user_privs.get(owner, ())
-        # Without `privileges` a token has its user's (PVE: privsep=0).
+        # Without `privileges` a token has its user's (PVE: privsep=0); with them it is
+        # privilege-separated: its ACL on / holds them (intersected with its user's).
         privs = _check_privileges(ck, values, path, owner_privs)
+        privsep = ck.get(values, "privsep", path, to_bool, "privileges" in values)
+        if "privileges" in values and not privsep:
+            ck.at(values, "privsep", path, "a token with its own 'privileges' is privsep")
         tokens.append(
-            TokenSpec(tid or "", ck.get(values, "secret", path, to_nonempty_str, ""), privs)
+            TokenSpec(
+                tid or "",
+                ck.get(values, "secret", path, to_nonempty_str, ""),
+                privs,
+                privsep=privsep,
+            )
         )
     return tuple(tokens), tuple(users)
+
+
+_ACL_PATH_RE = re.compile(r"/|(/[A-Za-z0-9\-_.:]+)+")
+
+
+def _check_acls(
+    ck: ClusterChecker,
+    loc: Loc | None,
+    tokens: tuple[TokenSpec, ...],
+    users: tuple[UserSpec, ...],
+) -> tuple[AclSpec, ...]:
+    """`acls:` (user.cfg `acl:` lines): roles or privileges of a user or token on a path."""
+    if loc is None:
+        return ()
+    items = ck.sequence(loc, "acls", "a list of ACL entries")
+    if items is None:
+        return ()
+    known_users = [u.id for u in users] + ["root@pam"]
+    known_tokens = [t.id for t in tokens]
+    out: list[AclSpec] = []
+    for i, a_loc in enumerate(items):
+        path = f"acls[{i}]"
+        values = ck.fields(
+            a_loc,
+            path,
+            ("path", "user", "token", "roles", "privileges", "propagate"),
+            required=("path",),
+        )
+        if values is None:
+            continue
+        acl_path = ck.get(
+            values, "path", path, to_pattern(_ACL_PATH_RE, "an ACL path like /vms/101"), "/"
+        )
+        if ("user" in values) == ("token" in values):
+            ck.add(a_loc, path, "give exactly one of 'user' and 'token'")
+            continue
+        if "user" in values:
+            subject = ck.get(values, "user", path, to_str, "")
+            ck.reference(values["user"], f"{path}.user", subject, known_users, "user")
+        else:
+            subject = ck.get(values, "token", path, to_str, "")
+            ck.reference(values["token"], f"{path}.token", subject, known_tokens, "token")
+        roles: list[str] = []
+        for item, role in ck.str_list(values, "roles", path) or ():
+            if role not in BUILTIN_ROLES:
+                ck.add(item, f"{path}.roles", f"unknown role '{role}'{hint(role, BUILTIN_ROLES)}")
+            else:
+                roles.append(role)
+        privileges = None
+        if "privileges" in values:
+            privileges = _check_privileges(ck, values, path, ())
+            if privileges is None:
+                roles.append("Administrator")
+        if "roles" not in values and "privileges" not in values:
+            ck.add(a_loc, path, "give 'roles' (e.g. [PVEVMAdmin]) or 'privileges'")
+        out.append(
+            AclSpec(
+                path=acl_path,
+                subject=subject,
+                roles=tuple(roles),
+                privileges=privileges,
+                propagate=ck.get(values, "propagate", path, to_bool, True),
+            )
+        )
+    return tuple(out)
+
+
+_POOL_RE = re.compile(r"[A-Za-z0-9.\-_]+(/[A-Za-z0-9.\-_]+){0,2}")
+
+
+def _check_pools(ck: ClusterChecker, loc: Loc | None) -> dict[str, PoolSpec]:
+    """`pools:` resource pools beyond those the guests name (empty ones, comments)."""
+    if loc is None:
+        return {}
+    pools = ck.mapping(loc, "pools", "a mapping of pool name to {comment: ...}")
+    if pools is None:
+        return {}
+    out: dict[str, PoolSpec] = {}
+    for name, p_loc in pools.items():
+        path = f"pools.{name}"
+        if not _POOL_RE.fullmatch(name):
+            ck.add(ck.key_line(loc, name), path, f"'{name}' is not a valid pool name")
+            continue
+        comment = ""
+        if p_loc.value is not None:
+            values = ck.fields(p_loc, path, ("comment",))
+            if values is not None:
+                comment = ck.get(values, "comment", path, to_str, "")
+        out[name] = PoolSpec(name, comment)
+    return out
+
+
+def _check_mappings(ck: ClusterChecker, loc: Loc | None, draft: Draft) -> None:
+    """`mappings:` resource mappings (PCI, USB, directories) and the nodes that have them."""
+    if loc is None:
+        return
+    mappings = ck.mapping(loc, "mappings", "a mapping of mapping id to mapping")
+    if mappings is None:
+        return
+    for name, m_loc in mappings.items():
+        path = f"mappings.{name}"
+        if not CONFIG_ID_RE.fullmatch(name):
+            ck.add(ck.key_line(loc, name), path, f"'{name}' is not a valid mapping id")
+            continue
+        values = ck.fields(m_loc, path, ("type", "nodes", "live_migration"), required=("type",))
+        if values is None:
+            continue
+        mtype = ck.get(values, "type", path, to_enum(MAPPING_TYPES), "pci")
+        nodes: list[str] = []
+        for i, (item, node) in enumerate(ck.str_list(values, "nodes", path) or ()):
+            if ck.reference(item, f"{path}.nodes[{i}]", node, draft.known_nodes, "node"):
+                nodes.append(node)
+        live = ck.get(values, "live_migration", path, to_bool, False)
+        if live and mtype != "pci":
+            ck.at(values, "live_migration", path, "only PCI mappings can be live-migration-capable")
+        draft.mappings[name] = MappingSpec(name, mtype, tuple(nodes), live)
 
 
 def _check_timing(ck: ClusterChecker, loc: Loc | None) -> dict[str, float]:
@@ -419,9 +567,12 @@ def _check_cluster(root: Loc, problems: Problems) -> ClusterSpec:
     draft = Draft()
     _check_nodes(ck, top.get("nodes"), root.line, draft)
     _check_storages(ck, top.get("storages"), draft)
+    _check_mappings(ck, top.get("mappings"), draft)
+    pools = _check_pools(ck, top.get("pools"))
     check_guests(ck, top.get("guests"), draft)
     rules = check_ha_rules(ck, top.get("ha_rules"), draft)
     tokens, users = _check_auth(ck, top.get("tokens"), top.get("users"), seed)
+    acls = _check_acls(ck, top.get("acls"), tokens, users)
     timing_overrides = _check_timing(ck, top.get("timing"))
     if problems:
         raise ClusterFileError(problems.sorted())
@@ -436,6 +587,9 @@ def _check_cluster(root: Loc, problems: Problems) -> ClusterSpec:
         tokens=tokens,
         users=users,
         timing_overrides=timing_overrides,
+        acls=acls,
+        pools=pools,
+        mappings=draft.mappings,
     )
 
 

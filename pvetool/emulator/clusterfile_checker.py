@@ -15,7 +15,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from pvetool.emulator.specs import GuestSpec, NodeSpec, StorageSpec
+from pvetool.emulator.specs import GuestSpec, MappingSpec, NodeSpec, StorageSpec
 from pvetool.units import parse_link, parse_size
 from pvetool.yamlcheck import (
     BROKEN,
@@ -123,6 +123,7 @@ class Draft:
     storages: dict[str, StorageSpec] = field(default_factory=dict)
     guests: dict[int, GuestSpec] = field(default_factory=dict)
     guest_locs: dict[int, Loc] = field(default_factory=dict)
+    mappings: dict[str, MappingSpec] = field(default_factory=dict)
     nodes_broken: bool = False  # the whole section is unreadable: do not flag references to it
     storages_broken: bool = False
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pvetool.emulator.clusterfile_checker import (
     CONFIG_ID_RE,
@@ -50,11 +51,12 @@ from pvetool.yamlcheck import (
     to_enum,
     to_int,
     to_nonempty_str,
+    to_number,
     to_pattern,
     to_str,
 )
 
-__all__ = ["check_guests", "parse_disk"]
+__all__ = ["check_guests", "parse_disk", "parse_drive"]
 
 _QEMU_NET_OPTIONS = QEMU_NIC_MODELS | set(
     "bridge firewall link_down macaddr model mtu queues rate tag trunks".split()
@@ -68,14 +70,23 @@ _QEMU_DISK_SLOTS = {"scsi": 30, "virtio": 15, "sata": 5, "ide": 3}
 _QEMU_SINGLE_DISKS = ("efidisk0", "tpmstate0")
 _LXC_MP_MAX = 255
 _NET_MAX = 31
-_GUEST_INDEXED = {"net": _NET_MAX, "hostpci": 15, "usb": 14, "serial": 3}
-_QEMU_ONLY = ("agent", "cpu", "hostpci", "usb", "serial")
+_GUEST_INDEXED = {
+    "net": _NET_MAX,
+    "hostpci": 15,
+    "usb": 14,
+    "serial": 3,
+    "parallel": 2,
+    "virtiofs": 9,
+}
+_QEMU_ONLY = "agent cpu hostpci usb serial parallel virtiofs migrate_speed migrate_downtime".split()
 _GUEST_KEYS = tuple(
     """
     type name node status cores memory used dirty wss disks agent tags pool ha lock template
-    cpu replicate onboot description
+    cpu replicate onboot description migrate_speed migrate_downtime
     """.split()
 )
+_UNUSED_MAX = 255
+ISO_DEFAULT_BYTES = 650 * MiB
 _TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-+.]*")
 _POOL_RE = re.compile(r"[A-Za-z0-9.\-_]+")
 _PCI_ID_RE = re.compile(
@@ -88,8 +99,13 @@ _CPU_RE = re.compile(r"(?:cputype=)?[A-Za-z0-9_.\-]+(?:,[A-Za-z0-9_\-]+=[^,]*)*"
 _MAC_RE = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
 
 
+def _unused_key(key: str) -> bool:
+    match = re.fullmatch(r"unused(0|[1-9]\d*)", key)
+    return bool(match and int(match.group(1)) <= _UNUSED_MAX)
+
+
 def _qemu_disk_key(key: str) -> bool:
-    if key in _QEMU_SINGLE_DISKS:
+    if key in _QEMU_SINGLE_DISKS or _unused_key(key):
         return True
     match = re.fullmatch(r"([a-z]+)(0|[1-9]\d*)", key)
     return bool(
@@ -101,18 +117,46 @@ def _qemu_disk_key(key: str) -> bool:
 
 def _lxc_disk_key(key: str) -> bool:
     match = re.fullmatch(r"mp(0|[1-9]\d*)", key)
-    return key == "rootfs" or bool(match and int(match.group(1)) <= _LXC_MP_MAX)
+    return key == "rootfs" or _unused_key(key) or bool(match and int(match.group(1)) <= _LXC_MP_MAX)
 
 
 def parse_disk(text: str) -> tuple[str, int]:
     """(storage, size) of ``ceph:32G``, ``local-lvm:100G,ssd=1``, ``ceph:vm-1-disk-0,size=32G``."""
+    spec = parse_drive("scsi0", text)
+    return spec.storage, spec.size_bytes
+
+
+def parse_drive(key: str, text: str) -> DiskSpec:
+    """A disk (``ceph:32G``, ``local-lvm:100G,ssd=1``, ``ceph:vm-1-disk-0,size=32G``) or a
+    CD-ROM drive (``local:iso/debian-13.iso,media=cdrom``, ``none,media=cdrom``) of `key`."""
     head, _, rest = text.partition(",")
     storage, colon, volume = head.partition(":")
     options = dict((k, v) for k, v in split_options(rest) if v is not None) if rest else {}
+    if options.get("media") == "cdrom":
+        if head.strip() in ("none", "cdrom") and not colon:
+            return DiskSpec(key=key, storage="", size_bytes=0, cdrom=True, iso=None)
+        if (
+            not colon
+            or not STORAGE_ID_RE.fullmatch(storage.strip())
+            or not re.fullmatch(r"iso/[^/,]+\.(?:iso|img)", volume.strip())
+        ):
+            raise Invalid(
+                f"expected a CD-ROM like 'local:iso/debian-13.iso,media=cdrom' or "
+                f"'none,media=cdrom', got {text!r}"
+            )
+        # PVE records an attached ISO's size in the drive (`ide2: local:iso/x.iso,media=cdrom,
+        # size=650M`); the precondition's local_disks then carry it (the schema requires it).
+        size = ISO_DEFAULT_BYTES
+        if "size" in options:
+            try:
+                size = parse_size(options["size"].strip())
+            except ValueError:
+                raise Invalid(f"expected a size like 600M, got {options['size']!r}") from None
+        return DiskSpec(
+            key=key, storage=storage.strip(), size_bytes=size, cdrom=True, iso=volume.strip()
+        )
     if not colon or not STORAGE_ID_RE.fullmatch(storage.strip()):
         raise Invalid(f"expected STORAGE:SIZE like 'ceph:32G', got {text!r}")
-    if options.get("media") == "cdrom":
-        raise Invalid("CD-ROM drives are not modelled; list only disks")
     size_text = options.get("size", volume)
     try:
         size = parse_size(size_text.strip())
@@ -120,7 +164,7 @@ def parse_disk(text: str) -> tuple[str, int]:
         raise Invalid(f"expected STORAGE:SIZE like 'ceph:32G', got {text!r}") from None
     if size <= 0:
         raise Invalid(f"a disk needs a positive size, got {text!r}")
-    return storage.strip(), size
+    return DiskSpec(key=key, storage=storage.strip(), size_bytes=size, unused=_unused_key(key))
 
 
 def check_guests(ck: ClusterChecker, loc: Loc | None, draft: Draft) -> None:
@@ -173,10 +217,12 @@ def _check_guest(
     disks = _check_disks(ck, values, loc, path, gtype, node, draft)
     nets = _check_nets(ck, values, path, gtype, all_bridges)
 
-    ha, ha_state, max_relocate = _check_ha(ck, values, path, running, template)
+    ha = _check_ha(ck, values, path, running, template)
     hostpci = _check_passthrough(ck, values, path, "hostpci", _check_hostpci)
     usb = _check_passthrough(ck, values, path, "usb", _check_usb)
     serial = _check_passthrough(ck, values, path, "serial", _check_serial)
+    parallel = _check_passthrough(ck, values, path, "parallel", _check_parallel)
+    virtiofs = _check_passthrough(ck, values, path, "virtiofs", _check_virtiofs)
 
     lock = None
     if gtype is not None:
@@ -200,12 +246,18 @@ def _check_guest(
         agent=ck.get(values, "agent", path, to_bool, False),
         tags=tuple(t for _, t in tags or ()),
         pool=ck.opt(values, "pool", path, _to_pool),
-        ha=ha,
-        ha_state=ha_state,
-        ha_max_relocate=max_relocate,
+        ha=ha.enabled,
+        ha_state=ha.state,
+        ha_max_relocate=ha.max_relocate,
+        ha_failback=ha.failback,
+        ha_max_restart=ha.max_restart,
         hostpci=hostpci,
         usb=usb,
         serial=serial,
+        parallel=parallel,
+        virtiofs=virtiofs,
+        migrate_speed_MiBps=float(ck.get(values, "migrate_speed", path, to_int(0, 1 << 40), 0)),
+        migrate_downtime_s=ck.opt(values, "migrate_downtime", path, _to_downtime),
         lock=lock,
         template=template,
         cpu=ck.opt(values, "cpu", path, _to_cpu),
@@ -342,31 +394,38 @@ def _check_disks(
                 key_line,
                 key_path,
                 f"'{key}' is not a VM disk; VM disks are scsi0-30, "
-                "virtio0-15, sata0-5, ide0-3, efidisk0 and tpmstate0",
+                "virtio0-15, sata0-5, ide0-3, efidisk0, tpmstate0 and unused0-255",
             )
             continue
         if gtype == "lxc" and not _lxc_disk_key(key):
             ck.add(
                 key_line,
                 key_path,
-                f"'{key}' is not a container disk; container disks are rootfs and mp0-255",
+                f"'{key}' is not a container disk; container disks are rootfs, mp0-255 and "
+                "unused0-255",
             )
             continue
         text = ck.convert(d_loc, key_path, to_str)
         if text is None:
             continue
         try:
-            storage, size = parse_disk(text)
+            disk = parse_drive(key, text)
         except Invalid as exc:
             ck.add(d_loc, key_path, str(exc))
             continue
-        out.append(DiskSpec(key=key, storage=storage, size_bytes=size))
-        if not ck.reference(d_loc, key_path, storage, draft.known_storages, "storage"):
+        if disk.cdrom and (gtype == "lxc" or _unused_key(key) or key in _QEMU_SINGLE_DISKS):
+            ck.add(d_loc, key_path, f"'{key}' cannot be a CD-ROM drive")
             continue
+        out.append(disk)
+        if not disk.storage:
+            continue
+        if not ck.reference(d_loc, key_path, disk.storage, draft.known_storages, "storage"):
+            continue
+        storage = disk.storage
         st = draft.storages.get(storage)
         if st is None:
             continue
-        needed = "rootdir" if gtype == "lxc" else "images"
+        needed = "iso" if disk.cdrom else "rootdir" if gtype == "lxc" else "images"
         if gtype is not None and needed not in st.content:
             ck.add(
                 d_loc,
@@ -432,32 +491,51 @@ def _check_nets(
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class _Ha:
+    enabled: bool = False
+    state: str = ""
+    max_relocate: int = 1
+    max_restart: int = 1
+    failback: bool = True  # pve-ha-manager src/PVE/HA/Resources.pm: failback default 1
+
+
 def _check_ha(
     ck: ClusterChecker, values: dict[str, Loc], path: str, running: bool, template: bool
-) -> tuple[bool, str, int]:
+) -> _Ha:
     loc = values.get("ha")
     if loc is None or loc.value is BROKEN:
-        return False, "", 1
+        return _Ha()
     default_state = "started" if running else "stopped"
     if isinstance(loc.value, dict):
-        ha_values = ck.fields(loc, f"{path}.ha", ("state", "max_relocate"))
+        ha_values = ck.fields(
+            loc, f"{path}.ha", ("state", "max_relocate", "max_restart", "failback")
+        )
         if ha_values is None:
-            return False, "", 1
-        state = ck.get(ha_values, "state", f"{path}.ha", to_enum(HA_STATES), default_state)
-        relocate = ck.get(ha_values, "max_relocate", f"{path}.ha", to_int(0, 100), 1)
-        enabled = True
+            return _Ha()
+        ha = _Ha(
+            enabled=True,
+            state=ck.get(ha_values, "state", f"{path}.ha", to_enum(HA_STATES), default_state),
+            max_relocate=ck.get(ha_values, "max_relocate", f"{path}.ha", to_int(0, 10), 1),
+            max_restart=ck.get(ha_values, "max_restart", f"{path}.ha", to_int(0, 10), 1),
+            failback=ck.get(ha_values, "failback", f"{path}.ha", to_bool, True),
+        )
     else:
         flag = ck.convert(loc, f"{path}.ha", _to_bool_or_mapping)
         if not flag:
-            return False, "", 1
-        state, relocate, enabled = default_state, 1, True
-    if enabled and template:
+            return _Ha()
+        ha = _Ha(enabled=True, state=default_state)
+    if template:
         ck.add(loc, f"{path}.ha", "a template cannot be an HA resource")
-    if running and state in ("stopped", "disabled"):
-        ck.add(loc, f"{path}.ha", f"the guest is running but its HA state '{state}' would stop it")
-    elif not running and state in ("started", "enabled"):
-        ck.add(loc, f"{path}.ha", f"the guest is stopped but its HA state '{state}' would start it")
-    return enabled, state, relocate
+    if running and ha.state in ("stopped", "disabled"):
+        ck.add(
+            loc, f"{path}.ha", f"the guest is running but its HA state '{ha.state}' would stop it"
+        )
+    elif not running and ha.state in ("started", "enabled"):
+        ck.add(
+            loc, f"{path}.ha", f"the guest is stopped but its HA state '{ha.state}' would start it"
+        )
+    return ha
 
 
 def _to_bool_or_mapping(loc: Loc) -> bool:
@@ -518,6 +596,27 @@ def _check_usb(text: str) -> str | None:
             f"mapping=ID, got {text!r}"
         )
     return None
+
+
+def _check_parallel(text: str) -> str | None:
+    if re.fullmatch(r"/dev/parport\d+|/dev/usb/lp\d+", text):
+        return None
+    return f"expected a host device like '/dev/parport0', got {text!r}"
+
+
+def _check_virtiofs(text: str) -> str | None:
+    options = dict((k, v) for k, v in split_options(text) if v is not None)
+    dirid = options.get("dirid") or (text if "=" not in text else None)
+    if dirid and CONFIG_ID_RE.fullmatch(dirid):
+        return None
+    return f"expected a directory mapping like 'dirid=share', got {text!r}"
+
+
+def _to_downtime(loc: Loc) -> float:
+    value = to_number(loc)
+    if not 0 <= value <= 2000:
+        raise Invalid(f"expected seconds 0..2000 (qemu migrate_downtime), got {value}")
+    return value
 
 
 def _check_serial(text: str) -> str | None:

@@ -15,11 +15,11 @@ import re
 
 from pvetool.emulator.clusterfile_checker import CONFIG_ID_RE, ClusterChecker, Draft
 from pvetool.emulator.specs import AFFINITIES, HA_RULE_TYPES, HaRuleSpec
-from pvetool.yamlcheck import BROKEN, Loc, to_bool, to_enum, to_pattern
+from pvetool.yamlcheck import BROKEN, Loc, to_bool, to_enum, to_pattern, to_str
 
 __all__ = ["check_ha_rules"]
 
-_RULE_KEYS = ("rule", "type", "resources", "affinity", "nodes", "strict")
+_RULE_KEYS = ("rule", "type", "resources", "affinity", "nodes", "strict", "disable", "comment")
 _RESOURCE_RE = re.compile(r"(vm|ct):(\d+)")
 
 
@@ -94,6 +94,9 @@ def _check_ha_rule(
         affinity=affinity,
         nodes=tuple(nodes),
         strict=ck.get(values, "strict", path, to_bool, False),
+        # pve-ha-manager src/PVE/HA/Rules.pm: every rule type has `disable` and `comment`.
+        disable=ck.get(values, "disable", path, to_bool, False),
+        comment=ck.get(values, "comment", path, to_str, ""),
     )
 
 

@@ -50,6 +50,12 @@ class MigrationFaults:
 
     failing: dict[int, MigrationFault] = field(default_factory=dict)
     hanging: set[int] = field(default_factory=set)
+    # The next migration of these guests cannot clear its lock on the target
+    # (QemuMigrate.pm phase3_cleanup l.1902-1903, LXC/Migrate.pm final_cleanup l.554-555).
+    unlock_fails: dict[int, bool] = field(default_factory=dict)
+    # How long these guests take to shut down (math.inf: they ignore it), in place of the
+    # timing model's random time.
+    shutdown_s: dict[int, float] = field(default_factory=dict)
 
     def fail_next(self, vmid: int, at_percent: float, message: str) -> None:
         self.failing[vmid] = MigrationFault(at_percent / 100.0, message)

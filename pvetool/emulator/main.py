@@ -38,11 +38,20 @@ def serve(
     out: TextIO = sys.stdout,
     ready: threading.Event | None = None,
     stop: threading.Event | None = None,
+    auth_failure_delay_s: float = 0.0,
 ) -> int:
-    """Serve `cluster` (a file or `lab`) until a signal or `stop` comes; return the exit code."""
+    """Serve `cluster` (a file or `lab`) until a signal or `stop` comes; return the exit code.
+    Listener i stands for the pveproxy of the cluster's i-th node."""
     spec = load_cluster(cluster)
     extra = [parse_token(t) for t in tokens]
-    emu = Emulator(spec, speed=speed, host=host, tls_dir=tls_dir, extra_tokens=extra)
+    emu = Emulator(
+        spec,
+        speed=speed,
+        host=host,
+        tls_dir=tls_dir,
+        extra_tokens=extra,
+        auth_failure_delay_s=auth_failure_delay_s,
+    )
     stop = stop or threading.Event()
     try:
         emu.add_listener(port)
@@ -93,7 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--api-hosts",
         type=int,
         default=1,
-        help="number of API listeners (extra ones on free ports)",
+        help="number of API listeners (extra ones on free ports), one per node in file order",
+    )
+    p_serve.add_argument(
+        "--auth-failure-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="delay failed authentications as pveproxy does (PVE: 3; default 0)",
     )
     p_gen = sub.add_parser("generate", help="print a generated cluster file")
     p_gen.add_argument("--nodes", type=int, required=True)
@@ -111,8 +127,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
             return 0
+        if not 0 <= args.auth_failure_delay <= 60:
+            raise ValueError("--auth-failure-delay must be 0..60 seconds")
         return serve(
-            args.cluster, args.port, args.speed, args.token, args.host, args.tls_dir, args.api_hosts
+            args.cluster,
+            args.port,
+            args.speed,
+            args.token,
+            args.host,
+            args.tls_dir,
+            args.api_hosts,
+            auth_failure_delay_s=args.auth_failure_delay,
         )
     except (ClusterFileError, ValueError, OSError) as exc:
         sys.stderr.write(f"error: {exc}\n")

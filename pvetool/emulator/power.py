@@ -44,10 +44,13 @@ def start_shutdown(
     """
     if g.type == "lxc" and g.status != "running":
         raise PveError(500, f"CT {g.vmid} not running")
-    if g.spec.ha and not via_ha:
+    if c.ha_managed(g) and not via_ha:
         return _ha_power_request(c, g, "stopped", user, timeout_s)
     ttype = "qmshutdown" if g.type == "qemu" else "vzshutdown"
     task = c.new_task(g.node, ttype, str(g.vmid), user, g.vmid)
+    if via_ha:
+        task.raw("task started by HA resource agent")
+        task.stats.ha = True
     task.stats.power = "shutdown"
     gen = _shutdown_worker(c, task, g, timeout_s, force_stop, skiplock)
     task.job = Job(name=task.upid, gen=gen)
@@ -68,38 +71,36 @@ def start_guest(
     if g.type == "lxc" and g.status == "running":
         raise PveError(500, f"CT {g.vmid} already running")
     c.check_quorum()
-    if g.spec.ha and not via_ha:
+    if c.ha_managed(g) and not via_ha:
         return _ha_power_request(c, g, "started", user, None)
     ttype = "qmstart" if g.type == "qemu" else "vzstart"
     task = c.new_task(g.node, ttype, str(g.vmid), user, g.vmid)
+    if via_ha:
+        task.raw("task started by HA resource agent")
+        task.stats.ha = True
     task.stats.power = "start"
     task.job = Job(name=task.upid, gen=_start_worker(c, task, g, skiplock))
     c.engine.start_job(task.job)
     return task
 
 
-def _power_off(g: GuestRt) -> None:
-    g.status = "stopped"
+def _power_off(c: Cluster, g: GuestRt) -> None:
+    c.set_status(g, "stopped")
     g.cpu_load = 0.0
     g.agent_frozen = False
-    if g.spec.ha:
-        g.ha_state = "stopped"
 
 
 def _power_on(c: Cluster, g: GuestRt) -> None:
-    g.status = "running"
+    c.set_status(g, "running")
     g.started_at_s = c.now
     g.agent_ready_at_s = c.now + c.rng.uniform(*GUEST_BOOT_S)
     g.pid = c.rng.randint(1000, 4_000_000)
     g.cpu_load = 0.05 + c.rng.random() * 0.1
-    if g.spec.ha:
-        g.ha_state = "started"
 
 
 def _shutdown_worker(
     c: Cluster, task: TaskRt, g: GuestRt, timeout_s: int | None, force_stop: bool, skiplock: bool
 ) -> JobGen:
-    p = c.params
     try:
         if g.status != "running":
             # qemu-server `_do_vm_stop` returns quietly when the VM does not run.
@@ -109,11 +110,11 @@ def _shutdown_worker(
             c.end_task(task, f"{g.kind_word} is locked ({g.lock})")
             return
         # The guest OS takes as long as a container's shutdown (pvetool.timing).
-        needed_s = c.rng.uniform(p.lxc_shutdown_min_s, p.lxc_shutdown_max_s)
+        needed_s = c.shutdown_needed_s(g)
         limit_s = 60.0 if timeout_s is None else float(timeout_s)
         if needed_s <= limit_s:
             yield Wait(needed_s)
-            _power_off(g)
+            _power_off(c, g)
             c.end_task(task, None)
             return
         yield Wait(limit_s)
@@ -133,7 +134,7 @@ def _shutdown_worker(
             task.raw("shutdown failed - forcing stop now")
         task.warnings += 1
         yield Wait(1.0)
-        _power_off(g)
+        _power_off(c, g)
         c.end_task(task, None)
     except JobFailure as exc:
         c.end_task(task, str(exc))
@@ -178,11 +179,14 @@ def _ha_power_request(
     task.raw(f"Requesting HA {verb} for {g.kind_word} {g.vmid}")
     g.ha_request = state
     c.end_task(task, None)
-    delay = ha_delay_s(c.rng, c.params)
-    c.engine.call_later(
-        delay,
-        functools.partial(_ha_lrm_power, c, g, state, 60 if timeout_s is None else timeout_s),
-    )
+    if state == "stopped":
+        delay = ha_delay_s(c.rng, c.params)
+        c.engine.call_later(
+            delay,
+            functools.partial(_ha_lrm_power, c, g, state, 60 if timeout_s is None else timeout_s),
+        )
+    # A start is the CRM's and the LRM's business (ha.py: the LRM starts a `started` service
+    # that does not run).
     return task
 
 
@@ -196,16 +200,10 @@ def _ha_lrm_power(c: Cluster, g: GuestRt, state: str, timeout_s: int) -> None:
         )
         return
     running = g.status == "running"
+    if not (state == "stopped" and running):
+        return
     try:
-        if state == "stopped" and running:
-            task = start_shutdown(
-                c, g, "root@pam", timeout_s=timeout_s, force_stop=True, via_ha=True
-            )
-        elif state == "started" and not running:
-            task = start_guest(c, g, "root@pam", via_ha=True)
-        else:
-            g.ha_state = "started" if running else "stopped"
-            return
+        task = start_shutdown(c, g, "root@pam", timeout_s=timeout_s, force_stop=True, via_ha=True)
     except PveError:
         return
     task.stats.ha = True

@@ -3,10 +3,15 @@
 Handlers register with ``@endpoint(method, template)``: PVE's own paths under ``/api2/json``
 (``/nodes/{node}/qemu/{vmid}/migrate``, the modules of `endpoints` follow PVE's URL tree) and
 the emulator's control routes under ``/_emulator/`` (`endpoints/control.py`). `resolve` maps a
-request to its template and path parameters; `dispatch` serves an API call (parameters validated
-against the packaged official schema, permissions as the schema's `permissions` entries, the
-handler under the cluster lock); `dispatch_control` serves a control call (the caller must have
-every privilege; the body is a JSON object).
+request to its template and path parameters; `dispatch` serves an API call in pve-manager's order
+(`PVE/HTTPServer.pm` `rest_handler`, l.143-215): the handler is found (501 otherwise), the
+caller's permissions are checked against the schema's `permissions` entry with the raw parameters
+(`check_api2_permissions`, before any validation), a call proxied to an offline node fails there
+(595), and only then are the parameters validated against the packaged official schema and the
+handler run under the cluster lock. A handler may return `WithTotal(data, total)`: the answer
+then carries `total` (pve-manager `rest_handler` l.208-210, only when nonzero).
+`dispatch_control` serves a control call (the caller must have every privilege; the body is a
+JSON object).
 
 Imports: stdlib, werkzeug routing, and the emulator's own modules.
 """
@@ -23,7 +28,8 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
 from pvetool.emulator.clock import Clock
-from pvetool.emulator.cluster import Cluster, PveError
+from pvetool.emulator.cluster import OFFLINE_REASON, Cluster, PveError
+from pvetool.emulator.permissions import Caller
 from pvetool.emulator.schema import ApiSchema
 
 __all__ = [
@@ -35,6 +41,7 @@ __all__ = [
     "Handler",
     "Registry",
     "RequestStats",
+    "WithTotal",
     "check_permissions",
     "dispatch",
     "dispatch_control",
@@ -45,22 +52,11 @@ CONTROL_PREFIX = "/_emulator/"
 
 
 @dataclass
-class Caller:
-    """The authenticated caller: `root@pam` or `root@pam!pvetool`; privileges None = all."""
+class WithTotal:
+    """A handler's data plus PVE's `total` result attribute (task logs, task lists)."""
 
-    authid: str
-    privileges: frozenset[str] | None
-
-    @property
-    def user(self) -> str:
-        return self.authid.split("!", 1)[0]
-
-    def has(self, privs: list[str], any_of: bool = False) -> bool:
-        if self.privileges is None:
-            return True
-        if any_of:
-            return any(p in self.privileges for p in privs)
-        return all(p in self.privileges for p in privs)
+    data: Any
+    total: int
 
 
 @dataclass
@@ -111,6 +107,7 @@ class Ctx:
     method: str
     template: str
     target: ControlTarget | None = None  # control routes only
+    serving_node: str | None = None  # the node whose pveproxy serves the call
 
     @property
     def emulator(self) -> ControlTarget:
@@ -164,7 +161,8 @@ def _is_control(template: str) -> bool:
 def _not_implemented(method: str, path: str, control: bool) -> PveError:
     if control:
         return PveError(501, f"no control endpoint {method} {path}")
-    return PveError(501, f"Method '{method} /api2/json{path}' not implemented")
+    # pve-manager PVE/HTTPServer.pm rest_handler (l.148-151): the path without /api2/json.
+    return PveError(501, f"Method '{method} {path}' not implemented")
 
 
 REGISTRY = Registry()
@@ -174,18 +172,46 @@ endpoint = REGISTRY.endpoint
 def check_permissions(
     schema_def: Mapping[str, Any], caller: Caller, params: Mapping[str, Any]
 ) -> None:
-    """The schema's ``permissions: {check: [perm, path, [privs], any, 1]}`` against the caller."""
+    """pve-access-control `RPCEnvironment.pm` `check_api2_permissions` (l.549-566) and
+    `exec_api2_perm_check` (l.459-492): root@pam passes, `user => 'all'` passes, else the
+    `check` (`perm`, `and`, `or`) with the path's `{param}`s filled from the raw parameters."""
     perms = schema_def.get("permissions") or {}
-    check = perms.get("check")
-    if not check or check[0] != "perm":
+    if caller.authid == "root@pam":
         return
+    if perms.get("user") in ("all", "world"):
+        return
+    check = perms.get("check")
+    if not check:
+        raise PveError(403, "Permission check failed (user != root@pam)")
+    _exec_check(check, caller, params, noerr=False)
+
+
+def _exec_check(check: list[Any], caller: Caller, params: Mapping[str, Any], noerr: bool) -> bool:
+    test = check[0]
+    if test == "and":
+        return all(_exec_check(sub, caller, params, noerr) for sub in check[1:])
+    if test == "or":
+        if any(_exec_check(sub, caller, params, True) for sub in check[1:]):
+            return True
+        if noerr:
+            return False
+        raise PveError(403, "Permission check failed")
+    if test != "perm":
+        return True  # userid-group and friends: not on any endpoint the emulator serves
     path: str = check[1]
     privs: list[str] = list(check[2])
-    any_of = len(check) > 4 and check[3] == "any" and bool(check[4])
+    options = dict(zip(check[3::2], check[4::2], strict=False))
+    require = options.get("require_param")
+    if require and params.get(require) is None:
+        if noerr:
+            return False
+        raise PveError(403, "Permission check failed")
     for key, value in params.items():
         path = path.replace("{" + key + "}", str(value))
-    if not caller.has(privs, any_of):
-        raise PveError(403, f"Permission check failed ({path}, {'|'.join(privs)})")
+    if noerr:
+        return caller.has(path, privs, any_of=bool(options.get("any")))
+    caller.check(path, privs, any_of=bool(options.get("any")))
+    return True
 
 
 def dispatch(
@@ -195,18 +221,43 @@ def dispatch(
     method: str,
     path: str,
     raw_params: Mapping[str, Any],
-) -> Any:
-    """Serve an /api2/json call (`path` without that prefix): the data PVE would answer."""
+    serving_node: str | None = None,
+) -> WithTotal:
+    """Serve an /api2/json call (`path` without that prefix): the data PVE would answer, and
+    its `total` (0: none)."""
     template, path_params = REGISTRY.resolve(path, method, control=False)
     definition = schema.endpoint(method, template)
     merged: dict[str, Any] = dict(raw_params)
-    merged.update(path_params)
+    for key, value in path_params.items():
+        if key in merged and str(merged[key]) != value:
+            # pve-manager PVE/HTTPServer.pm rest_handler (l.160-168)
+            raise PveError(
+                400,
+                "Parameter verification failed.",
+                {key: "duplicate parameter (already defined in URI) with conflicting values!"},
+            )
+        merged[key] = value
+    check_permissions(definition, caller, merged)
+    proxyto = definition.get("proxyto")
+    if proxyto and proxyto in merged and str(merged[proxyto]) != serving_node:
+        # rest_handler l.176-190: proxied before the target node validates anything.
+        with cluster.lock:
+            node = cluster.nodes.get(str(merged[proxyto]))
+            if node is not None and not node.online:
+                raise PveError(595, OFFLINE_REASON)
     params = schema.validate_params(method, template, merged)
-    check_permissions(definition, caller, params)
     handler = REGISTRY.handlers[(method, template)]
     with cluster.lock:
         cluster.sync()
-        return handler(Ctx(cluster, caller, params, method, template))
+        result = handler(Ctx(cluster, caller, params, method, template, serving_node=serving_node))
+    if isinstance(result, WithTotal):
+        return result
+    return WithTotal(result, 0)
+
+
+def _reject_constant(name: str) -> Any:
+    """json.loads would accept NaN and Infinity; the control API does not."""
+    raise ValueError(f"{name} is not a number")
 
 
 def dispatch_control(
@@ -214,14 +265,14 @@ def dispatch_control(
 ) -> Any:
     """Serve a /_emulator/ call (`path` with that prefix; `body` JSON, for POST); the handler
     locks what it needs. A missing or malformed value in the body is a 400."""
-    if caller.privileges is not None:
+    if not caller.is_superuser:
         raise PveError(403, "Permission check failed (/_emulator, all privileges)")
     values: dict[str, Any] = {}
     if method == "POST" and body:
         try:
-            loaded = json.loads(body)
-        except ValueError:
-            raise PveError(400, "control body must be JSON") from None
+            loaded = json.loads(body, parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise PveError(400, f"control body must be JSON: {exc}") from None
         if not isinstance(loaded, dict):
             raise PveError(400, "control body must be a JSON object")
         values = loaded

@@ -278,6 +278,10 @@ _FORMATS: dict[str, _Validator] = {
     "pve-ha-resource-or-vm-id": _regex_format(
         r"^([a-z]+:\S+|\d+)$", "value does not look like a valid ha resource id\n"
     ),
+    "pve-ha-node": _regex_format(
+        r"^([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?)(:\d+)?$",
+        "value does not look like a valid ha node\n",
+    ),
     # pve-access-control src/PVE/AccessControl.pm and src/PVE/Auth/Plugin.pm
     "pve-poolid": _verify_pool_id,
     "pve-priv": _verify_priv,
@@ -578,6 +582,18 @@ class IdMap:
         if source in self.entries:
             return self.entries[source]
         return self.default or source
+
+    @property
+    def given(self) -> bool:
+        """A map was passed at all (an empty IdMap stands for "no targetstorage")."""
+        return self.identity or self.default is not None or bool(self.entries)
+
+    def targets(self) -> list[str]:
+        """The target storages it names (entries, then the default), as PVE checks them."""
+        out = list(dict.fromkeys(self.entries.values()))
+        if self.default is not None and self.default not in out:
+            out.append(self.default)
+        return out
 
 
 def parse_idmap(text: str, id_check: _Validator | None = None) -> IdMap:

@@ -15,7 +15,9 @@ from pvetool.units import GiB, MiB
 
 __all__ = [
     "AFFINITIES",
+    "MAPPING_TYPES",
     "ALWAYS_SHARED",
+    "BUILTIN_ROLES",
     "ARCHES",
     "CONTENT_TYPES",
     "DEFAULT_DIRTY",
@@ -35,13 +37,16 @@ __all__ = [
     "STORAGE_TYPES",
     "VMID_MAX",
     "VMID_MIN",
+    "AclSpec",
     "ClusterFileError",
     "ClusterSpec",
     "DatacenterSpec",
     "DiskSpec",
     "GuestSpec",
     "HaRuleSpec",
+    "MappingSpec",
     "NodeSpec",
+    "PoolSpec",
     "StorageSpec",
     "TokenSpec",
     "UserSpec",
@@ -95,7 +100,74 @@ SHUTDOWN_POLICIES = ("freeze", "failover", "conditional", "migrate")
 ARCHES = ("x86_64", "aarch64")
 HA_RULE_TYPES = ("node-affinity", "resource-affinity")
 AFFINITIES = ("positive", "negative")
+MAPPING_TYPES = ("pci", "usb", "dir")  # /cluster/mapping/{pci,usb,dir}
 VMID_MIN, VMID_MAX = 100, 999_999_999
+
+
+# pve-access-control AccessControl.pm $privgroups (l.1057-1164): category -> (root, admin,
+# user, audit) privileges.
+_PRIVGROUPS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "VM": (
+        (),
+        tuple(
+            (
+                "VM.Config.Disk VM.Config.CPU VM.Config.Memory VM.Config.Network VM.Config.HWType "
+                "VM.Config.Options VM.Allocate VM.Clone VM.GuestAgent.Unrestricted VM.Migrate "
+                "VM.Replicate VM.Snapshot VM.Snapshot.Rollback"
+            ).split()
+        ),
+        tuple(
+            (
+                "VM.Config.CDROM VM.Config.Cloudinit VM.Console VM.Backup "
+                "VM.GuestAgent.FileRead VM.GuestAgent.FileSystemMgmt VM.GuestAgent.FileWrite "
+                "VM.PowerMgmt"
+            ).split()
+        ),
+        ("VM.Audit", "VM.GuestAgent.Audit"),
+    ),
+    "Sys": (
+        ("Sys.PowerMgmt", "Sys.Modify", "Sys.Incoming", "Sys.AccessNetwork"),
+        ("Sys.Console", "Sys.Syslog"),
+        (),
+        ("Sys.Audit",),
+    ),
+    "Datastore": (
+        (),
+        ("Datastore.Allocate", "Datastore.AllocateTemplate"),
+        ("Datastore.AllocateSpace",),
+        ("Datastore.Audit",),
+    ),
+    "SDN": ((), ("SDN.Allocate", "SDN.Audit"), ("SDN.Use",), ("SDN.Audit",)),
+    "User": (
+        ("Realm.Allocate",),
+        ("User.Modify", "Group.Allocate", "Realm.AllocateUser"),
+        (),
+        (),
+    ),
+    "Pool": ((), ("Pool.Allocate",), ("Pool.Audit",), ("Pool.Audit",)),
+    "Mapping": ((), ("Mapping.Modify",), ("Mapping.Use",), ("Mapping.Audit",)),
+}
+
+
+def _builtin_roles() -> dict[str, frozenset[str]]:
+    """AccessControl.pm create_roles (l.1175-1204)."""
+    roles: dict[str, set[str]] = {"NoAccess": set(), "Administrator": set(PRIVILEGES)}
+    for cat, (root, admin, user, audit) in _PRIVGROUPS.items():
+        for priv in (*admin, *user, *audit):
+            roles.setdefault(f"PVE{cat}Admin", set()).add(priv)
+            roles.setdefault("PVEAdmin", set()).add(priv)
+        if user:
+            for priv in (*user, *audit):
+                roles.setdefault(f"PVE{cat}User", set()).add(priv)
+        for priv in audit:
+            roles.setdefault("PVEAuditor", set()).add(priv)
+        del root  # root-only privileges are in no role but Administrator
+    roles["PVEAdmin"].discard("Mapping.Modify")
+    roles["PVETemplateUser"] = {"VM.Clone", "VM.Audit"}
+    return {name: frozenset(privs) for name, privs in roles.items()}
+
+
+BUILTIN_ROLES: dict[str, frozenset[str]] = _builtin_roles()
 
 
 class ClusterFileError(Exception):
@@ -110,9 +182,12 @@ class ClusterFileError(Exception):
 
 @dataclass(frozen=True)
 class DiskSpec:
-    key: str  # scsi0, virtio1, efidisk0, rootfs, mp0, ...
-    storage: str
-    size_bytes: int
+    key: str  # scsi0, virtio1, efidisk0, rootfs, mp0, unused0, ide2 (CD-ROM) ...
+    storage: str  # "" for a CD-ROM drive without media ("none")
+    size_bytes: int  # 0 when unknown (an ISO image without size=)
+    cdrom: bool = False  # media=cdrom: an ISO image (volume `iso`) or none
+    iso: str | None = None  # the ISO volume name of a CD-ROM, e.g. "iso/debian-13.iso"
+    unused: bool = False  # an unusedN volume: part of the guest, attached to nothing
 
 
 @dataclass(frozen=True)
@@ -137,6 +212,7 @@ class StorageSpec:
     size_bytes: int
     nodes: tuple[str, ...] | None  # None: available on every node
     content: tuple[str, ...]
+    disable: bool = False  # storage.cfg `disable`: unusable on every node
 
 
 @dataclass(frozen=True)
@@ -168,6 +244,12 @@ class GuestSpec:
     replicate: tuple[str, ...]  # target nodes of storage replication jobs
     onboot: bool
     description: str
+    parallel: tuple[tuple[str, str], ...] = ()  # (parallel0, /dev/parport0)
+    virtiofs: tuple[tuple[str, str], ...] = ()  # (virtiofs0, raw: dirid=<directory mapping>)
+    migrate_speed_MiBps: float = 0.0  # qemu `migrate_speed` (MB/s); 0: no limit
+    migrate_downtime_s: float | None = None  # qemu `migrate_downtime`; None: PVE's 0.1 s
+    ha_failback: bool = True  # HA resource `failback` (pve-ha-manager default 1)
+    ha_max_restart: int = 1
 
 
 @dataclass(frozen=True)
@@ -178,13 +260,18 @@ class HaRuleSpec:
     affinity: str | None  # positive | negative (resource-affinity only)
     nodes: tuple[tuple[str, int], ...]  # (node, priority) (node-affinity only)
     strict: bool
+    disable: bool = False
+    comment: str = ""
 
 
 @dataclass(frozen=True)
 class TokenSpec:
     id: str  # user@realm!tokenid
     secret: str = field(repr=False)
-    privileges: tuple[str, ...] | None  # None: all privileges
+    privileges: tuple[str, ...] | None  # None: all privileges (of a privsep token's ACL on /)
+    # Privilege separation (pve-access-control): a privsep token has the intersection of its
+    # own ACLs (`privileges` on / and `acls:`) with its user's; without, its user's privileges.
+    privsep: bool = True
 
 
 @dataclass(frozen=True)
@@ -199,8 +286,38 @@ class DatacenterSpec:
     migration_type: str = "secure"
     migration_network: str | None = None
     bwlimit_migration_KiBps: int = 0  # 0: unlimited
-    max_workers: int = 4
+    # datacenter.cfg `max_workers`; None when not set (HA LRM: 4; migrateall then refuses).
+    max_workers: int | None = None
     ha_shutdown_policy: str = "conditional"
+    bwlimit_default_KiBps: int = 0  # `bwlimit: default=`, used when `migration=` is not set
+    timezone: str = "UTC"  # the nodes' time zone: task-log time stamps are local time
+
+
+@dataclass(frozen=True)
+class AclSpec:
+    """One ACL entry (user.cfg `acl:`): roles or privileges of a user or token on a path."""
+
+    path: str
+    subject: str  # user@realm or user@realm!tokenid
+    roles: tuple[str, ...]
+    privileges: tuple[str, ...] | None  # an anonymous role of these privileges
+    propagate: bool = True
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    name: str
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class MappingSpec:
+    """A resource mapping (/cluster/mapping/{pci,usb,dir}): which nodes have the device."""
+
+    name: str
+    type: str  # pci | usb | dir
+    nodes: tuple[str, ...]
+    live_migration: bool = False  # PCI `live-migration-capable`
 
 
 @dataclass(frozen=True)
@@ -215,3 +332,6 @@ class ClusterSpec:
     tokens: tuple[TokenSpec, ...]
     users: tuple[UserSpec, ...]
     timing_overrides: dict[str, float]
+    acls: tuple[AclSpec, ...] = ()
+    pools: dict[str, PoolSpec] = field(default_factory=dict)  # pools beyond the guests' own
+    mappings: dict[str, MappingSpec] = field(default_factory=dict)

@@ -9,11 +9,9 @@ Imports: the emulator's own modules.
 """
 
 from pvetool.emulator.endpoints import access, cluster, control, guests, ha, nodes, tasks
-from pvetool.emulator.endpoints.access import ALL_PRIVS
 from pvetool.emulator.routing import REGISTRY
 
 __all__ = [
-    "ALL_PRIVS",
     "REGISTRY",
     "access",
     "cluster",

@@ -1,4 +1,5 @@
-"""Access endpoints: /access/permissions (pve-access-control `PVE/API2/AccessControl.pm`).
+"""Access endpoints: /access/permissions (pve-access-control `src/PVE/API2/AccessControl.pm`
+`permissions`, l.509-574).
 
 /access/ticket (login) is the server's, not a registered endpoint: it runs before a caller is
 known.
@@ -10,38 +11,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from pvetool.emulator.cluster import PveError
+from pvetool.emulator.permissions import Caller
 from pvetool.emulator.routing import Ctx, endpoint
-
-__all__ = ["ALL_PRIVS"]
-
-
-ALL_PRIVS = (
-    "Datastore.Allocate",
-    "Datastore.AllocateSpace",
-    "Datastore.Audit",
-    "Mapping.Audit",
-    "Mapping.Use",
-    "Permissions.Modify",
-    "Pool.Allocate",
-    "Pool.Audit",
-    "SDN.Audit",
-    "SDN.Use",
-    "Sys.Audit",
-    "Sys.Console",
-    "Sys.Modify",
-    "Sys.PowerMgmt",
-    "VM.Audit",
-    "VM.Migrate",
-    "VM.PowerMgmt",
-    "VM.Monitor",
-    "VM.GuestAgent.Audit",
-)
 
 
 @endpoint("GET", "/access/permissions")
 def get_permissions(ctx: Ctx) -> Any:
-    privs = ctx.caller.privileges
-    names = sorted(ALL_PRIVS) if privs is None else sorted(privs)
+    """Each caller may dump its own permissions (a user also its tokens'), others' need
+    Sys.Audit on /access (l.549-558); with `path` only that path (even without privileges),
+    else RPCEnvironment.pm get_effective_permissions."""
+    caller = ctx.caller
+    userid = str(ctx.params.get("userid") or caller.authid)
+    if userid != caller.authid and userid.split("!", 1)[0] != caller.authid:
+        caller.check("/access", ["Sys.Audit"])
+    model = caller.model
+    if model is None:
+        raise PveError(500, "no access model")
     path = ctx.params.get("path")
-    paths = [path] if path else ["/", "/vms", "/nodes", "/storage"]
-    return {p: {name: 1 for name in names} for p in paths}
+    if path:
+        return {str(path): dict(sorted(model.permissions(userid, str(path)).items()))}
+    return model.effective(userid)
+
+
+__all__ = ["Caller"]

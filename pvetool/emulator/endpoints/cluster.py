@@ -1,5 +1,5 @@
 """Cluster-wide endpoints: /version, /cluster/{status,resources,options,nextid,replication},
-/storage and /pools.
+/cluster/mapping/{pci,usb,dir}, /storage and /pools.
 
 After pve-manager `PVE/API2/Cluster.pm`, `PVE/API2/ClusterConfig.pm` and `PVE/API2/Pool.pm`,
 pve-storage `PVE/API2/Storage/Config.pm` and pve-manager's replication API
@@ -19,12 +19,19 @@ from pvetool.emulator.routing import Ctx, endpoint
 
 
 # -- version, nodes, cluster -------------------------------------------------------------------
+def repoid_of(version: str) -> str:
+    """A stable stand-in for the pve-manager build's git id (16 hex digits) per version."""
+    return hashlib.sha1(f"pve-manager/{version}".encode()).hexdigest()[:16]
+
+
 @endpoint("GET", "/version")
 def get_version(ctx: Ctx) -> Any:
-    versions = sorted(n.spec.version for n in ctx.cluster.nodes.values())
-    v = versions[-1]
-    major_minor = ".".join(v.split(".")[:2])
-    return {"version": v, "release": major_minor, "repoid": "ad4f3b8f8e7b2c1d"}
+    """pve-manager PVE/API2.pm version (l.86-137): not proxied, so it is the version of the
+    node whose pveproxy answers (PVE::pvecfg::version_info of the local package)."""
+    c = ctx.cluster
+    node = ctx.serving_node if ctx.serving_node in c.nodes else next(iter(c.nodes))
+    v = c.nodes[node].spec.version
+    return {"version": v, "release": ".".join(v.split(".")[:2]), "repoid": repoid_of(v)}
 
 
 @endpoint("GET", "/cluster/status")
@@ -59,27 +66,75 @@ def get_cluster_status(ctx: Ctx) -> Any:
 
 @endpoint("GET", "/cluster/resources")
 def get_cluster_resources(ctx: Ctx) -> Any:
+    """pve-manager PVE/API2/Cluster.pm resources (l.509-727), in its order: pools (sorted, with
+    Pool.Audit, aggregating their running members), guests (VMID string order, with VM.Audit on
+    each), nodes (node stats only with Sys.Audit on that node, `hastate` from the HA manager's
+    node status), storages (storage-config order, then nodes; Datastore.Audit), then the
+    `localnetwork` zone of each node (SDN.Audit). Guest numbers come from the RRD data
+    (pvestatd, every 10 s), so they lag behind changes."""
     c = ctx.cluster
+    caller = ctx.caller
     rtype = ctx.params.get("type")
     u = c.usage()
     out: list[dict[str, Any]] = []
+    pools: dict[str, dict[str, Any]] = {}
+    if rtype in (None, "pool"):
+        for pool in sorted(c.pool_names()):
+            if caller.has(f"/pool/{pool}", ["Pool.Audit"]):
+                pools[pool] = {"id": f"/pool/{pool}", "pool": pool, "type": "pool"}
+                out.append(pools[pool])
     if rtype in (None, "vm"):
-        for g in c.guests.values():
-            out.append(guest_resource(c, g))
+        for vmid in sorted(c.guests, key=str):
+            g = c.guests[vmid]
+            entry = guest_resource(c, g)
+            _add_to_pool(pools.get(g.spec.pool or ""), entry)
+            if not caller.has(f"/vms/{vmid}", ["VM.Audit"]):
+                continue  # l.587-588: after the pool sums
+            if g.spec.pool and not caller.has(f"/pool/{g.spec.pool}", ["Pool.Audit"]):
+                del entry["pool"]
+            hastate = c.ha_resource_state(g)
+            if hastate:
+                entry["hastate"] = hastate
+            out.append(entry)
     if rtype in (None, "node"):
         for name in c.nodes:
-            out.append(node_resource(c, name, u))
+            entry = node_resource(c, name, u, stats=caller.has(f"/nodes/{name}", ["Sys.Audit"]))
+            hastate = c.ha_node_state(name)
+            if hastate:
+                entry["hastate"] = hastate
+            out.append(entry)
     if rtype in (None, "storage"):
-        for name in c.nodes:
-            for storage in c.spec.storages:
-                if c.storage_available_on(storage, name):
+        for storage in c.spec.storages:
+            if not caller.has(f"/storage/{storage}", ["Datastore.Audit"]):
+                continue
+            for name in c.nodes:
+                if c.storage_enabled_on(storage, name):
                     out.append(storage_resource(c, storage, name, u))
-    if rtype is None:
-        for pool in sorted({g.spec.pool for g in c.guests.values() if g.spec.pool}):
-            out.append({"id": f"/pool/{pool}", "type": "pool", "pool": pool})
-    if not ctx.caller.has(["VM.Audit"]) and ctx.caller.privileges is not None:
-        out = [r for r in out if r["type"] not in ("qemu", "lxc")]
+    if rtype in (None, "network") and caller.has("/sdn/zones/localnetwork", ["SDN.Audit"]):
+        for name in c.nodes:
+            out.append(
+                {
+                    "id": f"network/{name}/zone/localnetwork",
+                    "type": "network",
+                    "network-type": "zone",
+                    "network": "localnetwork",
+                    "node": name,
+                    "status": "ok",
+                }
+            )
     return out
+
+
+def _add_to_pool(pool: dict[str, Any] | None, entry: dict[str, Any]) -> None:
+    """Cluster.pm resources l.562-584: a running member adds to its pool's numbers."""
+    if pool is None or not entry.get("uptime"):
+        return
+    pool["uptime"] = max(pool.get("uptime", 0), entry["uptime"])
+    pool["mem"] = pool.get("mem", 0) + entry["mem"]
+    pool["maxmem"] = pool.get("maxmem", 0) + entry["maxmem"]
+    old_cpu, old_max = pool.get("cpu", 0), pool.get("maxcpu", 0)
+    pool["cpu"] = (old_cpu * old_max + entry["cpu"] * entry["maxcpu"]) / (old_max + entry["maxcpu"])
+    pool["maxcpu"] = old_max + entry["maxcpu"]
 
 
 @endpoint("GET", "/cluster/options")
@@ -93,12 +148,18 @@ def get_cluster_options(ctx: Ctx) -> Any:
             "type": dc.migration_type,
             **({"network": dc.migration_network} if dc.migration_network else {}),
         },
-        "max_workers": dc.max_workers,
         "keyboard": "en-us",
         "ha": {"shutdown_policy": dc.ha_shutdown_policy},
     }
+    if dc.max_workers is not None:
+        res["max_workers"] = dc.max_workers
+    bwlimit = {}
     if dc.bwlimit_migration_KiBps:
-        res["bwlimit"] = {"migration": dc.bwlimit_migration_KiBps}
+        bwlimit["migration"] = dc.bwlimit_migration_KiBps
+    if dc.bwlimit_default_KiBps:
+        bwlimit["default"] = dc.bwlimit_default_KiBps
+    if bwlimit:
+        res["bwlimit"] = bwlimit
     return res
 
 
@@ -116,9 +177,9 @@ def get_replication(ctx: Ctx) -> Any:
     """Storage replication jobs (replication.cfg): one per `replicate:` target of a guest, by
     job number; only guests the caller may audit (PVE checks VM.Audit per guest)."""
     out: list[dict[str, Any]] = []
-    if not ctx.caller.has(["VM.Audit"]):
-        return out
     for vmid, g in sorted(ctx.cluster.guests.items()):
+        if not ctx.caller.has(f"/vms/{vmid}", ["VM.Audit"]):
+            continue
         for jobnum, target in enumerate(g.replicate):
             out.append(
                 {
@@ -151,6 +212,8 @@ def get_storage(ctx: Ctx) -> Any:
             e["shared"] = 1
         if st.nodes is not None:
             e["nodes"] = ",".join(st.nodes)
+        if st.disable:
+            e["disable"] = 1  # storage.cfg's own key, listed as configured (Config.pm index)
         if st.type == "rbd":
             e["pool"] = name
             e["krbd"] = 0
@@ -170,14 +233,20 @@ def _pool_members(c: Cluster, pool: str) -> list[dict[str, Any]]:
 
 @endpoint("GET", "/pools")
 def get_pools(ctx: Ctx) -> Any:
+    """pve-manager PVE/API2/Pool.pm index: every pool the caller may Pool.Audit (empty pools
+    too), with `comment`; with `poolid` its members."""
     c = ctx.cluster
-    pools = sorted({g.spec.pool for g in c.guests.values() if g.spec.pool})
     want = ctx.params.get("poolid")
     out = []
-    for pool in pools:
+    for pool in sorted(c.pool_names()):
         if want and pool != want:
             continue
+        if not ctx.caller.has(f"/pool/{pool}", ["Pool.Audit"]):
+            continue
         e: dict[str, Any] = {"poolid": pool}
+        comment = c.spec.pools[pool].comment if pool in c.spec.pools else ""
+        if comment:
+            e["comment"] = comment
         if want:
             members = _pool_members(c, pool)
             if ctx.params.get("type"):
@@ -193,9 +262,52 @@ def get_pools(ctx: Ctx) -> Any:
 def get_pool(ctx: Ctx) -> Any:
     c = ctx.cluster
     pool = str(ctx.params["poolid"])
-    members = _pool_members(c, pool)
-    if not members:
+    if pool not in c.pool_names():
         raise PveError(500, f"pool '{pool}' does not exist")
+    members = _pool_members(c, pool)
     if ctx.params.get("type"):
         members = [m for m in members if m["type"] == ctx.params["type"]]
-    return {"members": members}
+    res: dict[str, Any] = {"members": members}
+    comment = c.spec.pools[pool].comment if pool in c.spec.pools else ""
+    if comment:
+        res["comment"] = comment
+    return res
+
+
+# -- resource mappings ----------------------------------------------------------------------------
+def _mapping_index(ctx: Ctx, mtype: str) -> Any:
+    """pve-manager PVE/API2/Cluster/Mapping/{PCI,USB,Dir}.pm `index`: each mapping the caller
+    may see (Mapping.Modify, Mapping.Use or Mapping.Audit on /mapping/<type>/<id>), with its
+    `map` entries (one per node, `node=<name>,...`) and, for PCI, `live-migration-capable`
+    (pve-guest-common src/PVE/Mapping/PCI.pm). The cluster file holds no device paths or ids,
+    so each entry names only its node."""
+    out: list[dict[str, Any]] = []
+    privs = ["Mapping.Modify", "Mapping.Use", "Mapping.Audit"]
+    for name, m in sorted(ctx.cluster.spec.mappings.items()):
+        if m.type != mtype or not ctx.caller.has(f"/mapping/{mtype}/{name}", privs, any_of=True):
+            continue
+        e: dict[str, Any] = {
+            "id": name,
+            "description": "",  # the returns schema requires it; the cluster file has none
+            "map": [f"node={node}" for node in m.nodes],
+            "digest": hashlib.sha1(f"{mtype}/{name}".encode()).hexdigest(),
+        }
+        if mtype == "pci" and m.live_migration:
+            e["live-migration-capable"] = 1
+        out.append(e)
+    return out
+
+
+@endpoint("GET", "/cluster/mapping/pci")
+def get_mapping_pci(ctx: Ctx) -> Any:
+    return _mapping_index(ctx, "pci")
+
+
+@endpoint("GET", "/cluster/mapping/usb")
+def get_mapping_usb(ctx: Ctx) -> Any:
+    return _mapping_index(ctx, "usb")
+
+
+@endpoint("GET", "/cluster/mapping/dir")
+def get_mapping_dir(ctx: Ctx) -> Any:
+    return _mapping_index(ctx, "dir")

@@ -66,44 +66,46 @@ def rrd_points(ctx: Ctx, values: Callable[[], dict[str, float]]) -> list[dict[st
     return [{"time": now - i * step, **current} for i in range(69, -1, -1)]
 
 
-def guest_resource(c: Cluster, g: GuestRt) -> dict[str, Any]:
-    status = c.guest_status(g)
-    running = g.status == "running" and status != "unknown"
-    disk_total = sum(d.size_bytes for d in g.disks)
+def guest_resource(c: Cluster, g: GuestRt, *, rrd: bool = True) -> dict[str, Any]:
+    """A guest's row as pve-manager `PVE/API2Tools.pm` `extract_vm_stats` (l.81-119) builds it
+    from the RRD data (`rrd=True`: as pvestatd last broadcast it; False: live), plus `lock`,
+    `tags` (config) and `pool`; `hastate` is added by the caller that knows the HA state."""
+    stats = c.rrd_stats(g) if rrd else c.live_stats(g)
+    disk_total = sum(d.size_bytes for d in g.disks if not d.cdrom and not d.unused)
     res: dict[str, Any] = {
         "id": f"{g.type}/{g.vmid}",
         "type": g.type,
         "vmid": g.vmid,
         "name": g.name,
         "node": g.node,
-        "status": status,
+        "status": stats["status"],
         "maxmem": g.memory_bytes,
-        "mem": g.used_bytes if running else 0,
+        "mem": stats["mem"],
         "maxcpu": g.spec.cores,
-        "cpu": round(g.cpu_load, 4) if running else 0,
+        "cpu": stats["cpu"],
         "maxdisk": disk_total,
         "disk": 0,
         "diskread": 0,
         "diskwrite": 0,
         "netin": 0,
         "netout": 0,
-        "uptime": guest_uptime(c, g) if running else 0,
+        "uptime": stats["uptime"],
         "template": 1 if g.spec.template else 0,
+        # l.113-115: every guest with a pve-vm-9.0 RRD key (qemu and lxc) has memhost.
+        "memhost": stats["mem"],
     }
-    if g.type == "qemu" and running:
-        res["memhost"] = g.used_bytes
     if g.spec.tags:
         res["tags"] = tags_of(g)
     if g.spec.pool:
         res["pool"] = g.spec.pool
     if g.lock:
         res["lock"] = g.lock
-    if g.spec.ha:
-        res["hastate"] = g.ha_state or "started"
     return res
 
 
-def node_resource(c: Cluster, name: str, u: Usage) -> dict[str, Any]:
+def node_resource(c: Cluster, name: str, u: Usage, *, stats: bool = True) -> dict[str, Any]:
+    """pve-manager PVE/API2Tools.pm extract_node_stats (l.38-79): without Sys.Audit on the node
+    (`stats=False`) no uptime, cpu, mem, disk and no maxima."""
     n = c.nodes[name]
     online = n.online
     res: dict[str, Any] = {
@@ -111,14 +113,13 @@ def node_resource(c: Cluster, name: str, u: Usage) -> dict[str, Any]:
         "type": "node",
         "node": name,
         "status": "online" if online else "offline",
-        "maxcpu": n.spec.cpus,
-        "maxmem": n.spec.memory_bytes,
-        "maxdisk": 100 * 1024**3,
         "level": "",
         "cgroup-mode": 2,
         "host-arch": n.spec.arch,
     }
-    if online:
+    if stats:
+        res.update({"maxcpu": n.spec.cpus, "maxmem": n.spec.memory_bytes, "maxdisk": 100 * 1024**3})
+    if online and stats:
         res.update(
             {
                 "cpu": round(c.node_cpu(name, u), 4),

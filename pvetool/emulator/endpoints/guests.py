@@ -33,7 +33,7 @@ def guest_json(c: Cluster, g: GuestRt, details: Mapping[str, Any]) -> dict[str, 
     """A guest's status as GET .../qemu and .../lxc list it and .../status/current answers
     (qemu-server `PVE::QemuServer::vmstatus`, pve-container `PVE::LXC::vmstatus`): the shared
     fields, then the caller's `details`, then lock, tags and template."""
-    r = guest_resource(c, g)
+    r = guest_resource(c, g, rrd=False)  # vmstatus on the node: live, not RRD
     res: dict[str, Any] = {
         "vmid": g.vmid,
         "name": g.name,
@@ -121,6 +121,14 @@ def guest_config(c: Cluster, g: GuestRt) -> dict[str, Any]:
             conf[key] = value
         for key, value in s.serial:
             conf[key] = value
+        # The rest of the VM's config as qemu-server stores it (src/PVE/QemuServer.pm
+        # $confdesc: parallelN, virtiofsN, migrate_speed in MB/s, migrate_downtime in s).
+        for key, value in (*s.parallel, *s.virtiofs):
+            conf[key] = value
+        if s.migrate_speed_MiBps:
+            conf["migrate_speed"] = int(s.migrate_speed_MiBps)
+        if s.migrate_downtime_s is not None:
+            conf["migrate_downtime"] = s.migrate_downtime_s
     else:
         conf.update(
             {
@@ -182,11 +190,13 @@ def _guest_status(ctx: Ctx, kind: str) -> dict[str, Any]:
     g = guest_of(ctx, kind)
     running = g.status == "running"
     details: dict[str, Any] = {"ha": {"managed": 0}}
-    if g.spec.ha:
+    if ctx.cluster.ha_managed(g):
+        # qemu-server/pve-container vmstatus via PVE::HA::Config::get_service_status: an
+        # `ignored` resource counts as not managed.
         details["ha"] = {
             "managed": 1,
-            "state": g.ha_state or "started",
-            "request_state": "started" if running else "stopped",
+            "state": ctx.cluster.ha_resource_state(g),
+            "request_state": g.ha_request,
         }
     if running:
         details["pid"] = g.pid
@@ -259,14 +269,18 @@ def post_agent_ping(ctx: Ctx) -> Any:
 # -- migration --------------------------------------------------------------------------------
 @endpoint("GET", "/nodes/{node}/qemu/{vmid}/migrate")
 def get_qemu_migrate(ctx: Ctx) -> Any:
-    g = guest_of(ctx, "qemu")
-    return migrate.precondition(ctx.cluster, g, ctx.params.get("target"))
+    """qemu-server Qemu.pm migrate_vm_precondition: quorum first (l.5397), then the config."""
+    proxied_node(ctx)
+    ctx.cluster.check_quorum()
+    return migrate.precondition(ctx.cluster, guest_of(ctx, "qemu"))
 
 
 @endpoint("GET", "/nodes/{node}/lxc/{vmid}/migrate")
 def get_lxc_migrate(ctx: Ctx) -> Any:
-    g = guest_of(ctx, "lxc")
-    return migrate.precondition(ctx.cluster, g, ctx.params.get("target"))
+    """pve-container LXC.pm migrate_vm_precondition: quorum first (l.1569), then the config."""
+    proxied_node(ctx)
+    ctx.cluster.check_quorum()
+    return migrate.precondition(ctx.cluster, guest_of(ctx, "lxc"))
 
 
 def _storage_map(params: Mapping[str, Any], key: str) -> IdMap:
@@ -283,10 +297,13 @@ def _storage_map(params: Mapping[str, Any], key: str) -> IdMap:
 
 @endpoint("POST", "/nodes/{node}/qemu/{vmid}/migrate")
 def post_qemu_migrate(ctx: Ctx) -> Any:
-    g = guest_of(ctx, "qemu")
+    """qemu-server Qemu.pm migrate_vm (l.5558-5666): target/quorum/node and root-only
+    options before the config is loaded (l.5564-5588)."""
+    node = proxied_node(ctx)
     p = ctx.params
-    if p.get("force") and ctx.caller.user != "root@pam":
-        raise PveError(403, "Permission check failed (only root may use 'force')")
+    target = str(p["target"])
+    migrate.check_migrate_request(ctx.cluster, node, target, ctx.caller, p, "qemu")
+    g = guest_of(ctx, "qemu")
     opts = MigrationOptions(
         online=bool(p.get("online", False)),
         with_local_disks=bool(p.get("with-local-disks", False)),
@@ -297,21 +314,25 @@ def post_qemu_migrate(ctx: Ctx) -> Any:
         force=bool(p.get("force", False)),
         with_conntrack_state=bool(p.get("with-conntrack-state", False)),
     )
-    return migrate.start_migration(ctx.cluster, g, str(p["target"]), opts, ctx.caller.authid).upid
+    return migrate.start_migration(ctx.cluster, g, target, opts, ctx.caller).upid
 
 
 @endpoint("POST", "/nodes/{node}/lxc/{vmid}/migrate")
 def post_lxc_migrate(ctx: Ctx) -> Any:
-    g = guest_of(ctx, "lxc")
+    """pve-container LXC.pm migrate_vm (l.1671-1753)."""
+    node = proxied_node(ctx)
     p = ctx.params
+    target = str(p["target"])
+    migrate.check_migrate_request(ctx.cluster, node, target, ctx.caller, p, "lxc")
+    g = guest_of(ctx, "lxc")
     opts = MigrationOptions(
         online=bool(p.get("online", False)),
         restart=bool(p.get("restart", False)),
         targetstorage=_storage_map(p, "target-storage"),
         bwlimit_KiBps=float(p["bwlimit"]) if "bwlimit" in p else None,
-        timeout_s=int(p.get("timeout", 180)),
+        timeout_s=int(p["timeout"]) if "timeout" in p else None,
     )
-    return migrate.start_migration(ctx.cluster, g, str(p["target"]), opts, ctx.caller.authid).upid
+    return migrate.start_migration(ctx.cluster, g, target, opts, ctx.caller).upid
 
 
 def _root_only(ctx: Ctx, *names: str) -> None:

@@ -1,4 +1,4 @@
-"""Node endpoints: /nodes, /nodes/{node}/{status,version,rrddata,storage,network,migrateall}.
+"""Node endpoints: /nodes, /nodes/{node}/{status,time,version,rrddata,storage,network,migrateall}.
 
 After pve-manager `PVE/API2/Nodes.pm` (and `PVE/API2/Network.pm`, pve-storage
 `PVE/API2/Storage/Status.pm`). A call proxied to an offline node gets pveproxy's 595.
@@ -8,11 +8,13 @@ Imports: stdlib and the emulator's own modules.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import re
 from typing import Any
 
 from pvetool.emulator import migrate
-from pvetool.emulator.cluster import Cluster, PveError
+from pvetool.emulator.cluster import Cluster
 from pvetool.emulator.endpoints.common import node_uptime, proxied_node, rrd_points
 from pvetool.emulator.routing import Ctx, endpoint
 
@@ -50,6 +52,18 @@ def get_nodes(ctx: Ctx) -> Any:
 def _node_fingerprint(c: Cluster, name: str) -> str:
     digest = hashlib.sha256(f"{c.spec.name}/{name}/{c.spec.seed}".encode()).digest()
     return ":".join(f"{b:02X}" for b in digest)
+
+
+@endpoint("GET", "/nodes/{node}/time")
+def get_node_time(ctx: Ctx) -> Any:
+    """pve-manager PVE/API2/Nodes.pm `time` (proxied to the node): its time zone
+    (/etc/timezone), the epoch time and the local time as epoch seconds."""
+    c = ctx.cluster
+    proxied_node(ctx)
+    now = int(c.now)
+    offset = datetime.datetime.fromtimestamp(now, c.tz).utcoffset()
+    local = now + int(offset.total_seconds()) if offset is not None else now
+    return {"timezone": c.spec.datacenter.timezone, "time": now, "localtime": local}
 
 
 @endpoint("GET", "/nodes/{node}/status")
@@ -160,6 +174,51 @@ def get_node_storage(ctx: Ctx) -> Any:
     return out
 
 
+@endpoint("GET", "/nodes/{node}/storage/{storage}/content")
+def get_storage_content(ctx: Ctx) -> Any:
+    """pve-storage src/PVE/API2/Storage/Content.pm `index`: the guest volumes on a storage as
+    that node sees it (`volume_list`: shared storages hold every node's guests, local ones only
+    this node's), each with its size; a volume only for a caller with Datastore.Allocate on the
+    storage, or Datastore.Audit on it and VM.Config.Disk on its guest (Storage.pm
+    `check_volume_access`, l.619-656). ISO images and templates are not modelled."""
+    c = ctx.cluster
+    name = proxied_node(ctx)
+    sid = ctx.params["storage"]
+    c.storage_check_enabled(sid, name)
+    shared = c.spec.storages[sid].shared
+    want_vmid = ctx.params.get("vmid")
+    want_content = ctx.params.get("content")
+    allocate = ctx.caller.has(f"/storage/{sid}", ["Datastore.Allocate"])
+    audit = ctx.caller.has(f"/storage/{sid}", ["Datastore.Audit"])
+    out: list[dict[str, Any]] = []
+    for vmid in sorted(c.guests):
+        g = c.guests[vmid]
+        if want_vmid is not None and int(want_vmid) != vmid:
+            continue
+        if not shared and g.node != name:
+            continue
+        content = "images" if g.type == "qemu" else "rootdir"
+        if want_content and want_content != content:
+            continue
+        if not allocate and not (audit and ctx.caller.has(f"/vms/{vmid}", ["VM.Config.Disk"])):
+            continue
+        for d in g.disks:
+            if d.cdrom or d.storage != sid:
+                continue
+            out.append(
+                {
+                    "volid": d.volid,
+                    "content": content,
+                    "format": "raw",
+                    "size": d.size_bytes,
+                    "used": d.alloc_bytes,
+                    "vmid": vmid,
+                    "ctime": int(c.now) - 86400,
+                }
+            )
+    return out
+
+
 @endpoint("GET", "/nodes/{node}/network")
 def get_network(ctx: Ctx) -> Any:
     c = ctx.cluster
@@ -205,21 +264,21 @@ def get_network(ctx: Ctx) -> Any:
 
 @endpoint("POST", "/nodes/{node}/migrateall")
 def post_migrateall(ctx: Ctx) -> Any:
+    """pve-manager PVE/API2/Nodes.pm migrateall (l.2707-2793)."""
     node = proxied_node(ctx)
     p = ctx.params
     vms = None
     if p.get("vms"):
-        vms = [int(v) for v in str(p["vms"]).replace(";", ",").replace(" ", ",").split(",") if v]
-    if not ctx.caller.has(["VM.Migrate"]):
-        raise PveError(403, "Permission check failed (/, VM.Migrate)")
+        vms = [int(v) for v in re.split(r"[,;\s\0]+", str(p["vms"])) if v]
     workers = p.get("max-workers") or p.get("maxworkers")
+    wld = p.get("with-local-disks")
     task = migrate.migrate_all(
         ctx.cluster,
         node,
         str(p["target"]),
         int(workers) if workers else None,
         vms,
-        bool(p.get("with-local-disks", False)),
-        ctx.caller.authid,
+        None if wld is None else bool(wld),
+        ctx.caller,
     )
     return task.upid

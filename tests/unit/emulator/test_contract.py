@@ -7,6 +7,7 @@ are checked for PVE's status line and body.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,17 +41,28 @@ def calls(api: Api) -> list[tuple[str, str, str, dict[str, Any]]]:
         ("GET", "/cluster/ha/status/current", "/cluster/ha/status/current", {}),
         ("GET", "/cluster/ha/status/manager_status", "/cluster/ha/status/manager_status", {}),
         ("GET", "/cluster/ha/rules", "/cluster/ha/rules", {}),
+        ("GET", "/cluster/ha/rules/{rule}", "/cluster/ha/rules/keep-apart", {}),
         ("GET", "/pools", "/pools", {}),
         ("GET", "/pools", "/pools", {"poolid": "prod"}),
         ("GET", "/pools/{poolid}", "/pools/prod", {}),
         ("GET", "/access/permissions", "/access/permissions", {}),
+        ("GET", "/cluster/mapping/pci", "/cluster/mapping/pci", {}),
+        ("GET", "/cluster/mapping/usb", "/cluster/mapping/usb", {}),
+        ("GET", "/cluster/mapping/dir", "/cluster/mapping/dir", {}),
     ]
     for node in ("pve1", "pve2"):
         out += [
             ("GET", "/nodes/{node}/status", f"/nodes/{node}/status", {}),
+            ("GET", "/nodes/{node}/time", f"/nodes/{node}/time", {}),
             ("GET", "/nodes/{node}/version", f"/nodes/{node}/version", {}),
             ("GET", "/nodes/{node}/rrddata", f"/nodes/{node}/rrddata", {"timeframe": "hour"}),
             ("GET", "/nodes/{node}/storage", f"/nodes/{node}/storage", {}),
+            (
+                "GET",
+                "/nodes/{node}/storage/{storage}/content",
+                f"/nodes/{node}/storage/local-lvm/content",
+                {},
+            ),
             ("GET", "/nodes/{node}/qemu", f"/nodes/{node}/qemu", {}),
             ("GET", "/nodes/{node}/lxc", f"/nodes/{node}/lxc", {}),
             ("GET", "/nodes/{node}/network", f"/nodes/{node}/network", {}),
@@ -70,7 +82,7 @@ def calls(api: Api) -> list[tuple[str, str, str, dict[str, Any]]]:
         ]
         if not r.get("lock"):
             out.append(("GET", t + "/migrate", base + "/migrate", {}))
-        if kind == "qemu" and r["status"] == "running" and vmid == 105:
+        if kind == "qemu" and r["status"] == "running" and vmid == 105 and not r.get("lock"):
             out.append(("POST", t + "/agent/ping", base + "/agent/ping", {}))
     if upid:
         node = upid.split(":")[1]
@@ -86,13 +98,27 @@ def calls(api: Api) -> list[tuple[str, str, str, dict[str, Any]]]:
     return out
 
 
+# Where the official schema contradicts Proxmox's source, the source wins (real data wins):
+# pve-manager PVE/API2/Cluster/Mapping/USB.pm `index` never sets `error` (only `errors`, and
+# only with check-node), though the schema marks `error` required.
+SCHEMA_FLAWS = {
+    ("GET", "/cluster/mapping/usb"): re.compile(r"\$\[\d+\]: 'error' is a required property")
+}
+
+
+def schema_errors(method: str, template: str, data: Any) -> list[str]:
+    flaw = SCHEMA_FLAWS.get((method, template))
+    errors = return_schema_errors(method, template, data)
+    return [e for e in errors if flaw is None or not flaw.fullmatch(e)]
+
+
 def check_all(api: Api) -> set[tuple[str, str]]:
     seen: set[tuple[str, str]] = set()
     for method, template, path, params in calls(api):
         reply = api.call(method, path, **params)
         assert reply.status == 200, (path, reply.status, reply.reason)
         assert set(reply.body) <= {"data", "total"}
-        errors = return_schema_errors(method, template, reply.body["data"])
+        errors = schema_errors(method, template, reply.body["data"])
         assert errors == [], (method, path, errors)
         seen.add((method, template))
     return seen
@@ -143,12 +169,27 @@ def test_every_answer_matches_the_official_schema(emu: Emulator) -> None:
         ),
         ("/nodes/pve3/lxc/203/status/start", {}, "POST", "/nodes/{node}/lxc/{vmid}/status/start"),
         (
+            "/cluster/ha/rules",
+            {"rule": "tmp-away", "type": "node-affinity", "resources": "vm:104", "nodes": "pve3"},
+            "POST",
+            "/cluster/ha/rules",
+        ),
+        (
+            "/cluster/ha/rules/tmp-away",
+            {"type": "node-affinity", "comment": "drain"},
+            "PUT",
+            "/cluster/ha/rules/{rule}",
+        ),
+        ("/cluster/ha/rules/tmp-away", {}, "DELETE", "/cluster/ha/rules/{rule}"),
+        (
             "/nodes/pve2/migrateall",
             {"target": "pve3", "vms": "105,117", "max-workers": 1},
             "POST",
             "/nodes/{node}/migrateall",
         ),
     ]
+    with emu.locked() as c:
+        c.ha.commands.append("enable-node-maintenance pve3")  # HA node states in the answers
     for path, params, method, template in posts:
         reply = api.call(method, path, **params)
         assert reply.status == 200, (path, reply.reason)
@@ -250,5 +291,24 @@ def test_replication_jobs_match_the_official_schema(tmp_path: Any) -> None:
             ("local", "*/15", 0),
             ("local", "*/15", 1),
         }
+    finally:
+        emu.stop()
+
+
+def test_the_probe_clusters_answers_match_the_official_schema() -> None:
+    """The conformance suite's cluster: an ignored HA resource, mappings, CD-ROM and unused
+    drives, a disabled storage, an empty pool, privilege-separated tokens."""
+    emu = start("probe.yaml")
+    try:
+        api = Api(emu, ("root@pam!pvetool", "probe-root-secret"))
+        seen = check_all(api)
+        assert ("GET", "/cluster/resources") in seen
+        upid = api.post("/nodes/pve3/qemu/104/migrate", target="pve1", online=1)
+        api.advance(4)
+        seen |= check_all(api)
+        api.wait_task(upid)
+        resources = api.get("/cluster/resources", type="vm")
+        assert next(r for r in resources if r["vmid"] == 104)["hastate"] == "ignored"
+        assert return_schema_errors("GET", "/cluster/resources", resources) == []
     finally:
         emu.stop()

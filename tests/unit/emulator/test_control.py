@@ -6,10 +6,12 @@ here (the routes share the registry of the `/api2/json` endpoints).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from pvetool.emulator.server import Emulator
 from tests.emu import Api, start
@@ -90,6 +92,9 @@ def test_node_guest_and_task_faults(api: Api, emu: Emulator) -> None:
     assert ok(api, "GET", "state")["nodes"]["pve3"]["online"] is False
     assert ok(api, "POST", "nodes/pve3/online") is None
     assert ok(api, "POST", "nodes/pve2/maintenance", {"enabled": True}) is None
+    # As `ha-manager crm-command node-maintenance enable`: a CRM round, then the LRM's.
+    assert ok(api, "GET", "state")["nodes"]["pve2"]["maintenance"] is False
+    api.advance(25)
     assert ok(api, "GET", "state")["nodes"]["pve2"]["maintenance"] is True
     assert ok(api, "POST", "guests/101/lock", {"lock": "backup"}) is None
     assert ok(api, "GET", "state")["guests"]["101"]["lock"] == "backup"
@@ -158,3 +163,37 @@ def test_only_a_caller_with_every_privilege_may_use_it(emu: Emulator) -> None:
     anonymous = Api(emu)
     del anonymous.session.headers["Authorization"]
     assert control(anonymous, "GET", "state")[:2] == (401, "No ticket")
+
+
+# -- issue 12: every control value is range-checked; a bad one never breaks the emulator --
+def _post(api: Api, path: str, body: object) -> requests.Response:
+    url = f"https://127.0.0.1:{api.emu.port}/_emulator/{path}"
+    return api.session.post(
+        url,
+        data=body if isinstance(body, str) else json.dumps(body),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "reason"),
+    [
+        ("clock", '{"speed": NaN}', "control body must be JSON: NaN is not a number"),
+        ("clock", '{"advance_s": Infinity}', "control body must be JSON: Infinity is not a number"),
+        ("clock", {"advance_s": 1e308}, "bad control request: 'advance_s' must be a number"),
+        ("clock", {"speed": -1}, "bad control request: 'speed' must be a number"),
+        ("faults/requests", {"count": -1}, "bad control request: 'count' must be an integer"),
+        ("faults/requests", {"path": "(["}, "bad control request: 'path' is not a valid regular"),
+        ("faults/slow", {"seconds": 1e308}, "bad control request: 'seconds' must be a number"),
+        ("guests/110/fail-migration", {"at_percent": 150}, "bad control request: 'at_percent'"),
+    ],
+)
+def test_the_control_api_refuses_values_out_of_range(
+    api: Api, path: str, body: object, reason: str
+) -> None:
+    r = _post(api, path, body)
+    assert r.status_code == 400 and r.reason.startswith(reason), r.reason
+    # ... and the emulator goes on working.
+    assert api.call("GET", "/version").status == 200
+    assert _post(api, "clock", {"advance_s": 1}).status_code == 200

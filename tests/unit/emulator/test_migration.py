@@ -11,6 +11,11 @@ from pvetool.emulator.server import Emulator
 from tests.emu import Api, start
 
 
+def emu_status(api: Api, vmid: int) -> str:
+    """The guest's run state as the emulator knows it (/cluster/resources lags: RRD)."""
+    return str(api.emu.state()["guests"][str(vmid)]["status"])
+
+
 @pytest.fixture()
 def emu() -> Iterator[Emulator]:
     e = start("behaviour.yaml")
@@ -23,7 +28,7 @@ def api(emu: Emulator) -> Api:
     return Api(emu)
 
 
-def test_online_migration_locks_then_moves_at_the_end(api: Api) -> None:
+def test_online_migration_locks_in_phase_one_and_moves_before_the_end(api: Api) -> None:
     upid = api.post("/nodes/pve1/qemu/101/migrate", target="pve2", online=1)
     assert re.fullmatch(
         r"UPID:pve1:[0-9A-F]{8}:[0-9A-F]{8}:[0-9A-F]{8}:qmigrate:101:root@pam!test:", upid
@@ -94,6 +99,10 @@ def test_refusals_before_the_task(api: Api, emu: Emulator) -> None:
     r = api.call("POST", "/nodes/pve1/qemu/101/migrate", target="pve2", online=1, bogus=1)
     assert r.status == 400
     assert r.body["errors"]["bogus"].startswith("property is not defined in schema")
+    # An attached drive on a storage the target lacks: refused before any task (qemu-server
+    # QemuServer.pm check_storage_availability).
+    r = api.call("POST", "/nodes/pve1/qemu/108/migrate", target="pve3")
+    assert (r.status, r.reason) == (500, "storage 'fast' is not available on node 'pve3'")
     with emu.locked() as c:
         c.quorate_override = False
     r = api.call("POST", "/nodes/pve1/qemu/101/migrate", target="pve2", online=1)
@@ -103,46 +112,46 @@ def test_refusals_before_the_task(api: Api, emu: Emulator) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "params", "expected"),
+    ("path", "params", "expected", "exitstatus"),
     [
         (
             "/nodes/pve1/qemu/102/migrate",
             {"target": "pve2", "online": 1},
             "can't migrate local disk 'local-lvm:vm-102-disk-0': can't live migrate attached local "
             "disks without with-local-disks option",
+            "migration aborted",
         ),
         (
             "/nodes/pve1/qemu/103/migrate",
             {"target": "pve2", "online": 1},
             "can't migrate VM which uses local devices: hostpci0",
+            "migration aborted",
         ),
         (
             "/nodes/pve1/qemu/101/migrate",
             {"target": "pve4", "online": 1},
             "Can't connect to destination address using public key",
+            "migration aborted",
         ),
         (
             "/nodes/pve1/qemu/104/migrate",
             {"target": "pve3", "online": 1},
-            "bridge 'vmbr1' does not exist",
-        ),
-        (
-            "/nodes/pve1/qemu/108/migrate",
-            {"target": "pve3"},
-            "storage 'fast' is not available on node 'pve3'",
+            "[pve3] bridge 'vmbr1' does not exist",
+            # The target's `qm start` fails in phase 2 (QemuMigrate.pm l.1137).
+            "migration problems",
         ),
     ],
 )
 def test_refusals_inside_the_task(
-    api: Api, path: str, params: dict[str, object], expected: str
+    api: Api, path: str, params: dict[str, object], expected: str, exitstatus: str
 ) -> None:
     vmid = int(path.split("/")[4])
     upid = api.post(path, **params)
     st = api.wait_task(upid)
-    assert st["exitstatus"] == "migration aborted"
+    assert st["exitstatus"] == exitstatus
     log = api.task_log(upid)
     assert any(expected in line for line in log), log
-    assert log[-1] == "TASK ERROR: migration aborted"
+    assert log[-1] == f"TASK ERROR: {exitstatus}"
     g = api.guest(vmid)
     assert g["node"] == "pve1" and "lock" not in g
 
@@ -175,12 +184,11 @@ def test_containers_restart_migration(api: Api) -> None:
     assert upid.split(":")[5] == "vzmigrate"
     seen = set()
     while api.task_status(upid)["status"] == "running":
-        seen.add(api.guest(200)["status"])
+        seen.add(emu_status(api, 200))
         api.advance(1)
     assert seen == {"running", "stopped"}  # shut down for the move: all of it is downtime
     assert api.task_status(upid)["exitstatus"] == "OK"
-    g = api.guest(200)
-    assert (g["node"], g["status"]) == ("pve3", "running")
+    assert api.guest(200)["node"] == "pve3" and emu_status(api, 200) == "running"
     log = api.task_log(upid)
     assert "shutdown CT 200" in log[0] and "start container on target node" in "\n".join(log)
     # online=1 on a running container aborts inside the task, as PVE 9.2 does.
@@ -198,10 +206,9 @@ def test_containers_restart_migration(api: Api) -> None:
 def test_ha_guest_goes_through_hamigrate_then_a_qmigrate_by_root(api: Api) -> None:
     upid = api.post("/nodes/pve2/qemu/106/migrate", target="pve1", online=1)
     assert upid.split(":")[5] == "hamigrate"
-    st = api.task_status(upid)
-    assert (st["status"], st["exitstatus"]) == ("stopped", "OK")
-    assert "Requesting HA migration for VM 106 to node pve1" in api.task_log(upid)[0]
-    assert api.guest(106)["hastate"] == "migrate"
+    st = api.wait_task(upid, step_s=0.5)
+    assert st["exitstatus"] == "OK"
+    assert api.task_log(upid)[0] == "Requesting HA migration for VM 106 to node pve1"
     found: list[dict[str, object]] = []
     for _ in range(60):
         found = api.get(
@@ -220,7 +227,9 @@ def test_ha_guest_goes_through_hamigrate_then_a_qmigrate_by_root(api: Api) -> No
     assert api.wait_task(str(q["upid"]))["exitstatus"] == "OK"
     assert api.task_log(str(q["upid"]))[0] == "task started by HA resource agent"
     g = api.guest(106)
-    assert (g["node"], g["hastate"]) == ("pve1", "started")
+    assert (g["node"], g["hastate"]) == ("pve1", "migrate")
+    api.advance(10)  # the CRM's next round sees the LRM's result (Manager.pm l.1224-1236)
+    assert api.guest(106)["hastate"] == "started"
 
 
 def test_ha_negative_affinity_blocks_the_target(api: Api) -> None:
@@ -279,7 +288,7 @@ def test_migrateall_sliding_window_in_vmid_string_order(api: Api, emu: Emulator)
     order = [t["vmid"] for t in children]
     assert order == [1000, 110, 2000]
     log = api.task_log(upid)
-    assert "skip VM 1001 - precondition check failed:" in log
+    assert "Check VM 1001: skip VM 1001 - precondition check failed:" in log
     assert "  Has local resources: usb0" in log
     assert {api.guest(v)["node"] for v in (110, 1000, 2000)} == {"pve2"}
     assert api.guest(1001)["node"] == "pve3"

@@ -44,6 +44,7 @@ def test_proxmoxer_token_and_password_auth_with_verification() -> None:
         # A write through the ticket path (cookie + CSRF token).
         upid2 = by_password.nodes("pve2").lxc(200).migrate.post(target="pve3", restart=1)
         assert ":vzmigrate:200:root@pam:" in upid2
+        emu.clock.advance(3)  # past prepare: the migrate lock comes in phase 1
         try:
             by_token.nodes("pve1").qemu(101).migrate.post(target="pve3", online=1)
         except ResourceException as exc:

@@ -19,7 +19,9 @@ def _durations(api: Api, upids: list[str]) -> list[int]:
         api.wait_task(upid, step_s=2.0)
         node = upid.split(":")[1]
         row = next(
-            t for t in api.get(f"/nodes/{node}/tasks", source="all", limit=0) if t["upid"] == upid
+            t
+            for t in api.get(f"/nodes/{node}/tasks", source="all", limit=1000)
+            if t["upid"] == upid
         )
         assert row["status"] == "OK"
         out.append(row["endtime"] - row["starttime"])
@@ -126,7 +128,7 @@ def test_same_cluster_file_and_seed_give_the_same_run() -> None:
             for u in upids:
                 api.wait_task(u)
             api.advance(120)
-            tasks = api.get("/nodes/pve2/tasks", source="all", limit=0)
+            tasks = api.get("/nodes/pve2/tasks", source="all", limit=1000)
             return [api.task_log(u) for u in upids] + [[t["upid"] for t in tasks]]
 
     assert run() == run()
