@@ -1,8 +1,9 @@
 """The session and the funnel: how one API call reaches PVE and how its failures come back.
 
-Imports: proxmoxer, requests and urllib3 (requests' own HTTP library, for the watched
-connections; this is the only module that may import any of them), tenacity, the standard
-library, `pvetool.errors`, `pvetool.settings` and the package's `schema`. `PveClient`
+Imports: proxmoxer, requests, tenacity, the standard library, `pvetool.errors`,
+`pvetool.settings` and the package's `schema` and `wire` (the HTTPS request itself: bounded
+session, deadline, pinning, strict JSON). This module and `wire` are the only ones that may
+import proxmoxer, requests or urllib3. `PveClient`
 (`api/client.py`) sends every REST call through `Transport.request(method, path, **params)`,
 which
 
@@ -37,29 +38,22 @@ once more when PVE answers 401. Token authentication uses proxmoxer's
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from http.cookiejar import DefaultCookiePolicy
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
-import urllib3
 from proxmoxer.backends.https import (
     ProxmoxHTTPApiTokenAuth,
-    ProxmoxHttpSession,
 )
 from proxmoxer.core import (
     AuthenticationError as ProxmoxAuthenticationError,
 )
 from proxmoxer.core import ProxmoxResource, ResourceException
-from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from requests.cookies import RequestsCookieJar
 from tenacity import (
@@ -72,6 +66,15 @@ from tenacity import (
 )
 
 from pvetool.api.schema import AnswerSchema
+from pvetool.api.wire import (
+    MAX_ANSWER_BYTES,
+    AnswerProblem,
+    BoundedSession,
+    DeadlinePassed,
+    PinnedAdapter,
+    StrictSerializer,
+)
+from pvetool.api.wire import short_reason as _short_reason
 from pvetool.errors import (
     ApiError,
     ApiUnreachable,
@@ -89,10 +92,6 @@ logger = logging.getLogger(__name__)
 
 # PVE tickets are valid for 2 h; log in again after 1 h, as the web UI does.
 TICKET_RENEW_AFTER_S = 3600.0
-# The largest answer read. The largest PVE answers pvetool asks for are /cluster/resources of
-# big clusters: about 450 bytes per guest, under 5 MiB for 10,000 guests.
-MAX_ANSWER_BYTES = 32 * 1024 * 1024
-_CHUNK_BYTES = 64 * 1024
 
 _NOT_FOUND_RE = re.compile(
     r"does not exist|no such (?:cluster )?(?:node|vm|task|resource|ha rule|group|storage)"
@@ -187,263 +186,10 @@ class _Redactor:
 # Session pieces
 
 
-class _AnswerProblem(Exception):
-    """An answer that cannot be used; `_translated` turns it into `InvalidAnswer`."""
-
-    def __init__(self, problem: str, *, status: int = 200, retryable: bool = True) -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.status = status
-        self.retryable = retryable
-
-
-class _DeadlinePassed(Exception):
-    """The whole answer did not arrive within the request's deadline."""
-
-
 class _Overdue(ApiUnreachable):
     """No complete answer within the deadline. Transient for callers that must check whether a
     POST was carried out, but not retried by the funnel: a server that trickles its answer
     would hold pvetool for every attempt."""
-
-
-class _Deadline:
-    """One request's overall deadline: when it passes, a watchdog timer shuts the sockets of the
-    connections the request uses, which ends any read blocked on them."""
-
-    def __init__(self, timeout_s: float) -> None:
-        self._lock = threading.Lock()
-        self._connections: list[Any] = []
-        self._finished = False
-        self.expired = False
-        self._timer = threading.Timer(timeout_s, self._expire)
-        self._timer.daemon = True
-
-    def attach(self, connection: Any) -> None:
-        with self._lock:
-            self._connections.append(connection)
-
-    def start(self) -> None:
-        self._timer.start()
-
-    def finish(self) -> None:
-        """Before the connection goes back to the pool: the timer must not touch it after."""
-        with self._lock:
-            self._finished = True
-        self._timer.cancel()
-
-    def _expire(self) -> None:
-        with self._lock:
-            if self._finished:
-                return
-            self.expired = True
-            for connection in self._connections:
-                sock = getattr(connection, "sock", None)
-                if sock is None:
-                    continue
-                try:
-                    # socket.socket's own shutdown, not SSLSocket's (which would drop the TLS
-                    # object under the thread still reading): the blocked read returns at once.
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-
-_current = threading.local()
-
-
-class _WatchedConnection(urllib3.connection.HTTPSConnection):
-    """An HTTPS connection that the running request's `_Deadline` can cut."""
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        deadline: _Deadline | None = getattr(_current, "deadline", None)
-        if deadline is not None:
-            deadline.attach(self)
-        super().request(*args, **kwargs)
-
-
-class _WatchedPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _WatchedConnection
-
-
-class _Adapter(HTTPAdapter):
-    """HTTPS with watched connections; with a fingerprint, refuses any server whose certificate
-    does not have that pinned SHA-256 fingerprint (urllib3 checks ``assert_fingerprint`` right
-    after the TLS handshake, before a byte of the request or a credential is sent)."""
-
-    def __init__(self, fingerprint: str | None = None) -> None:
-        self._fingerprint = fingerprint  # before super().__init__, which builds the pool
-        super().__init__()
-
-    def init_poolmanager(
-        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
-    ) -> None:
-        if self._fingerprint:
-            pool_kwargs["assert_fingerprint"] = self._fingerprint
-        super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            **self.poolmanager.pool_classes_by_scheme,
-            "https": _WatchedPool,
-        }
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        if self._fingerprint:
-            proxy_kwargs["assert_fingerprint"] = self._fingerprint
-        return super().proxy_manager_for(proxy, **proxy_kwargs)
-
-
-class _BoundedSession(ProxmoxHttpSession):  # type: ignore[misc]  # proxmoxer is untyped
-    """proxmoxer's session, held to what the module docstring promises: no redirects, one
-    deadline per request, at most `MAX_ANSWER_BYTES`, no cookies from servers."""
-
-    def __init__(self, timeout_s: float) -> None:
-        super().__init__()
-        self.timeout_s = timeout_s
-        self.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        kwargs["allow_redirects"] = False
-        kwargs["stream"] = True
-        if kwargs.get("json") is None:
-            kwargs.pop("json", None)  # requests' post() passes it; proxmoxer's session has none
-        deadline = _Deadline(self.timeout_s)
-        _current.deadline = deadline
-        deadline.start()
-        response: Any = None
-        try:
-            response = super().request(method, url, *args, **kwargs)
-            if 300 <= response.status_code < 400:
-                raise _AnswerProblem(
-                    _redirect_problem(response), status=response.status_code, retryable=False
-                )
-            body = _read_body(response, deadline)
-        except _AnswerProblem:
-            raise
-        except Exception as exc:
-            if deadline.expired:
-                raise _DeadlinePassed() from exc
-            raise
-        finally:
-            _current.deadline = None
-            deadline.finish()
-            if response is not None:
-                response.close()
-        response._content = body
-        response._content_consumed = True
-        return response
-
-
-def _redirect_problem(response: requests.Response) -> str:
-    location = response.headers.get("Location") or ""
-    parts = urlsplit(location)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    target = (parts.hostname or "") + (f":{port}" if port else "")
-    where = f" to {parts.scheme + '://' if parts.scheme else ''}{target}" if target else ""
-    return (
-        f"PVE never redirects its API, but the answer is a redirect (HTTP "
-        f"{response.status_code}){where}; it was not followed and no credential was sent there"
-    )
-
-
-def _read_body(response: requests.Response, deadline: _Deadline) -> bytes:
-    """The body, at most `MAX_ANSWER_BYTES`; a body cut off is an `_AnswerProblem`."""
-    length = response.headers.get("Content-Length", "")
-    if length.strip().isdigit() and int(length) > MAX_ANSWER_BYTES:
-        raise _AnswerProblem(_too_large(int(length)))
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        for chunk in response.iter_content(_CHUNK_BYTES):
-            size += len(chunk)
-            if size > MAX_ANSWER_BYTES:
-                raise _AnswerProblem(_too_large(None))
-            chunks.append(chunk)
-    except (
-        requests.exceptions.ChunkedEncodingError,
-        requests.exceptions.ContentDecodingError,
-    ) as exc:
-        if deadline.expired:
-            raise
-        raise _AnswerProblem(
-            f"the answer was cut off after {size} bytes ({_short_reason(exc)})"
-        ) from exc
-    return b"".join(chunks)
-
-
-def _too_large(length: int | None) -> str:
-    what = f"{length} bytes" if length is not None else "larger"
-    return f"the answer is {what}, more than the {MAX_ANSWER_BYTES // 2**20} MiB pvetool reads"
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number PVE sends")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ValueError(f"the number {text[:40]} is out of range")
-    return value
-
-
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > 20:
-        raise ValueError(f"the number {text[:40]}... is out of range")
-    return int(text)
-
-
-def parse_answer(body: bytes) -> Any:
-    """The JSON of an answer, strictly: no NaN or Infinity, no number PVE could not send.
-    Raises `_AnswerProblem` saying what the body is instead."""
-    if not body.strip():
-        raise _AnswerProblem("the answer is empty")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _AnswerProblem(f"the answer is not UTF-8 text (byte {exc.start})") from None
-    try:
-        return json.loads(
-            text,
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-            parse_int=_bounded_int,
-        )
-    except RecursionError:
-        raise _AnswerProblem("the answer is nested too deeply to be a PVE answer") from None
-    except json.JSONDecodeError as exc:
-        start = text.lstrip()[:15].lower()
-        if start.startswith(("<!doctype", "<html", "<")):
-            raise _AnswerProblem("the answer is an HTML page, not JSON") from None
-        raise _AnswerProblem(
-            f"the answer is not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
-        ) from None
-    except ValueError as exc:  # our hooks, or Python's limit on digits
-        raise _AnswerProblem(f"the answer is not JSON PVE sends: {exc}") from None
-
-
-class _StrictSerializer:
-    """proxmoxer's serializer interface: ``data`` of a successful answer, ``errors`` of a
-    refusal."""
-
-    def loads(self, response: requests.Response) -> Any:
-        envelope = parse_answer(response.content)
-        if not isinstance(envelope, dict):
-            raise _AnswerProblem(
-                f"the answer is a JSON {type(envelope).__name__}, not PVE's object with 'data'"
-            )
-        if "data" not in envelope:
-            raise _AnswerProblem("the answer has no 'data'")
-        return envelope["data"]
-
-    def loads_errors(self, response: requests.Response) -> Any:
-        try:
-            envelope = parse_answer(response.content)
-        except _AnswerProblem:
-            return None
-        return envelope.get("errors") if isinstance(envelope, dict) else None
 
 
 class _TicketAuth(AuthBase):
@@ -498,19 +244,6 @@ def _connection_lost(exc: BaseException) -> bool:
     return "UNEXPECTED_EOF_WHILE_READING" in text or "EOF occurred in violation of protocol" in text
 
 
-def _short_reason(exc: BaseException) -> str:
-    """The innermost, most specific part of a requests/urllib3 error message."""
-    text = str(exc)
-    inner = re.findall(r"\(Caused by \w+\((.*)\)\)", text)
-    if inner:
-        text = inner[-1]
-    text = re.sub(r"<[^>]*>: ?", "", text).strip("'\" ")
-    text = re.sub(r"HTTPSConnectionPool\([^)]*\): ", "", text)
-    if "Fingerprints did not match" in text:
-        return "the server certificate does not match the pinned SHA-256 fingerprint"
-    return text[:300] or type(exc).__name__
-
-
 # --------------------------------------------------------------------------------------------
 # The transport
 
@@ -535,11 +268,11 @@ class Transport:
         self._redact = _Redactor(settings.secret_values())
         self._roots: dict[int, Any] = {}
         self._schema = AnswerSchema.load()
-        self._session: Any = _BoundedSession(settings.request_timeout_s)
+        self._session: Any = BoundedSession(settings.request_timeout_s)
         self._session.headers["accept"] = "application/json"
         self._mount_adapters(self._session)
         self._ticket: _TicketAuth | None = None
-        self._login_session: _BoundedSession | None = None
+        self._login_session: BoundedSession | None = None
         auth = settings.auth
         if isinstance(auth, TokenAuth):
             self._session.auth = ProxmoxHTTPApiTokenAuth(
@@ -555,7 +288,7 @@ class Transport:
                 verify_ssl=settings.verify, timeout=settings.request_timeout_s
             )
             self._session.auth = self._ticket
-            self._login_session = _BoundedSession(settings.request_timeout_s)
+            self._login_session = BoundedSession(settings.request_timeout_s)
             self._mount_adapters(self._login_session)
         policy = settings.retry
         self._retrying = Retrying(
@@ -582,11 +315,11 @@ class Transport:
             return self._settings.hosts[self._host_index]
 
     def _mount_adapters(self, session: requests.Session) -> None:
-        session.mount("https://", _Adapter())
+        session.mount("https://", PinnedAdapter())
         for index, host in enumerate(self._settings.hosts):
             fingerprint = self._settings.fingerprint_for(index)
             if fingerprint:
-                session.mount(f"https://{host.url_host}:{host.port}/", _Adapter(fingerprint))
+                session.mount(f"https://{host.url_host}:{host.port}/", PinnedAdapter(fingerprint))
 
     def _base_url(self, index: int) -> str:
         host = self._settings.hosts[index]
@@ -599,7 +332,7 @@ class Transport:
                 root = ProxmoxResource(
                     base_url=self._base_url(index),
                     session=self._session,
-                    serializer=_StrictSerializer(),
+                    serializer=StrictSerializer(),
                 )
                 self._roots[index] = root
             return root
@@ -669,7 +402,7 @@ class Transport:
         safe_path = self._redact(path)
         try:
             yield
-        except _AnswerProblem as exc:
+        except AnswerProblem as exc:
             raise InvalidAnswer(
                 method=method,
                 path=safe_path,
@@ -678,7 +411,7 @@ class Transport:
                 host=host,
                 retryable=exc.retryable,
             ) from None
-        except _DeadlinePassed:
+        except DeadlinePassed:
             raise _Overdue(
                 host=host,
                 reason=(
@@ -819,11 +552,11 @@ class Transport:
                 host=host,
             )
         try:
-            data = _StrictSerializer().loads(response)
+            data = StrictSerializer().loads(response)
             problems = self._schema.problems("POST", "/access/ticket", data)
             if problems:
-                raise _AnswerProblem(f"not what PVE documents: {problems[0]}")
-        except _AnswerProblem as exc:
+                raise AnswerProblem(f"not what PVE documents: {problems[0]}")
+        except AnswerProblem as exc:
             raise InvalidAnswer(
                 method="POST",
                 path="/access/ticket",

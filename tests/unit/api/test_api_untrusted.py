@@ -15,7 +15,7 @@ import pytest
 import responses
 
 from pvetool.api import PveClient, fetch_snapshot
-from pvetool.api.transport import MAX_ANSWER_BYTES, _Deadline
+from pvetool.api.wire import MAX_ANSWER_BYTES, Deadline
 from pvetool.errors import ApiUnreachable, InvalidAnswer
 from pvetool.model import MigrationRequest
 
@@ -220,7 +220,7 @@ def test_the_deadline_cuts_a_read_that_never_ends() -> None:
     class Connection:
         sock = ours
 
-    deadline = _Deadline(0.2)
+    deadline = Deadline(0.2)
     deadline.attach(Connection())
     started = time.monotonic()
     deadline.start()
@@ -240,7 +240,7 @@ def test_a_finished_request_is_never_cut() -> None:
     class Connection:
         sock = ours
 
-    deadline = _Deadline(0.05)
+    deadline = Deadline(0.05)
     deadline.attach(Connection())
     deadline.start()
     deadline.finish()  # the request ended: its connection may now serve another one
