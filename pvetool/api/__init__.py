@@ -2,7 +2,8 @@
 
 Imports: `pvetool.errors`, `pvetool.model`, `pvetool.settings` and its own modules. Only
 `transport.py` and `wire.py` import proxmoxer/requests; nothing outside `api/` ever sees a raw
-PVE dict, and no answer reaches a converter before `schema.py` has checked it against PVE's documentation.
+PVE dict, and no answer reaches a converter before `schema.py` has checked it against PVE's
+documentation.
 """
 
 from pvetool.api.client import PARAM_MIN_VERSION, PveClient
