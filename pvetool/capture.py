@@ -435,36 +435,10 @@ def _guest(
         if 0 < used <= maxmem:
             g["used"] = _size_text(used)
     if running:
-        rrd = rd.optional(f"guest {vmid} load", f"{base}/rrddata", timeframe="hour", cf="AVERAGE")
-        loads = [
-            float(p["cpu"])
-            for p in (rrd if isinstance(rrd, list) else [])
-            if isinstance(p, dict) and isinstance(p.get("cpu"), int | float)
-        ]
-        if loads:
-            g["dirty"] = dirty_class(sum(loads) / len(loads))
-    disk_re = _QEMU_DISK_RE if gtype == "qemu" else _LXC_DISK_RE
-    disks: dict[str, str] = {}
-    for key in sorted(config, key=_key_order):
-        if disk_re.fullmatch(key):
-            spelled = _disk(key, str(config[key]), vmid, node, rd)
-            if spelled is not None:
-                disks[key] = spelled
-    if disks:
-        g["disks"] = disks
-    for key in sorted(config, key=_key_order):
-        if _PASSTHROUGH_RE.fullmatch(key):
-            g[key] = str(config[key])
-    if gtype == "qemu":
-        agent = str(config.get("agent", "0"))
-        if _flag(_options(agent).get("enabled", agent.split(",")[0])):
-            g["agent"] = True
-        if config.get("cpu"):
-            g["cpu"] = str(config["cpu"])
-        if config.get("migrate_speed") is not None:
-            g["migrate_speed"] = _int(config["migrate_speed"], f"{base}/config", "migrate_speed")
-        if config.get("migrate_downtime") is not None:
-            g["migrate_downtime"] = float(config["migrate_downtime"])
+        dirty = _dirty(rd, vmid, base)
+        if dirty is not None:
+            g["dirty"] = dirty
+    g.update(_hardware(rd, config, gtype, vmid, node, base))
     tags = [t for t in re.split(r"[;, ]+", str(row.get("tags", ""))) if t]
     if tags:
         g["tags"] = tags
@@ -487,6 +461,47 @@ def _guest(
         g["onboot"] = True
     if with_descriptions and config.get("description"):
         g["description"] = str(config["description"])
+    return g
+
+
+def _dirty(rd: _Reader, vmid: int, base: str) -> str | None:
+    """The guest's dirty class from its average CPU load over the last hour (RRD)."""
+    rrd = rd.optional(f"guest {vmid} load", f"{base}/rrddata", timeframe="hour", cf="AVERAGE")
+    loads = [
+        float(p["cpu"])
+        for p in (rrd if isinstance(rrd, list) else [])
+        if isinstance(p, dict) and isinstance(p.get("cpu"), int | float)
+    ]
+    return dirty_class(sum(loads) / len(loads)) if loads else None
+
+
+def _hardware(
+    rd: _Reader, config: Mapping[str, Any], gtype: str, vmid: int, node: str, base: str
+) -> dict[str, Any]:
+    """Disks, passthrough devices and the QEMU settings a migration depends on."""
+    g: dict[str, Any] = {}
+    disk_re = _QEMU_DISK_RE if gtype == "qemu" else _LXC_DISK_RE
+    disks: dict[str, str] = {}
+    for key in sorted(config, key=_key_order):
+        if disk_re.fullmatch(key):
+            spelled = _disk(key, str(config[key]), vmid, node, rd)
+            if spelled is not None:
+                disks[key] = spelled
+    if disks:
+        g["disks"] = disks
+    for key in sorted(config, key=_key_order):
+        if _PASSTHROUGH_RE.fullmatch(key):
+            g[key] = str(config[key])
+    if gtype == "qemu":
+        agent = str(config.get("agent", "0"))
+        if _flag(_options(agent).get("enabled", agent.split(",")[0])):
+            g["agent"] = True
+        if config.get("cpu"):
+            g["cpu"] = str(config["cpu"])
+        if config.get("migrate_speed") is not None:
+            g["migrate_speed"] = _int(config["migrate_speed"], f"{base}/config", "migrate_speed")
+        if config.get("migrate_downtime") is not None:
+            g["migrate_downtime"] = float(config["migrate_downtime"])
     return g
 
 
