@@ -446,6 +446,17 @@ class NodeRefusal:
     unavailable_resources: tuple[str, ...] = ()
     blocking_ha_resources: tuple[BlockingHaResource, ...] = ()
 
+    @property
+    def blocks(self) -> bool:
+        """Whether PVE refuses the node. On PVE 9.2 every other node of a qemu guest has an
+        entry, ``{}`` when it is allowed (qemu-server ``src/PVE/API2/Qemu.pm``
+        ``migrate_vm_precondition`` l.5439-5465 with ``QemuServer.pm``
+        ``check_local_storage_availability`` l.2301 seeding ``{}`` per node), so presence alone
+        is no refusal."""
+        return bool(
+            self.unavailable_storages or self.unavailable_resources or self.blocking_ha_resources
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class MappedResource:
@@ -469,7 +480,10 @@ class Precondition:
     has_dbus_vmstate: bool | None = None
 
     def allows(self, node: str) -> bool:
-        return node in self.allowed_nodes and node not in self.not_allowed
+        """PVE offers `node` as a target: it is in ``allowed_nodes`` (an empty entry in
+        ``not_allowed_nodes`` is not a refusal, see `NodeRefusal.blocks`)."""
+        refusal = self.not_allowed.get(node)
+        return node in self.allowed_nodes and (refusal is None or not refusal.blocks)
 
 
 # --------------------------------------------------------------------------------------------
