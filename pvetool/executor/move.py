@@ -41,6 +41,7 @@ from pvetool.executor.verify import (
     target_offline,
     target_trouble,
     verify_arrival,
+    wait_ha_settled,
     whereabouts,
 )
 from pvetool.journal_records import Intent, Started
@@ -50,6 +51,10 @@ from pvetool.model.events import MoveStarted, Notice
 __all__ = ["execute", "follow_and_verify", "pre_condition", "started"]
 
 logger = logging.getLogger(__name__)
+
+# Two CRM rounds and one LRM round (10 s each, pve-ha-manager CRM.pm l.361-363, LRM.pm
+# l.467-469) and some: how long an HA move waits for the HA manager's previous move to settle.
+HA_SETTLE_TIMEOUT_S = 40.0
 
 
 def pre_condition(ctx: RunContext, flight: Flight) -> Check | MoveEnd:
@@ -61,6 +66,17 @@ def pre_condition(ctx: RunContext, flight: Flight) -> Check | MoveEnd:
         incoming=lambda target: ctx.incoming(target, flight),
         busy=lambda node: ctx.busy(node, flight),
     )
+    if move.options.ha:
+        # Never ask the HA manager to move a guest it is still moving (see wait_ha_settled);
+        # the check below then sees where the guest really is.
+        wait_ha_settled(
+            ctx.api,
+            move.vmid,
+            timeout_s=HA_SETTLE_TIMEOUT_S,
+            poll_s=ctx.options.node_poll_s,
+            sleep=ctx.deps.sleep,
+            clock=ctx.deps.clock,
+        )
     with ctx.target_lock(move.target):
         check = precheck(ctx.api, move, room=room)
         if check.ready and check.reserve_bytes:

@@ -56,6 +56,7 @@ __all__ = [
     "target_trouble",
     "verify_arrival",
     "wait_for_status",
+    "wait_ha_settled",
     "whereabouts",
 ]
 
@@ -73,6 +74,9 @@ TARGET_DOWN_PATTERNS = (
 TARGET_REFUSED_PATTERNS = (
     "does not exist",  # "bridge 'vmbr1' does not exist" on the target
     "is not available on node",  # a storage missing on the target
+    # a hamigrate the HA manager refuses (pve-ha-manager src/PVE/CLI/ha_manager.pm
+    # $print_resource_motion_output l.159-175): another target may not have the partner
+    "in negative affinity with resource",
 )
 
 
@@ -388,6 +392,41 @@ def wait_for_status(
     return wait_until(
         lambda: find_guest(api.cluster_resources("vm"), vmid),
         arrived,
+        timeout_s=timeout_s,
+        poll_s=poll_s,
+        clock=clock,
+        sleep=sleep,
+    )
+
+
+HA_MOVING = ("migrate", "relocate")
+
+
+def wait_ha_settled(
+    api: ClusterApi,
+    vmid: int,
+    *,
+    timeout_s: float,
+    poll_s: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Guest | None:
+    """The guest once the HA manager no longer moves it (`/cluster/resources` ``hastate`` not
+    ``migrate``/``relocate``); None when that does not happen within `timeout_s`.
+
+    The CRM records an LRM's finished migration only in its next round (10 s): until then the
+    service still has its old node, and a request to move it back there is dropped as
+    "service already on target node" (pve-ha-manager ``src/PVE/HA/Manager.pm``
+    ``update_crm_commands`` l.662-668, ``next_state_migrate_relocate`` l.1224-1260): the
+    ``hamigrate`` ends OK and no migration ever comes. So an HA move waits for the last one to
+    settle."""
+
+    def settled(guest: Guest | None) -> bool:
+        return guest is None or guest.ha_state not in HA_MOVING
+
+    return wait_until(
+        lambda: find_guest(api.cluster_resources("vm"), vmid),
+        settled,
         timeout_s=timeout_s,
         poll_s=poll_s,
         clock=clock,
