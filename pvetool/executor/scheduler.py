@@ -58,6 +58,7 @@ from pvetool.model import (
 from pvetool.model.events import (
     Interrupt,
     MoveFinished,
+    Notice,
     RunFinished,
     RunStarted,
     StageStarted,
@@ -117,6 +118,9 @@ class Executor:
                 continue
             ctx.write(StageEvent(index, stage.kind, "start", stage.label, stage.node))
             ctx.emit(StageStarted(index, stage))
+            if self._deps.before_stage is not None:
+                for note in self._deps.before_stage(index, stage):
+                    ctx.emit(Notice(note))
             _run_stage(ctx, index, stage)
             if not ctx.abandon:
                 ctx.write(StageEvent(index, stage.kind, "end"))
