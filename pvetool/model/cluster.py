@@ -520,6 +520,9 @@ class DatacenterOptions:
     crs_ha: str | None = None
 
 
+ROOT_PAM = "root@pam"
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterSnapshot:
     """Everything the planner needs, read in one go by `pvetool.api.fetch_snapshot`."""
@@ -536,6 +539,16 @@ class ClusterSnapshot:
     fetched_at: float | None = None
     # Targets of each guest's enabled storage replication jobs (`/cluster/replication`).
     replication: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    # Who the session is to PVE: a token's id (``user@realm!name``) or a password login's user;
+    # None when not known. Only ``root@pam`` itself may send root-only options (a token never
+    # is root@pam, not even ``root@pam!x``: pve-manager ``PVE/HTTPServer.pm`` ``auth_handler``
+    # l.86 makes the token id the request's user).
+    session_user: str | None = None
+
+    @property
+    def root_session(self) -> bool:
+        """The session may send root@pam-only migration options (see `session_user`)."""
+        return self.session_user == ROOT_PAM
 
     # -- lookups
     def node(self, name: str) -> Node:

@@ -57,6 +57,8 @@ PVT-PIN                    blocker   a plan pin does not allow the target
 PVT-NO-TARGET              blocker   a guest that must move has no acceptable target; the
                                      message lists every rejected target with its reason
 PVT-CONVERGENCE            warning   predicted not to converge / needs downtime escalation
+PVT-ROOT-ONLY              warning   the plan sets migration type/network, which PVE takes
+                                     only from root@pam: not sent, the datacenter's apply
 PVT-NOOP                   info      a requested move is already done
 PVT-BALANCED               info      a rebalance found nothing worth moving
 =========================  ========  ====================================================

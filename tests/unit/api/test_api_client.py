@@ -24,6 +24,7 @@ from pvetool.errors import (
     ValidationError,
 )
 from pvetool.model import MigrationRequest, Upid
+from pvetool.settings import PasswordAuth, Secret
 
 from .helpers import (
     BASE1,
@@ -421,9 +422,20 @@ def test_conntrack_state_only_sent_to_pve9(
     assert len(calls_to(api, "GET", r"/version$")) == 1  # fetched once, cached
 
 
-def test_qemu_migration_parameters(api: responses.RequestsMock, sleep: RecordingSleep) -> None:
+@pytest.mark.parametrize("session", ["root@pam", "root@pam!pvetool", "admin@pve"])
+def test_qemu_migration_parameters(
+    api: responses.RequestsMock, sleep: RecordingSleep, session: str
+) -> None:
+    # D2: migration_type and migration_network are root@pam-only (qemu-server
+    # src/PVE/API2/Qemu.pm migrate_vm l.5577-5585); a token is never root@pam.
+    if "!" in session:
+        settings = token_settings()
+    else:
+        api.post(f"{BASE1}/access/ticket", json=_ticket_answer())
+        auth = PasswordAuth(user=session, password=Secret(PASSWORD))
+        settings = token_settings(("pve1", "pve2"), auth=auth)
     api.post(MIGRATE, json={"data": str(QMIGRATE)})
-    make_client(sleep).start_migration(
+    make_client(sleep, settings=settings).start_migration(
         MigrationRequest(
             "qemu",
             "pve1",
@@ -436,14 +448,14 @@ def test_qemu_migration_parameters(api: responses.RequestsMock, sleep: Recording
             migration_network="10.10.1.0/24",
         )
     )
-    assert form(api.calls[0]) == {
+    root_only = {"migration_type": ["insecure"], "migration_network": ["10.10.1.0/24"]}
+    assert form(calls_to(api, "POST", r"/migrate$")[0]) == {
         "target": ["pve3"],
         "online": ["1"],
         "with-local-disks": ["1"],
         "targetstorage": ["local-lvm:ceph,local-zfs:ceph"],
         "bwlimit": ["102400"],
-        "migration_type": ["insecure"],
-        "migration_network": ["10.10.1.0/24"],
+        **(root_only if session == "root@pam" else {}),
     }
 
 
