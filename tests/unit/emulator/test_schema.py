@@ -30,7 +30,7 @@ PACKAGED = REPO_ROOT / "pvetool" / "emulator" / "data" / "pve-api-schema.json"
 # official file whenever it is present.
 OFFICIAL_SCHEMA_SHA256 = "d1d290ae989d0a634a10cea005b5df4eb07313624d86b2eeea7e481685d6730a"
 OFFICIAL_SCHEMA_BYTES = 1_405_816
-SUBSET_SHA256 = "95214d80dad759d3f2414786670abccde08313569326239da434497a41ac75fe"
+SUBSET_SHA256 = "a84180576e5cd76f371d0f5b64a76d0aa3a7feed5d197d676f5eb8b94c800bd7"
 FIXTURES = REPO_ROOT / "tests" / "data" / "fixtures"
 
 QM_MIGRATE = "/nodes/{node}/qemu/{vmid}/migrate"
