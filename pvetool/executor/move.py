@@ -33,6 +33,7 @@ from pvetool.executor.context import (
 from pvetool.executor.offline import offline
 from pvetool.executor.settle import Settled, after_lost_follow, after_unclear_request
 from pvetool.executor.verify import (
+    HA_MOVING,
     Check,
     Room,
     expected_status,
@@ -41,7 +42,7 @@ from pvetool.executor.verify import (
     target_offline,
     target_trouble,
     verify_arrival,
-    wait_ha_settled,
+    wait_settled,
     whereabouts,
 )
 from pvetool.journal_records import Intent, Started
@@ -66,10 +67,18 @@ def pre_condition(ctx: RunContext, flight: Flight) -> Check | MoveEnd:
         incoming=lambda target: ctx.incoming(target, flight),
         busy=lambda node: ctx.busy(node, flight),
     )
-    if move.options.ha:
-        # Never ask the HA manager to move a guest it is still moving (see wait_ha_settled);
-        # the check below then sees where the guest really is.
-        wait_ha_settled(
+    check = _checked(ctx, flight, room)
+    guest = check.guest
+    in_flight = guest is not None and (
+        (check.verdict == "skip" and guest.lock == "migrate")
+        or (check.ready and move.options.ha and guest.ha_state in HA_MOVING)
+    )
+    if in_flight:
+        # On the target but still locked: PVE moved the config before its task ended
+        # (qemu-server QemuMigrate.pm phase3_cleanup: move_config_to_node, then qm unlock).
+        # An HA guest the HA manager still moves: a request now would be dropped (see
+        # wait_settled). Either way: wait for it to settle, then look again.
+        wait_settled(
             ctx.api,
             move.vmid,
             timeout_s=HA_SETTLE_TIMEOUT_S,
@@ -77,11 +86,7 @@ def pre_condition(ctx: RunContext, flight: Flight) -> Check | MoveEnd:
             sleep=ctx.deps.sleep,
             clock=ctx.deps.clock,
         )
-    with ctx.target_lock(move.target):
-        check = precheck(ctx.api, move, room=room)
-        if check.ready and check.reserve_bytes:
-            with ctx.lock:
-                flight.reserved_bytes = check.reserve_bytes
+        check = _checked(ctx, flight, room)
     if check.verdict == "skip":
         return ctx.finish(flight, "skipped", check.reason, node=move.target)
     if check.verdict == "fail":
@@ -89,6 +94,16 @@ def pre_condition(ctx: RunContext, flight: Flight) -> Check | MoveEnd:
         return ctx.finish(flight, "failed", check.reason, node=node)
     if check.verdict in ("defer", "target-down", "target-refused"):
         return MoveEnd(check.verdict, reason=check.reason)
+    return check
+
+
+def _checked(ctx: RunContext, flight: Flight, room: Room) -> Check:
+    """`precheck`, with the memory reserved on the target under its lock."""
+    with ctx.target_lock(flight.move.target):
+        check = precheck(ctx.api, flight.move, room=room)
+        if check.ready and check.reserve_bytes:
+            with ctx.lock:
+                flight.reserved_bytes = check.reserve_bytes
     return check
 
 

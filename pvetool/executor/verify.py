@@ -56,7 +56,8 @@ __all__ = [
     "target_trouble",
     "verify_arrival",
     "wait_for_status",
-    "wait_ha_settled",
+    "HA_MOVING",
+    "wait_settled",
     "whereabouts",
 ]
 
@@ -402,7 +403,7 @@ def wait_for_status(
 HA_MOVING = ("migrate", "relocate")
 
 
-def wait_ha_settled(
+def wait_settled(
     api: ClusterApi,
     vmid: int,
     *,
@@ -411,8 +412,11 @@ def wait_ha_settled(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> Guest | None:
-    """The guest once the HA manager no longer moves it (`/cluster/resources` ``hastate`` not
-    ``migrate``/``relocate``); None when that does not happen within `timeout_s`.
+    """The guest once no migration holds it: no ``lock: migrate`` (PVE moves the config to
+    the target before the task ends and unlocks it last, qemu-server ``QemuMigrate.pm``
+    ``phase3_cleanup`` l.1719-1903) and the HA manager no longer moves it
+    (`/cluster/resources` ``hastate`` not ``migrate``/``relocate``); None when that does not
+    happen within `timeout_s`.
 
     The CRM records an LRM's finished migration only in its next round (10 s): until then the
     service still has its old node, and a request to move it back there is dropped as
@@ -422,7 +426,7 @@ def wait_ha_settled(
     settle."""
 
     def settled(guest: Guest | None) -> bool:
-        return guest is None or guest.ha_state not in HA_MOVING
+        return guest is None or (guest.ha_state not in HA_MOVING and guest.lock != "migrate")
 
     return wait_until(
         lambda: find_guest(api.cluster_resources("vm"), vmid),

@@ -697,3 +697,22 @@ def test_ha_migrate_and_task_calls(api: responses.RequestsMock, sleep: Recording
     assert form(api.calls[0]) == {"node": ["pve2"]}
     assert client.task_status(str(QMIGRATE)).ok
     assert "/tasks/UPID:pve1:" in api.calls[1].request.url
+
+
+def test_synchronous_storage_refusal_is_definite(
+    api: responses.RequestsMock, sleep: RecordingSleep
+) -> None:
+    # D3: qemu-server Qemu.pm migrate_vm l.5631-5636 dies before fork_worker: HTTP 500 with the
+    # storage's words, no task, no lock. Envelope as recorded from PVE 9.1
+    # (tests/data/fixtures/lxc_migrate_running_500_pve9_1.json: {"message": ..., "data": null}).
+    text = "storage 'fast' is not available on node 'pve3'"
+    api.add(
+        PveResponse(
+            "POST", MIGRATE, status=500, reason=text, json={"message": text + "\n", "data": None}
+        )
+    )
+    with pytest.raises(ApiError) as info:
+        make_client(sleep).start_migration(MigrationRequest("qemu", "pve1", 101, "pve3"))
+    assert info.value.reason == text and not info.value.retryable
+    assert len(api.calls) == 1  # not re-sent, no task list looked at
+    assert sleep.calls == []

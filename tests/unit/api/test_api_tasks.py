@@ -311,3 +311,13 @@ def test_follow_task_through_pve_client(api: responses.RequestsMock) -> None:
     ]
     assert log_starts == ["0", "15", "30"]
     assert polls["n"] == 3
+
+
+def test_hamigrate_without_migration_is_not_waited_for_an_hour() -> None:
+    # D5: the CRM drops a request for a target that is not HA-online, or while it still moves
+    # the guest (pve-ha-manager Manager.pm update_crm_commands l.642-668): no qmigrate ever.
+    api = FakeApi({HA: FakeTask(["TASK OK"], first_lines=1)})
+    clock = Clock()
+    with pytest.raises(TaskTimeout, match="dropped the request or has not acted on it"):
+        follow(api, HA, 3600, clock)
+    assert clock.now - 5000.0 <= 130

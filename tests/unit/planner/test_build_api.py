@@ -170,3 +170,26 @@ def test_root_only_migration_options_are_sent_only_by_root_pam(
         assert all(m.options.migration_network is None for m in plan.moves)
         # The timing assumes what PVE will use: the datacenter's type (secure in the lab).
         assert dict(plan.assumptions)["migration"].startswith("secure:")
+
+
+def test_storage_missing_on_the_target_is_blocked_with_pves_words() -> None:
+    # D3: PVE refuses such a VM migration with HTTP 500 "storage 'X' is not available on node
+    # 'Y'" (qemu-server QemuServer.pm check_storage_availability); the plan says so first.
+    snap = lab()
+    local = next(
+        g for g in snap.iter_guests() if g.kind == "qemu" and g.node == "pve1" and g.local_disks
+    )
+    storage = local.local_disks[0].storage
+    spec = load_plan_text(f"version: 1\nsteps:\n  - move: {{{local.vmid}: pve2}}\n", "p.yaml")
+    snap = replace(
+        snap,
+        storages={
+            **snap.storages,
+            storage: replace(snap.storages[storage], restricted_to=frozenset({"pve1", "pve3"})),
+        },
+    )
+    plan = build_plan(spec, snap)
+    texts = [f.message for f in plan.findings if f.id == "PVT-STORAGE"]
+    assert any(
+        f"PVE refuses: storage '{storage}' is not available on node 'pve2'" in t for t in texts
+    ), plan.findings
