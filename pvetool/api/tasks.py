@@ -161,8 +161,8 @@ class _Follower:
         self.moved = False
         while True:
             page = self.client.task_log(self.upid, start=self.lines_read, limit=self.page_lines)
-            if self.lines_read == 0 and len(page) == 1 and page[0].text == "no content":
-                return  # PVE's placeholder for a log that has no line yet
+            if self.lines_read == 0 and len(page) == 1 and _placeholder(page[0].text):
+                return  # PVE's placeholder for a log that has no line yet (or no file)
             for line in page:
                 self._handle(line)
             if page:
@@ -196,6 +196,13 @@ class _Follower:
     def last_lines(self, count: int = FAILURE_TAIL_LINES) -> tuple[str, ...]:
         meaningful = [line for line in self.tail if line.strip()]
         return tuple(meaningful[-count:])
+
+
+def _placeholder(text: str) -> bool:
+    """PVE's stand-ins for a log without lines: ``no content`` for an empty file, and
+    ``unable to open file - <errno text>`` when the file is not there (yet): pve-common
+    ``src/PVE/Tools.pm`` ``dump_logfile`` (l.794, l.806). Neither is a line of the task."""
+    return text == "no content" or text.startswith("unable to open file")
 
 
 def _follow_one(

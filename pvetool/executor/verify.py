@@ -78,6 +78,8 @@ TARGET_REFUSED_PATTERNS = (
     # a hamigrate the HA manager refuses (pve-ha-manager src/PVE/CLI/ha_manager.pm
     # $print_resource_motion_output l.159-175): another target may not have the partner
     "in negative affinity with resource",
+    # qemu-server Qemu.pm migrate_vm l.5602 (D16): only a replication target takes it live
+    "not a replication target",
 )
 
 

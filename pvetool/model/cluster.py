@@ -89,6 +89,9 @@ class Node:
     host_arch: str | None = None
     ha_lrm_status: str | None = None
     ssl_fingerprint: str | None = None
+    # /cluster/resources node `hastate` (pve-manager PVE/API2/Cluster.pm resources l.633-635,
+    # the CRM node_status: online, maintenance, fence, unknown, ...); None when not sent.
+    ha_state: str | None = None
 
     @property
     def memory_free_bytes(self) -> int:
@@ -278,7 +281,11 @@ class Guest:
 
     @property
     def ha_managed(self) -> bool:
-        return self.ha_state is not None
+        """Whether PVE's HA stack manages the guest: a resource in state ``ignored`` is not
+        (pve-ha-manager ``src/PVE/HA/Config.pm`` ``$service_check_ha_state`` l.352-364: "ignored
+        service behave as if they were not managed by HA"; qemu-server ``Qemu.pm``
+        ``migrate_vm`` then migrates it directly, no ``hamigrate``)."""
+        return self.ha_state is not None and self.ha_state != "ignored"
 
     @property
     def local_disks(self) -> tuple[Disk, ...]:
@@ -586,10 +593,13 @@ class ClusterSnapshot:
         return tuple(r for r in self.ha_rules if sid in r.resources and not r.disabled)
 
     def in_ha_maintenance(self, node: str) -> bool:
-        """True when the node's HA LRM reports maintenance mode (``ha-manager crm-command
-        node-maintenance enable``): the HA stack moves guests off it and accepts none."""
+        """True when the node is in HA maintenance (``ha-manager crm-command node-maintenance
+        enable``): its ``hastate`` in /cluster/resources or its LRM status says so. The HA
+        stack moves guests off it and accepts none."""
         entry = self.nodes.get(node)
-        return entry is not None and "maintenance" in (entry.ha_lrm_status or "")
+        return entry is not None and (
+            entry.ha_state == "maintenance" or "maintenance" in (entry.ha_lrm_status or "")
+        )
 
     def host_overhead_bytes(self, node: str) -> int:
         """Memory the node uses beyond its guests (host, page cache, ZFS ARC), estimated as

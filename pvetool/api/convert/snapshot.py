@@ -156,6 +156,7 @@ def _nodes(raw: RawCluster, ha: HaStatus) -> dict[str, Node]:
             ip=info.ip if info else None,
             host_arch=node.host_arch,
             ha_lrm_status=ha.lrm.get(node.name),
+            ha_state=node.ha_state,
         )
     for name, info in member.items():
         if name not in nodes:

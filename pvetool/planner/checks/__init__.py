@@ -44,7 +44,8 @@ PVT-ARCH                   blocker   source and target have different CPU archit
 PVT-CPU-HOST               warning   ``cpu: host`` and different (or unknown) CPU models
 PVT-VERSION                warning   the target runs an older PVE version than the source
 PVT-CT-RESTART             warning   a running container: restart migration = downtime
-PVT-REPLICATION            warning   a replication job points at another node
+PVT-REPLICATION            warning   a replication job points at another node (blocker for
+                                     a live migration of a VM not managed by HA: PVE refuses)
 PVT-HA-NODE-AFFINITY       blocker   a strict HA node-affinity rule excludes the target
                                      (warning for a non-strict rule: HA may move it back)
 PVT-HA-RESOURCE-AFFINITY   blocker   a negative HA resource-affinity partner is (or will be)
@@ -125,6 +126,7 @@ FINDING_IDS: Mapping[str, str] = {
     "PVT-PIN": "a plan pin does not allow the target",
     "PVT-NO-TARGET": "no acceptable target",
     "PVT-CONVERGENCE": "the migration is predicted not to converge quickly",
+    "PVT-ROOT-ONLY": "root@pam-only migration options are not sent",
     "PVT-NOOP": "nothing to do",
     "PVT-BALANCED": "the cluster is already balanced",
 }

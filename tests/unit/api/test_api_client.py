@@ -716,3 +716,24 @@ def test_synchronous_storage_refusal_is_definite(
     assert info.value.reason == text and not info.value.retryable
     assert len(api.calls) == 1  # not re-sent, no task list looked at
     assert sleep.calls == []
+
+
+def test_no_such_task_is_not_found(api: responses.RequestsMock, sleep: RecordingSleep) -> None:
+    # D9: pve-manager PVE/API2/Tasks.pm read_task_status l.517 raise_param_exc({upid =>
+    # "no such task"}): HTTP 400 with the parameter's error; not found, never retried.
+    api.add(
+        PveResponse(
+            "GET",
+            re.compile(re.escape(BASE1) + r"/nodes/pve1/tasks/UPID.*/status"),
+            status=400,
+            reason="Parameter verification failed.",
+            json={
+                "data": None,
+                "errors": {"upid": "no such task"},
+                "message": "Parameter verification failed.\n",
+            },
+        )
+    )
+    with pytest.raises(NotFound, match="no such task"):
+        make_client(sleep).task_status(QMIGRATE)
+    assert len(api.calls) == 1

@@ -491,3 +491,35 @@ def test_precondition_recorded_every_node_refused() -> None:
     for node in ("FwNode", "workstation1", "workstation2"):
         assert pre.not_allowed[node].blocks and not pre.allows(node)
         assert pre.not_allowed[node].unavailable_storages == ("docker-data",)
+
+
+def test_cluster_resources_node_hastate_and_unknown_rows() -> None:
+    # D12: pve-manager PVE/API2/Cluster.pm resources l.633-635 adds the CRM's node_status as
+    # a node's `hastate`; pools, sdn and network rows (and any new type) are not ours to read.
+    raw = [
+        {"id": "pool/prod", "type": "pool", "pool": "prod"},
+        {
+            "id": "node/pve1",
+            "type": "node",
+            "node": "pve1",
+            "status": "online",
+            "hastate": "maintenance",
+            "maxmem": 1024,
+            "mem": 512,
+            "maxcpu": 4,
+        },
+        {"id": "sdn/pve1/zone1", "type": "sdn", "sdn": "zone1", "node": "pve1"},
+        {"id": "network/pve1/vmbr0", "type": "network", "network": "vmbr0", "node": "pve1"},
+        {"id": "future/x", "type": "future-thing"},
+        {
+            "id": "qemu/101",
+            "type": "qemu",
+            "vmid": 101,
+            "node": "pve1",
+            "status": "running",
+            "hastate": "ignored",
+        },
+    ]
+    res = convert.cluster_resources(raw)
+    assert [n.name for n in res.nodes] == ["pve1"] and res.nodes[0].ha_state == "maintenance"
+    assert [g.vmid for g in res.guests] == [101] and not res.guests[0].ha_managed
