@@ -39,7 +39,15 @@ from typing import Literal
 
 from pvetool.errors import ApiError, NotFound, PvetoolError
 from pvetool.executor.api import ClusterApi
-from pvetool.model import ClusterResources, Guest, Move, Node, PlanRules
+from pvetool.model import (
+    ClusterResources,
+    Guest,
+    MappedResource,
+    Move,
+    Node,
+    PlanRules,
+    Precondition,
+)
 from pvetool.waiting import is_transient_read, wait_until
 
 __all__ = [
@@ -188,21 +196,52 @@ def _pve_precondition(api: ClusterApi, move: Move, guest: Guest, what: str) -> C
         return Check(
             "target-refused", f"PVE will not move {what} to {move.target}: {detail}", guest
         )
-    if move.kind == "qemu" and pre.local_resources:
-        return Check(
-            "fail",
-            f"{what} uses local devices ({', '.join(pre.local_resources)}); it cannot migrate",
-            guest,
-        )
-    disks = [d.volid for d in pre.local_disks if not d.cdrom and not d.is_unused]
-    # An offline move (shut down, migrate, start) copies local disks like any offline migration.
     live = move.kind == "qemu" and guest.running and not move.options.shutdown
+    if move.kind == "qemu":
+        refused = _devices_and_cdroms(pre, live, what)
+        if refused:
+            return Check("fail", refused, guest)
+    disks = [d.volid for d in pre.local_disks if d.needs_with_local_disks]
+    # An offline move (shut down, migrate, start) copies local disks like any offline migration.
     if live and disks and not move.options.with_local_disks:
         return Check(
             "fail",
             f"{what} has local disks ({', '.join(disks)}) and the plan does not move them "
             "(with-local-disks)",
             guest,
+        )
+    return None
+
+
+def _devices_and_cdroms(pre: Precondition, live: bool, what: str) -> str | None:
+    """Why PVE will refuse this VM whatever the target, from its precondition (None: it will
+    not): qemu-server ``QemuMigrate.pm`` ``prepare`` l.270-304 and ``scan_local_volumes``
+    l.473-479.
+
+    ``local_resources`` lists mapped USB devices (and mapped PCI devices that cannot
+    live-migrate) too (``QemuMigrate/Helpers.pm`` ``check_local_resources`` l.74-108): only
+    the ones without a mapping block; mapped ones block a live migration unless the mapping can
+    live-migrate (a mapping missing on the target is in ``not_allowed_nodes``, checked before).
+    A local CD-ROM image blocks every migration."""
+    mapped = {m.key: m for m in pre.mapped_resource_info}
+    for key in pre.mapped_resources:
+        mapped.setdefault(key, MappedResource(key))
+    blocking = [k for k in pre.local_resources if k not in mapped]
+    if blocking:
+        return f"{what} uses local devices ({', '.join(blocking)}); it cannot migrate"
+    not_live = sorted(k for k, m in mapped.items() if not m.live_migration)
+    if live and not_live:
+        names = ", ".join(f"{k}:{mapped[k].name}" if mapped[k].name else k for k in not_live)
+        return (
+            f"{what} uses mapped devices that cannot live-migrate ({names}); PVE refuses "
+            "(\"can't live migrate running VM which uses following mapped devices\"): migrate "
+            "it offline"
+        )
+    cdroms = [d.volid for d in pre.local_disks if d.blocks_migration]
+    if cdroms:
+        return (
+            f"{what} has a local CD-ROM image ({', '.join(cdroms)}); PVE refuses to migrate it "
+            "(\"local cdrom image\"): eject it first"
         )
     return None
 

@@ -434,6 +434,9 @@ class HaMigrateRequest:
 # Migration precondition
 
 
+_CLOUDINIT_RE = re.compile(r"vm-\d+-cloudinit")
+
+
 @dataclass(frozen=True, slots=True)
 class LocalDiskInfo:
     """A ``local_disks`` entry of the qemu migrate precondition."""
@@ -442,6 +445,24 @@ class LocalDiskInfo:
     size_bytes: int | None = None
     cdrom: bool = False
     is_unused: bool = False
+    # PVE 9.2 (qemu-server QemuServer.pm get_vm_volumes/foreach_volid l.4537-4553): attached
+    # to a drive of the config; None from an older PVE that does not say.
+    is_attached: bool | None = None
+    is_cloudinit: bool = False
+
+    @property
+    def needs_with_local_disks(self) -> bool:
+        """A live migration refuses it without with-local-disks: a local disk attached to a
+        drive (qemu-server ``QemuMigrate.pm`` ``scan_local_volumes`` l.536-545); a CD-ROM is
+        never copied."""
+        attached = self.is_attached if self.is_attached is not None else not self.is_unused
+        return attached and not self.cdrom
+
+    @property
+    def blocks_migration(self) -> bool:
+        """A local CD-ROM image that is not a cloud-init drive: PVE refuses any migration of
+        the VM (``QemuMigrate.pm`` l.473-479, ``die "local cdrom image"``)."""
+        return self.cdrom and not self.is_cloudinit and not _CLOUDINIT_RE.search(self.volid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,8 +488,13 @@ class NodeRefusal:
 
 @dataclass(frozen=True, slots=True)
 class MappedResource:
+    """A ``mapped-resource-info`` entry: the mapping's `name`; `live_migration` only when PVE
+    says the mapping can live-migrate (a missing key means it cannot, qemu-server
+    ``QemuMigrate/Helpers.pm`` ``check_local_resources`` l.87-93)."""
+
     key: str
     live_migration: bool | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
