@@ -715,7 +715,13 @@ class PveClient:
     # -- tasks
 
     def tasks(self, query: TaskQuery) -> tuple[TaskSummary, ...]:
-        """``GET /nodes/{node}/tasks`` (``source=all``: running ones too), newest first."""
+        """``GET /nodes/{node}/tasks`` (``source=all``: running ones too), newest first.
+
+        Tasks are always looked up here, on their node, never in ``/cluster/tasks``: that list
+        keeps only the newest ~25 rows per node, running ones included (pve-common
+        ``src/PVE/RESTEnvironment.pm`` ``active_workers`` l.388-394), and shows a token without
+        Sys.Audit nothing, so a migration task can vanish from it while it still runs (D13).
+        Never ``limit=0`` either: on a node's list it means none, not all (D9)."""
         return self._call(
             "GET",
             f"/nodes/{_check_node(query.node)}/tasks",

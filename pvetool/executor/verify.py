@@ -234,14 +234,14 @@ def _devices_and_cdroms(pre: Precondition, live: bool, what: str) -> str | None:
         names = ", ".join(f"{k}:{mapped[k].name}" if mapped[k].name else k for k in not_live)
         return (
             f"{what} uses mapped devices that cannot live-migrate ({names}); PVE refuses "
-            "(\"can't live migrate running VM which uses following mapped devices\"): migrate "
+            '("can\'t live migrate running VM which uses following mapped devices"): migrate '
             "it offline"
         )
     cdroms = [d.volid for d in pre.local_disks if d.blocks_migration]
     if cdroms:
         return (
             f"{what} has a local CD-ROM image ({', '.join(cdroms)}); PVE refuses to migrate it "
-            "(\"local cdrom image\"): eject it first"
+            '("local cdrom image"): eject it first'
         )
     return None
 

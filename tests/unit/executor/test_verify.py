@@ -110,3 +110,23 @@ def test_a_local_cdrom_image_blocks_but_a_cloudinit_drive_does_not() -> None:
     assert iso["volid"] in check.reason
     cloudinit = {"volid": "local-lvm:vm-301-cloudinit", "cdrom": 1, "is_cloudinit": 1}
     assert _precheck(_answer(local_disks=[cloudinit]), running=False).verdict == "ready"
+
+
+def test_a_container_that_did_not_stop_is_its_own_failure_not_the_targets() -> None:
+    # D11: pve-container src/PVE/LXC/Migrate.pm prepare (restart mode): the shutdown times out,
+    # the CT keeps running on its source, unlocked; the move failed, no other target helps.
+    lines = [
+        "2026-12-03 10:00:00 shutdown CT 200",
+        "command 'lxc-stop -n 200 --nokill --timeout 180' failed: exit code 1",
+        "2026-12-03 10:06:05 ERROR: migration aborted (duration 00:06:05): container did not stop",
+        "TASK ERROR: migration aborted",
+    ]
+    failed = TaskFailed(
+        upid="UPID:pve1:0001:0002:6A000000:vzmigrate:200:root@pam:",
+        node="pve1",
+        exitstatus="migration aborted",
+        last_lines=lines,
+        description="Migration of 200",
+    )
+    assert failed.reason == "container did not stop"
+    assert target_trouble(failed.reason) is None
