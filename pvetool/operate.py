@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from pvetool.api import PveClient, TaskApi, fetch_snapshot, follow_task
-from pvetool.api.ha_hold import hold_nodes, release_node
+from pvetool.api.ha_hold import activate_nodes, hold_nodes, release_node
 from pvetool.errors import PlanError, PvetoolError
 from pvetool.executor import (
     SECRET_ENV,
@@ -64,7 +64,7 @@ __all__ = [
     "RunSetup",
     "credentials_env",
     "execute_plan",
-    "ha_hold",
+    "HaHold",
     "ha_hold_stage",
     "release_ha_hold",
     "follow_with",
@@ -329,24 +329,37 @@ def release_ha_hold(client: PveClient, node: str) -> list[str]:
         return [f"the HA rules could not be read to end the drain hold on {node}: {exc}"]
 
 
-def ha_hold(client: PveClient, plan: ExecutionPlan) -> Callable[[int, Stage], list[str]]:
-    """The executor's `before_stage` for `plan`: the HA drain hold (`pvetool.api.ha_hold`)
-    before each drain stage, released before guests come home. A failure to change a rule is
-    a note, never the end of the run: the guests still move, and the CRM may move some back."""
+class HaHold:
+    """The executor's `before_stage`/`after_stage` for `plan`: the HA drain hold
+    (`pvetool.api.ha_hold`): failback off before each drain stage, the drained node out of the
+    rules after it, all of it undone before guests come home. A rule or resource that cannot
+    be changed is a note, never the end of the run: the guests still move, and the CRM may
+    move some back."""
 
-    def before(_index: int, stage: Stage) -> list[str]:
-        action = ha_hold_stage(plan, stage)
+    def __init__(self, client: PveClient, plan: ExecutionPlan) -> None:
+        self._client = client
+        self._plan = plan
+
+    def before(self, _index: int, stage: Stage) -> list[str]:
+        action = ha_hold_stage(self._plan, stage)
         if action is None:
             return []
         verb, nodes = action
         if verb == "release":
-            return [note for node in nodes for note in release_ha_hold(client, node)]
+            return [note for node in nodes for note in release_ha_hold(self._client, node)]
         try:
-            return hold_nodes(client, nodes)
+            return hold_nodes(self._client, nodes)
         except PvetoolError as exc:
             return [f"the HA rules could not be read to hold {', '.join(nodes)}: {exc}"]
 
-    return before
+    def after(self, _index: int, stage: Stage) -> list[str]:
+        action = ha_hold_stage(self._plan, stage)
+        if action is None or action[0] != "hold":
+            return []
+        try:
+            return activate_nodes(self._client, action[1])
+        except PvetoolError as exc:
+            return [f"the HA rules could not be read to keep {', '.join(action[1])}: {exc}"]
 
 
 def execute_plan(
@@ -356,6 +369,7 @@ def execute_plan(
     follow: Follow,
     snapshot: Callable[[], ClusterSnapshot],
     before_stage: Callable[[int, Stage], Sequence[str]] | None = None,
+    after_stage: Callable[[int, Stage], Sequence[str]] | None = None,
     journal: Journal | None = None,
     observer: Observer | None = None,
     confirm: Confirm | None = None,
@@ -382,6 +396,7 @@ def execute_plan(
         sleep=setup.sleep,
         clock=setup.clock,
         before_stage=before_stage,
+        after_stage=after_stage,
     )
     secrets = [*setup.secrets, *(os.environ.get(name, "") for name in sorted(SECRET_ENV))]
     secrets += [v for k, v in setup.hook_credentials.items() if k in SECRET_ENV]
@@ -418,12 +433,14 @@ def run_plan(
         hook_credentials=setup.hook_credentials or credentials_env(client.settings),
         secrets=(*setup.secrets, *client.settings.secret_values()),
     )
+    hold = HaHold(client, plan)
     return execute_plan(
         client,
         plan,
         follow=follow_with(client, wait, sleep=setup.sleep, clock=setup.clock),
         snapshot=lambda: fetch_snapshot(client),
-        before_stage=ha_hold(client, plan),
+        before_stage=hold.before,
+        after_stage=hold.after,
         journal=journal,
         observer=observer,
         confirm=confirm,

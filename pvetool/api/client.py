@@ -695,6 +695,17 @@ class PveClient:
             params["delete"] = ",".join(delete)
         self._request("PUT", f"/cluster/ha/rules/{rule_id}", idempotent=True, **params)
 
+    def update_ha_resource(self, sid: str, *, failback: bool | None) -> None:
+        """``PUT /cluster/ha/resources/{sid}`` (Sys.Console on ``/``): set the resource's
+        ``failback`` (None: delete it, back to PVE's default 1; pve-ha-manager
+        ``src/PVE/API2/HA/Resources.pm`` ``update``)."""
+        if not _SID_RE.match(sid):
+            raise ValidationError(f"'{sid}' is not an HA resource id (vm:100, ct:101)", field="sid")
+        params: dict[str, Any] = (
+            {"delete": "failback"} if failback is None else {"failback": int(failback)}
+        )
+        self._request("PUT", f"/cluster/ha/resources/{sid}", idempotent=True, **params)
+
     def ha_migrate(self, sid: str | int, target: str) -> HaMigrateRequest:
         """``POST /cluster/ha/resources/{sid}/migrate``: ask the HA manager to migrate.
 

@@ -85,6 +85,9 @@ class ExecutorDeps:
     # before_stage(index, stage) -> notes: what the cluster needs before a stage starts (the
     # HA drain hold, `pvetool.operate`); each note is shown as a notice.
     before_stage: Callable[[int, Stage], Sequence[str]] | None = None
+    # after_stage(index, stage) -> notes: the same once the stage has ended (not after an
+    # abandoned run).
+    after_stage: Callable[[int, Stage], Sequence[str]] | None = None
 
 
 @dataclass(frozen=True)

@@ -70,14 +70,14 @@ def pre_condition(ctx: RunContext, flight: Flight) -> Check | MoveEnd:
     check = _checked(ctx, flight, room)
     guest = check.guest
     in_flight = guest is not None and (
-        (check.verdict == "skip" and guest.lock == "migrate")
-        or (check.ready and move.options.ha and guest.ha_state in HA_MOVING)
+        guest.lock == "migrate" or (guest.ha_managed and guest.ha_state in HA_MOVING)
     )
     if in_flight:
-        # On the target but still locked: PVE moved the config before its task ended
-        # (qemu-server QemuMigrate.pm phase3_cleanup: move_config_to_node, then qm unlock).
-        # An HA guest the HA manager still moves: a request now would be dropped (see
-        # wait_settled). Either way: wait for it to settle, then look again.
+        # A migration of it still runs: locked by it (on the target too: PVE moves the config
+        # before its task ends, qemu-server QemuMigrate.pm phase3_cleanup move_config_to_node,
+        # then qm unlock), or the HA manager moves it (its failback, say), when a request now
+        # would be dropped (see wait_settled). Wait for it to end, then look again: the guest
+        # may be on the target by then (skipped) or back where it was.
         wait_settled(
             ctx.api,
             move.vmid,

@@ -123,6 +123,9 @@ class Executor:
                     ctx.emit(Notice(note))
             _run_stage(ctx, index, stage)
             if not ctx.abandon:
+                if self._deps.after_stage is not None:
+                    for note in self._deps.after_stage(index, stage):
+                        ctx.emit(Notice(note))
                 ctx.write(StageEvent(index, stage.kind, "end"))
         # Anything not handled (abandoned run) is reported as not started.
         why = ctx.stop_reason or "the run ended before this move"

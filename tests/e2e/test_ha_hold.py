@@ -4,8 +4,9 @@ The lab's VM 103 (db1) is HA-managed with the strict node-affinity rule ``db-on-
 (``pve1:2,pve2``). With ``failback`` on (PVE's default), PVE 9.2's CRM moves it back to pve1 in
 its next round after any migration away (pve-ha-manager ``src/PVE/HA/Manager.pm``
 ``select_service_node``; the emulator models it, ``pvetool/emulator/ha.py``). A drain of pve1
-must therefore hold: the rule is rewritten to keep pve1 out while it is drained, and ``undrain``
-puts the rule back exactly as it was, after which the guest comes home.
+must therefore hold: failback goes off for the rule's resources before the migrations, the
+rule is rewritten to keep pve1 out once they have left, and ``undrain`` puts both back exactly as
+they were, after which the guest comes home.
 """
 
 from __future__ import annotations
@@ -45,9 +46,15 @@ def test_a_drain_holds_an_ha_guest_off_its_preferred_node_until_undrain(lab: Clu
     assert original["nodes"] == "pve1:2,pve2" and original["strict"] == 1
     assert lab.node_of(103) == "pve1"
 
+    assert Api(lab.emu).get("/cluster/ha/resources/vm:103")["failback"] == 1
     r = lab.pvetool("drain", "pve1", "--with-local-disks", "--yes")
     assert r.code == 0, r.out + r.err
-    assert "HA rule db-on-1-2: keeps off pve1; nodes pve2 while pve1 is drained" in r.out + r.err
+    out = r.out + r.err
+    assert "HA rule db-on-1-2: failback off for vm:103 while pve1 is drained" in out
+    assert "HA rule db-on-1-2: keeps off pve1; nodes pve2 while pve1 is drained" in out
+    # The HA manager moved nothing by itself: pvetool's one migration of 103, where planned.
+    assert "moved VM 103 (db1) pve1 -> pve2" in out
+    assert Api(lab.emu).get("/cluster/ha/resources/vm:103")["failback"] == 0
     held = _rule(lab, "db-on-1-2")
     assert held["nodes"] == "pve2" and held["strict"] == 1 and not held.get("disable")
     assert held["comment"].startswith("pvetool-hold: ")
@@ -63,5 +70,6 @@ def test_a_drain_holds_an_ha_guest_off_its_preferred_node_until_undrain(lab: Clu
     restored = _rule(lab, "db-on-1-2")
     assert restored == original | {"digest": restored["digest"]}
     assert "comment" not in restored
+    assert Api(lab.emu).get("/cluster/ha/resources/vm:103")["failback"] == 1
     _settle(lab)
     assert lab.node_of(103) == "pve1"
