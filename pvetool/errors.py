@@ -268,10 +268,17 @@ class TaskFailed(PvetoolError):
     def reason(self) -> str:
         """PVE's own words for the failure, from the task log (else the exit status)."""
         texts = [ln.split(" ", 2)[-1] if ln[:4].isdigit() else ln for ln in self.last_lines]
-        specific = ("can't ", "does not exist", "not available", "Cannot allocate", "not running")
+        specific = (
+            "can't ",
+            "does not exist",
+            "not available",
+            "Cannot allocate",
+            "not running",
+            "in negative affinity with resource",  # a hamigrate the HA manager refused (D5)
+        )
         for text in reversed(texts):
             if any(k in text for k in specific) and "check log" not in text:
-                return text.removeprefix("ERROR: ")
+                return text.removeprefix("ERROR: ").removeprefix("- ")
         for line in reversed(self.last_lines):
             text = line.split(" ", 2)[-1] if line[:4].isdigit() else line
             if "migration aborted (duration" in text and "): " in text:

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Literal
 
 from pvetool.api import PveClient, TaskApi, fetch_snapshot, follow_task
-from pvetool.errors import PlanError
+from pvetool.api.ha_hold import activate_nodes, hold_nodes, release_node
+from pvetool.errors import PlanError, PvetoolError
 from pvetool.executor import (
     SECRET_ENV,
     ClusterApi,
@@ -49,6 +50,7 @@ from pvetool.model import (
     Move,
     MoveResult,
     RunReport,
+    Stage,
     TaskResult,
     Upid,
 )
@@ -62,6 +64,9 @@ __all__ = [
     "RunSetup",
     "credentials_env",
     "execute_plan",
+    "HaHold",
+    "ha_hold_stage",
+    "release_ha_hold",
     "follow_with",
     "not_run_report",
     "nothing_to_run",
@@ -301,12 +306,70 @@ def _ctrl_c(executor: Executor) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def ha_hold_stage(plan: ExecutionPlan, stage: Stage) -> tuple[str, tuple[str, ...]] | None:
+    """What the HA drain hold does before `stage`: ("hold", nodes) before a drain stage,
+    ("release", nodes) before the stage that brings guests home (rolling maintenance's
+    "return guests to X", an undrain); None otherwise."""
+    if stage.kind != "migrate":
+        return None
+    if stage.label.startswith("drain "):
+        return "hold", tuple(n.strip() for n in stage.label[len("drain ") :].split(","))
+    if stage.label.startswith("return guests to ") and stage.node is not None:
+        return "release", (stage.node,)
+    if plan.name == "undrain":
+        return "release", tuple(sorted({m.target for m in stage.moves}))
+    return None
+
+
+def release_ha_hold(client: PveClient, node: str) -> list[str]:
+    """End the HA drain hold on `node` (`pvetool.api.ha_hold`); notes say what changed."""
+    try:
+        return release_node(client, node)
+    except PvetoolError as exc:
+        return [f"the HA rules could not be read to end the drain hold on {node}: {exc}"]
+
+
+class HaHold:
+    """The executor's `before_stage`/`after_stage` for `plan`: the HA drain hold
+    (`pvetool.api.ha_hold`): failback off before each drain stage, the drained node out of the
+    rules after it, all of it undone before guests come home. A rule or resource that cannot
+    be changed is a note, never the end of the run: the guests still move, and the CRM may
+    move some back."""
+
+    def __init__(self, client: PveClient, plan: ExecutionPlan) -> None:
+        self._client = client
+        self._plan = plan
+
+    def before(self, _index: int, stage: Stage) -> list[str]:
+        action = ha_hold_stage(self._plan, stage)
+        if action is None:
+            return []
+        verb, nodes = action
+        if verb == "release":
+            return [note for node in nodes for note in release_ha_hold(self._client, node)]
+        try:
+            return hold_nodes(self._client, nodes)
+        except PvetoolError as exc:
+            return [f"the HA rules could not be read to hold {', '.join(nodes)}: {exc}"]
+
+    def after(self, _index: int, stage: Stage) -> list[str]:
+        action = ha_hold_stage(self._plan, stage)
+        if action is None or action[0] != "hold":
+            return []
+        try:
+            return activate_nodes(self._client, action[1])
+        except PvetoolError as exc:
+            return [f"the HA rules could not be read to keep {', '.join(action[1])}: {exc}"]
+
+
 def execute_plan(
     api: ClusterApi,
     plan: ExecutionPlan,
     *,
     follow: Follow,
     snapshot: Callable[[], ClusterSnapshot],
+    before_stage: Callable[[int, Stage], Sequence[str]] | None = None,
+    after_stage: Callable[[int, Stage], Sequence[str]] | None = None,
     journal: Journal | None = None,
     observer: Observer | None = None,
     confirm: Confirm | None = None,
@@ -332,6 +395,8 @@ def execute_plan(
         confirm=confirm,
         sleep=setup.sleep,
         clock=setup.clock,
+        before_stage=before_stage,
+        after_stage=after_stage,
     )
     secrets = [*setup.secrets, *(os.environ.get(name, "") for name in sorted(SECRET_ENV))]
     secrets += [v for k, v in setup.hook_credentials.items() if k in SECRET_ENV]
@@ -368,11 +433,14 @@ def run_plan(
         hook_credentials=setup.hook_credentials or credentials_env(client.settings),
         secrets=(*setup.secrets, *client.settings.secret_values()),
     )
+    hold = HaHold(client, plan)
     return execute_plan(
         client,
         plan,
         follow=follow_with(client, wait, sleep=setup.sleep, clock=setup.clock),
         snapshot=lambda: fetch_snapshot(client),
+        before_stage=hold.before,
+        after_stage=hold.after,
         journal=journal,
         observer=observer,
         confirm=confirm,

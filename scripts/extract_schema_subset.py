@@ -86,6 +86,7 @@ WANTED: tuple[tuple[str, str], ...] = (
     # HA
     ("GET", "/cluster/ha/resources"),
     ("GET", "/cluster/ha/resources/{sid}"),
+    ("PUT", "/cluster/ha/resources/{sid}"),
     ("GET", "/cluster/ha/status/current"),
     ("GET", "/cluster/ha/status/manager_status"),
     ("GET", "/cluster/ha/rules"),

@@ -43,6 +43,7 @@ from pvetool.errors import (
     ValidationError,
 )
 from pvetool.model import (
+    ROOT_PAM,
     ClusterResources,
     ClusterStatus,
     DatacenterOptions,
@@ -67,7 +68,7 @@ from pvetool.model import (
     Upid,
     migrate_call_task_types,
 )
-from pvetool.settings import HostPort, Settings
+from pvetool.settings import HostPort, Settings, TokenAuth
 
 __all__ = [
     "PARAM_MIN_VERSION",
@@ -187,6 +188,15 @@ class PveClient:
     @property
     def settings(self) -> Settings:
         return self._settings
+
+    @property
+    def session_user(self) -> str:
+        """Who this session is to PVE: the token id (``user@realm!name``) for a token, the
+        user of a password login (which uses a ticket). Only ``root@pam`` itself may send
+        ``force``, ``migration_type`` and ``migration_network`` (qemu-server
+        ``src/PVE/API2/Qemu.pm`` ``migrate_vm`` l.5577-5585)."""
+        auth = self._settings.auth
+        return auth.token_id if isinstance(auth, TokenAuth) else auth.user
 
     @property
     def current_host(self) -> HostPort:
@@ -540,14 +550,27 @@ class PveClient:
                     f"migration_network '{req.migration_network}' is not a CIDR",
                     field="migration_network",
                 ) from exc
+        root_only = {
+            "migration_type": req.migration_type,
+            "migration_network": req.migration_network,
+        }
+        if self.session_user != ROOT_PAM and any(root_only.values()):
+            # PVE answers 400 "Only root may use this option." to anyone but root@pam; the
+            # planner has said so already (PVT-ROOT-ONLY). PVE applies datacenter.cfg
+            # `migration:` instead (pve-guest-common AbstractMigrate.pm migrate l.111-124).
+            logger.info(
+                "not sending %s: root@pam only, this session is %s",
+                ", ".join(k for k, v in root_only.items() if v),
+                self.session_user,
+            )
+            root_only = {"migration_type": None, "migration_network": None}
         return {
             "target": target,
             "online": True if req.online is None else req.online,
             "with-local-disks": req.with_local_disks,
             "targetstorage": storage,
             "bwlimit": bwlimit_kib_s,
-            "migration_type": req.migration_type,
-            "migration_network": req.migration_network,
+            **root_only,
             "with-conntrack-state": req.with_conntrack_state,
         }
 
@@ -649,6 +672,46 @@ class PveClient:
             groups,
         )
 
+    def update_ha_rule(
+        self,
+        rule_id: str,
+        rule_type: str,
+        *,
+        nodes: str | None = None,
+        disable: bool | None = None,
+        comment: str | None = None,
+    ) -> None:
+        """``PUT /cluster/ha/rules/{rule}`` (Sys.Console on ``/``): set `nodes`, `disable` and
+        `comment` (None: delete the comment). PVE ignores ``disable=0`` (``update_rule``:
+        ``delete $param->{disable} if !$param->{disable}``, pve-ha-manager
+        ``src/PVE/API2/HA/Rules.pm``), so enabling a rule is ``delete=disable``."""
+        params: dict[str, Any] = {"type": rule_type}
+        delete = []
+        if nodes is not None:
+            params["nodes"] = nodes
+        if disable:
+            params["disable"] = 1
+        elif disable is not None:
+            delete.append("disable")
+        if comment is not None:
+            params["comment"] = comment
+        else:
+            delete.append("comment")
+        if delete:
+            params["delete"] = ",".join(delete)
+        self._request("PUT", f"/cluster/ha/rules/{rule_id}", idempotent=True, **params)
+
+    def update_ha_resource(self, sid: str, *, failback: bool | None) -> None:
+        """``PUT /cluster/ha/resources/{sid}`` (Sys.Console on ``/``): set the resource's
+        ``failback`` (None: delete it, back to PVE's default 1; pve-ha-manager
+        ``src/PVE/API2/HA/Resources.pm`` ``update``)."""
+        if not _SID_RE.match(sid):
+            raise ValidationError(f"'{sid}' is not an HA resource id (vm:100, ct:101)", field="sid")
+        params: dict[str, Any] = (
+            {"delete": "failback"} if failback is None else {"failback": int(failback)}
+        )
+        self._request("PUT", f"/cluster/ha/resources/{sid}", idempotent=True, **params)
+
     def ha_migrate(self, sid: str | int, target: str) -> HaMigrateRequest:
         """``POST /cluster/ha/resources/{sid}/migrate``: ask the HA manager to migrate.
 
@@ -669,7 +732,13 @@ class PveClient:
     # -- tasks
 
     def tasks(self, query: TaskQuery) -> tuple[TaskSummary, ...]:
-        """``GET /nodes/{node}/tasks`` (``source=all``: running ones too), newest first."""
+        """``GET /nodes/{node}/tasks`` (``source=all``: running ones too), newest first.
+
+        Tasks are always looked up here, on their node, never in ``/cluster/tasks``: that list
+        keeps only the newest ~25 rows per node, running ones included (pve-common
+        ``src/PVE/RESTEnvironment.pm`` ``active_workers`` l.388-394), and shows a token without
+        Sys.Audit nothing, so a migration task can vanish from it while it still runs (D13).
+        Never ``limit=0`` either: on a node's list it means none, not all (D9)."""
         return self._call(
             "GET",
             f"/nodes/{_check_node(query.node)}/tasks",

@@ -86,6 +86,7 @@ def fetch_snapshot(
             bridges=raw.bridges,
             fetched_at=fetched_at,
             replication=_replication_jobs(client),
+            session_user=client.session_user,
         )
     )
 

@@ -54,6 +54,14 @@ logger = logging.getLogger(__name__)
 
 FAILURE_TAIL_LINES = 10
 
+# How long after an OK ``hamigrate`` the real migration may take to start: the request is read
+# by the CRM in its next round, handed to the source LRM in the one after (10 s each,
+# pve-ha-manager CRM.pm l.361-363, LRM.pm l.467-469), and the LRM may wait for a free worker.
+# The CRM drops a request silently for a target that is not HA-online, or while it still moves
+# the guest (Manager.pm update_crm_commands l.642-668): no migration then ever comes, and
+# waiting for the plan's task timeout (an hour) would only hide that.
+HA_START_TIMEOUT_S = 120.0
+
 
 class TaskApi(Protocol):
     """What task following needs from the API client."""
@@ -153,8 +161,8 @@ class _Follower:
         self.moved = False
         while True:
             page = self.client.task_log(self.upid, start=self.lines_read, limit=self.page_lines)
-            if self.lines_read == 0 and len(page) == 1 and page[0].text == "no content":
-                return  # PVE's placeholder for a log that has no line yet
+            if self.lines_read == 0 and len(page) == 1 and _placeholder(page[0].text):
+                return  # PVE's placeholder for a log that has no line yet (or no file)
             for line in page:
                 self._handle(line)
             if page:
@@ -188,6 +196,13 @@ class _Follower:
     def last_lines(self, count: int = FAILURE_TAIL_LINES) -> tuple[str, ...]:
         meaningful = [line for line in self.tail if line.strip()]
         return tuple(meaningful[-count:])
+
+
+def _placeholder(text: str) -> bool:
+    """PVE's stand-ins for a log without lines: ``no content`` for an empty file, and
+    ``unable to open file - <errno text>`` when the file is not there (yet): pve-common
+    ``src/PVE/Tools.pm`` ``dump_logfile`` (l.794, l.806). Neither is a line of the task."""
+    return text == "no content" or text.startswith("unable to open file")
 
 
 def _follow_one(
@@ -332,8 +347,9 @@ def find_migration_task(
             timeout_s=timeout_s,
             detail=(
                 f"No migration task for guest {vmid} started on node {node} within "
-                f"{timeout_s:g} s; the HA manager may still start it or may have refused it "
-                "(see ha-manager status)"
+                f"{timeout_s:g} s; the HA manager dropped the request or has not acted on it "
+                "(it drops one for a target that is not HA-online, or while it still moves "
+                "the guest; see ha-manager status)"
             ),
         )
     return found
@@ -388,7 +404,7 @@ def follow_task(
         task.node,
         task.vmid,
         task.starttime,
-        max(0.0, deadline - clock()),
+        max(0.0, min(deadline - clock(), HA_START_TIMEOUT_S)),
         wait=policy,
         sleep=sleep,
         clock=clock,

@@ -484,6 +484,10 @@ class Transport:
             cls = PermissionDenied
         elif status in (404, 501) or (status == 500 and _NOT_FOUND_RE.search(reason)):
             cls = NotFound
+        elif status == 400 and any(_NOT_FOUND_RE.search(v) for v in errors.values()):
+            # pve-manager PVE/API2/Tasks.pm read_task_log/read_task_status (l.316, l.517):
+            # raise_param_exc({upid => "no such task"}) - a 400 that means "not found".
+            cls = NotFound
         return cls(method=method, path=path, status=status, reason=reason, errors=errors, host=host)
 
     def _fail_over(self, index: int, reason: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from pvetool.api import fetch_snapshot
+from pvetool.api.ha_hold import released
 from pvetool.cli.common import get_client
 from pvetool.cli.execution import (
     check_report_paths,
@@ -35,7 +36,7 @@ from pvetool.cli.plan_cmds import plan_group
 from pvetool.errors import PlanError
 from pvetool.journal import Origin, journalled_plan, state_dir, undrain_candidates
 from pvetool.model import ClusterSnapshot, ExecutionPlan, RunReport
-from pvetool.operate import JobInfo
+from pvetool.operate import JobInfo, release_ha_hold
 from pvetool.plan_json import plan_from_json, read_saved_plan
 from pvetool.planner import build
 from pvetool.planner.fingerprint import drift
@@ -130,7 +131,16 @@ def undrain_cmd(ctx: click.Context, /, node: str, **kw: Any) -> None:
         plan = journalled_plan(resume)
         run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume)
         return
+    # The drain's HA hold (pvetool.api.ha_hold) ends before the guests come home: plan with it
+    # ended, or HA guests would look barred from their own node.
+    snapshot = released(snapshot, node)
     found = undrain_candidates(directory, node)
+    moves, notes = _homecoming(snapshot, node, found[0].run_id, found[1]) if found else ([], [])
+    if not moves and not opts.dry_run:
+        # Nothing for the executor to bring home: end the HA drain hold here (with moves, the
+        # run ends it before they start, after the confirmation).
+        for note in release_ha_hold(get_client(ctx), node):
+            click.echo(note, err=True)
     if found is None:
         message = (
             f"No drain of {node} to undo: the journals in {directory / 'runs'} show none, or "
@@ -140,9 +150,8 @@ def undrain_cmd(ctx: click.Context, /, node: str, **kw: Any) -> None:
         check_report_paths(opts.reports, opts.junit)
         empty = RunReport("", f"undrain {node}", "", key, (), notes=(message,))
         end_not_run(ctx, empty, opts)
-    drain_run, origins = found
+    drain_run, _ = found
     journal_problems(drain_run)
-    moves, notes = _homecoming(snapshot, node, drain_run.run_id, origins)
     plan = build.build_plan(_with_local_disks(build.undrain_spec(moves)), snapshot)
     job = JobInfo(key, "undrain", undoes=drain_run.run_id)
     run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, notes=notes)

@@ -498,7 +498,7 @@ def _select_service_node(
         if other is not None:
             separate.update(n for n in (other.node, other.target) if n)
     if (
-        not g.spec.ha_failback
+        not failback(g)
         and svc.node in allowed
         and (svc.node in together or svc.node not in separate)
     ):
@@ -519,6 +519,12 @@ def _select_service_node(
                 counts[n] += 1
     nodes = sorted(pri, key=lambda n: (counts[n], n))
     return nodes[0] if nodes else None
+
+
+def failback(g: GuestRt) -> bool:
+    """The resource's `failback` (resources.cfg; default 1, Config.pm
+    read_and_check_resources_config l.120), as last set through the API."""
+    return g.spec.ha_failback if g.ha_failback is None else g.ha_failback
 
 
 def _next_state_migrate_relocate(c: Cluster, svc: HaService, g: GuestRt) -> None:

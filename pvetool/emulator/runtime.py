@@ -154,6 +154,10 @@ class GuestRt:
     agent_frozen: bool = False
     # The HA resource's requested state (resources.cfg `state`); `ha_state` is the CRM's view.
     ha_request: str = ""
+    # resources.cfg `failback` as changed through PUT /cluster/ha/resources/{sid}; None: the
+    # cluster file's (`spec.ha_failback`).
+    ha_failback: bool | None = None
+    ha_comment: str = ""
     # Targets of the guest's storage replication jobs, by job number (`<vmid>-<n>`). A
     # migration to a job's target switches that job back to the old node (see `_finish`).
     replicate: list[str] = field(default_factory=list)

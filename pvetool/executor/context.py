@@ -25,7 +25,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -46,6 +46,7 @@ from pvetool.model import (
     MoveResult,
     MoveStatus,
     NodeWaitResult,
+    Stage,
     TaskResult,
 )
 from pvetool.model.events import Event, MoveFinished, MoveProgressed, Notice, Observer
@@ -81,6 +82,12 @@ class ExecutorDeps:
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic  # seconds, for deadlines and wall times
     wall_clock: Callable[[], float] = time.time  # epoch seconds, for the report's start
+    # before_stage(index, stage) -> notes: what the cluster needs before a stage starts (the
+    # HA drain hold, `pvetool.operate`); each note is shown as a notice.
+    before_stage: Callable[[int, Stage], Sequence[str]] | None = None
+    # after_stage(index, stage) -> notes: the same once the stage has ended (not after an
+    # abandoned run).
+    after_stage: Callable[[int, Stage], Sequence[str]] | None = None
 
 
 @dataclass(frozen=True)

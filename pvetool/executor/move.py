@@ -33,6 +33,7 @@ from pvetool.executor.context import (
 from pvetool.executor.offline import offline
 from pvetool.executor.settle import Settled, after_lost_follow, after_unclear_request
 from pvetool.executor.verify import (
+    HA_MOVING,
     Check,
     Room,
     expected_status,
@@ -41,6 +42,7 @@ from pvetool.executor.verify import (
     target_offline,
     target_trouble,
     verify_arrival,
+    wait_settled,
     whereabouts,
 )
 from pvetool.journal_records import Intent, Started
@@ -50,6 +52,10 @@ from pvetool.model.events import MoveStarted, Notice
 __all__ = ["execute", "follow_and_verify", "pre_condition", "started"]
 
 logger = logging.getLogger(__name__)
+
+# Two CRM rounds and one LRM round (10 s each, pve-ha-manager CRM.pm l.361-363, LRM.pm
+# l.467-469) and some: how long an HA move waits for the HA manager's previous move to settle.
+HA_SETTLE_TIMEOUT_S = 40.0
 
 
 def pre_condition(ctx: RunContext, flight: Flight) -> Check | MoveEnd:
@@ -61,11 +67,26 @@ def pre_condition(ctx: RunContext, flight: Flight) -> Check | MoveEnd:
         incoming=lambda target: ctx.incoming(target, flight),
         busy=lambda node: ctx.busy(node, flight),
     )
-    with ctx.target_lock(move.target):
-        check = precheck(ctx.api, move, room=room)
-        if check.ready and check.reserve_bytes:
-            with ctx.lock:
-                flight.reserved_bytes = check.reserve_bytes
+    check = _checked(ctx, flight, room)
+    guest = check.guest
+    in_flight = guest is not None and (
+        guest.lock == "migrate" or (guest.ha_managed and guest.ha_state in HA_MOVING)
+    )
+    if in_flight:
+        # A migration of it still runs: locked by it (on the target too: PVE moves the config
+        # before its task ends, qemu-server QemuMigrate.pm phase3_cleanup move_config_to_node,
+        # then qm unlock), or the HA manager moves it (its failback, say), when a request now
+        # would be dropped (see wait_settled). Wait for it to end, then look again: the guest
+        # may be on the target by then (skipped) or back where it was.
+        wait_settled(
+            ctx.api,
+            move.vmid,
+            timeout_s=HA_SETTLE_TIMEOUT_S,
+            poll_s=ctx.options.node_poll_s,
+            sleep=ctx.deps.sleep,
+            clock=ctx.deps.clock,
+        )
+        check = _checked(ctx, flight, room)
     if check.verdict == "skip":
         return ctx.finish(flight, "skipped", check.reason, node=move.target)
     if check.verdict == "fail":
@@ -73,6 +94,16 @@ def pre_condition(ctx: RunContext, flight: Flight) -> Check | MoveEnd:
         return ctx.finish(flight, "failed", check.reason, node=node)
     if check.verdict in ("defer", "target-down", "target-refused"):
         return MoveEnd(check.verdict, reason=check.reason)
+    return check
+
+
+def _checked(ctx: RunContext, flight: Flight, room: Room) -> Check:
+    """`precheck`, with the memory reserved on the target under its lock."""
+    with ctx.target_lock(flight.move.target):
+        check = precheck(ctx.api, flight.move, room=room)
+        if check.ready and check.reserve_bytes:
+            with ctx.lock:
+                flight.reserved_bytes = check.reserve_bytes
     return check
 
 

@@ -58,6 +58,7 @@ from pvetool.model import (
 from pvetool.model.events import (
     Interrupt,
     MoveFinished,
+    Notice,
     RunFinished,
     RunStarted,
     StageStarted,
@@ -117,8 +118,14 @@ class Executor:
                 continue
             ctx.write(StageEvent(index, stage.kind, "start", stage.label, stage.node))
             ctx.emit(StageStarted(index, stage))
+            if self._deps.before_stage is not None:
+                for note in self._deps.before_stage(index, stage):
+                    ctx.emit(Notice(note))
             _run_stage(ctx, index, stage)
             if not ctx.abandon:
+                if self._deps.after_stage is not None:
+                    for note in self._deps.after_stage(index, stage):
+                        ctx.emit(Notice(note))
                 ctx.write(StageEvent(index, stage.kind, "end"))
         # Anything not handled (abandoned run) is reported as not started.
         why = ctx.stop_reason or "the run ended before this move"

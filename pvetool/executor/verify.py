@@ -39,7 +39,15 @@ from typing import Literal
 
 from pvetool.errors import ApiError, NotFound, PvetoolError
 from pvetool.executor.api import ClusterApi
-from pvetool.model import ClusterResources, Guest, Move, Node, PlanRules
+from pvetool.model import (
+    ClusterResources,
+    Guest,
+    MappedResource,
+    Move,
+    Node,
+    PlanRules,
+    Precondition,
+)
 from pvetool.waiting import is_transient_read, wait_until
 
 __all__ = [
@@ -56,6 +64,8 @@ __all__ = [
     "target_trouble",
     "verify_arrival",
     "wait_for_status",
+    "HA_MOVING",
+    "wait_settled",
     "whereabouts",
 ]
 
@@ -73,6 +83,11 @@ TARGET_DOWN_PATTERNS = (
 TARGET_REFUSED_PATTERNS = (
     "does not exist",  # "bridge 'vmbr1' does not exist" on the target
     "is not available on node",  # a storage missing on the target
+    # a hamigrate the HA manager refuses (pve-ha-manager src/PVE/CLI/ha_manager.pm
+    # $print_resource_motion_output l.159-175): another target may not have the partner
+    "in negative affinity with resource",
+    # qemu-server Qemu.pm migrate_vm l.5602 (D16): only a replication target takes it live
+    "not a replication target",
 )
 
 
@@ -181,21 +196,52 @@ def _pve_precondition(api: ClusterApi, move: Move, guest: Guest, what: str) -> C
         return Check(
             "target-refused", f"PVE will not move {what} to {move.target}: {detail}", guest
         )
-    if move.kind == "qemu" and pre.local_resources:
-        return Check(
-            "fail",
-            f"{what} uses local devices ({', '.join(pre.local_resources)}); it cannot migrate",
-            guest,
-        )
-    disks = [d.volid for d in pre.local_disks if not d.cdrom and not d.is_unused]
-    # An offline move (shut down, migrate, start) copies local disks like any offline migration.
     live = move.kind == "qemu" and guest.running and not move.options.shutdown
+    if move.kind == "qemu":
+        refused = _devices_and_cdroms(pre, live, what)
+        if refused:
+            return Check("fail", refused, guest)
+    disks = [d.volid for d in pre.local_disks if d.needs_with_local_disks]
+    # An offline move (shut down, migrate, start) copies local disks like any offline migration.
     if live and disks and not move.options.with_local_disks:
         return Check(
             "fail",
             f"{what} has local disks ({', '.join(disks)}) and the plan does not move them "
             "(with-local-disks)",
             guest,
+        )
+    return None
+
+
+def _devices_and_cdroms(pre: Precondition, live: bool, what: str) -> str | None:
+    """Why PVE will refuse this VM whatever the target, from its precondition (None: it will
+    not): qemu-server ``QemuMigrate.pm`` ``prepare`` l.270-304 and ``scan_local_volumes``
+    l.473-479.
+
+    ``local_resources`` lists mapped USB devices (and mapped PCI devices that cannot
+    live-migrate) too (``QemuMigrate/Helpers.pm`` ``check_local_resources`` l.74-108): only
+    the ones without a mapping block; mapped ones block a live migration unless the mapping can
+    live-migrate (a mapping missing on the target is in ``not_allowed_nodes``, checked before).
+    A local CD-ROM image blocks every migration."""
+    mapped = {m.key: m for m in pre.mapped_resource_info}
+    for key in pre.mapped_resources:
+        mapped.setdefault(key, MappedResource(key))
+    blocking = [k for k in pre.local_resources if k not in mapped]
+    if blocking:
+        return f"{what} uses local devices ({', '.join(blocking)}); it cannot migrate"
+    not_live = sorted(k for k, m in mapped.items() if not m.live_migration)
+    if live and not_live:
+        names = ", ".join(f"{k}:{mapped[k].name}" if mapped[k].name else k for k in not_live)
+        return (
+            f"{what} uses mapped devices that cannot live-migrate ({names}); PVE refuses "
+            '("can\'t live migrate running VM which uses following mapped devices"): migrate '
+            "it offline"
+        )
+    cdroms = [d.volid for d in pre.local_disks if d.blocks_migration]
+    if cdroms:
+        return (
+            f"{what} has a local CD-ROM image ({', '.join(cdroms)}); PVE refuses to migrate it "
+            '("local cdrom image"): eject it first'
         )
     return None
 
@@ -388,6 +434,44 @@ def wait_for_status(
     return wait_until(
         lambda: find_guest(api.cluster_resources("vm"), vmid),
         arrived,
+        timeout_s=timeout_s,
+        poll_s=poll_s,
+        clock=clock,
+        sleep=sleep,
+    )
+
+
+HA_MOVING = ("migrate", "relocate")
+
+
+def wait_settled(
+    api: ClusterApi,
+    vmid: int,
+    *,
+    timeout_s: float,
+    poll_s: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Guest | None:
+    """The guest once no migration holds it: no ``lock: migrate`` (PVE moves the config to
+    the target before the task ends and unlocks it last, qemu-server ``QemuMigrate.pm``
+    ``phase3_cleanup`` l.1719-1903) and the HA manager no longer moves it
+    (`/cluster/resources` ``hastate`` not ``migrate``/``relocate``); None when that does not
+    happen within `timeout_s`.
+
+    The CRM records an LRM's finished migration only in its next round (10 s): until then the
+    service still has its old node, and a request to move it back there is dropped as
+    "service already on target node" (pve-ha-manager ``src/PVE/HA/Manager.pm``
+    ``update_crm_commands`` l.662-668, ``next_state_migrate_relocate`` l.1224-1260): the
+    ``hamigrate`` ends OK and no migration ever comes. So an HA move waits for the last one to
+    settle."""
+
+    def settled(guest: Guest | None) -> bool:
+        return guest is None or (guest.ha_state not in HA_MOVING and guest.lock != "migrate")
+
+    return wait_until(
+        lambda: find_guest(api.cluster_resources("vm"), vmid),
+        settled,
         timeout_s=timeout_s,
         poll_s=poll_s,
         clock=clock,

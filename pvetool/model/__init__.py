@@ -15,6 +15,7 @@ migration requests and task queries), `cluster` (nodes, storage, guests, HA, the
 from __future__ import annotations
 
 from pvetool.model.cluster import (
+    ROOT_PAM,
     BlockingHaResource,
     ClusterNodeStatus,
     ClusterResources,
@@ -92,6 +93,7 @@ from pvetool.model.types import (
 )
 
 __all__ = [
+    "ROOT_PAM",
     "HA_MIGRATE_TASK_TYPE",
     "MIGRATION_TASK_TYPES",
     "Affinity",

@@ -89,6 +89,9 @@ class Node:
     host_arch: str | None = None
     ha_lrm_status: str | None = None
     ssl_fingerprint: str | None = None
+    # /cluster/resources node `hastate` (pve-manager PVE/API2/Cluster.pm resources l.633-635,
+    # the CRM node_status: online, maintenance, fence, unknown, ...); None when not sent.
+    ha_state: str | None = None
 
     @property
     def memory_free_bytes(self) -> int:
@@ -278,7 +281,11 @@ class Guest:
 
     @property
     def ha_managed(self) -> bool:
-        return self.ha_state is not None
+        """Whether PVE's HA stack manages the guest: a resource in state ``ignored`` is not
+        (pve-ha-manager ``src/PVE/HA/Config.pm`` ``$service_check_ha_state`` l.352-364: "ignored
+        service behave as if they were not managed by HA"; qemu-server ``Qemu.pm``
+        ``migrate_vm`` then migrates it directly, no ``hamigrate``)."""
+        return self.ha_state is not None and self.ha_state != "ignored"
 
     @property
     def local_disks(self) -> tuple[Disk, ...]:
@@ -427,6 +434,9 @@ class HaMigrateRequest:
 # Migration precondition
 
 
+_CLOUDINIT_RE = re.compile(r"vm-\d+-cloudinit")
+
+
 @dataclass(frozen=True, slots=True)
 class LocalDiskInfo:
     """A ``local_disks`` entry of the qemu migrate precondition."""
@@ -435,6 +445,24 @@ class LocalDiskInfo:
     size_bytes: int | None = None
     cdrom: bool = False
     is_unused: bool = False
+    # PVE 9.2 (qemu-server QemuServer.pm get_vm_volumes/foreach_volid l.4537-4553): attached
+    # to a drive of the config; None from an older PVE that does not say.
+    is_attached: bool | None = None
+    is_cloudinit: bool = False
+
+    @property
+    def needs_with_local_disks(self) -> bool:
+        """A live migration refuses it without with-local-disks: a local disk attached to a
+        drive (qemu-server ``QemuMigrate.pm`` ``scan_local_volumes`` l.536-545); a CD-ROM is
+        never copied."""
+        attached = self.is_attached if self.is_attached is not None else not self.is_unused
+        return attached and not self.cdrom
+
+    @property
+    def blocks_migration(self) -> bool:
+        """A local CD-ROM image that is not a cloud-init drive: PVE refuses any migration of
+        the VM (``QemuMigrate.pm`` l.473-479, ``die "local cdrom image"``)."""
+        return self.cdrom and not self.is_cloudinit and not _CLOUDINIT_RE.search(self.volid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,11 +474,27 @@ class NodeRefusal:
     unavailable_resources: tuple[str, ...] = ()
     blocking_ha_resources: tuple[BlockingHaResource, ...] = ()
 
+    @property
+    def blocks(self) -> bool:
+        """Whether PVE refuses the node. On PVE 9.2 every other node of a qemu guest has an
+        entry, ``{}`` when it is allowed (qemu-server ``src/PVE/API2/Qemu.pm``
+        ``migrate_vm_precondition`` l.5439-5465 with ``QemuServer.pm``
+        ``check_local_storage_availability`` l.2301 seeding ``{}`` per node), so presence alone
+        is no refusal."""
+        return bool(
+            self.unavailable_storages or self.unavailable_resources or self.blocking_ha_resources
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class MappedResource:
+    """A ``mapped-resource-info`` entry: the mapping's `name`; `live_migration` only when PVE
+    says the mapping can live-migrate (a missing key means it cannot, qemu-server
+    ``QemuMigrate/Helpers.pm`` ``check_local_resources`` l.87-93)."""
+
     key: str
     live_migration: bool | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,7 +513,10 @@ class Precondition:
     has_dbus_vmstate: bool | None = None
 
     def allows(self, node: str) -> bool:
-        return node in self.allowed_nodes and node not in self.not_allowed
+        """PVE offers `node` as a target: it is in ``allowed_nodes`` (an empty entry in
+        ``not_allowed_nodes`` is not a refusal, see `NodeRefusal.blocks`)."""
+        refusal = self.not_allowed.get(node)
+        return node in self.allowed_nodes and (refusal is None or not refusal.blocks)
 
 
 # --------------------------------------------------------------------------------------------
@@ -506,6 +553,9 @@ class DatacenterOptions:
     crs_ha: str | None = None
 
 
+ROOT_PAM = "root@pam"
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterSnapshot:
     """Everything the planner needs, read in one go by `pvetool.api.fetch_snapshot`."""
@@ -522,6 +572,16 @@ class ClusterSnapshot:
     fetched_at: float | None = None
     # Targets of each guest's enabled storage replication jobs (`/cluster/replication`).
     replication: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    # Who the session is to PVE: a token's id (``user@realm!name``) or a password login's user;
+    # None when not known. Only ``root@pam`` itself may send root-only options (a token never
+    # is root@pam, not even ``root@pam!x``: pve-manager ``PVE/HTTPServer.pm`` ``auth_handler``
+    # l.86 makes the token id the request's user).
+    session_user: str | None = None
+
+    @property
+    def root_session(self) -> bool:
+        """The session may send root@pam-only migration options (see `session_user`)."""
+        return self.session_user == ROOT_PAM
 
     # -- lookups
     def node(self, name: str) -> Node:
@@ -559,10 +619,13 @@ class ClusterSnapshot:
         return tuple(r for r in self.ha_rules if sid in r.resources and not r.disabled)
 
     def in_ha_maintenance(self, node: str) -> bool:
-        """True when the node's HA LRM reports maintenance mode (``ha-manager crm-command
-        node-maintenance enable``): the HA stack moves guests off it and accepts none."""
+        """True when the node is in HA maintenance (``ha-manager crm-command node-maintenance
+        enable``): its ``hastate`` in /cluster/resources or its LRM status says so. The HA
+        stack moves guests off it and accepts none."""
         entry = self.nodes.get(node)
-        return entry is not None and "maintenance" in (entry.ha_lrm_status or "")
+        return entry is not None and (
+            entry.ha_state == "maintenance" or "maintenance" in (entry.ha_lrm_status or "")
+        )
 
     def host_overhead_bytes(self, node: str) -> int:
         """Memory the node uses beyond its guests (host, page cache, ZFS ARC), estimated as

@@ -353,9 +353,11 @@ def build_plan(
         working=snapshot,
     )
     b.findings += cluster_findings(snapshot)
+    spec_rules, root_only = _root_only_options(spec.rules, snapshot)
+    b.findings += root_only
     for step in spec.steps:
-        _plan_step(b, step, spec.rules)
-    caps, stages = _sequence(b, params, Network.of(link_bits_per_s), spec.rules)
+        _plan_step(b, step, spec_rules)
+    caps, stages = _sequence(b, params, Network.of(link_bits_per_s), spec_rules)
     involved = {m.vmid for s in stages for m in s.moves} | set(b.blocked)
     for step in spec.steps:
         if isinstance(step, DrainStep):
@@ -380,8 +382,44 @@ def build_plan(
         rules=rules,
         rejections=tuple(b.rejections),
         facts=facts,
-        assumptions=_assumptions(snapshot, params, link_bits_per_s, spec.rules, rules),
+        assumptions=_assumptions(snapshot, params, link_bits_per_s, spec_rules, rules),
     )
+
+
+def _root_only_options(rules: Rules, snapshot: ClusterSnapshot) -> tuple[Rules, list[Finding]]:
+    """The plan's rules without the migration options only root@pam may send, when this
+    session is not root@pam, and the finding that says so (PVT-ROOT-ONLY).
+
+    qemu-server ``src/PVE/API2/Qemu.pm`` ``migrate_vm`` (9.2.6 l.5577-5585) answers 400 "Only
+    root may use this option." for ``force``, ``migration_type`` and ``migration_network``
+    unless the request's user is exactly ``root@pam``; a token's user is its token id
+    (pve-manager ``PVE/HTTPServer.pm`` ``auth_handler`` l.86), so no token ever qualifies.
+    Without them PVE uses datacenter.cfg's ``migration:`` setting (pve-guest-common
+    ``src/PVE/AbstractMigrate.pm`` ``migrate`` l.111-124), which the plan's timing then
+    assumes too."""
+    mig = rules.migration
+    asked = {"type": mig.type, "network": mig.network}
+    asked = {k: v for k, v in asked.items() if v}
+    if not asked or snapshot.root_session:
+        return rules, []
+    dc = snapshot.datacenter
+    who = snapshot.session_user or "unknown"
+    kind = "token" if "!" in who else "user"
+    wanted = ", ".join(f"{k}={v}" for k, v in asked.items())
+    instead = f"type={dc.migration_type}" + (
+        f", network={dc.migration_network}" if dc.migration_network else ""
+    )
+    setting = ",".join(f"{k}={v}" for k, v in asked.items())
+    message = (
+        f"migration {wanted} is not sent: PVE accepts migration_type and migration_network "
+        f"only from root@pam, and this session is {kind} {who}. PVE uses the datacenter's "
+        f"migration setting instead ({instead}). To migrate with {wanted}, set "
+        f"'migration: {setting}' in datacenter.cfg (Datacenter > Options > Migration "
+        "Settings, or PUT /cluster/options, which needs Sys.Modify on /), or run pvetool "
+        "logged in as root@pam with a password"
+    )
+    stripped = replace(rules, migration=replace(mig, type=None, network=None))
+    return stripped, [Finding("PVT-ROOT-ONLY", "warning", message)]
 
 
 def _plan_step(b: _Builder, step: Step, rules: Rules) -> None:

@@ -440,13 +440,25 @@ class Backend:
             raise AssertionError(f"task {upid} ended with '{exit_status}':\n{lines}")
 
     def settled(self, vmids: Iterable[int]) -> bool:
-        """No migration lock and no HA migration in flight on any of `vmids`."""
+        """No migration lock, no HA migration and no migration task in flight on any of
+        `vmids`. The lock alone does not say it: PVE sets it only in phase 1, after the task's
+        prepare step (qemu-server ``src/PVE/QemuMigrate.pm`` ``phase1`` l.835-837), so a
+        migration just requested shows no lock yet."""
         guests = self.guests()
-        return all(
+        wanted = [v for v in vmids if v in guests]
+        if not all(
             not guests[v].get("lock") and guests[v].get("hastate") not in ("migrate", "relocate")
-            for v in vmids
-            if v in guests
-        )
+            for v in wanted
+        ):
+            return False
+        busy = {
+            int(t["id"])
+            for node in self.online_nodes()
+            for t in self.api.get(f"/nodes/{node}/tasks", source="active", limit=500)
+            if t.get("type") in (*MIGRATION_TYPES.values(), "hamigrate")
+            and str(t.get("id", "")).isdigit()
+        }
+        return not busy & set(wanted)
 
     def wait_settled(self, vmids: Iterable[int]) -> None:
         wanted = list(vmids)

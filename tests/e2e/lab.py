@@ -225,6 +225,11 @@ class MemoryWatch:
             target = task["stats"].get("target")
             if task["status"] == "running" and target and task["vmid"] is not None:
                 guest = state["guests"][str(task["vmid"])]
+                # PVE moves the config to the target before the task ends (qemu-server
+                # QemuMigrate.pm phase3_cleanup move_config_to_node, then qm unlock): from then
+                # on the target's committed memory counts the guest already.
+                if guest["node"] == target:
+                    continue
                 if guest["status"] == "running" or task["type"] == "vzmigrate":
                     incoming[target] = incoming.get(target, 0) + guest["memory"]
         for name, node in state["nodes"].items():

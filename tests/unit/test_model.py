@@ -236,3 +236,11 @@ def test_precondition_allows_only_allowed_nodes() -> None:
         not_allowed={"pve3": NodeRefusal("pve3", unavailable_storages=("local-zfs",))},
     )
     assert pre.allows("pve2") and not pre.allows("pve3") and not pre.allows("pve4")
+
+
+def test_an_ignored_ha_resource_is_not_ha_managed() -> None:
+    # D17: pve-ha-manager src/PVE/HA/Config.pm $service_check_ha_state l.352-364.
+    guest = _snapshot().guest(101)
+    assert replace(guest, ha_state="started").ha_managed
+    assert not replace(guest, ha_state="ignored").ha_managed
+    assert not replace(guest, ha_state=None).ha_managed

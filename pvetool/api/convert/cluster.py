@@ -166,6 +166,7 @@ def cluster_resources(raw: Any) -> ClusterResources:
                     memory_used_bytes=_int(entry.get("mem")),
                     uptime_s=_int(entry.get("uptime")),
                     host_arch=_opt_str(entry.get("host-arch")),
+                    ha_state=_opt_str(entry.get("hastate")),
                 )
             )
         elif kind in ("qemu", "lxc"):
@@ -183,6 +184,9 @@ def cluster_resources(raw: Any) -> ClusterResources:
                     used_bytes=_int(entry.get("disk")),
                 )
             )
+        # Any other row type (pool, sdn, network on 9.x, and whatever comes later) is not
+        # read: pve-manager PVE/API2/Cluster.pm resources lists them among the rest, in no
+        # order to rely on.
     _no_repeats([n.name for n in nodes], "node")
     _no_repeats([g.vmid for g in guests], "guest")
     return ClusterResources(

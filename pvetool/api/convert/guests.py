@@ -299,6 +299,8 @@ def precondition(kind: GuestKind, raw: Any) -> Precondition:
             size_bytes=_opt_int(d.get("size")),
             cdrom=_bool(d.get("cdrom")),
             is_unused=_bool(d.get("is_unused")),
+            is_attached=_opt_bool(d.get("is_attached")),
+            is_cloudinit=_bool(d.get("is_cloudinit")),
         )
         for d in _objects(_either(data, "local_disks", "local-disks"), "local_disks")
     )
@@ -307,7 +309,15 @@ def precondition(kind: GuestKind, raw: Any) -> Precondition:
     if isinstance(info, dict):
         for key, details in sorted(info.items()):
             live = details.get("live-migration") if isinstance(details, dict) else None
-            mapped_info.append(MappedResource(key=str(key), live_migration=_opt_bool(live)))
+            name = details.get("name") if isinstance(details, dict) else None
+            mapped_info.append(
+                MappedResource(
+                    key=str(key),
+                    # PVE sends the key only for a live-capable mapping (D7): absent = no
+                    live_migration=bool(_opt_bool(live)),
+                    name=_opt_str(name),
+                )
+            )
     return Precondition(
         kind=kind,
         running=_bool(data.get("running")),

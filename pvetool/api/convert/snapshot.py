@@ -94,6 +94,7 @@ class RawCluster:
     bridges: Mapping[str, frozenset[str]] = field(default_factory=dict)
     fetched_at: float | None = None
     replication: Sequence[ReplicationJob] = ()
+    session_user: str | None = None
 
 
 def check_membership(status: ClusterStatus, resources: ClusterResources) -> None:
@@ -130,6 +131,7 @@ def build_snapshot(raw: RawCluster) -> ClusterSnapshot:
         bridges=dict(raw.bridges),
         fetched_at=raw.fetched_at,
         replication=replication_targets(raw.replication),
+        session_user=raw.session_user,
     )
 
 
@@ -154,6 +156,7 @@ def _nodes(raw: RawCluster, ha: HaStatus) -> dict[str, Node]:
             ip=info.ip if info else None,
             host_arch=node.host_arch,
             ha_lrm_status=ha.lrm.get(node.name),
+            ha_state=node.ha_state,
         )
     for name, info in member.items():
         if name not in nodes:

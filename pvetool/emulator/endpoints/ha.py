@@ -24,7 +24,11 @@ from pvetool.emulator.specs import HaRuleSpec
 def _resources_digest(c: Cluster) -> str:
     """Resources.pm $api_copy_config (l.24-35): every row carries the digest of the whole
     resources.cfg."""
-    text = ";".join(f"{g.sid}={g.ha_request}" for g in c.guests.values() if g.spec.ha)
+    text = ";".join(
+        f"{g.sid}={g.ha_request},{ha.failback(g)},{g.ha_comment}"
+        for g in c.guests.values()
+        if g.spec.ha
+    )
     return hashlib.sha1(text.encode()).hexdigest()
 
 
@@ -35,9 +39,9 @@ def _ha_entry(c: Cluster, g: GuestRt) -> dict[str, Any]:
         "state": g.ha_request,
         "max_relocate": g.spec.ha_max_relocate,
         "max_restart": g.spec.ha_max_restart,
-        "failback": 1 if g.spec.ha_failback else 0,
+        "failback": 1 if ha.failback(g) else 0,
         "digest": _resources_digest(c),
-    }
+    } | ({"comment": g.ha_comment} if g.ha_comment else {})
 
 
 @endpoint("GET", "/cluster/ha/resources")
@@ -72,6 +76,31 @@ def get_ha_resource(ctx: Ctx) -> Any:
     c = ctx.cluster
     g = _configured(c, _parse_sid(c, str(ctx.params["sid"])))
     return _ha_entry(c, g)
+
+
+@endpoint("PUT", "/cluster/ha/resources/{sid}")
+def put_ha_resource(ctx: Ctx) -> Any:
+    """pve-ha-manager src/PVE/API2/HA/Resources.pm update (l.233-279): `failback` and
+    `comment` (what pvetool's drain hold changes) and `delete` of them; the change reaches the
+    CRM at its next round, which reads resources.cfg then (Manager.pm manage)."""
+    c = ctx.cluster
+    p = ctx.params
+    g = _configured(c, _parse_sid(c, str(p["sid"])))
+    digest = p.get("digest")
+    if digest and digest != _resources_digest(c):
+        raise PveError(
+            500, "detected modified configuration - file changed by other user? Try again."
+        )
+    deleted = {k for k in re.split(r"[,;\s]+", str(p.get("delete") or "")) if k}
+    if "failback" in p:
+        g.ha_failback = str(p["failback"]) not in ("0", "false", "False", "")
+    if "failback" in deleted:
+        g.ha_failback = None if g.spec.ha_failback else True  # the default is 1
+    if "comment" in p:
+        g.ha_comment = str(p["comment"])
+    if "comment" in deleted:
+        g.ha_comment = ""
+    return None
 
 
 @endpoint("POST", "/cluster/ha/resources/{sid}/migrate")

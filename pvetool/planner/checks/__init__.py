@@ -44,7 +44,8 @@ PVT-ARCH                   blocker   source and target have different CPU archit
 PVT-CPU-HOST               warning   ``cpu: host`` and different (or unknown) CPU models
 PVT-VERSION                warning   the target runs an older PVE version than the source
 PVT-CT-RESTART             warning   a running container: restart migration = downtime
-PVT-REPLICATION            warning   a replication job points at another node
+PVT-REPLICATION            warning   a replication job points at another node (blocker for
+                                     a live migration of a VM not managed by HA: PVE refuses)
 PVT-HA-NODE-AFFINITY       blocker   a strict HA node-affinity rule excludes the target
                                      (warning for a non-strict rule: HA may move it back)
 PVT-HA-RESOURCE-AFFINITY   blocker   a negative HA resource-affinity partner is (or will be)
@@ -57,6 +58,8 @@ PVT-PIN                    blocker   a plan pin does not allow the target
 PVT-NO-TARGET              blocker   a guest that must move has no acceptable target; the
                                      message lists every rejected target with its reason
 PVT-CONVERGENCE            warning   predicted not to converge / needs downtime escalation
+PVT-ROOT-ONLY              warning   the plan sets migration type/network, which PVE takes
+                                     only from root@pam: not sent, the datacenter's apply
 PVT-NOOP                   info      a requested move is already done
 PVT-BALANCED               info      a rebalance found nothing worth moving
 =========================  ========  ====================================================
@@ -123,6 +126,7 @@ FINDING_IDS: Mapping[str, str] = {
     "PVT-PIN": "a plan pin does not allow the target",
     "PVT-NO-TARGET": "no acceptable target",
     "PVT-CONVERGENCE": "the migration is predicted not to converge quickly",
+    "PVT-ROOT-ONLY": "root@pam-only migration options are not sent",
     "PVT-NOOP": "nothing to do",
     "PVT-BALANCED": "the cluster is already balanced",
 }

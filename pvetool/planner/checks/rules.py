@@ -201,7 +201,22 @@ def soft_issues(guest: Guest, target: str, ctx: CheckContext, shutdown: bool) ->
                 )
             )
     jobs = ctx.replication.get(guest.vmid, ())
-    if jobs and target not in jobs:
+    live = guest.kind == "qemu" and guest.running and not shutdown
+    if jobs and target not in jobs and live and not guest.ha_managed:
+        # qemu-server src/PVE/API2/Qemu.pm migrate_vm (9.2.6 l.5597-5604) refuses a live
+        # migration of a replicated VM to a node no job replicates to, unless `force` (root
+        # only; the HA agent sends it, so HA guests pass).
+        issues.append(
+            Issue(
+                "PVT-REPLICATION",
+                "blocker",
+                f"its storage replication goes to {', '.join(jobs)}, not {target}: PVE refuses "
+                f"(\"Cannot live-migrate replicated VM to node '{target}' - not a replication "
+                'target"); add a replication job to it, migrate the guest offline, or remove '
+                "the job",
+            )
+        )
+    elif jobs and target not in jobs:
         issues.append(
             Issue(
                 "PVT-REPLICATION",

@@ -228,7 +228,13 @@ def _storage_issues(
         if why:
             unavailable[storage] = why
     for storage, why in unavailable.items():
-        issues.append(Issue("PVT-STORAGE", "blocker", f"storage {storage} {why}"))
+        issues.append(
+            Issue(
+                "PVT-STORAGE",
+                "blocker",
+                f"storage {storage} {why}; PVE refuses: {_pve_storage_words(storage, target, why)}",
+            )
+        )
     if copies_disks and not unavailable:
         needs: dict[str, int] = {}
         for _, dst, size in disk_plan(guest, mapping):
@@ -245,6 +251,22 @@ def _storage_issues(
                     )
                 )
     return issues
+
+
+def _pve_storage_words(storage: str, target: str, why: str) -> str:
+    """What PVE answers to such a migration: for a VM an HTTP 500 before any task starts
+    (qemu-server ``src/PVE/API2/Qemu.pm`` ``migrate_vm`` l.5631-5636 ->
+    ``QemuServer.pm`` ``check_storage_availability`` l.2234-2258 -> pve-storage
+    ``src/PVE/Storage.pm`` ``storage_check_node``/``storage_check_enabled`` l.264-291), for a
+    container the same words in the task's prepare step (pve-container ``LXC/Migrate.pm``
+    l.101-108)."""
+    if why == "is disabled":
+        return f"storage '{storage}' is disabled"
+    if why == "does not exist":
+        return f"storage '{storage}' does not exist"
+    if why.startswith("does not hold"):
+        return f"content type not available on storage '{storage}'"
+    return f"storage '{storage}' is not available on node '{target}'"
 
 
 def _storage_unavailable(

@@ -24,6 +24,7 @@ from pvetool.errors import (
     ValidationError,
 )
 from pvetool.model import MigrationRequest, Upid
+from pvetool.settings import PasswordAuth, Secret
 
 from .helpers import (
     BASE1,
@@ -421,9 +422,20 @@ def test_conntrack_state_only_sent_to_pve9(
     assert len(calls_to(api, "GET", r"/version$")) == 1  # fetched once, cached
 
 
-def test_qemu_migration_parameters(api: responses.RequestsMock, sleep: RecordingSleep) -> None:
+@pytest.mark.parametrize("session", ["root@pam", "root@pam!pvetool", "admin@pve"])
+def test_qemu_migration_parameters(
+    api: responses.RequestsMock, sleep: RecordingSleep, session: str
+) -> None:
+    # D2: migration_type and migration_network are root@pam-only (qemu-server
+    # src/PVE/API2/Qemu.pm migrate_vm l.5577-5585); a token is never root@pam.
+    if "!" in session:
+        settings = token_settings()
+    else:
+        api.post(f"{BASE1}/access/ticket", json=_ticket_answer())
+        auth = PasswordAuth(user=session, password=Secret(PASSWORD))
+        settings = token_settings(("pve1", "pve2"), auth=auth)
     api.post(MIGRATE, json={"data": str(QMIGRATE)})
-    make_client(sleep).start_migration(
+    make_client(sleep, settings=settings).start_migration(
         MigrationRequest(
             "qemu",
             "pve1",
@@ -436,14 +448,14 @@ def test_qemu_migration_parameters(api: responses.RequestsMock, sleep: Recording
             migration_network="10.10.1.0/24",
         )
     )
-    assert form(api.calls[0]) == {
+    root_only = {"migration_type": ["insecure"], "migration_network": ["10.10.1.0/24"]}
+    assert form(calls_to(api, "POST", r"/migrate$")[0]) == {
         "target": ["pve3"],
         "online": ["1"],
         "with-local-disks": ["1"],
         "targetstorage": ["local-lvm:ceph,local-zfs:ceph"],
         "bwlimit": ["102400"],
-        "migration_type": ["insecure"],
-        "migration_network": ["10.10.1.0/24"],
+        **(root_only if session == "root@pam" else {}),
     }
 
 
@@ -529,14 +541,20 @@ def test_password_login_then_cookie_and_csrf(
     assert delete.request.headers["CSRFPreventionToken"] == answer["data"]["CSRFPreventionToken"]
 
 
-def test_password_relogin_once_on_401(api: responses.RequestsMock, sleep: RecordingSleep) -> None:
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "permission denied - invalid PVE ticket",  # PVE before 9.1.5
+        "Authentication failed!",  # D14: 9.1.5+ says this for an expired ticket too
+    ],
+)
+def test_password_relogin_once_on_401(
+    api: responses.RequestsMock, sleep: RecordingSleep, reason: str
+) -> None:
+    # Any 401 on a ticket session triggers one re-login, whatever its words.
     api.post(f"{BASE1}/access/ticket", json=_ticket_answer())
     url = f"{BASE1}/version"
-    api.add(
-        PveResponse(
-            "GET", url, status=401, reason="permission denied - invalid PVE ticket", body=""
-        )
-    )
+    api.add(PveResponse("GET", url, status=401, reason=reason, body=""))
     api.add(PveResponse("GET", url, json={"data": {"version": "8.0.4", "release": "8.0"}}))
     assert make_client(sleep, settings=password_settings()).version().release == "8.0"
     assert len(calls_to(api, "POST", r"/access/ticket$")) == 2
@@ -685,3 +703,57 @@ def test_ha_migrate_and_task_calls(api: responses.RequestsMock, sleep: Recording
     assert form(api.calls[0]) == {"node": ["pve2"]}
     assert client.task_status(str(QMIGRATE)).ok
     assert "/tasks/UPID:pve1:" in api.calls[1].request.url
+
+
+def test_synchronous_storage_refusal_is_definite(
+    api: responses.RequestsMock, sleep: RecordingSleep
+) -> None:
+    # D3: qemu-server Qemu.pm migrate_vm l.5631-5636 dies before fork_worker: HTTP 500 with the
+    # storage's words, no task, no lock. Envelope as recorded from PVE 9.1
+    # (tests/data/fixtures/lxc_migrate_running_500_pve9_1.json: {"message": ..., "data": null}).
+    text = "storage 'fast' is not available on node 'pve3'"
+    api.add(
+        PveResponse(
+            "POST", MIGRATE, status=500, reason=text, json={"message": text + "\n", "data": None}
+        )
+    )
+    with pytest.raises(ApiError) as info:
+        make_client(sleep).start_migration(MigrationRequest("qemu", "pve1", 101, "pve3"))
+    assert info.value.reason == text and not info.value.retryable
+    assert len(api.calls) == 1  # not re-sent, no task list looked at
+    assert sleep.calls == []
+
+
+def test_no_such_task_is_not_found(api: responses.RequestsMock, sleep: RecordingSleep) -> None:
+    # D9: pve-manager PVE/API2/Tasks.pm read_task_status l.517 raise_param_exc({upid =>
+    # "no such task"}): HTTP 400 with the parameter's error; not found, never retried.
+    api.add(
+        PveResponse(
+            "GET",
+            re.compile(re.escape(BASE1) + r"/nodes/pve1/tasks/UPID.*/status"),
+            status=400,
+            reason="Parameter verification failed.",
+            json={
+                "data": None,
+                "errors": {"upid": "no such task"},
+                "message": "Parameter verification failed.\n",
+            },
+        )
+    )
+    with pytest.raises(NotFound, match="no such task"):
+        make_client(sleep).task_status(QMIGRATE)
+    assert len(api.calls) == 1
+
+
+def test_tasks_are_never_looked_up_in_the_cluster_task_list() -> None:
+    # D13: /cluster/tasks keeps ~25 rows per node, running ones included (pve-common
+    # RESTEnvironment.pm active_workers l.388-394), and shows a token without Sys.Audit
+    # nothing: the client reads tasks from their node only.
+    import inspect
+
+    from pvetool.api import client, tasks
+
+    for module in (client, tasks):
+        source = inspect.getsource(module)
+        code = [ln for ln in source.splitlines() if not ln.strip().startswith(("#", "``"))]
+        assert not any('"/cluster/tasks' in ln for ln in code), module.__name__

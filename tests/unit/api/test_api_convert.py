@@ -464,3 +464,62 @@ def test_build_snapshot_from_captures() -> None:
     assert snap.storages["local-zfs"].available_on("node3")
     assert snap.storages["ceph"].shared and snap.storages["ceph"].per_node == {}
     assert snap.ha_resources["vm:100"].node == "node2"
+
+
+def test_precondition_empty_entries_are_not_refusals() -> None:
+    # D1: PVE 9.2 lists every other node in not_allowed_nodes, {} for the allowed ones
+    # (qemu-server src/PVE/API2/Qemu.pm migrate_vm_precondition l.5439-5465, QemuServer.pm
+    # check_local_storage_availability l.2301 seeds {} per node).
+    raw = {
+        "running": 1,
+        "allowed_nodes": ["pve2"],
+        "not_allowed_nodes": {"pve2": {}, "pve3": {"unavailable_storages": ["fast"]}},
+        "local_disks": [],
+        "local_resources": [],
+    }
+    pre = convert.precondition("qemu", raw)
+    assert pre.allows("pve2")
+    assert not pre.not_allowed["pve2"].blocks
+    assert not pre.allows("pve3") and pre.not_allowed["pve3"].blocks
+    assert not pre.allows("pve4")
+
+
+def test_precondition_recorded_every_node_refused() -> None:
+    # Recorded 9.x answer (SOURCES.md): every node listed with a storage it lacks.
+    pre = convert.precondition("qemu", load_fixture("qemu_precondition_all_refused_2026.json"))
+    assert pre.allowed_nodes == ()
+    for node in ("FwNode", "workstation1", "workstation2"):
+        assert pre.not_allowed[node].blocks and not pre.allows(node)
+        assert pre.not_allowed[node].unavailable_storages == ("docker-data",)
+
+
+def test_cluster_resources_node_hastate_and_unknown_rows() -> None:
+    # D12: pve-manager PVE/API2/Cluster.pm resources l.633-635 adds the CRM's node_status as
+    # a node's `hastate`; pools, sdn and network rows (and any new type) are not ours to read.
+    raw = [
+        {"id": "pool/prod", "type": "pool", "pool": "prod"},
+        {
+            "id": "node/pve1",
+            "type": "node",
+            "node": "pve1",
+            "status": "online",
+            "hastate": "maintenance",
+            "maxmem": 1024,
+            "mem": 512,
+            "maxcpu": 4,
+        },
+        {"id": "sdn/pve1/zone1", "type": "sdn", "sdn": "zone1", "node": "pve1"},
+        {"id": "network/pve1/vmbr0", "type": "network", "network": "vmbr0", "node": "pve1"},
+        {"id": "future/x", "type": "future-thing"},
+        {
+            "id": "qemu/101",
+            "type": "qemu",
+            "vmid": 101,
+            "node": "pve1",
+            "status": "running",
+            "hastate": "ignored",
+        },
+    ]
+    res = convert.cluster_resources(raw)
+    assert [n.name for n in res.nodes] == ["pve1"] and res.nodes[0].ha_state == "maintenance"
+    assert [g.vmid for g in res.guests] == [101] and not res.guests[0].ha_managed

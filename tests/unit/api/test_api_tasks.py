@@ -311,3 +311,33 @@ def test_follow_task_through_pve_client(api: responses.RequestsMock) -> None:
     ]
     assert log_starts == ["0", "15", "30"]
     assert polls["n"] == 3
+
+
+def test_hamigrate_without_migration_is_not_waited_for_an_hour() -> None:
+    # D5: the CRM drops a request for a target that is not HA-online, or while it still moves
+    # the guest (pve-ha-manager Manager.pm update_crm_commands l.642-668): no qmigrate ever.
+    api = FakeApi({HA: FakeTask(["TASK OK"], first_lines=1)})
+    clock = Clock()
+    with pytest.raises(TaskTimeout, match="dropped the request or has not acted on it"):
+        follow(api, HA, 3600, clock)
+    assert clock.now - 5000.0 <= 130
+
+
+def test_a_missing_log_file_is_no_log_line() -> None:
+    # D9: pve-common src/PVE/Tools.pm dump_logfile l.806 answers one line "unable to open file
+    # - <errno>" for a log file that is not there (yet); it is not a line of the task.
+    class NoFile(FakeApi):
+        def task_log(
+            self, upid: Upid | str, *, start: int = 0, limit: int = 500
+        ) -> tuple[TaskLogLine, ...]:
+            if start == 0 and self.tasks_by_upid[QM].status_calls < 2:
+                return (TaskLogLine(1, "unable to open file - No such file or directory"),)
+            return super().task_log(upid, start=start, limit=limit)
+
+    api = NoFile({QM: FakeTask(["line one", "TASK OK"], first_lines=0)})
+    seen: list[str] = []
+    clock = Clock()
+    result = follow_task(
+        api, QM, 60, on_log_line=lambda ln: seen.append(ln.text), sleep=clock.sleep, clock=clock
+    )
+    assert result.ok and "unable to open file" not in " ".join(seen)

@@ -181,6 +181,13 @@ def test_every_answer_matches_the_official_schema(emu: Emulator) -> None:
             "/cluster/ha/rules/{rule}",
         ),
         ("/cluster/ha/rules/tmp-away", {}, "DELETE", "/cluster/ha/rules/{rule}"),
+        ("/cluster/ha/resources/vm:104", {"failback": 0}, "PUT", "/cluster/ha/resources/{sid}"),
+        (
+            "/cluster/ha/resources/vm:104",
+            {"delete": "failback"},
+            "PUT",
+            "/cluster/ha/resources/{sid}",
+        ),
         (
             "/nodes/pve2/migrateall",
             {"target": "pve3", "vms": "105,117", "max-workers": 1},

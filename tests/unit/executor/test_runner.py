@@ -331,3 +331,23 @@ def test_journal_records_intent_before_the_task_and_the_origin(tmp_path: Path) -
     assert state.finished and state.exit_code == report.exit_code == 0
     assert state.moves["a"].status == "moved" and state.moves["b"].status == "skipped"
     assert {(o.vmid, o.home, o.now) for o in state.origins} == {(101, "pve1", "pve2")}
+
+
+def test_a_guest_on_its_target_still_locked_by_the_migration_is_waited_for() -> None:
+    # D10: PVE moves the config to the target before the task ends and unlocks it last
+    # (qemu-server QemuMigrate.pm phase3_cleanup l.1719 move_config_to_node ... l.1902
+    # qm unlock): "on the target, lock migrate" is a migration in flight, not a done move.
+    api = cluster(FakeGuest(101, "qemu", "pve2", lock="migrate"))
+    reads = {"n": 0}
+    original = api.cluster_resources
+
+    def resources(type_filter=None):  # type: ignore[no-untyped-def]
+        reads["n"] += 1
+        if reads["n"] == 3:
+            api.guests[101].lock = None  # the unlock over ssh, two looks later
+        return original(type_filter)
+
+    api.cluster_resources = resources  # type: ignore[method-assign]
+    report = executor(api).run(plan_of([move("a", 101, "pve1", "pve2")]))
+    assert by_vmid(report) == {101: "skipped"}
+    assert reads["n"] >= 3 and not api.started

@@ -133,3 +133,63 @@ def test_a_later_stage_sees_replication_jobs_re_targeted_as_pve_does() -> None:
     plan = build_plan(load_plan_text(text, "p.yaml"), snap)
     found = [(f.vmid, f.target) for f in plan.findings if f.id == "PVT-REPLICATION"]
     assert found == [(110, "pve3")]
+
+
+@pytest.mark.parametrize(
+    ("session", "sent"),
+    [("root@pam", True), ("root@pam!ops", False), ("admin@pve", False), (None, False)],
+)
+def test_root_only_migration_options_are_sent_only_by_root_pam(
+    session: str | None, sent: bool
+) -> None:
+    # D2: qemu-server src/PVE/API2/Qemu.pm migrate_vm l.5577-5585 (400 "Only root may use this
+    # option." unless the request's user is exactly root@pam; a token's user is its token id).
+    text = (
+        "version: 1\nrules:\n  migration: {type: insecure, network: 10.9.0.0/24}\n"
+        "steps:\n  - drain: {node: pve1}\n"
+    )
+    snap = replace(lab(), session_user=session)
+    plan = build_plan(load_plan_text(text, "p.yaml"), snap)
+    live = [m for m in plan.moves if m.kind == "qemu"]
+    assert live
+    found = [f for f in plan.findings if f.id == "PVT-ROOT-ONLY"]
+    if sent:
+        assert not found
+        assert all(m.options.migration_type == "insecure" for m in live)
+        assert all(m.options.migration_network == "10.9.0.0/24" for m in live)
+    else:
+        (finding,) = found
+        assert finding.severity == "warning"
+        assert f"this session is {'token' if session and '!' in session else 'user'}" in (
+            finding.message
+        )
+        assert "'migration: type=insecure,network=10.9.0.0/24' in datacenter.cfg" in (
+            finding.message
+        )
+        assert all(m.options.migration_type is None for m in plan.moves)
+        assert all(m.options.migration_network is None for m in plan.moves)
+        # The timing assumes what PVE will use: the datacenter's type (secure in the lab).
+        assert dict(plan.assumptions)["migration"].startswith("secure:")
+
+
+def test_storage_missing_on_the_target_is_blocked_with_pves_words() -> None:
+    # D3: PVE refuses such a VM migration with HTTP 500 "storage 'X' is not available on node
+    # 'Y'" (qemu-server QemuServer.pm check_storage_availability); the plan says so first.
+    snap = lab()
+    local = next(
+        g for g in snap.iter_guests() if g.kind == "qemu" and g.node == "pve1" and g.local_disks
+    )
+    storage = local.local_disks[0].storage
+    spec = load_plan_text(f"version: 1\nsteps:\n  - move: {{{local.vmid}: pve2}}\n", "p.yaml")
+    snap = replace(
+        snap,
+        storages={
+            **snap.storages,
+            storage: replace(snap.storages[storage], restricted_to=frozenset({"pve1", "pve3"})),
+        },
+    )
+    plan = build_plan(spec, snap)
+    texts = [f.message for f in plan.findings if f.id == "PVT-STORAGE"]
+    assert any(
+        f"PVE refuses: storage '{storage}' is not available on node 'pve2'" in t for t in texts
+    ), plan.findings

@@ -1,0 +1,95 @@
+"""The HA drain hold's rule arithmetic (`pvetool.api.ha_hold`): failback off first, the node
+out of the rule once its guests left, how two held nodes compose, and that releasing gives back
+the original rule and failback exactly."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pvetool.api.ha_hold import (
+    FailbackChange,
+    HoldChange,
+    activate_changes,
+    hold_changes,
+    release_changes,
+)
+from pvetool.model import HaRule, HaRuleNode
+
+DB = HaRule(
+    "db",
+    "node-affinity",
+    resources=("vm:103",),
+    nodes=(HaRuleNode("pve1", 2), HaRuleNode("pve2"), HaRuleNode("pve3")),
+    strict=True,
+    comment="keep the database on fast nodes",
+)
+
+
+def _applied(rule: HaRule, change: HoldChange) -> HaRule:
+    return replace(rule, nodes=change.nodes, disabled=change.disable, comment=change.comment)
+
+
+def _held(rule: HaRule, node: str, on_node: tuple[str, ...] = ()) -> HaRule:
+    (marked,), _, _ = hold_changes([rule], {}, node)
+    rule = _applied(rule, marked)
+    changes, _ = activate_changes([rule], node, on_node)
+    return _applied(rule, changes[0]) if changes else rule
+
+
+def test_failback_goes_off_first_and_the_rule_changes_only_after_the_guests_left() -> None:
+    (marked,), off, notes = hold_changes([DB], {"vm:103": None}, "pve1")
+    assert notes == [] and off == [FailbackChange("vm:103", False)]
+    step1 = _applied(DB, marked)
+    # Step 1 leaves the nodes alone: the CRM must not move the guests still on pve1 itself.
+    assert step1.nodes == DB.nodes and not step1.disabled
+    assert step1.comment is not None and step1.comment.startswith("pvetool-hold: ")
+    waiting, notes = activate_changes([step1], "pve1", {"vm:103"})
+    assert waiting == [] and "vm:103 is still there" in notes[0]
+    (active,), _ = activate_changes([step1], "pve1", set())
+    step2 = _applied(step1, active)
+    assert [n.node for n in step2.nodes] == ["pve2", "pve3"] and step2.strict
+    (back,), failbacks = release_changes([step2], "pve1")
+    assert _applied(step2, back) == DB
+    assert failbacks == [FailbackChange("vm:103", None)]  # PVE's default, as it was
+
+
+def test_an_explicit_failback_is_restored_as_it_was() -> None:
+    _, off, _ = hold_changes([DB], {"vm:103": False}, "pve1")
+    assert off == []  # already off: nothing to change
+    (marked,), _, _ = hold_changes([DB], {"vm:103": True}, "pve1")
+    _, failbacks = release_changes([_applied(DB, marked)], "pve1")
+    assert failbacks == [FailbackChange("vm:103", True)]
+
+
+def test_two_held_nodes_compose_and_release_one_at_a_time() -> None:
+    one = _held(DB, "pve1")
+    two = _held(one, "pve2")
+    assert [n.node for n in two.nodes] == ["pve3"]
+    (r1,), fb1 = release_changes([two], "pve1")
+    after_pve1 = _applied(two, r1)
+    assert fb1 == []  # pve2 is still held: failback stays off
+    assert [(n.node, n.priority) for n in after_pve1.nodes] == [("pve1", 2), ("pve3", 0)]
+    (r2,), _ = release_changes([after_pve1], "pve2")
+    assert _applied(after_pve1, r2) == DB
+
+
+def test_a_rule_left_without_nodes_is_disabled_while_held() -> None:
+    soft = HaRule("soft", "node-affinity", resources=("vm:104",), nodes=(HaRuleNode("pve1"),))
+    held = _held(soft, "pve1")
+    assert held.disabled and held.nodes == soft.nodes
+    (back,), _ = release_changes([held], "pve1")
+    assert _applied(held, back) == soft
+
+
+def test_rules_not_listing_the_node_and_strict_single_node_rules_are_left_alone() -> None:
+    other = HaRule("other", "node-affinity", resources=("vm:105",), nodes=(HaRuleNode("pve2"),))
+    only = HaRule(
+        "only", "node-affinity", resources=("vm:106",), nodes=(HaRuleNode("pve1"),), strict=True
+    )
+    apart = HaRule("apart", "resource-affinity", resources=("vm:1", "vm:2"), affinity="negative")
+    changes, off, notes = hold_changes([other, only, apart], {}, "pve1")
+    assert changes == [] and off == []
+    assert notes == [
+        "HA rule only allows only pve1 for vm:106; not changed (its guests stay there)"
+    ]
+    assert release_changes([other, only, apart], "pve1") == ([], [])
