@@ -59,10 +59,9 @@ class CliState:
     settings: Settings | None = None
     clocks: Clocks = field(default_factory=Clocks)
     # SafeConsole: names, tags, log lines and PVE's messages cannot act on the terminal.
-    stdout: Console = field(default_factory=lambda: SafeConsole(highlight=False, soft_wrap=True))
-    stderr: Console = field(
-        default_factory=lambda: SafeConsole(stderr=True, highlight=False, soft_wrap=True)
-    )
+    # Prose wraps at word boundaries on a terminal, never in a pipe (`SafeConsole`).
+    stdout: Console = field(default_factory=lambda: SafeConsole(highlight=False))
+    stderr: Console = field(default_factory=lambda: SafeConsole(stderr=True, highlight=False))
 
 
 def state(ctx: click.Context) -> CliState:

@@ -146,6 +146,8 @@ def report_html(report: RunReport) -> str:
     ]
     for m in data["moves"]:
         downtime = "-" if m["downtime_ms"] is None else f"{m['downtime_ms']:.0f} ms"
+        if m["downtime_ms"] is not None and m["kind"] == "lxc":  # restart migration
+            downtime = f"restart {duration(m['downtime_ms'] / 1000.0)}"
         task = "-" if m["task_duration_s"] is None else duration(m["task_duration_s"])
         parts.append(
             "<tr>"
