@@ -28,7 +28,8 @@ from pvetool.settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-OUTPUT_CHOICES = ("table", "json", "yaml")
+# The output contract (pvetool.cli.output, docs/output.md): the same four on every command.
+OUTPUT_CHOICES = ("table", "json", "yaml", "markdown")
 
 
 @dataclass(frozen=True)
@@ -126,5 +127,5 @@ def output_option(
         type=click.Choice(choices),
         default=default,
         show_default=True,
-        help="Output format.",
+        help="table (for people), json or yaml (one document, docs/output.md) or markdown.",
     )

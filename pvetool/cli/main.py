@@ -34,6 +34,7 @@ from pvetool.cli import (  # noqa: F401  (registration)
 from pvetool.cli.common import Clocks
 from pvetool.cli.group import cli
 from pvetool.errors import PvetoolError, TaskFailed
+from pvetool.render.formats import document
 from pvetool.render.terminal import escape_controls, escaping_streams, stdout_written
 
 __all__ = ["cli", "main"]
@@ -69,7 +70,7 @@ def _show_error(exc: PvetoolError, as_json: bool) -> None:
         }
         if problems:
             error["problems"] = problems
-        click.echo(json.dumps({"error": error}, indent=2))
+        click.echo(json.dumps(document("error", {"error": error}), indent=2))
     if problems and headline.endswith(":"):
         click.echo(f"error: {_one_line(headline)}", err=True)
         for problem in problems:

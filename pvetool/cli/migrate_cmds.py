@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from pvetool.api import PveClient, fetch_snapshot
-from pvetool.cli.common import CliState, get_client, state
+from pvetool.cli.common import OUTPUT_CHOICES, CliState, get_client, state
 from pvetool.cli.execution import (
     Output,
     check_report_paths,
@@ -175,10 +175,11 @@ def _result_line(st: CliState, report: RunReport, wait: bool) -> int:
 @click.option(
     "-o",
     "--output",
-    type=click.Choice(["table", "json"]),
+    type=click.Choice(OUTPUT_CHOICES),
     default="table",
     show_default=True,
-    help="table: progress on stderr, the result on stdout; json: JSON lines.",
+    help="table: progress on stderr, the result on stdout; json: JSON lines; yaml, markdown: "
+    "the report as one document.",
 )
 @report_option
 @click.option("--resume", is_flag=True, help="Continue the last unfinished migrate of VMID.")
@@ -244,7 +245,7 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
             setup=setup_of(st, snapshot, start_only=not kw["wait"]),
         )
     failed = write_reports(st, report, kw["reports"], kw["junit"])
-    if output == "json":
+    if output != "table":
         print_summary(st, report, output)
         ctx.exit(report.exit_code or failed)
     ctx.exit(_result_line(st, report, kw["wait"]) or failed)

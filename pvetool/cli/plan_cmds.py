@@ -14,13 +14,14 @@ import click
 from pvetool.api import PveClient, fetch_snapshot
 from pvetool.cli.common import get_client, output_option, state
 from pvetool.cli.group import cli
+from pvetool.cli.output import emit
 from pvetool.errors import ApiError, ApiUnreachable, PlanError
 from pvetool.model import ClusterSnapshot, ExecutionPlan, Precondition
 from pvetool.planner.build import build_plan, drain_spec
 from pvetool.planner.loader import load_plan
-from pvetool.render.formats import to_json
 from pvetool.render.plan import (
     matrix_data,
+    matrix_markdown,
     matrix_renderable,
     plan_data,
     plan_markdown,
@@ -74,7 +75,7 @@ def plan_group() -> None:
     "  pvetool plan validate maintenance.yaml -o json",
 )
 @click.argument("file", type=click.Path(dir_okay=False))
-@output_option(choices=("table", "json"))
+@output_option()
 @link_option
 @click.pass_context
 def plan_validate(ctx: click.Context, file: str, output: str, link_bits_per_s: float) -> None:
@@ -86,10 +87,7 @@ def plan_validate(ctx: click.Context, file: str, output: str, link_bits_per_s: f
     spec = load_plan(file)
     snapshot = fetch_snapshot(get_client(ctx))
     plan = build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s)
-    if output == "json":
-        click.echo(to_json(matrix_data(plan)))
-    else:
-        state(ctx).stdout.print(matrix_renderable(plan))
+    _matrix(ctx, plan, output)
     _refuse_blocked(plan)
 
 
@@ -100,7 +98,7 @@ def plan_validate(ctx: click.Context, file: str, output: str, link_bits_per_s: f
     "  pvetool plan show drain.yaml -o markdown > CHANGE-1234.md",
 )
 @click.argument("file", type=click.Path(dir_okay=False))
-@output_option(choices=("table", "json", "markdown"))
+@output_option()
 @link_option
 @click.pass_context
 def plan_show(ctx: click.Context, file: str, output: str, link_bits_per_s: float) -> None:
@@ -112,12 +110,14 @@ def plan_show(ctx: click.Context, file: str, output: str, link_bits_per_s: float
     spec = load_plan(file)
     snapshot = fetch_snapshot(get_client(ctx))
     plan = build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s)
-    if output == "json":
-        click.echo(to_json(plan_data(plan)))
-    elif output == "markdown":
-        click.echo(plan_markdown(plan), nl=False)
-    else:
-        state(ctx).stdout.print(plan_renderable(plan))
+    emit(
+        state(ctx),
+        output,
+        "plan",
+        lambda: plan_data(plan),
+        table=lambda: plan_renderable(plan),
+        markdown=lambda: plan_markdown(plan),
+    )
 
 
 @cli.group("check")
@@ -150,7 +150,7 @@ def _preconditions(
 @click.argument("node")
 @click.option("--to", "targets", multiple=True, metavar="NODE", help="Allowed target (repeat).")
 @click.option("--with-local-disks", is_flag=True, help="Move local disks along (live).")
-@output_option(choices=("table", "json"))
+@output_option()
 @link_option
 @click.pass_context
 def check_drain(
@@ -170,8 +170,17 @@ def check_drain(
     snapshot = fetch_snapshot(client)
     pre = _preconditions(client, snapshot, [node]) if node in snapshot.nodes else {}
     plan = build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s, preconditions=pre)
-    if output == "json":
-        click.echo(to_json(matrix_data(plan)))
-    else:
-        state(ctx).stdout.print(matrix_renderable(plan))
+    _matrix(ctx, plan, output)
     _refuse_blocked(plan)
+
+
+def _matrix(ctx: click.Context, plan: ExecutionPlan, output: str) -> None:
+    """The check matrix (``plan validate``, ``check drain``) in the format asked for."""
+    emit(
+        state(ctx),
+        output,
+        "check",
+        lambda: matrix_data(plan),
+        table=lambda: matrix_renderable(plan),
+        markdown=lambda: matrix_markdown(plan),
+    )

@@ -51,6 +51,7 @@ from pvetool.model.events import (
     StageStarted,
 )
 from pvetool.render.fit import short_upid
+from pvetool.render.formats import document
 from pvetool.render.report import move_line
 
 __all__ = ["JsonView", "PlainView", "RichView", "interrupt_text"]
@@ -215,7 +216,8 @@ class JsonView:
         self._shown: dict[str, int] = {}
 
     def _emit(self, name: str, data: dict[str, Any]) -> None:
-        self._echo(json.dumps({"event": name, "t": round(time.time(), 3), **data}, default=str))
+        line = document("event", {"event": name, "t": round(time.time(), 3), **data})
+        self._echo(json.dumps(line, default=str))
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, MoveProgressed):

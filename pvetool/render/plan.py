@@ -24,10 +24,11 @@ from rich.text import Text
 from pvetool.model import ExecutionPlan, Finding, Move, Stage
 from pvetool.plan_json import plan_to_dict
 from pvetool.render.fit import Cell, Col, FitTable
-from pvetool.render.formats import duration, gib
+from pvetool.render.formats import duration, gib, md_table
 
 __all__ = [
     "matrix_data",
+    "matrix_markdown",
     "matrix_renderable",
     "plan_data",
     "plan_markdown",
@@ -417,6 +418,33 @@ def matrix_renderable(plan: ExecutionPlan) -> RenderableType:
 
 def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def matrix_markdown(plan: ExecutionPlan) -> str:
+    """The check matrix as Markdown (``check drain`` / ``plan validate -o markdown``)."""
+    out = [f"# Check {_md(plan.name)}", "", f"**{_md(plan_summary(plan))}**", ""]
+    for f in plan.findings:
+        if f.vmid is None:
+            out.append(f"- {f.severity} `{f.id}`: {_md(f.message)}")
+    rows: list[list[object]] = []
+    for row in _matrix_rows(plan):
+        reasons = "; ".join(
+            r["id"]
+            + ("" if r["severity"] in ("blocker", "warning", "info") else " (target rejected)")
+            + f" {r['short']}"
+            for r in row["reasons"]
+        )
+        move = ", ".join(f"{m['source']} -> {m['target']}" for m in row["moves"]) or "stays"
+        rows.append(
+            [
+                f"{row['vmid']} {row['name']}".strip(),
+                "BLOCKED" if row["blocked"] else "no",
+                move,
+                reasons,
+            ]
+        )
+    out += ["", *md_table(["guest", "blocked?", "move", "reasons"], rows)]
+    return "\n".join(out) + "\n"
 
 
 def plan_markdown(plan: ExecutionPlan) -> str:

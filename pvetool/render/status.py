@@ -10,6 +10,7 @@ from rich.text import Text
 from pvetool.api.overview import ClusterOverview
 from pvetool.model import Guest, Node
 from pvetool.render.fit import Cell, Col, FitTable
+from pvetool.render.formats import md_table
 
 
 def _ha_state(ov: ClusterOverview, node: str) -> str:
@@ -180,3 +181,61 @@ def status_renderable(ov: ClusterOverview) -> RenderableType:
         )
     )
     return Group(*parts)
+
+
+def status_markdown(ov: ClusterOverview) -> str:
+    """The overview as Markdown (``status -o markdown``): for a ticket or a wiki page."""
+    data = status_data(ov)
+    quorum = "quorate" if data["quorate"] else "NOT quorate"
+    out = [
+        f"# Cluster {data['cluster'] or '(single node)'}",
+        "",
+        f"{quorum}, {data['nodes_online']}/{data['nodes_total']} nodes online, "
+        f"{len(data['guests'])} guests",
+        "",
+        "## Nodes",
+        "",
+    ]
+    rows: list[list[object]] = []
+    for n in data["nodes"]:
+        total = n["memory_total_bytes"]
+        rows.append(
+            [
+                n["node"],
+                "online" if n["online"] else "offline",
+                n["version"] or "-",
+                f"{n['running']}/{n['guests']}",
+                f"{_gib(n['memory_used_bytes'])} ({_pct(n['memory_used_bytes'], total)})",
+                f"{_gib(n['memory_allocated_bytes'])} ({_pct(n['memory_allocated_bytes'], total)})",
+                _gib(total),
+                f"{100 * n['cpu_fraction']:.0f}% of {n['cpus']}",
+                n["ha"],
+            ]
+        )
+    headers = ["node", "status", "version", "run/all", "used GiB", "allocated GiB", "total GiB"]
+    out += md_table([*headers, "CPU", "HA"], rows)
+    out += ["", "## Guests", ""]
+    out += md_table(
+        ["vmid", "name", "type", "node", "status", "memory GiB", "cores", "lock", "HA", "tags"],
+        [
+            [
+                g["vmid"],
+                g["name"],
+                "template" if g["template"] else g["type"],
+                g["node"],
+                g["status"],
+                _gib(g["memory_bytes"]),
+                g["cores"],
+                g["lock"] or "",
+                g["ha"] or "",
+                " ".join(g["tags"]),
+            ]
+            for g in data["guests"]
+        ],
+    )
+    out += [
+        "",
+        "used: memory the node reports in use; allocated: configured memory of its running "
+        "guests (what rebalance balances).",
+    ]
+    return "\n".join(out) + "\n"
