@@ -343,6 +343,10 @@ def setup_of(st: CliState, snapshot: ClusterSnapshot, *, start_only: bool = Fals
 # during and after the run
 
 
+def _silent(_: Any) -> None:
+    """The live view of ``-q``: nothing while the run goes on."""
+
+
 @contextmanager
 def live_view(
     st: CliState, output: Output, *, yes: bool, lines_to_stderr: bool = False
@@ -357,6 +361,8 @@ def live_view(
     view: Observer
     if output == "json":
         view = JsonView(echo)
+    elif st.quiet:  # -q: the summary and errors only
+        view = _silent
     elif not st.stderr.is_terminal or output != "table":
         view = PlainView(echo)
     else:
