@@ -19,6 +19,7 @@ from pvetool.errors import ApiError, ApiUnreachable, PlanError
 from pvetool.model import ClusterSnapshot, ExecutionPlan, Precondition
 from pvetool.planner.build import build_plan, drain_spec
 from pvetool.planner.loader import load_plan
+from pvetool.planner.plan_schema import plan_schema_text
 from pvetool.render.plan import (
     matrix_data,
     matrix_markdown,
@@ -66,7 +67,22 @@ def _refuse_blocked(plan: ExecutionPlan) -> None:
 
 @cli.group("plan")
 def plan_group() -> None:
-    """Check and show YAML maintenance plans against the cluster (read-only)."""
+    """YAML maintenance plans: validate and show (read-only), apply, schema."""
+
+
+@plan_group.command(
+    "schema",
+    epilog="Examples:\n\n\b\n  pvetool plan schema > plan.schema.json\n"
+    "  # first line of a plan, for editors with yaml-language-server:\n"
+    "  # yaml-language-server: $schema=plan.schema.json",
+)
+def plan_schema_cmd() -> None:
+    """Print the JSON Schema of plan files (for editors: completion and checks as you type).
+
+    It is generated from the plan loader's own keys and choices; `pvetool plan validate` stays
+    the full check (file:line messages, and what a schema cannot express).
+    """
+    click.echo(plan_schema_text(), nl=False)
 
 
 @plan_group.command(
