@@ -7,16 +7,15 @@ the cluster in one snapshot, calls `build_plan`, and renders. `validate` and `ch
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 import click
 
-from pvetool.api import PveClient, fetch_snapshot
+from pvetool.api import fetch_snapshot
 from pvetool.cli.common import get_client, output_option, state
 from pvetool.cli.group import cli
 from pvetool.cli.output import emit
-from pvetool.errors import ApiError, ApiUnreachable, PlanError
-from pvetool.model import ClusterSnapshot, ExecutionPlan, Precondition
+from pvetool.errors import PlanError
+from pvetool.model import ExecutionPlan
+from pvetool.operate import migrate_preconditions
 from pvetool.planner.build import build_plan, drain_spec
 from pvetool.planner.loader import load_plan
 from pvetool.planner.plan_schema import plan_schema_text
@@ -141,23 +140,6 @@ def check_group() -> None:
     """Pre-flight checks without a plan file (read-only)."""
 
 
-def _preconditions(
-    client: PveClient, snapshot: ClusterSnapshot, nodes: Sequence[str]
-) -> Mapping[int, Precondition]:
-    """PVE's own migrate precondition of every guest on `nodes` (what PVE would refuse)."""
-    found: dict[int, Precondition] = {}
-    for node in nodes:
-        entry = snapshot.nodes.get(node)
-        if entry is None or not entry.online:
-            continue
-        for guest in snapshot.guests_on(node):
-            try:
-                found[guest.vmid] = client.migrate_precondition(guest.kind, node, guest.vmid)
-            except (ApiError, ApiUnreachable):
-                continue  # e.g. a locked guest: the checks report the lock themselves
-    return found
-
-
 @check_group.command(
     "drain",
     epilog="Examples:\n\n\b\n  pvetool check drain pve2\n"
@@ -184,7 +166,7 @@ def check_drain(
     spec = drain_spec([node], targets or None, with_local_disks=with_local_disks)
     client = get_client(ctx)
     snapshot = fetch_snapshot(client)
-    pre = _preconditions(client, snapshot, [node]) if node in snapshot.nodes else {}
+    pre = migrate_preconditions(client, snapshot, [g.vmid for g in snapshot.guests_on(node)])
     plan = build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s, preconditions=pre)
     _matrix(ctx, plan, output)
     _refuse_blocked(plan)
