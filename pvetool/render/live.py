@@ -32,6 +32,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.progress import Task as ProgressTask
+from rich.progress_bar import ProgressBar
+from rich.table import Column
 from rich.text import Text
 
 from pvetool.model import Move
@@ -254,14 +256,36 @@ def iec(n_bytes: float) -> str:
     return f"{value:.1f} TiB"
 
 
+def _counting(task: ProgressTask) -> bool:
+    """Whether the bar counts towards a known total (not waiting, not re-sending memory)."""
+    return task.total is not None and not task.fields.get("resending")
+
+
+class _Bar(BarColumn):
+    """The bar; it pulses instead of standing full while memory is sent again."""
+
+    def render(self, task: ProgressTask) -> ProgressBar:
+        if _counting(task):
+            return super().render(task)
+        return ProgressBar(
+            total=None,
+            width=None if self.bar_width is None else max(1, self.bar_width),
+            pulse=True,
+            animation_time=task.get_time(),
+            style=self.style,
+            pulse_style=self.pulse_style,
+        )
+
+
 class _BytesColumn(ProgressColumn):
     """``5.2 GiB / 16.0 GiB`` in IEC units; while no byte count is known (the HA manager has
-    not started the task yet, a container restarts) the phase in words instead of ``0/?``."""
+    not started the task yet, a container restarts) or memory is sent again, the phase in
+    words instead of ``0/?`` or ``17.9/16.0``."""
 
     def render(self, task: ProgressTask) -> Text:
-        if task.total is None:
+        if not _counting(task):
             return Text(str(task.fields.get("phase") or "waiting"), style="dim")
-        return Text(f"{iec(task.completed)} / {iec(task.total)}", style="green")
+        return Text(f"{iec(task.completed)} / {iec(task.total or 0)}", style="green")
 
 
 class _EtaColumn(ProgressColumn):
@@ -269,7 +293,7 @@ class _EtaColumn(ProgressColumn):
 
     def render(self, task: ProgressTask) -> Text:
         left = task.time_remaining
-        if task.total is None or left is None:
+        if not _counting(task) or left is None:
             return Text("")
         minutes, seconds = divmod(int(left), 60)
         return Text(f"{minutes}:{seconds:02d} left", style="cyan")
@@ -289,9 +313,9 @@ class RichView:
             console=console,
         )
         self.moves = Progress(
-            TextColumn("  {task.description}"),
-            BarColumn(),
-            _BytesColumn(),
+            TextColumn("  {task.description}", table_column=Column(no_wrap=True)),
+            _Bar(bar_width=24),  # room for the byte counts and the rate at 80 columns
+            _BytesColumn(table_column=Column(no_wrap=True)),
             TextColumn("{task.fields[rate]}"),  # PVE's own rate from the task log (MiB/s)
             _EtaColumn(),
             console=console,
@@ -331,7 +355,9 @@ class RichView:
             m = event.move
             label = f"{m.vmid} {m.name} {m.source}\u2192{m.target}"
             waiting = "restart" if m.options.restart else "waiting for PVE"
-            self._bars[m.id] = self.moves.add_task(label, total=None, rate="", phase=waiting)
+            self._bars[m.id] = self.moves.add_task(
+                label, total=None, rate="", phase=waiting, resending=False
+            )
             verb = "attached to" if event.attached else "started"
             # the UPID's node and process id: enough to find the task; -o json has it whole
             self._print(f"{verb} {m.vmid} {m.name}: task {short_upid(event.upid or '-')}", "dim")
@@ -340,16 +366,19 @@ class RichView:
             if bar is not None:
                 rate = f"{event.rate_bps / 2**20:.0f} MiB/s" if event.rate_bps else ""
                 total = event.total_bytes
-                if total is not None:
-                    # A live migration sends memory the guest dirtied again: more bytes than its
-                    # RAM. The bar is then full, never past its end.
-                    total = max(total, event.transferred_bytes)
+                # A live migration re-sends the memory its guest dirtied meanwhile: more bytes
+                # than its RAM, and no total left to count to (the bar then pulses).
+                resending = total is not None and event.transferred_bytes > total
+                phase = event.phase
+                if resending:
+                    phase = f"{iec(event.transferred_bytes)} sent (RAM {iec(total or 0)})"
                 self.moves.update(
                     bar,
                     completed=event.transferred_bytes,
                     total=total,
                     rate=rate,
-                    phase=event.phase,
+                    phase=phase,
+                    resending=resending,
                 )
         elif isinstance(event, MoveFinished):
             self._finished(event)

@@ -175,9 +175,13 @@ def test_progress_bars_in_iec_units_never_past_their_end() -> None:
     waiting = Text.from_ansi(_plain_progress(view, console))
     assert "waiting for PVE" in waiting.plain or "restart" in waiting.plain
     gib = 1024**3
+    view(MoveProgressed(move, int(5.2 * gib), 16 * gib, 558 * 2**20, "memory"))
+    text = _plain_progress(view, console)
+    assert "5.2 GiB / 16.0 GiB" in text and "558 MiB/s" in text
     view(MoveProgressed(move, int(17.9 * gib), 16 * gib, 558 * 2**20, "memory"))
     text = _plain_progress(view, console)
-    assert "17.9 GiB / 17.9 GiB" in text and "558 MiB/s" in text
+    assert "17.9 GiB sent (RAM 16.0 GiB)" in text
+    assert "17.9 GiB / 16.0 GiB" not in text and "left" not in text  # never past the end
     assert "GB/s" not in text and "TB/s" not in text and "?" not in text
 
 
