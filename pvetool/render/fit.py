@@ -4,12 +4,13 @@ A `FitTable` is a rich renderable that decides its layout when it is printed, fr
 is given (80 columns in a small terminal, 200 in a log): every column says how important it is
 (`Col.keep`), whether its cells may wrap (prose, at word boundaries) or never (names, numbers,
 UPIDs), and how to write a cell when the column is short of space (`Col.short`, e.g. a UPID
-cut to its unique part). Columns are dropped, least important first, until the narrowest layout
-in which no cell splits a word fits; the space left goes to the prose columns. A table that
-cannot fit even with its essential columns alone is printed at their natural width (the
-terminal then wraps the line, but rich never cuts a word).
+cut to its unique part). An optional column whose cells are all empty is left out. Columns are
+dropped, least important first, until the narrowest layout in which no cell splits a word
+fits; the space left goes to the prose columns. A table that cannot fit even with its
+essential columns alone is printed at their natural width (the terminal then wraps the line,
+but rich never cuts a word).
 
-`FitTable.cells()` tells what was printed (for the tests that check no word is split).
+`FitTable.printed()` tells what was printed (for the tests that check no word is split).
 
 Imports: the standard library and rich.
 """
@@ -144,8 +145,16 @@ class FitTable:
         """The columns kept, their widths and whether cells were shortened, for this width."""
         width = options.max_width
         order = sorted(range(len(self.cols)), key=lambda i: self.cols[i].keep)
+        # an optional column with nothing in it (no lock, no tags, no reason) is left out
+        empty = {
+            i
+            for i, col in enumerate(self.cols)
+            if col.keep < 100
+            and self.rows
+            and all(_plain(row[i]).strip() in ("", "-") for row in self.rows)
+        }
         for shortened in (False, True):
-            dropped: set[int] = set()
+            dropped: set[int] = set(empty)
             while True:
                 chosen = [i for i in range(len(self.cols)) if i not in dropped]
                 needs = [self._needs(i, shortened) for i in chosen]
