@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.console import Group, RenderableType
+from rich.table import Table
 from rich.text import Text
 
 from pvetool.model import ExecutionPlan, Finding, Move, Stage
@@ -173,17 +174,20 @@ def _gib(n_bytes: float) -> str:
     return f"{n_bytes / 1024**3:.1f}"
 
 
-def _reasons(stage: Stage) -> Text:
-    """Why each guest goes where it goes, and the targets it could not take."""
-    text = Text()
+def _reasons(stage: Stage) -> Table:
+    """Why each guest goes where it goes, and the targets it could not take: a grid, so that a
+    long reason wraps under its own start (a hanging indent), not under the number."""
+    grid = Table.grid(padding=(0, 1), pad_edge=False)
+    grid.add_column(justify="right", no_wrap=True, min_width=4)
+    grid.add_column()
     for n, m in enumerate(stage.moves, 1):
-        if text:
-            text.append("\n")
-        text.append(f"  {n}. {m.vmid} -> {m.target}: ", style="bold")
-        text.append(m.reason)
+        grid.add_row(
+            Text(f"{n}.", style="bold"),
+            Text.assemble((f"{m.vmid} -> {m.target}: ", "bold"), m.reason),
+        )
         for line in m.rejected:
-            text.append("\n     x " + line, style="dim")
-    return text
+            grid.add_row(Text("x", style="dim"), Text(line, style="dim"))
+    return grid
 
 
 def _short(f: Finding) -> str:
