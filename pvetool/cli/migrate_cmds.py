@@ -36,6 +36,7 @@ from pvetool.model import ClusterSnapshot, ExecutionPlan, Precondition, RunRepor
 from pvetool.operate import JobInfo, not_run_report, open_journal, run_plan
 from pvetool.planner.build import build_plan, migrate_spec
 from pvetool.render.formats import duration
+from pvetool.render.report import interruption
 from pvetool.units import parse_rate, parse_timeout
 
 
@@ -131,8 +132,9 @@ def _result_line(st: CliState, report: RunReport, wait: bool) -> int:
         parts = [f"migrated {r.vmid} {r.move.source} -> {r.node}"]
         if r.task_duration_s is not None:
             parts.append(f"in {duration(r.task_duration_s)}")
-        if r.downtime_ms is not None:
-            parts.append(f"downtime {r.downtime_ms:.0f} ms")
+        if r.downtime_ms is not None:  # a container's is its restart
+            word = interruption(r)
+            parts.append(word if word.startswith("restart") else f"downtime {word}")
         click.echo(" ".join(parts))
         return 0
     click.echo(f"error: {r.reason or r.status}", err=True)
@@ -189,8 +191,8 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
 
     The planner checks the move first (the same checks as a drain): a refused move names every
     reason and sends nothing to PVE. A running VM is never shut down by this command:
-    `--offline` is for stopped VMs. To shut a running VM down, migrate it offline and start it
-    on NODE, use a plan with the per-guest override `offline: true` (`pvetool plan apply`).
+    `--offline` is for stopped VMs. A plan with the per-guest override `offline: true`
+    (`pvetool plan apply`) shuts a running VM down, migrates it offline and starts it on NODE.
 
     \b
     Examples:

@@ -146,7 +146,13 @@ def check_group() -> None:
     "  pvetool check drain pve2 --to pve1 --to pve3 -o json",
 )
 @click.argument("node")
-@click.option("--to", "targets", multiple=True, metavar="NODE", help="Allowed target (repeat).")
+@click.option(
+    "--to",
+    "targets",
+    multiple=True,
+    metavar="NODE,...",
+    help="Only these target nodes (NODE,NODE or repeat --to), as for drain.",
+)
 @click.option("--with-local-disks", is_flag=True, help="Move local disks along (live).")
 @output_option()
 @link_option
@@ -163,7 +169,8 @@ def check_drain(
 
     Exits 0 when every guest that must move can, 2 otherwise (each blocker is named).
     """
-    spec = drain_spec([node], targets or None, with_local_disks=with_local_disks)
+    allowed = [t.strip() for item in targets for t in item.split(",") if t.strip()]
+    spec = drain_spec([node], allowed or None, with_local_disks=with_local_disks)
     client = get_client(ctx)
     snapshot = fetch_snapshot(client)
     pre = migrate_preconditions(client, snapshot, [g.vmid for g in snapshot.guests_on(node)])

@@ -152,8 +152,10 @@ _with_local_disks = with_local_disks
 
 
 def _percent(_: click.Context, __: click.Parameter, value: str) -> float:
+    # `--threshold 15` means 15 %; anything else is parsed (and reported) as typed
+    plain = value.strip().replace(".", "", 1).isdigit()
     try:
-        return parse_percent(value if "%" in value else f"{value}%")
+        return parse_percent(f"{value}%" if plain else value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
