@@ -55,6 +55,7 @@ from pvetool.render.report import (
     summary_lines,
     summary_renderable,
 )
+from pvetool.render.terminal import stdout_written
 from pvetool.units import parse_timeout
 
 __all__ = [
@@ -283,8 +284,11 @@ def preflight(
 
 
 def end_not_run(ctx: click.Context, report: RunReport, opts: RunOptions) -> NoReturn:
-    """End a run that did not start: its report files, its exit code."""
+    """End a run that did not start: its report files, its exit code (and with ``-o json``
+    its summary, unless the plan's own document was the answer)."""
     code = write_reports(state(ctx), report, opts.reports, opts.junit)
+    if opts.output == "json" and not stdout_written():
+        print_summary(state(ctx), report, "json")
     ctx.exit(report.exit_code or code)
     raise AssertionError("unreachable")  # pragma: no cover - ctx.exit raises
 

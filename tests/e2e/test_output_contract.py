@@ -132,3 +132,15 @@ def test_errors_under_json_are_json(lab: Cluster, tmp_path: Path) -> None:
         doc = _valid(json.loads(r.out), "error")
         assert doc["error"]["exit_code"] == code
         assert doc["error"]["message"]
+
+
+@pytest.mark.emulator_only
+def test_runs_that_do_not_start_still_answer_in_json(lab: Cluster) -> None:
+    """Nothing to undo, nothing to migrate: still one JSON document on stdout."""
+    r = lab.pvetool("undrain", "pve3", "--yes", "-o", "json")
+    lines = [json.loads(line) for line in r.out.splitlines() if line.strip()]
+    assert len(lines) == 1, r.out
+    summary = _valid(lines[0], "event")
+    assert summary["event"] == "summary" and summary["exit_code"] == r.code
+    r = lab.pvetool("plan", "apply", PLAYBOOK, "--dry-run", "-o", "json")
+    _valid(json.loads(r.out), "plan")
