@@ -384,7 +384,9 @@ def live_view(
 
 def print_summary(st: CliState, report: RunReport, output: Output) -> None:
     if output == "json":
-        click.echo(json.dumps(document("event", {"event": "summary", **report_data(report)})))
+        click.echo(
+            json.dumps(document("event", {"event": "summary", **report_data(report)}), default=str)
+        )
     elif output == "yaml":
         click.echo(to_yaml(document("report", report_data(report))), nl=False)
     elif output == "markdown":
