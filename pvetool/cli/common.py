@@ -128,17 +128,31 @@ def http_tracer(st: CliState) -> Callable[[Any], None]:
     return trace
 
 
-def apply_verbosity(st: CliState) -> None:
-    """-q / -v: the stderr console and Python logging (pvetool's modules log through it)."""
+def apply_verbosity(st: CliState, ctx: click.Context) -> None:
+    """-q / -v: the stderr console and Python logging (pvetool's modules log through it).
+
+    Without either, logging is left as it is; with one, the "pvetool" logger's level (and the
+    handler of -v) hold until the command ends, then are put back (pvetool may run in a
+    process that goes on: the tests, a program that calls `main`)."""
     st.stderr.quiet = st.quiet
-    level = logging.ERROR if st.quiet else logging.INFO if st.verbose else logging.WARNING
-    root = logging.getLogger("pvetool")
-    root.setLevel(level)
-    if st.verbose and not any(getattr(h, "pvetool_cli", False) for h in root.handlers):
+    if not (st.quiet or st.verbose):
+        return
+    logger = logging.getLogger("pvetool")
+    previous = logger.level
+    logger.setLevel(logging.ERROR if st.quiet else logging.INFO)
+    handler: logging.Handler | None = None
+    if st.verbose and not any(getattr(h, "pvetool_cli", False) for h in logger.handlers):
         handler = logging.StreamHandler()  # sys.stderr at the time of the call: escaped
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         handler.pvetool_cli = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
+        logger.addHandler(handler)
+
+    def restore() -> None:
+        logger.setLevel(previous)
+        if handler is not None:
+            logger.removeHandler(handler)
+
+    ctx.find_root().call_on_close(restore)
 
 
 def verbosity_options() -> list[click.Option]:
@@ -149,7 +163,7 @@ def verbosity_options() -> list[click.Option]:
         st = ctx.find_object(CliState)
         if value and st is not None and param.name:
             setattr(st, param.name, True)
-            apply_verbosity(st)
+            apply_verbosity(st, ctx)
         return value
 
     return [

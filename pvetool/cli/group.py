@@ -70,7 +70,7 @@ def cli(
         debug_http=debug_http,
         clocks=ctx.find_object(Clocks) or Clocks(),  # `main(argv, clocks=...)`
     )
-    apply_verbosity(ctx.obj)
+    apply_verbosity(ctx.obj, ctx)
 
 
 def add_verbosity_options(group: click.Group) -> None:

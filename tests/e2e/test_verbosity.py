@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import pytest
@@ -35,3 +36,15 @@ def test_quiet_prints_results_only(lab: Cluster) -> None:
     assert quiet.code == loud.code
     progress = [line for line in quiet.err.splitlines() if not line.startswith("error")]
     assert progress == [], quiet.err
+
+
+@pytest.mark.emulator_only
+def test_verbosity_ends_with_the_command(lab: Cluster) -> None:
+    """pvetool may run in a process that goes on: -q/-v change logging only while they run."""
+    logger = logging.getLogger("pvetool")
+    before = (logger.level, list(logger.handlers))
+    for flag in ("-v", "-q"):
+        assert lab.pvetool(flag, "status").code == 0
+        assert (logger.level, list(logger.handlers)) == before
+    assert lab.pvetool("status").code == 0
+    assert (logger.level, list(logger.handlers)) == before
