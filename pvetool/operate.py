@@ -29,7 +29,7 @@ from typing import Literal
 
 from pvetool.api import PveClient, TaskApi, fetch_snapshot, follow_task
 from pvetool.api.ha_hold import activate_nodes, hold_nodes, release_node
-from pvetool.errors import PlanError, PvetoolError
+from pvetool.errors import ApiError, ApiUnreachable, PlanError, PvetoolError
 from pvetool.executor import (
     SECRET_ENV,
     ClusterApi,
@@ -42,13 +42,14 @@ from pvetool.executor import (
     blocked_guests,
     redactor,
 )
-from pvetool.journal import Journal, RunState
+from pvetool.journal import Journal, Origin, RunState
 from pvetool.model import (
     ClusterSnapshot,
     ExecutionPlan,
     MigrationProgress,
     Move,
     MoveResult,
+    Precondition,
     RunReport,
     Stage,
     TaskResult,
@@ -56,10 +57,14 @@ from pvetool.model import (
 )
 from pvetool.model.events import Observer
 from pvetool.planner import build
+from pvetool.planner.spec import PlanSpec
 from pvetool.settings import Settings, TokenAuth, WaitPolicy
 
 __all__ = [
     "JobInfo",
+    "homecoming",
+    "migrate_preconditions",
+    "undrain_plan",
     "Overrides",
     "RunSetup",
     "credentials_env",
@@ -448,3 +453,61 @@ def run_plan(
         overrides=overrides,
         setup=setup,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# planning helpers shared by the CLI and the Python API (pvetool.session)
+
+
+def migrate_preconditions(
+    client: PveClient, snapshot: ClusterSnapshot, vmids: Sequence[int]
+) -> dict[int, Precondition]:
+    """PVE's own migrate precondition of each guest (read only; what PVE would refuse), for
+    the checks. A guest whose node is offline, or whose answer cannot be had (a locked guest),
+    has none: the checks report the lock themselves."""
+    found: dict[int, Precondition] = {}
+    for vmid in vmids:
+        guest = snapshot.guests.get(vmid)
+        node = snapshot.nodes.get(guest.node) if guest is not None else None
+        if guest is None or node is None or not node.online:
+            continue
+        try:
+            found[vmid] = client.migrate_precondition(guest.kind, guest.node, vmid)
+        except (ApiError, ApiUnreachable):
+            continue
+    return found
+
+
+def homecoming(
+    snapshot: ClusterSnapshot, node: str, run_id: str, origins: Sequence[Origin]
+) -> tuple[list[tuple[int, str]], list[str]]:
+    """The guests a drain moved away that can come home to `node` as they are, and a note for
+    every other one."""
+    moves: list[tuple[int, str]] = []
+    notes: list[str] = []
+    for origin in origins:
+        guest = snapshot.guests.get(origin.vmid)
+        if guest is None:
+            notes.append(f"not moved: guest {origin.vmid} no longer exists")
+        elif guest.node == node:
+            notes.append(f"already home: guest {origin.vmid} is on {node}")
+        elif guest.node != origin.now:
+            notes.append(
+                f"not moved: guest {origin.vmid} is on {guest.node} now, not on {origin.now} "
+                f"where the drain ({run_id}) put it; move it yourself if you want it on {node}"
+            )
+        else:
+            moves.append((origin.vmid, node))
+    return moves, notes
+
+
+def with_local_disks(spec: PlanSpec) -> PlanSpec:
+    """Guests whose local disks went along with them come back the same way."""
+    rules = spec.rules
+    migration = replace(rules.migration, with_local_disks=True)
+    return replace(spec, rules=replace(rules, migration=migration))
+
+
+def undrain_plan(snapshot: ClusterSnapshot, moves: Sequence[tuple[int, str]]) -> ExecutionPlan:
+    """The plan that brings the guests of `homecoming` back (local disks along)."""
+    return build.build_plan(with_local_disks(build.undrain_spec(moves)), snapshot)

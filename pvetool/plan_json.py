@@ -6,7 +6,7 @@ Python's float repr round-trips); `from_data` checks plain data against a datacl
 field types and builds it, or raises `DecodeError` naming every problem by its path. Optional
 fields may be left out (their default is used).
 
-The saved plan document is ``{"format": "pvetool-plan", "version": 1, "plan": {...}}``, the
+The saved plan document is ``{"format": "pvetool/plan", "version": 1, "plan": {...}}``, the
 plan being every field of the dataclasses in `pvetool.model` by name. `plan_from_json` raises
 one `PlanError` that names every problem by its path: ``plan.json: plan.stages[0].moves[2].vmid:
 expected an integer, got 'abc'``.
@@ -44,7 +44,8 @@ __all__ = [
     "to_data",
 ]
 
-FORMAT = "pvetool-plan"
+FORMAT = "pvetool/plan"  # the output contract's name (docs/output.md)
+LEGACY_FORMATS = ("pvetool-plan",)  # what pvetool 0.1 wrote (saved plans, journals): still read
 VERSION = 1
 
 T = TypeVar("T")
@@ -263,7 +264,7 @@ def plan_from_dict(data: Any, source: str = "<json>") -> ExecutionPlan:
     problems: list[str] = []
     if not isinstance(data, dict):
         problems.append(f"{source}: expected an object with 'format', 'version' and 'plan'")
-    elif data.get("format") != FORMAT:
+    elif data.get("format") != FORMAT and data.get("format") not in LEGACY_FORMATS:
         problems.append(
             f"{source}: format: expected '{FORMAT}' (a plan saved by 'pvetool plan show -o "
             f"json'), got {_describe(data.get('format'))}"

@@ -185,6 +185,11 @@ class PveClient:
     def close(self) -> None:
         self._transport.close()
 
+    def trace_http(self, hook: Callable[[Any], None]) -> None:
+        """Call `hook` with every HTTP answer (requests' response; see
+        `Transport.add_response_hook`: method, path, status and duration only)."""
+        self._transport.add_response_hook(hook)
+
     @property
     def settings(self) -> Settings:
         return self._settings

@@ -308,6 +308,18 @@ class Transport:
         if self._login_session is not None:
             self._login_session.close()
 
+    def add_response_hook(self, hook: Callable[[requests.Response], None]) -> None:
+        """Call `hook` with every HTTP answer, the login's included (``--debug-http``). The hook
+        gets requests' response: it must read only the method, the path, the status and the
+        duration, never headers or bodies (they carry the token, the ticket, the password)."""
+
+        def call(response: requests.Response, *_: Any, **__: Any) -> None:
+            hook(response)
+
+        for session in (self._session, self._login_session):
+            if session is not None:
+                session.hooks["response"].append(call)
+
     @property
     def current_host(self) -> HostPort:
         """The host calls currently go to (it changes only on a connection failure)."""

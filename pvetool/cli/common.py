@@ -12,11 +12,13 @@ process on the emulator's stepped clock).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
@@ -28,7 +30,8 @@ from pvetool.settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-OUTPUT_CHOICES = ("table", "json", "yaml")
+# The output contract (pvetool.cli.output, docs/output.md): the same four on every command.
+OUTPUT_CHOICES = ("table", "json", "yaml", "markdown")
 
 
 @dataclass(frozen=True)
@@ -54,15 +57,17 @@ class CliState:
     emulate: str | None = None
     emulate_speed: float = 20.0
     debug: bool = False
+    quiet: bool = False  # -q: results and errors only (no progress, no notes)
+    verbose: bool = False  # -v: what pvetool's modules log at INFO
+    debug_http: bool = False  # every API call: method, path, status, duration
     emulator: Any = None  # pvetool.emulator.server.Emulator when --emulate is used
     client: PveClient | None = None
     settings: Settings | None = None
     clocks: Clocks = field(default_factory=Clocks)
     # SafeConsole: names, tags, log lines and PVE's messages cannot act on the terminal.
-    stdout: Console = field(default_factory=lambda: SafeConsole(highlight=False, soft_wrap=True))
-    stderr: Console = field(
-        default_factory=lambda: SafeConsole(stderr=True, highlight=False, soft_wrap=True)
-    )
+    # Prose wraps at word boundaries on a terminal, never in a pipe (`SafeConsole`).
+    stdout: Console = field(default_factory=lambda: SafeConsole(highlight=False))
+    stderr: Console = field(default_factory=lambda: SafeConsole(stderr=True, highlight=False))
 
 
 def state(ctx: click.Context) -> CliState:
@@ -103,9 +108,87 @@ def get_client(ctx: click.Context) -> PveClient:
     st.client = PveClient(
         settings, sleep=clocks.sleep, wall_clock=clocks.wall, monotonic=clocks.monotonic
     )
+    if st.debug_http:
+        st.client.trace_http(http_tracer(st))
     root = ctx.find_root()
     root.call_on_close(lambda: close(st))
     return st.client
+
+
+def http_tracer(st: CliState) -> Callable[[Any], None]:
+    """``--debug-http``: one line on stderr per API answer: method, path, status, duration.
+    The path only: no query string, header or body (where tokens, tickets and passwords are)."""
+
+    def trace(response: Any) -> None:
+        request = response.request
+        path = urlsplit(str(request.url)).path
+        ms = response.elapsed.total_seconds() * 1000.0
+        click.echo(f"http: {request.method} {path} {response.status_code} {ms:.0f} ms", err=True)
+
+    return trace
+
+
+def apply_verbosity(st: CliState, ctx: click.Context) -> None:
+    """-q / -v: the stderr console and Python logging (pvetool's modules log through it).
+
+    Without either, logging is left as it is; with one, the "pvetool" logger's level (and the
+    handler of -v) hold until the command ends, then are put back (pvetool may run in a
+    process that goes on: the tests, a program that calls `main`)."""
+    st.stderr.quiet = st.quiet
+    if not (st.quiet or st.verbose):
+        return
+    logger = logging.getLogger("pvetool")
+    previous = logger.level
+    logger.setLevel(logging.ERROR if st.quiet else logging.INFO)
+    handler: logging.Handler | None = None
+    if st.verbose and not any(getattr(h, "pvetool_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler()  # sys.stderr at the time of the call: escaped
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.pvetool_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+    def restore() -> None:
+        logger.setLevel(previous)
+        if handler is not None:
+            logger.removeHandler(handler)
+
+    ctx.find_root().call_on_close(restore)
+
+
+def verbosity_options() -> list[click.Option]:
+    """``-q/--quiet``, ``-v/--verbose`` and ``--debug-http``: accepted before the command name
+    and after it (on every command), so that ``pvetool status -q`` works as well."""
+
+    def set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+        st = ctx.find_object(CliState)
+        if value and st is not None and param.name:
+            setattr(st, param.name, True)
+            apply_verbosity(st, ctx)
+        return value
+
+    return [
+        click.Option(
+            ["-q", "--quiet"],
+            is_flag=True,
+            expose_value=False,
+            callback=set_flag,
+            help="Print results and errors only: no progress, no notes.",
+        ),
+        click.Option(
+            ["-v", "--verbose"],
+            is_flag=True,
+            expose_value=False,
+            callback=set_flag,
+            help="Also print what pvetool logs at INFO (retries, failovers, task logs).",
+        ),
+        click.Option(
+            ["--debug-http", "debug_http"],
+            is_flag=True,
+            expose_value=False,
+            callback=set_flag,
+            help="Print every API call on stderr: method, path, status, duration (no secrets).",
+        ),
+    ]
 
 
 def close(st: CliState) -> None:
@@ -127,5 +210,5 @@ def output_option(
         type=click.Choice(choices),
         default=default,
         show_default=True,
-        help="Output format.",
+        help="table (for people), json or yaml (one document, docs/output.md) or markdown.",
     )

@@ -27,7 +27,8 @@ from typing import Any, Literal, NoReturn, TypeVar
 
 import click
 
-from pvetool.cli.common import CliState, get_client, state
+from pvetool.cli.common import OUTPUT_CHOICES, CliState, get_client, state
+from pvetool.cli.output import emit
 from pvetool.executor import Confirm
 from pvetool.journal import RunState, find_resumable, state_dir
 from pvetool.model import ClusterSnapshot, ExecutionPlan, RunReport
@@ -44,10 +45,17 @@ from pvetool.operate import (
     run_plan,
 )
 from pvetool.render import REPORT_SUFFIXES, render_report
-from pvetool.render.formats import to_json
+from pvetool.render.formats import document, to_yaml
 from pvetool.render.live import JsonView, PlainView, RichView
-from pvetool.render.plan import plan_data, plan_renderable
-from pvetool.render.report import report_data, report_junit, summary_lines, summary_renderable
+from pvetool.render.plan import plan_data, plan_markdown, plan_renderable
+from pvetool.render.report import (
+    report_data,
+    report_junit,
+    report_markdown,
+    summary_lines,
+    summary_renderable,
+)
+from pvetool.render.terminal import stdout_written
 from pvetool.units import parse_timeout
 
 __all__ = [
@@ -72,7 +80,7 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
-Output = Literal["table", "json"]
+Output = Literal["table", "json", "yaml", "markdown"]
 
 
 @dataclass(frozen=True)
@@ -134,10 +142,11 @@ def run_options(func: F) -> F:
         click.option(
             "-o",
             "--output",
-            type=click.Choice(["table", "json"]),
+            type=click.Choice(OUTPUT_CHOICES),
             default="table",
             show_default=True,
-            help="table: live bars (plain lines without a terminal); json: JSON lines.",
+            help="table: live bars (plain lines without a terminal); json: JSON lines; yaml, "
+            "markdown: the plan or the final report as one document (progress on stderr).",
         ),
         report_option,
         click.option(
@@ -207,10 +216,14 @@ def journal_problems(run: RunState) -> None:
 
 
 def show_plan(st: CliState, plan: ExecutionPlan, output: Output) -> None:
-    if output == "json":
-        click.echo(to_json(plan_data(plan)))
-    else:
-        st.stdout.print(plan_renderable(plan))
+    emit(
+        st,
+        output,
+        "plan",
+        lambda: plan_data(plan),
+        table=lambda: plan_renderable(plan),
+        markdown=lambda: plan_markdown(plan),
+    )
 
 
 def confirm_run(st: CliState, plan: ExecutionPlan, opts: RunOptions) -> bool:
@@ -271,8 +284,11 @@ def preflight(
 
 
 def end_not_run(ctx: click.Context, report: RunReport, opts: RunOptions) -> NoReturn:
-    """End a run that did not start: its report files, its exit code."""
+    """End a run that did not start: its report files, its exit code (and with ``-o json``
+    its summary, unless the plan's own document was the answer)."""
     code = write_reports(state(ctx), report, opts.reports, opts.junit)
+    if opts.output == "json" and not stdout_written():
+        print_summary(state(ctx), report, "json")
     ctx.exit(report.exit_code or code)
     raise AssertionError("unreachable")  # pragma: no cover - ctx.exit raises
 
@@ -331,6 +347,10 @@ def setup_of(st: CliState, snapshot: ClusterSnapshot, *, start_only: bool = Fals
 # during and after the run
 
 
+def _silent(_: Any) -> None:
+    """The live view of ``-q``: nothing while the run goes on."""
+
+
 @contextmanager
 def live_view(
     st: CliState, output: Output, *, yes: bool, lines_to_stderr: bool = False
@@ -338,13 +358,16 @@ def live_view(
     """The run's live view (and how it asks a question without breaking the bars)."""
 
     def echo(line: str) -> None:
-        click.echo(line, err=lines_to_stderr)
+        # yaml and markdown print one document at the end: progress goes to stderr
+        click.echo(line, err=lines_to_stderr or output in ("yaml", "markdown"))
 
     rich: RichView | None = None
     view: Observer
     if output == "json":
         view = JsonView(echo)
-    elif not st.stderr.is_terminal:
+    elif st.quiet:  # -q: the summary and errors only
+        view = _silent
+    elif not st.stderr.is_terminal or output != "table":
         view = PlainView(echo)
     else:
         view = rich = RichView(st.stderr)
@@ -361,7 +384,13 @@ def live_view(
 
 def print_summary(st: CliState, report: RunReport, output: Output) -> None:
     if output == "json":
-        click.echo(json.dumps({"event": "summary", **report_data(report)}, default=str))
+        click.echo(
+            json.dumps(document("event", {"event": "summary", **report_data(report)}), default=str)
+        )
+    elif output == "yaml":
+        click.echo(to_yaml(document("report", report_data(report))), nl=False)
+    elif output == "markdown":
+        click.echo(report_markdown(report), nl=False)
     elif not st.stderr.is_terminal:
         for line in summary_lines(report):
             click.echo(line)

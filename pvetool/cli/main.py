@@ -25,6 +25,7 @@ from typing import Any
 import click
 
 from pvetool.cli import (  # noqa: F401  (registration)
+    completion_cmds,
     emulator_cmds,
     migrate_cmds,
     plan_cmds,
@@ -32,11 +33,17 @@ from pvetool.cli import (  # noqa: F401  (registration)
     status_cmds,
 )
 from pvetool.cli.common import Clocks
-from pvetool.cli.group import cli
+from pvetool.cli.group import add_verbosity_options, cli
 from pvetool.errors import PvetoolError, TaskFailed
+from pvetool.render.formats import document
 from pvetool.render.terminal import escape_controls, escaping_streams, stdout_written
 
 __all__ = ["cli", "main"]
+
+# Every command registered: -q/-v/--debug-http after the command name too, and the dynamic
+# completion of node names, VMIDs and plan files.
+add_verbosity_options(cli)
+completion_cmds.attach_completions(cli)
 
 
 def _wants_json(args: Sequence[str]) -> bool:
@@ -69,7 +76,7 @@ def _show_error(exc: PvetoolError, as_json: bool) -> None:
         }
         if problems:
             error["problems"] = problems
-        click.echo(json.dumps({"error": error}, indent=2))
+        click.echo(json.dumps(document("error", {"error": error}), indent=2))
     if problems and headline.endswith(":"):
         click.echo(f"error: {_one_line(headline)}", err=True)
         for problem in problems:

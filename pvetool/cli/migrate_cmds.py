@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from pvetool.api import PveClient, fetch_snapshot
-from pvetool.cli.common import CliState, get_client, state
+from pvetool.cli.common import OUTPUT_CHOICES, CliState, get_client, state
 from pvetool.cli.execution import (
     Output,
     check_report_paths,
@@ -36,6 +36,7 @@ from pvetool.model import ClusterSnapshot, ExecutionPlan, Precondition, RunRepor
 from pvetool.operate import JobInfo, not_run_report, open_journal, run_plan
 from pvetool.planner.build import build_plan, migrate_spec
 from pvetool.render.formats import duration
+from pvetool.render.report import interruption
 from pvetool.units import parse_rate, parse_timeout
 
 
@@ -131,8 +132,9 @@ def _result_line(st: CliState, report: RunReport, wait: bool) -> int:
         parts = [f"migrated {r.vmid} {r.move.source} -> {r.node}"]
         if r.task_duration_s is not None:
             parts.append(f"in {duration(r.task_duration_s)}")
-        if r.downtime_ms is not None:
-            parts.append(f"downtime {r.downtime_ms:.0f} ms")
+        if r.downtime_ms is not None:  # a container's is its restart
+            word = interruption(r)
+            parts.append(word if word.startswith("restart") else f"downtime {word}")
         click.echo(" ".join(parts))
         return 0
     click.echo(f"error: {r.reason or r.status}", err=True)
@@ -175,10 +177,11 @@ def _result_line(st: CliState, report: RunReport, wait: bool) -> int:
 @click.option(
     "-o",
     "--output",
-    type=click.Choice(["table", "json"]),
+    type=click.Choice(OUTPUT_CHOICES),
     default="table",
     show_default=True,
-    help="table: progress on stderr, the result on stdout; json: JSON lines.",
+    help="table: progress on stderr, the result on stdout; json: JSON lines; yaml, markdown: "
+    "the report as one document.",
 )
 @report_option
 @click.option("--resume", is_flag=True, help="Continue the last unfinished migrate of VMID.")
@@ -188,8 +191,8 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
 
     The planner checks the move first (the same checks as a drain): a refused move names every
     reason and sends nothing to PVE. A running VM is never shut down by this command:
-    `--offline` is for stopped VMs. To shut a running VM down, migrate it offline and start it
-    on NODE, use a plan with the per-guest override `offline: true` (`pvetool plan apply`).
+    `--offline` is for stopped VMs. A plan with the per-guest override `offline: true`
+    (`pvetool plan apply`) shuts a running VM down, migrates it offline and starts it on NODE.
 
     \b
     Examples:
@@ -244,7 +247,7 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
             setup=setup_of(st, snapshot, start_only=not kw["wait"]),
         )
     failed = write_reports(st, report, kw["reports"], kw["junit"])
-    if output == "json":
+    if output != "table":
         print_summary(st, report, output)
         ctx.exit(report.exit_code or failed)
     ctx.exit(_result_line(st, report, kw["wait"]) or failed)

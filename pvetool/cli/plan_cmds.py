@@ -7,20 +7,21 @@ the cluster in one snapshot, calls `build_plan`, and renders. `validate` and `ch
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 import click
 
-from pvetool.api import PveClient, fetch_snapshot
+from pvetool.api import fetch_snapshot
 from pvetool.cli.common import get_client, output_option, state
 from pvetool.cli.group import cli
-from pvetool.errors import ApiError, ApiUnreachable, PlanError
-from pvetool.model import ClusterSnapshot, ExecutionPlan, Precondition
+from pvetool.cli.output import emit
+from pvetool.errors import PlanError
+from pvetool.model import ExecutionPlan
+from pvetool.operate import migrate_preconditions
 from pvetool.planner.build import build_plan, drain_spec
 from pvetool.planner.loader import load_plan
-from pvetool.render.formats import to_json
+from pvetool.planner.plan_schema import plan_schema_text
 from pvetool.render.plan import (
     matrix_data,
+    matrix_markdown,
     matrix_renderable,
     plan_data,
     plan_markdown,
@@ -65,7 +66,22 @@ def _refuse_blocked(plan: ExecutionPlan) -> None:
 
 @cli.group("plan")
 def plan_group() -> None:
-    """Check and show YAML maintenance plans against the cluster (read-only)."""
+    """YAML maintenance plans: validate and show (read-only), apply, schema."""
+
+
+@plan_group.command(
+    "schema",
+    epilog="Examples:\n\n\b\n  pvetool plan schema > plan.schema.json\n"
+    "  # first line of a plan, for editors with yaml-language-server:\n"
+    "  # yaml-language-server: $schema=plan.schema.json",
+)
+def plan_schema_cmd() -> None:
+    """Print the JSON Schema of plan files (for editors: completion and checks as you type).
+
+    It is generated from the plan loader's own keys and choices; `pvetool plan validate` stays
+    the full check (file:line messages, and what a schema cannot express).
+    """
+    click.echo(plan_schema_text(), nl=False)
 
 
 @plan_group.command(
@@ -74,7 +90,7 @@ def plan_group() -> None:
     "  pvetool plan validate maintenance.yaml -o json",
 )
 @click.argument("file", type=click.Path(dir_okay=False))
-@output_option(choices=("table", "json"))
+@output_option()
 @link_option
 @click.pass_context
 def plan_validate(ctx: click.Context, file: str, output: str, link_bits_per_s: float) -> None:
@@ -86,10 +102,7 @@ def plan_validate(ctx: click.Context, file: str, output: str, link_bits_per_s: f
     spec = load_plan(file)
     snapshot = fetch_snapshot(get_client(ctx))
     plan = build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s)
-    if output == "json":
-        click.echo(to_json(matrix_data(plan)))
-    else:
-        state(ctx).stdout.print(matrix_renderable(plan))
+    _matrix(ctx, plan, output)
     _refuse_blocked(plan)
 
 
@@ -100,7 +113,7 @@ def plan_validate(ctx: click.Context, file: str, output: str, link_bits_per_s: f
     "  pvetool plan show drain.yaml -o markdown > CHANGE-1234.md",
 )
 @click.argument("file", type=click.Path(dir_okay=False))
-@output_option(choices=("table", "json", "markdown"))
+@output_option()
 @link_option
 @click.pass_context
 def plan_show(ctx: click.Context, file: str, output: str, link_bits_per_s: float) -> None:
@@ -112,34 +125,19 @@ def plan_show(ctx: click.Context, file: str, output: str, link_bits_per_s: float
     spec = load_plan(file)
     snapshot = fetch_snapshot(get_client(ctx))
     plan = build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s)
-    if output == "json":
-        click.echo(to_json(plan_data(plan)))
-    elif output == "markdown":
-        click.echo(plan_markdown(plan), nl=False)
-    else:
-        state(ctx).stdout.print(plan_renderable(plan))
+    emit(
+        state(ctx),
+        output,
+        "plan",
+        lambda: plan_data(plan),
+        table=lambda: plan_renderable(plan),
+        markdown=lambda: plan_markdown(plan),
+    )
 
 
 @cli.group("check")
 def check_group() -> None:
     """Pre-flight checks without a plan file (read-only)."""
-
-
-def _preconditions(
-    client: PveClient, snapshot: ClusterSnapshot, nodes: Sequence[str]
-) -> Mapping[int, Precondition]:
-    """PVE's own migrate precondition of every guest on `nodes` (what PVE would refuse)."""
-    found: dict[int, Precondition] = {}
-    for node in nodes:
-        entry = snapshot.nodes.get(node)
-        if entry is None or not entry.online:
-            continue
-        for guest in snapshot.guests_on(node):
-            try:
-                found[guest.vmid] = client.migrate_precondition(guest.kind, node, guest.vmid)
-            except (ApiError, ApiUnreachable):
-                continue  # e.g. a locked guest: the checks report the lock themselves
-    return found
 
 
 @check_group.command(
@@ -148,9 +146,15 @@ def _preconditions(
     "  pvetool check drain pve2 --to pve1 --to pve3 -o json",
 )
 @click.argument("node")
-@click.option("--to", "targets", multiple=True, metavar="NODE", help="Allowed target (repeat).")
+@click.option(
+    "--to",
+    "targets",
+    multiple=True,
+    metavar="NODE,...",
+    help="Only these target nodes (NODE,NODE or repeat --to), as for drain.",
+)
 @click.option("--with-local-disks", is_flag=True, help="Move local disks along (live).")
-@output_option(choices=("table", "json"))
+@output_option()
 @link_option
 @click.pass_context
 def check_drain(
@@ -165,13 +169,23 @@ def check_drain(
 
     Exits 0 when every guest that must move can, 2 otherwise (each blocker is named).
     """
-    spec = drain_spec([node], targets or None, with_local_disks=with_local_disks)
+    allowed = [t.strip() for item in targets for t in item.split(",") if t.strip()]
+    spec = drain_spec([node], allowed or None, with_local_disks=with_local_disks)
     client = get_client(ctx)
     snapshot = fetch_snapshot(client)
-    pre = _preconditions(client, snapshot, [node]) if node in snapshot.nodes else {}
+    pre = migrate_preconditions(client, snapshot, [g.vmid for g in snapshot.guests_on(node)])
     plan = build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s, preconditions=pre)
-    if output == "json":
-        click.echo(to_json(matrix_data(plan)))
-    else:
-        state(ctx).stdout.print(matrix_renderable(plan))
+    _matrix(ctx, plan, output)
     _refuse_blocked(plan)
+
+
+def _matrix(ctx: click.Context, plan: ExecutionPlan, output: str) -> None:
+    """The check matrix (``plan validate``, ``check drain``) in the format asked for."""
+    emit(
+        state(ctx),
+        output,
+        "check",
+        lambda: matrix_data(plan),
+        table=lambda: matrix_renderable(plan),
+        markdown=lambda: matrix_markdown(plan),
+    )

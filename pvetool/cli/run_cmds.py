@@ -12,8 +12,6 @@ UPIDs).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import click
@@ -34,9 +32,9 @@ from pvetool.cli.execution import (
 from pvetool.cli.group import cli
 from pvetool.cli.plan_cmds import plan_group
 from pvetool.errors import PlanError
-from pvetool.journal import Origin, journalled_plan, state_dir, undrain_candidates
+from pvetool.journal import journalled_plan, state_dir, undrain_candidates
 from pvetool.model import ClusterSnapshot, ExecutionPlan, RunReport
-from pvetool.operate import JobInfo, release_ha_hold
+from pvetool.operate import JobInfo, homecoming, release_ha_hold, with_local_disks
 from pvetool.plan_json import plan_from_json, read_saved_plan
 from pvetool.planner import build
 from pvetool.planner.fingerprint import drift
@@ -157,39 +155,16 @@ def undrain_cmd(ctx: click.Context, /, node: str, **kw: Any) -> None:
     run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, notes=notes)
 
 
-def _homecoming(
-    snapshot: ClusterSnapshot, node: str, run_id: str, origins: Sequence[Origin]
-) -> tuple[list[tuple[int, str]], list[str]]:
-    """The guests a drain moved away that can come home to `node` as they are, and a note for
-    every other one."""
-    moves: list[tuple[int, str]] = []
-    notes: list[str] = []
-    for origin in origins:
-        guest = snapshot.guests.get(origin.vmid)
-        if guest is None:
-            notes.append(f"not moved: guest {origin.vmid} no longer exists")
-        elif guest.node == node:
-            notes.append(f"already home: guest {origin.vmid} is on {node}")
-        elif guest.node != origin.now:
-            notes.append(
-                f"not moved: guest {origin.vmid} is on {guest.node} now, not on {origin.now} "
-                f"where the drain ({run_id}) put it; move it yourself if you want it on {node}"
-            )
-        else:
-            moves.append((origin.vmid, node))
-    return moves, notes
-
-
-def _with_local_disks(spec: PlanSpec) -> PlanSpec:
-    """Guests whose local disks went along with them come back the same way."""
-    rules = spec.rules
-    migration = replace(rules.migration, with_local_disks=True)
-    return replace(spec, rules=replace(rules, migration=migration))
+# Shared with the Python API (pvetool.session): one undrain, however it is asked for.
+_homecoming = homecoming
+_with_local_disks = with_local_disks
 
 
 def _percent(_: click.Context, __: click.Parameter, value: str) -> float:
+    # `--threshold 15` means 15 %; anything else is parsed (and reported) as typed
+    plain = value.strip().replace(".", "", 1).isdigit()
     try:
-        return parse_percent(value if "%" in value else f"{value}%")
+        return parse_percent(f"{value}%" if plain else value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 

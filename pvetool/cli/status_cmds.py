@@ -7,8 +7,8 @@ import click
 from pvetool.api.overview import fetch_overview
 from pvetool.cli.common import get_client, output_option, state
 from pvetool.cli.group import cli
-from pvetool.render.formats import to_json, to_yaml
-from pvetool.render.status import status_data, status_renderable
+from pvetool.cli.output import emit
+from pvetool.render.status import status_data, status_markdown, status_renderable
 
 
 @cli.command()
@@ -17,10 +17,11 @@ from pvetool.render.status import status_data, status_renderable
 def status(ctx: click.Context, output: str) -> None:
     """Show cluster quorum, nodes (online, version, guests, memory, CPU, HA) and guests."""
     overview = fetch_overview(get_client(ctx))
-    st = state(ctx)
-    if output == "json":
-        click.echo(to_json(status_data(overview)))
-    elif output == "yaml":
-        click.echo(to_yaml(status_data(overview)), nl=False)
-    else:
-        st.stdout.print(status_renderable(overview))
+    emit(
+        state(ctx),
+        output,
+        "status",
+        lambda: status_data(overview),
+        table=lambda: status_renderable(overview),
+        markdown=lambda: status_markdown(overview),
+    )

@@ -515,7 +515,7 @@ def _assumptions(
         link_text = ", ".join(f"{s / 1e9:g} Gbit/s" for s in speeds) + " (per node)"
     else:
         link_text = (
-            f"{link / 1e9:g} Gbit/s per node ({link_goodput_Bps(link) / 1e9:.2f} GB/s usable)"
+            f"{link / 1e9:g} Gbit/s per node ({link_goodput_Bps(link) / 2**20:.0f} MiB/s usable)"
         )
     mtype = spec_rules.migration.type or snapshot.datacenter.migration_type
     secure = mtype != "insecure"
@@ -526,7 +526,7 @@ def _assumptions(
         headroom = f"{rules.memory_headroom_fraction:.0%} of each node's memory"
     return (
         ("link", link_text + ", both directions, shared max-min fairly"),
-        ("migration", f"{mtype}: one stream carries at most {stream / 1e9:.2f} GB/s"),
+        ("migration", f"{mtype}: one stream carries at most {stream / 2**20:.0f} MiB/s"),
         ("memory headroom", headroom + " kept free, plus the host's own use"),
         ("RAM sent", "each running VM's used memory, plus pages dirtied meanwhile"),
         (

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import PurePath
 
 from pvetool.model import RunReport
-from pvetool.render.formats import to_json
+from pvetool.render.formats import document, to_json
 from pvetool.render.report import report_data, report_markdown
 from pvetool.render.report_html import report_html
 
@@ -27,7 +27,7 @@ def render_report(report: RunReport, path: str) -> str:
     """The report text for `path`, chosen by its suffix (.json, .md, .html)."""
     suffix = PurePath(path).suffix.lower()
     if suffix == ".json":
-        return to_json(report_data(report)) + "\n"
+        return to_json(document("report", report_data(report))) + "\n"
     if suffix == ".md":
         return report_markdown(report)
     if suffix in (".html", ".htm"):

@@ -24,14 +24,16 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import (
     BarColumn,
-    DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
+from rich.progress import Task as ProgressTask
+from rich.progress_bar import ProgressBar
+from rich.table import Column
 from rich.text import Text
 
 from pvetool.model import Move
@@ -50,6 +52,8 @@ from pvetool.model.events import (
     RunStarted,
     StageStarted,
 )
+from pvetool.render.fit import short_upid
+from pvetool.render.formats import document
 from pvetool.render.report import move_line
 
 __all__ = ["JsonView", "PlainView", "RichView", "interrupt_text"]
@@ -214,7 +218,8 @@ class JsonView:
         self._shown: dict[str, int] = {}
 
     def _emit(self, name: str, data: dict[str, Any]) -> None:
-        self._echo(json.dumps({"event": name, "t": round(time.time(), 3), **data}, default=str))
+        line = document("event", {"event": name, "t": round(time.time(), 3), **data})
+        self._echo(json.dumps(line, default=str))
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, MoveProgressed):
@@ -241,6 +246,59 @@ class JsonView:
 _STATUS_STYLE = {"moved": "green", "skipped": "cyan", "failed": "red"}
 
 
+def iec(n_bytes: float) -> str:
+    """Bytes in binary (IEC) units with one decimal, as PVE writes them: ``17.9 GiB``."""
+    value = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def _counting(task: ProgressTask) -> bool:
+    """Whether the bar counts towards a known total (not waiting, not re-sending memory)."""
+    return task.total is not None and not task.fields.get("resending")
+
+
+class _Bar(BarColumn):
+    """The bar; it pulses instead of standing full while memory is sent again."""
+
+    def render(self, task: ProgressTask) -> ProgressBar:
+        if _counting(task):
+            return super().render(task)
+        return ProgressBar(
+            total=None,
+            width=None if self.bar_width is None else max(1, self.bar_width),
+            pulse=True,
+            animation_time=task.get_time(),
+            style=self.style,
+            pulse_style=self.pulse_style,
+        )
+
+
+class _BytesColumn(ProgressColumn):
+    """``5.2 GiB / 16.0 GiB`` in IEC units; while no byte count is known (the HA manager has
+    not started the task yet, a container restarts) or memory is sent again, the phase in
+    words instead of ``0/?`` or ``17.9/16.0``."""
+
+    def render(self, task: ProgressTask) -> Text:
+        if not _counting(task):
+            return Text(str(task.fields.get("phase") or "waiting"), style="dim")
+        return Text(f"{iec(task.completed)} / {iec(task.total or 0)}", style="green")
+
+
+class _EtaColumn(ProgressColumn):
+    """Time left once PVE's byte counts allow an estimate; nothing before (never ``-:--:--``)."""
+
+    def render(self, task: ProgressTask) -> Text:
+        left = task.time_remaining
+        if not _counting(task) or left is None:
+            return Text("")
+        minutes, seconds = divmod(int(left), 60)
+        return Text(f"{minutes}:{seconds:02d} left", style="cyan")
+
+
 class RichView:
     """Live bars on a terminal: one per running migration (bytes, rate, ETA) and an overall
     bar; finished moves and other events scroll above them."""
@@ -255,11 +313,11 @@ class RichView:
             console=console,
         )
         self.moves = Progress(
-            TextColumn("  {task.description}"),
-            BarColumn(),
-            DownloadColumn(binary_units=True),
-            TextColumn("{task.fields[rate]}"),  # PVE's own rate from the task log
-            TimeRemainingColumn(),
+            TextColumn("  {task.description}", table_column=Column(no_wrap=True)),
+            _Bar(bar_width=24),  # room for the byte counts and the rate at 80 columns
+            _BytesColumn(table_column=Column(no_wrap=True)),
+            TextColumn("{task.fields[rate]}"),  # PVE's own rate from the task log (MiB/s)
+            _EtaColumn(),
             console=console,
         )
         self.live = Live(Group(self.overall, self.moves), console=console, refresh_per_second=8)
@@ -296,15 +354,31 @@ class RichView:
         elif isinstance(event, MoveStarted):
             m = event.move
             label = f"{m.vmid} {m.name} {m.source}\u2192{m.target}"
-            self._bars[m.id] = self.moves.add_task(label, total=None, rate="")
+            waiting = "restart" if m.options.restart else "waiting for PVE"
+            self._bars[m.id] = self.moves.add_task(
+                label, total=None, rate="", phase=waiting, resending=False
+            )
             verb = "attached to" if event.attached else "started"
-            self._print(f"{verb} {m.vmid}: {event.upid}", "dim")
+            # the UPID's node and process id: enough to find the task; -o json has it whole
+            self._print(f"{verb} {m.vmid} {m.name}: task {short_upid(event.upid or '-')}", "dim")
         elif isinstance(event, MoveProgressed):
             bar = self._bars.get(event.move.id)
             if bar is not None:
                 rate = f"{event.rate_bps / 2**20:.0f} MiB/s" if event.rate_bps else ""
+                total = event.total_bytes
+                # A live migration re-sends the memory its guest dirtied meanwhile: more bytes
+                # than its RAM, and no total left to count to (the bar then pulses).
+                resending = total is not None and event.transferred_bytes > total
+                phase = event.phase
+                if resending:
+                    phase = f"{iec(event.transferred_bytes)} sent (RAM {iec(total or 0)})"
                 self.moves.update(
-                    bar, completed=event.transferred_bytes, total=event.total_bytes, rate=rate
+                    bar,
+                    completed=event.transferred_bytes,
+                    total=total,
+                    rate=rate,
+                    phase=phase,
+                    resending=resending,
                 )
         elif isinstance(event, MoveFinished):
             self._finished(event)
@@ -320,7 +394,8 @@ class RichView:
         bar = self._bars.pop(r.move.id, None)
         if bar is not None:
             self.moves.remove_task(bar)
-        if self._overall_task is not None:
+        if self._overall_task is not None and r.status != "not-started":
+            # moves that never started are not progress: after a Ctrl-C the bar says 2/6
             self.overall.advance(self._overall_task)
         self._print(move_line(r), _STATUS_STYLE.get(r.status, "yellow"))
 

@@ -3,7 +3,8 @@
 `plan_renderable`: the moves stage by stage in the order they start (with predicted start, end
 and downtime, why each guest goes where it goes, what it waits for), the hook / wait / pause
 stages, every blocked guest with all its reasons, warnings, the predicted timeline (makespan,
-LB_pure / LB_dirty and which link or stream bounds them), caps and assumptions.
+the fastest possible time and which link or stream limits it), caps and assumptions. Every
+table is a `FitTable`: it fits the terminal's width without splitting a word.
 `matrix_renderable`: the check matrix (guest, blocked?, every reason per target).
 `plan_data` is `plan_to_dict` (``plan show -o json`` can be read back by `plan_from_json`).
 
@@ -23,14 +24,17 @@ from rich.text import Text
 
 from pvetool.model import ExecutionPlan, Finding, Move, Stage
 from pvetool.plan_json import plan_to_dict
-from pvetool.render.formats import duration, gib
+from pvetool.render.fit import Cell, Col, FitTable
+from pvetool.render.formats import duration, gib, md_table
 
 __all__ = [
     "matrix_data",
+    "matrix_markdown",
     "matrix_renderable",
     "plan_data",
     "plan_markdown",
     "plan_renderable",
+    "limited_by",
     "plan_summary",
 ]
 
@@ -55,9 +59,13 @@ def _mode(move: Move) -> str:
 
 
 def _downtime(move: Move) -> str:
+    """The predicted interruption: a VM's pause at the switch-over (``81 ms``), or for a
+    container moved by restart migration the time it is stopped (``restart 25s``)."""
     if move.predicted_downtime_ms is None:
         return "-"
     ms = move.predicted_downtime_ms
+    if move.options.restart or move.kind == "lxc":
+        return f"restart {duration(ms / 1000.0)}"
     return f"{ms:.0f} ms" if ms < 1000 else duration(ms / 1000.0)
 
 
@@ -105,57 +113,81 @@ def _stage_title(i: int, total: int, stage: Stage) -> str:
     return head
 
 
+def limited_by(bound_by: str) -> str:
+    """The planner's name of the binding term in words: ``uplink of pve2`` -> ``pve2's
+    uplink``, ``stream of 103 db1`` -> ``the migration of 103 db1 alone``."""
+    for link in ("uplink", "downlink"):
+        prefix = f"{link} of "
+        if bound_by.startswith(prefix):
+            return f"{bound_by[len(prefix) :]}'s {link}"
+    if bound_by.startswith("stream of "):
+        return f"the migration of {bound_by[len('stream of ') :]} alone"
+    return bound_by
+
+
 def _bounds_line(stage: Stage) -> str | None:
+    """The stage's physical lower bound in words (docs/timing-model.md: LB_dirty, which counts
+    the memory a running guest dirties again during its copy)."""
     b = stage.bounds
     if b is None or not stage.moves:
         return None
-    ratio = f", {stage.predicted_makespan_s / b.lb_dirty_s:.2f} x LB_dirty" if b.lb_dirty_s else ""
     return (
-        f"lower bounds: LB_pure {duration(b.lb_pure_s)}, LB_dirty {duration(b.lb_dirty_s)} "
-        f"(bound by the {b.bound_by}){ratio}"
+        f"fastest possible: {duration(b.lb_dirty_s)}, limited by {limited_by(b.bound_by)} "
+        f"(every link used to the full; predicted {duration(stage.predicted_makespan_s)})"
     )
 
 
-def _moves_table(stage: Stage) -> Table:
-    table = Table(show_edge=False, pad_edge=False, expand=False)
-    for col, wrap in (
-        ("#", False),
-        ("guest", True),
-        ("from -> to", True),
-        ("how", True),
-        ("mem", True),
-        ("sent", True),
-        ("start-end", True),
-        ("down", True),
-        ("after", True),
-    ):
-        table.add_column(col, overflow="fold", no_wrap=not wrap, min_width=None if wrap else 4)
+_MOVE_COLS = (
+    Col("#", justify="right"),
+    Col("guest"),
+    Col("from -> to"),
+    Col("how", keep=90, wrap=True, min_width=14),
+    Col("memory GiB", keep=60, justify="right"),
+    Col("sent GiB", keep=50, justify="right"),
+    Col("start-end", keep=70),
+    Col("downtime", keep=80),
+    Col("after", keep=40, wrap=True),
+)
+
+
+def _moves_table(stage: Stage) -> FitTable:
+    rows: list[list[Cell]] = []
     for n, m in enumerate(stage.moves, 1):
-        table.add_row(
-            str(n),
-            Text(_guest(m)),
-            Text(f"{m.source} -> {m.target}" + (" pinned" if m.pinned else "")),
-            Text(_mode(m) + (f", {m.profile}" if m.profile else "")),
-            gib(m.memory_bytes),
-            gib(m.predicted_sent_bytes or m.send_bytes),
-            f"{duration(m.predicted_start_s)}-{duration(m.predicted_end_s)}",
-            _downtime(m),
-            Text(_after(m)),
+        rows.append(
+            [
+                str(n),
+                Text(_guest(m)),
+                Text(f"{m.source} -> {m.target}" + (" pinned" if m.pinned else "")),
+                Text(_mode(m) + (f", {m.profile}" if m.profile else "")),
+                _gib(m.memory_bytes),
+                _gib(m.predicted_sent_bytes or m.send_bytes),
+                f"{duration(m.predicted_start_s)}-{duration(m.predicted_end_s)}",
+                _downtime(m),
+                Text(_after(m)),
+            ]
         )
-    return table
+    return FitTable(_MOVE_COLS, rows)
 
 
-def _reasons(stage: Stage) -> Text:
-    """Why each guest goes where it goes, and the targets it could not take."""
-    text = Text()
+def _gib(n_bytes: float) -> str:
+    """A number of GiB for a cell under a ``GiB`` header."""
+    return f"{n_bytes / 1024**3:.1f}"
+
+
+def _reasons(stage: Stage) -> Table:
+    """Why each guest goes where it goes, and the targets it could not take: a grid, so that a
+    long reason wraps under its own start (a hanging indent), not under the number."""
+    grid = Table.grid(padding=(0, 1), pad_edge=False)
+    grid.add_column(justify="right", no_wrap=True, min_width=4)
+    grid.add_column()
     for n, m in enumerate(stage.moves, 1):
-        if text:
-            text.append("\n")
-        text.append(f"  {n}. {m.vmid} -> {m.target}: ", style="bold")
-        text.append(m.reason)
+        grid.add_row(
+            Text(f"{n}.", style="bold"),
+            Text.assemble((f"{m.vmid} -> {m.target}: ", "bold"), m.reason),
+        )
         for line in m.rejected:
-            text.append("\n     x " + line, style="dim")
-    return text
+            grid.add_row(Text("x", style="dim"), Text(line, style="dim"))
+    return grid
 
 
 def _short(f: Finding) -> str:
@@ -179,32 +211,23 @@ def _by_guest(findings: Iterable[Finding]) -> dict[int | None, list[Finding]]:
     return out
 
 
-def _findings_table(findings: Sequence[Finding], title: str) -> Table:
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    table.add_column("id")
-    table.add_column("guest")
-    table.add_column("target")
-    table.add_column("what", overflow="fold")
-    for f in findings:
-        table.add_row(
+def _findings_table(findings: Sequence[Finding], title: str) -> FitTable:
+    cols = (Col("id"), Col("guest", keep=80), Col("target", keep=70), Col("what", wrap=True))
+    rows: list[list[Cell]] = [
+        [
             Text(f.id, style=_SEVERITY_STYLE.get(f.severity, "")),
             str(f.vmid) if f.vmid is not None else "-",
             Text(f.target or "-"),
             Text(f.message + (f" [{f.where}]" if f.where else "")),
-        )
-    return table
+        ]
+        for f in findings
+    ]
+    return FitTable(cols, rows, title=title)
 
 
-def _blocked_table(plan: ExecutionPlan) -> Table:
-    table = Table(
-        title=f"Blocked guests ({len(plan.blocked)}): they stay where they are",
-        title_justify="left",
-        show_edge=False,
-        pad_edge=False,
-    )
-    table.add_column("guest")
-    table.add_column("reasons", overflow="fold")
+def _blocked_table(plan: ExecutionPlan) -> FitTable:
     by_guest = _by_guest(plan.blockers)
+    rows: list[list[Cell]] = []
     for vmid in plan.blocked:
         reasons = Text()
         for f in by_guest.get(vmid, []):
@@ -212,8 +235,12 @@ def _blocked_table(plan: ExecutionPlan) -> Table:
                 reasons.append("\n")
             reasons.append(f.id, style="bold red")
             reasons.append(" " + _short(f))
-        table.add_row(str(vmid), reasons)
-    return table
+        rows.append([str(vmid), reasons])
+    return FitTable(
+        (Col("guest"), Col("reasons", wrap=True)),
+        rows,
+        title=f"Blocked guests ({len(plan.blocked)}): they stay where they are",
+    )
 
 
 def plan_renderable(plan: ExecutionPlan) -> RenderableType:
@@ -226,7 +253,7 @@ def plan_renderable(plan: ExecutionPlan) -> RenderableType:
             f"source {plan.source}; caps: {plan.caps.cluster} in the cluster, "
             f"{plan.caps.per_source} per source, {plan.caps.per_target} per target; "
             f"on failure: {plan.on_failure}; task timeout {duration(plan.task_timeout_s)}; "
-            f"state {plan.fingerprint[:19]}",
+            f"cluster state {plan.fingerprint[:19]}",
             style="dim",
         )
     )
@@ -272,7 +299,7 @@ def _timeline(plan: ExecutionPlan) -> Text:
     for i, stage in enumerate(plan.stages, 1):
         if stage.kind == "migrate" and stage.moves:
             b = stage.bounds
-            extra = f" (LB_dirty {duration(b.lb_dirty_s)}, {b.bound_by})" if b is not None else ""
+            extra = f" (fastest possible {duration(b.lb_dirty_s)})" if b is not None else ""
             pieces.append(f"stage {i} {duration(stage.predicted_makespan_s)}{extra}")
         elif stage.kind == "pause":
             pieces.append(f"stage {i} pause {duration(stage.timeout_s)}")
@@ -357,11 +384,7 @@ def matrix_data(plan: ExecutionPlan) -> dict[str, Any]:
 
 def matrix_renderable(plan: ExecutionPlan) -> RenderableType:
     """Guest | blocked? | where it goes | every reason (blockers, warnings, rejected targets)."""
-    table = Table(show_edge=False, pad_edge=False)
-    table.add_column("guest")
-    table.add_column("blocked?")
-    table.add_column("move")
-    table.add_column("reasons", overflow="fold")
+    rows: list[list[Cell]] = []
     for row in _matrix_rows(plan):
         reasons = Text()
         for r in row["reasons"]:
@@ -371,14 +394,18 @@ def matrix_renderable(plan: ExecutionPlan) -> RenderableType:
             style = _SEVERITY_STYLE.get(severity, "dim")
             reasons.append(f"{r['id']}", style=style)
             label = "" if severity in ("blocker", "warning", "info") else " (target rejected)"
-            reasons.append(f"{label} {r['short']}")
+            reasons.append(f"{label} {r['short']}", style="" if not label else "dim")
         move = ", ".join(f"{m['source']} -> {m['target']}" for m in row["moves"]) or "stays"
-        table.add_row(
-            Text(f"{row['vmid']} {row['name']}".strip()),
-            Text("BLOCKED", style="bold red") if row["blocked"] else Text("no", style="green"),
-            Text(move),
-            reasons,
+        rows.append(
+            [
+                Text(f"{row['vmid']} {row['name']}".strip()),
+                Text("BLOCKED", style="bold red") if row["blocked"] else Text("no", style="green"),
+                Text(move),
+                reasons,
+            ]
         )
+    cols = (Col("guest"), Col("blocked?"), Col("move", wrap=True), Col("reasons", wrap=True))
+    table = FitTable(cols, rows)
     parts: list[RenderableType] = [
         Text(plan_summary(plan), style="bold green" if plan.can_run else "bold red")
     ]
@@ -395,6 +422,33 @@ def matrix_renderable(plan: ExecutionPlan) -> RenderableType:
 
 def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def matrix_markdown(plan: ExecutionPlan) -> str:
+    """The check matrix as Markdown (``check drain`` / ``plan validate -o markdown``)."""
+    out = [f"# Check {_md(plan.name)}", "", f"**{_md(plan_summary(plan))}**", ""]
+    for f in plan.findings:
+        if f.vmid is None:
+            out.append(f"- {f.severity} `{f.id}`: {_md(f.message)}")
+    rows: list[list[object]] = []
+    for row in _matrix_rows(plan):
+        reasons = "; ".join(
+            r["id"]
+            + ("" if r["severity"] in ("blocker", "warning", "info") else " (target rejected)")
+            + f" {r['short']}"
+            for r in row["reasons"]
+        )
+        move = ", ".join(f"{m['source']} -> {m['target']}" for m in row["moves"]) or "stays"
+        rows.append(
+            [
+                f"{row['vmid']} {row['name']}".strip(),
+                "BLOCKED" if row["blocked"] else "no",
+                move,
+                reasons,
+            ]
+        )
+    out += ["", *md_table(["guest", "blocked?", "move", "reasons"], rows)]
+    return "\n".join(out) + "\n"
 
 
 def plan_markdown(plan: ExecutionPlan) -> str:

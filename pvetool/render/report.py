@@ -11,13 +11,14 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from pvetool.model import MoveResult, RunReport
+from pvetool.render.fit import Cell, Col, FitTable
 from pvetool.render.formats import duration
 
 __all__ = [
+    "interruption",
     "move_line",
     "report_data",
     "report_junit",
@@ -48,6 +49,16 @@ def _secs(value: float | None) -> str:
     return "-" if value is None else duration(value)
 
 
+def interruption(r: MoveResult) -> str:
+    """What the guest went through: a VM's pause at the switch-over (``81 ms``), or for a
+    container moved by restart migration the time it was stopped (``restart 25s``)."""
+    if r.downtime_ms is None:
+        return "-"
+    if _restarted(r):
+        return f"restart {duration(r.downtime_ms / 1000.0)}"
+    return _ms(r.downtime_ms)
+
+
 def move_line(r: MoveResult) -> str:
     """One line for a finished move: ``moved VM 101 (web1) pve1 -> pve2 in 21s, downtime 59 ms``."""
     route = f"{r.move.source} -> {r.move.target}"
@@ -56,7 +67,8 @@ def move_line(r: MoveResult) -> str:
         if r.task_duration_s is not None:
             parts.append(f"in {duration(r.task_duration_s)}")
         if r.downtime_ms is not None:
-            parts.append(f"downtime {r.downtime_ms:.0f} ms")
+            word = interruption(r)
+            parts.append(word if word.startswith("restart") else f"downtime {word}")
         if r.original_target and r.original_target != r.move.target:
             parts.append(f"(re-planned from {r.original_target})")
         return ", ".join(parts) if len(parts) > 2 else " ".join(parts)
@@ -175,8 +187,19 @@ def _headline(report: RunReport) -> str:
 def _timing_line(report: RunReport) -> str:
     text = f"makespan {_secs(report.makespan_s)} (predicted {_secs(report.predicted_makespan_s)})"
     text += f", run took {_secs(report.wall_duration_s)}"
-    text += f", max downtime {_ms(report.max_downtime_ms)}"
+    restarts = [r for r in report.results if r.downtime_ms is not None and _restarted(r)]
+    pauses = [
+        r.downtime_ms for r in report.results if r.downtime_ms is not None and not _restarted(r)
+    ]
+    text += f", max downtime {_ms(max(pauses) if pauses else None)}"
+    if restarts:
+        longest = max(r.downtime_ms or 0.0 for r in restarts)
+        text += f", longest container restart {duration(longest / 1000.0)}"
     return text
+
+
+def _restarted(r: MoveResult) -> bool:
+    return r.move.options.restart or r.move.kind == "lxc"
 
 
 def _problems(report: RunReport) -> list[tuple[str, str, str]]:
@@ -234,26 +257,36 @@ def summary_lines(report: RunReport) -> list[str]:
 
 def summary_renderable(report: RunReport) -> RenderableType:
     """The end-of-run summary: one row per move, then what went wrong and the timings."""
-    table = Table(title=f"Run {report.run_id}: {report.plan_name}", title_justify="left")
-    for col in ("move", "guest", "route", "result", "task", "downtime", "why"):
-        table.add_column(col, overflow="fold")
+    rows: list[list[Cell]] = []
     for r in report.results:
         route = f"{r.move.source} -> {r.move.target}"
         if r.original_target and r.original_target != r.move.target:
             route += f" (was {r.original_target})"
-        table.add_row(
-            r.move.id,
-            _what(r),
-            route,
-            Text(r.status, style=STATUS_STYLE.get(r.status, "")),
-            _secs(r.task_duration_s),
-            _ms(r.downtime_ms),
-            r.reason,
+        rows.append(
+            [
+                r.move.id,
+                _what(r),
+                route,
+                Text(r.status, style=STATUS_STYLE.get(r.status, "")),
+                _secs(r.task_duration_s),
+                interruption(r),
+                r.reason,
+            ]
         )
     for b in report.blocked:
-        table.add_row(
-            "-", f"guest {b.vmid}", "-", Text("blocked", style="yellow"), "-", "-", b.reason
+        rows.append(
+            ["-", f"guest {b.vmid}", "-", Text("blocked", style="yellow"), "-", "-", b.reason]
         )
+    cols = (
+        Col("move", keep=20),
+        Col("guest"),
+        Col("route", keep=90, wrap=True),
+        Col("result"),
+        Col("task", keep=70),
+        Col("downtime", keep=80),
+        Col("why", keep=95, wrap=True, min_width=20),
+    )
+    table = FitTable(cols, rows, title=f"Run {report.run_id}: {report.plan_name}", heavy=True)
     parts: list[RenderableType] = [table, Text(_headline(report), style="bold")]
     parts.append(Text(_timing_line(report)))
     for h in report.hooks:
@@ -321,7 +354,7 @@ def report_markdown(report: RunReport) -> str:
                     r.status,
                     _secs(end - start),
                     _secs(r.task_duration_s),
-                    _ms(r.downtime_ms),
+                    interruption(r),
                     r.reason,
                 )
             )

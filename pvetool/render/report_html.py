@@ -106,9 +106,17 @@ def _timeline_svg(report: RunReport) -> str:
                 f" \u2013 {escape(duration(a_end))}: {escape(r.reason or 'ok')}</title></rect>"
             )
         else:
+            # No task ran (refused before it started, not started, taken from the journal):
+            # a marker where it was to start, and what happened in words beside it, not only
+            # in a tooltip.
+            x = LABEL_W + p_start * scale
+            words = f"{r.status}: {r.reason}" if r.reason else r.status
             out.append(
-                f'<circle cx="{LABEL_W + 4}" cy="{y + 17}" r="4" fill="{colour}">'
-                f"<title>{escape(r.status)}: {escape(r.reason)}</title></circle>"
+                f'<rect x="{x:.1f}" y="{y + 13}" width="9" height="9" fill="{colour}">'
+                f"<title>{escape(words)}</title></rect>"
+            )
+            out.append(
+                f'<text x="{x + 13:.1f}" y="{y + 21}" fill="{colour}">{escape(words[:90])}</text>'
             )
     out.append("</svg>")
     return "\n".join(out)
@@ -146,6 +154,8 @@ def report_html(report: RunReport) -> str:
     ]
     for m in data["moves"]:
         downtime = "-" if m["downtime_ms"] is None else f"{m['downtime_ms']:.0f} ms"
+        if m["downtime_ms"] is not None and m["kind"] == "lxc":  # restart migration
+            downtime = f"restart {duration(m['downtime_ms'] / 1000.0)}"
         task = "-" if m["task_duration_s"] is None else duration(m["task_duration_s"])
         parts.append(
             "<tr>"

@@ -74,7 +74,11 @@ class SafeConsole(Console):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("markup", False)
         kwargs.setdefault("emoji", False)
+        soft_wrap = kwargs.pop("soft_wrap", None)
         super().__init__(**kwargs)
+        # On a terminal prose is wrapped at word boundaries to its width (the terminal would cut
+        # words); into a file or a pipe a line stays one line, for grep and logs.
+        self.soft_wrap = (not self.is_terminal) if soft_wrap is None else soft_wrap
 
     @property
     def file(self) -> IO[str]:

@@ -70,7 +70,7 @@ def test_show_table_markdown_and_json_round_trip(lab: Cluster, tmp_path: Path) -
     path = str(PLAYBOOKS / "rolling-maintenance.yaml")
     r = lab.pvetool("plan", "show", path)
     assert r.code == 0, r.err
-    assert "Stage 1/" in r.out and "Predicted timeline" in r.out and "LB_dirty" in r.out
+    assert "Stage 1/" in r.out and "Predicted timeline" in r.out and "fastest possible" in r.out
     r = lab.pvetool("plan", "show", path, "-o", "markdown")
     assert r.code == 0 and r.out.startswith("# Plan rolling-maintenance")
     r = lab.pvetool("plan", "show", str(PLAYBOOKS / "drain-node.yaml"), "-o", "json")

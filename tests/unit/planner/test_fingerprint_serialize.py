@@ -43,7 +43,7 @@ def _broken(mutate: object) -> str:
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda d: d.update(format="x"), "format: expected 'pvetool-plan'"),
+        (lambda d: d.update(format="x"), "format: expected 'pvetool/plan'"),
         (lambda d: d.update(version=7), "version: expected 1"),
         (
             lambda d: d["plan"]["stages"][0]["moves"][0].update(vmid="abc"),
