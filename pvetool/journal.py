@@ -32,6 +32,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -130,9 +131,17 @@ def new_run_id(now: float | None = None) -> str:
 class Journal:
     """An open run journal. Thread-safe: every record is written under one lock."""
 
-    def __init__(self, path: Path, run_id: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        run_id: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        cluster_key: str = "",
+    ) -> None:
         self.path = path
         self.run_id = run_id
+        self.cluster_key = cluster_key  # stamped on every origin record
         self._clock = clock
         self._lock = threading.Lock()
         self._handle: IO[str] | None = None
@@ -146,18 +155,21 @@ class Journal:
         *,
         run_id: str | None = None,
         clock: Callable[[], float] = time.time,
+        cluster_key: str = "",
     ) -> Journal:
         """A new, empty journal under ``directory/runs`` (both checked, or created with mode
         0700)."""
         secure_dir(directory, create=True)
         runs = secure_dir(directory / "runs", create=True)
         rid = run_id or new_run_id(clock())
-        return cls(runs / f"{rid}.jsonl", rid, clock=clock)
+        return cls(runs / f"{rid}.jsonl", rid, clock=clock, cluster_key=cluster_key)
 
     @classmethod
-    def reopen(cls, state: RunState, *, clock: Callable[[], float] = time.time) -> Journal:
+    def reopen(
+        cls, state: RunState, *, clock: Callable[[], float] = time.time, cluster_key: str = ""
+    ) -> Journal:
         """Append to the journal of an earlier run (``--resume``)."""
-        return cls(state.path, state.run_id, clock=clock)
+        return cls(state.path, state.run_id, clock=clock, cluster_key=cluster_key)
 
     def close(self) -> None:
         with self._lock:
@@ -175,6 +187,8 @@ class Journal:
 
     def write(self, record: Record) -> None:
         """Append one record and fsync it."""
+        if isinstance(record, Origin) and not record.cluster and self.cluster_key:
+            record = replace(record, cluster=self.cluster_key)
         data: dict[str, Any] = {"type": record.TYPE, "t": round(self._clock(), 3)}
         data.update(to_data(record))
         line = json.dumps(data, separators=(",", ":"), default=str) + "\n"
@@ -197,6 +211,9 @@ class Journal:
         drained_nodes: Sequence[str] = (),
         undoes: str | None = None,
         argv: Sequence[str] = (),
+        cluster: str | None = None,
+        cluster_nodes: Sequence[str] = (),
+        endpoint: str = "",
     ) -> None:
         """The first record of a run: what runs, on which cluster state, and the whole plan."""
         self.write(
@@ -210,6 +227,9 @@ class Journal:
                 drained_nodes=tuple(drained_nodes),
                 undoes=undoes,
                 plan_json=plan_to_json(plan),
+                cluster=cluster,
+                cluster_nodes=tuple(cluster_nodes),
+                endpoint=endpoint,
             )
         )
 

@@ -113,6 +113,9 @@ class RunState:
     plan_json: str = ""
     drained_nodes: tuple[str, ...] = ()
     undoes: str | None = None
+    cluster: str | None = None  # see `RunStart.cluster`
+    cluster_nodes: tuple[str, ...] = ()
+    endpoint: str = ""
     moves: dict[str, MoveRecord] = field(default_factory=dict)
     origins: list[Origin] = field(default_factory=list)
     hooks_done: set[int] = field(default_factory=set)  # stage indexes whose hook succeeded
@@ -186,9 +189,18 @@ class RunStart:
     drained_nodes: tuple[str, ...] = ()
     undoes: str | None = None
     plan_json: str = ""
+    # The cluster the run acts on (`pvetool.state.identity`): its name (None: a single node),
+    # its sorted node names and the endpoint that answered. Journals written before these
+    # fields existed read as an unknown cluster.
+    cluster: str | None = None
+    cluster_nodes: tuple[str, ...] = ()
+    endpoint: str = ""
 
     def apply(self, state: RunState, t: float) -> None:
         state.run_id = self.run or state.run_id
+        state.cluster = self.cluster or None
+        state.cluster_nodes = self.cluster_nodes
+        state.endpoint = self.endpoint
         state.started_t = t
         state.command = self.command
         state.kind = self.kind
@@ -388,6 +400,7 @@ class Origin:
     home: str
     now: str
     move: str = ""
+    cluster: str = ""  # the run's cluster key (`ClusterIdentity.key`), stamped by the journal
 
     def apply(self, state: RunState, t: float) -> None:
         state.origins.append(self)

@@ -135,6 +135,12 @@ class JobInfo:
     drained_nodes: tuple[str, ...] = ()
     undoes: str | None = None
     argv: tuple[str, ...] = ()
+    # The cluster it runs on (`pvetool.state.identity.ClusterIdentity`, flattened): its name,
+    # sorted node names, the endpoint that answered and its state folder's name.
+    cluster: str | None = None
+    cluster_nodes: tuple[str, ...] = ()
+    endpoint: str = ""
+    cluster_key: str = ""
 
 
 def credentials_env(settings: Settings) -> dict[str, str]:
@@ -219,8 +225,8 @@ def open_journal(
     """The run's journal: the interrupted run's when resuming, else a new one that starts with
     the whole plan."""
     if resume is not None:
-        return Journal.reopen(resume)
-    journal = Journal.create(directory)
+        return Journal.reopen(resume, cluster_key=job.cluster_key)
+    journal = Journal.create(directory, cluster_key=job.cluster_key)
     journal.start_run(
         plan,
         command=job.command,
@@ -228,6 +234,9 @@ def open_journal(
         drained_nodes=job.drained_nodes,
         undoes=job.undoes,
         argv=job.argv,
+        cluster=job.cluster,
+        cluster_nodes=job.cluster_nodes,
+        endpoint=job.endpoint,
     )
     return journal
 

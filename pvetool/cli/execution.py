@@ -27,9 +27,10 @@ from typing import Any, Literal, NoReturn, TypeVar
 
 import click
 
+from pvetool.cli.clusterstate import cluster_state, job_on
 from pvetool.cli.common import CliState, get_client, state
 from pvetool.executor import Confirm
-from pvetool.journal import RunState, find_resumable, state_dir
+from pvetool.journal import RunState
 from pvetool.model import ClusterSnapshot, ExecutionPlan, RunReport
 from pvetool.model.events import Observer
 from pvetool.operate import (
@@ -48,6 +49,7 @@ from pvetool.render.formats import to_json
 from pvetool.render.live import JsonView, PlainView, RichView
 from pvetool.render.plan import plan_data, plan_renderable
 from pvetool.render.report import report_data, report_junit, summary_lines, summary_renderable
+from pvetool.state import ClusterState
 from pvetool.units import parse_timeout
 
 __all__ = [
@@ -186,12 +188,9 @@ def split_names(values: Sequence[str], *, what: str = "NODE") -> tuple[str, ...]
     return names
 
 
-def resumable(directory: Path, *, command: str, what: str) -> RunState:
-    found = find_resumable(directory, command=command)
-    if found is None:
-        raise click.UsageError(
-            f"there is no unfinished run of {what} to resume in {directory / 'runs'}"
-        )
+def resumable(cluster: ClusterState, *, command: str, what: str) -> RunState:
+    """The unfinished run of `command` on this cluster (refused, exit 2, with why not)."""
+    found = cluster.resumable(command, what)
     journal_problems(found)
     return found
 
@@ -406,9 +405,10 @@ def run_and_report(
         st.stderr.print(note)
     preflight(ctx, plan, opts, command=job.command, notes=notes)
     client = get_client(ctx)
-    job = replace(job, argv=tuple(sys.argv[1:]))
+    cluster = cluster_state(ctx, snapshot)
+    job = job_on(replace(job, argv=tuple(sys.argv[1:])), cluster)
     with (
-        open_journal(state_dir(), plan, job, resume) as journal,
+        open_journal(cluster.ensure(), plan, job, resume) as journal,
         live_view(st, opts.output, yes=opts.yes) as (view, confirm),
     ):
         report = run_plan(

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from pvetool.api import PveClient, fetch_snapshot
+from pvetool.cli.clusterstate import cluster_state, job_on
 from pvetool.cli.common import CliState, get_client, state
 from pvetool.cli.execution import (
     Output,
@@ -31,7 +32,7 @@ from pvetool.cli.execution import (
 )
 from pvetool.cli.group import cli
 from pvetool.errors import ApiError, ApiUnreachable, ValidationError
-from pvetool.journal import journalled_plan, state_dir
+from pvetool.journal import journalled_plan
 from pvetool.model import ClusterSnapshot, ExecutionPlan, Precondition, RunReport
 from pvetool.operate import JobInfo, not_run_report, open_journal, run_plan
 from pvetool.planner.build import build_plan, migrate_spec
@@ -204,7 +205,9 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
     job = JobInfo(f"migrate:{vmid}", "migrate", argv=tuple(sys.argv[1:]))
     resume = None
     if kw["resume"]:
-        resume = resumable(state_dir(), command=job.command, what=f"'migrate {vmid}'")
+        resume = resumable(
+            cluster_state(ctx, snapshot), command=job.command, what=f"'migrate {vmid}'"
+        )
         plan = journalled_plan(resume)
     else:
         _check_request(snapshot, vmid, target, kw["offline"])
@@ -231,8 +234,10 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
             not_run_report(plan, "; ".join(refused), refused=False), command=job.command
         )
         ctx.exit(write_reports(st, report, kw["reports"], kw["junit"]) or 1)
+    cluster = cluster_state(ctx, snapshot)
+    job = job_on(job, cluster)
     with (
-        open_journal(state_dir(), plan, job, resume) as journal,
+        open_journal(cluster.ensure(), plan, job, resume) as journal,
         live_view(st, output, yes=True, lines_to_stderr=True) as (view, _),
     ):
         report = run_plan(

@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from pvetool.api import fetch_snapshot
+from pvetool.cli.clusterstate import cluster_state
 from pvetool.cli.common import get_client
 from pvetool.cli.execution import (
     check_report_paths,
@@ -33,7 +34,7 @@ from pvetool.cli.execution import (
 from pvetool.cli.group import cli
 from pvetool.cli.plan_cmds import plan_group
 from pvetool.errors import PlanError
-from pvetool.journal import Origin, journalled_plan, state_dir, undrain_candidates
+from pvetool.journal import Origin, journalled_plan
 from pvetool.model import ClusterSnapshot, ExecutionPlan, RunReport
 from pvetool.operate import JobInfo
 from pvetool.plan_json import plan_from_json, read_saved_plan
@@ -88,7 +89,9 @@ def drain_cmd(
     snapshot = _snapshot(ctx)
     resume = None
     if opts.resume:
-        resume = resumable(state_dir(), command=job.command, what=f"'drain {' '.join(names)}'")
+        resume = resumable(
+            cluster_state(ctx, snapshot), command=job.command, what=f"'drain {' '.join(names)}'"
+        )
         plan = journalled_plan(resume)
     else:
         spec = build.drain_spec(
@@ -122,20 +125,27 @@ def undrain_cmd(ctx: click.Context, /, node: str, **kw: Any) -> None:
         raise click.BadParameter(f"undrain takes one node, got {', '.join(names)}")
     node = names[0]
     key = f"undrain:{node}"
-    directory = state_dir()
     snapshot = _snapshot(ctx)
+    cluster = cluster_state(ctx, snapshot)
     if opts.resume:
-        resume = resumable(directory, command=key, what=f"'undrain {node}'")
+        resume = resumable(cluster, command=key, what=f"'undrain {node}'")
         job = JobInfo(key, "undrain", undoes=resume.undoes)
         plan = journalled_plan(resume)
         run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume)
         return
-    found = undrain_candidates(directory, node)
+    found = cluster.undrain_candidates(node)
     if found is None:
         message = (
-            f"No drain of {node} to undo: the journals in {directory / 'runs'} show none, or "
-            "its guests were brought back already."
+            f"No drain of {node} to undo on the {cluster.identity.label}: its journals "
+            f"({cluster.runs_dir}) show none, or its guests were brought back already."
         )
+        legacy = cluster.legacy_drain_of(node)
+        if legacy is not None:
+            message += (
+                f" A journal written before pvetool recorded clusters drained {node}: {legacy}."
+                " If it was this cluster's, adopt it with: "
+                f"mkdir -p {cluster.runs_dir} && mv {legacy} {cluster.runs_dir}/"
+            )
         click.echo(message, err=True)
         check_report_paths(opts.reports, opts.junit)
         empty = RunReport("", f"undrain {node}", "", key, (), notes=(message,))
@@ -219,7 +229,9 @@ def rebalance_cmd(
     snapshot = _snapshot(ctx)
     resume = None
     if opts.resume:
-        resume = resumable(state_dir(), command=job.command, what="the last rebalance")
+        resume = resumable(
+            cluster_state(ctx, snapshot), command=job.command, what="the last rebalance"
+        )
         plan = journalled_plan(resume)
     else:
         spec = build.rebalance_spec(by=by, threshold=threshold, max_moves=max_moves)
@@ -262,7 +274,9 @@ def apply_cmd(ctx: click.Context, /, file: str, ignore_drift: bool, **kw: Any) -
     job = JobInfo(f"plan:{digest}", "plan", drained_nodes=tuple(dict.fromkeys(drained)))
     resume = None
     if opts.resume:
-        resume = resumable(state_dir(), command=job.command, what=f"the plan {file}")
+        resume = resumable(
+            cluster_state(ctx, snapshot), command=job.command, what=f"the plan {file}"
+        )
         plan = journalled_plan(resume, file)
     elif isinstance(plan, PlanSpec):
         plan = build.build_plan(plan, snapshot)

@@ -76,7 +76,7 @@ def test_no_wait_starts_journals_and_leaves_the_task_running(
     assert out.startswith("started: UPID:pve1:") and ":qmigrate:110:" in out
     posts = [path for method, path in requests_sent if method == "POST"]
     assert posts == ["/nodes/pve1/qemu/110/migrate"]
-    (run,) = list_runs(tmp_path / "state")
+    (run,) = list_runs(tmp_path / "state" / "clusters" / "lab")
     assert (run.command, run.kind) == ("migrate:110", "migrate")
     rec = run.moves[next(iter(run.moves))]
     assert rec.upid == out.split()[1] and rec.outcome is not None
