@@ -220,13 +220,18 @@ def nothing_to_run(plan: ExecutionPlan) -> bool:
 
 
 def open_journal(
-    directory: Path, plan: ExecutionPlan, job: JobInfo, resume: RunState | None
+    directory: Path,
+    plan: ExecutionPlan,
+    job: JobInfo,
+    resume: RunState | None,
+    *,
+    run_id: str | None = None,
 ) -> Journal:
-    """The run's journal: the interrupted run's when resuming, else a new one that starts with
-    the whole plan."""
+    """The run's journal: the interrupted run's when resuming, else a new one (named `run_id`
+    when given) that starts with the whole plan."""
     if resume is not None:
         return Journal.reopen(resume, cluster_key=job.cluster_key)
-    journal = Journal.create(directory, cluster_key=job.cluster_key)
+    journal = Journal.create(directory, run_id=run_id, cluster_key=job.cluster_key)
     journal.start_run(
         plan,
         command=job.command,

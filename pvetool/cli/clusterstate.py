@@ -5,12 +5,16 @@ names from the snapshot, the endpoint that answered) and its folder under the st
 (``emulated/`` for ``--emulate``); `job_on` stamps a `JobInfo` with it, so that every journal
 records where it ran.
 
+`holding` holds the cluster for a run (one run at a time, `pvetool.state.lock`).
+
 Imports: click, the standard library, `pvetool.cli.common`, `pvetool.journal`,
 `pvetool.model`, `pvetool.operate` and `pvetool.state`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import click
@@ -20,8 +24,9 @@ from pvetool.journal import state_dir
 from pvetool.model import ClusterSnapshot
 from pvetool.operate import JobInfo
 from pvetool.state import ClusterState, identity_of
+from pvetool.state.lock import Holder, hold_cluster
 
-__all__ = ["cluster_state", "endpoint_of", "job_on"]
+__all__ = ["cluster_state", "endpoint_of", "holding", "job_on"]
 
 
 def endpoint_of(ctx: click.Context) -> str:
@@ -46,3 +51,28 @@ def job_on(job: JobInfo, cluster: ClusterState) -> JobInfo:
         endpoint=identity.endpoint,
         cluster_key=identity.key,
     )
+
+
+@contextmanager
+def holding(
+    ctx: click.Context, cluster: ClusterState, job: JobInfo, run_id: str, *, force: bool
+) -> Iterator[None]:
+    """Hold `cluster` for the run `run_id` of `job` (`pvetool.state.lock`: local lock and the
+    marker on the cluster); its notices and warnings on stderr as they come."""
+    notices: list[str] = []
+    shown = 0
+
+    def show() -> None:
+        nonlocal shown
+        for text in notices[shown:]:
+            click.echo(text, err=True)
+        shown = len(notices)
+
+    try:
+        with hold_cluster(
+            cluster, get_client(ctx), Holder.here(run_id, job.command), force=force, notices=notices
+        ):
+            show()
+            yield
+    finally:
+        show()

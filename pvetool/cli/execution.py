@@ -27,10 +27,10 @@ from typing import Any, Literal, NoReturn, TypeVar
 
 import click
 
-from pvetool.cli.clusterstate import cluster_state, job_on
+from pvetool.cli.clusterstate import cluster_state, holding, job_on
 from pvetool.cli.common import CliState, get_client, state
 from pvetool.executor import Confirm
-from pvetool.journal import RunState
+from pvetool.journal import RunState, new_run_id
 from pvetool.model import ClusterSnapshot, ExecutionPlan, RunReport
 from pvetool.model.events import Observer
 from pvetool.operate import (
@@ -87,6 +87,7 @@ class RunOptions:
     resume: bool
     on_failure: Literal["stop", "continue", "skip-guest"] | None
     task_timeout_s: float | None
+    force_lock: bool = False
 
     @property
     def overrides(self) -> Overrides:
@@ -126,6 +127,18 @@ def report_option(func: F) -> F:
     )(func)
 
 
+def force_lock_option(func: F) -> F:
+    """``--force-lock``: run although another run holds the cluster (recovery)."""
+    return click.option(
+        "--force-lock",
+        is_flag=True,
+        help=(
+            "Run although another pvetool run holds this cluster (its lock file or the marker "
+            "on the cluster): only when that run is gone, e.g. its machine crashed."
+        ),
+    )(func)
+
+
 def run_options(func: F) -> F:
     """The options every plan-running command shares."""
     decorators = [
@@ -158,6 +171,7 @@ def run_options(func: F) -> F:
             callback=_duration,
             help="How long to follow one migration task (it is not stopped after it).",
         ),
+        force_lock_option,
     ]
     for deco in reversed(decorators):
         func = deco(func)
@@ -174,6 +188,7 @@ def options_of(**kw: Any) -> RunOptions:
         resume=bool(kw["resume"]),
         on_failure=kw["on_failure"],
         task_timeout_s=kw["task_timeout"],
+        force_lock=bool(kw.get("force_lock", False)),
     )
 
 
@@ -407,8 +422,10 @@ def run_and_report(
     client = get_client(ctx)
     cluster = cluster_state(ctx, snapshot)
     job = job_on(replace(job, argv=tuple(sys.argv[1:])), cluster)
+    run_id = resume.run_id if resume is not None else new_run_id()
     with (
-        open_journal(cluster.ensure(), plan, job, resume) as journal,
+        holding(ctx, cluster, job, run_id, force=opts.force_lock),
+        open_journal(cluster.ensure(), plan, job, resume, run_id=run_id) as journal,
         live_view(st, opts.output, yes=opts.yes) as (view, confirm),
     ):
         report = run_plan(

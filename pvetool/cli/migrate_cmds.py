@@ -17,11 +17,12 @@ from typing import Any
 import click
 
 from pvetool.api import PveClient, fetch_snapshot
-from pvetool.cli.clusterstate import cluster_state, job_on
+from pvetool.cli.clusterstate import cluster_state, holding, job_on
 from pvetool.cli.common import CliState, get_client, state
 from pvetool.cli.execution import (
     Output,
     check_report_paths,
+    force_lock_option,
     live_view,
     print_summary,
     report_option,
@@ -32,7 +33,7 @@ from pvetool.cli.execution import (
 )
 from pvetool.cli.group import cli
 from pvetool.errors import ApiError, ApiUnreachable, ValidationError
-from pvetool.journal import journalled_plan
+from pvetool.journal import journalled_plan, new_run_id
 from pvetool.model import ClusterSnapshot, ExecutionPlan, Precondition, RunReport
 from pvetool.operate import JobInfo, not_run_report, open_journal, run_plan
 from pvetool.planner.build import build_plan, migrate_spec
@@ -183,6 +184,7 @@ def _result_line(st: CliState, report: RunReport, wait: bool) -> int:
 )
 @report_option
 @click.option("--resume", is_flag=True, help="Continue the last unfinished migrate of VMID.")
+@force_lock_option
 @click.pass_context
 def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> None:
     """Migrate one guest to NODE (live for running VMs; restart migration for containers).
@@ -236,8 +238,10 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
         ctx.exit(write_reports(st, report, kw["reports"], kw["junit"]) or 1)
     cluster = cluster_state(ctx, snapshot)
     job = job_on(job, cluster)
+    run_id = resume.run_id if resume is not None else new_run_id()
     with (
-        open_journal(cluster.ensure(), plan, job, resume) as journal,
+        holding(ctx, cluster, job, run_id, force=kw["force_lock"]),
+        open_journal(cluster.ensure(), plan, job, resume, run_id=run_id) as journal,
         live_view(st, output, yes=True, lines_to_stderr=True) as (view, _),
     ):
         report = run_plan(

@@ -7,7 +7,11 @@ except those marked `process` (two real pvetool processes racing for the same no
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,9 +19,19 @@ import pytest
 
 from pvetool.emulator.clusterfile import load_cluster
 from pvetool.emulator.server import Emulator
+from pvetool.emulator.specs import TokenSpec
+from pvetool.state.lock import MARKER_POOL, Holder
 from tests.e2e.inprocess import SteppedClock
-from tests.e2e.lab import STEPPED_POLL, Cluster, check_consistent, journal_records
-from tests.emu import START_EPOCH
+from tests.e2e.lab import (
+    STEPPED_POLL,
+    Cluster,
+    check_consistent,
+    journal_records,
+    make_cluster,
+    migration_tasks,
+    read_until,
+)
+from tests.emu import START_EPOCH, Api
 
 pytestmark = pytest.mark.emulator_only
 
@@ -146,3 +160,135 @@ def test_emulated_runs_live_in_their_own_namespace(tmp_path: Path) -> None:
     assert sorted(p.relative_to(tmp_path / "state").parts[:2] for p in _journals(tmp_path)) == [
         ("emulated", "lab")
     ]
+
+
+# -- 2. one run at a time per cluster -----------------------------------------------------------
+
+OTHER = Holder("20260101T000000Z-abcdef", 4242, "admin-laptop", "drain:pve1", START_EPOCH)
+
+
+def _pools(emu: Emulator) -> dict[str, str]:
+    with emu.locked() as c:
+        return {name: c.pool_comment(name) for name in c.pool_names()}
+
+
+def _migrations(emu: Emulator) -> list[dict[str, object]]:
+    return [t for t in emu.state()["tasks"] if t["type"] in ("qmigrate", "vzmigrate")]
+
+
+def test_the_run_is_marked_on_the_cluster_while_it_runs(lab: Cluster) -> None:
+    assert lab.stepped is not None
+    seen: list[str] = []
+    with lab.stepped.once(
+        lambda: bool(_migrations(lab.emu)),
+        lambda: seen.append(_pools(lab.emu).get(MARKER_POOL, "<none>")),
+    ):
+        r = lab.pvetool("drain", "pve3", "--yes")
+    assert r.code in (0, 1) and "Traceback" not in r.err, r.out + r.err
+    [record] = seen
+    holder = Holder.from_text(record)
+    assert holder is not None and holder.command == "drain:pve3"
+    assert journal_records(lab)[0][0]["run"] == holder.run_id
+    assert MARKER_POOL not in _pools(lab.emu)  # released at the end
+
+
+def test_a_run_marked_by_another_machine_is_refused_naming_it(lab: Cluster) -> None:
+    Api(lab.emu).call("POST", "/pools", poolid=MARKER_POOL, comment=OTHER.to_text())
+    r = lab.pvetool("drain", "pve3", "--yes")
+    assert r.code == 2, r.out + r.err
+    assert "Traceback" not in r.err
+    assert "another pvetool run is marked on the cluster 'lab'" in r.err
+    assert "run 20260101T000000Z-abcdef (drain:pve1, pid 4242 on admin-laptop" in r.err
+    assert "--force-lock" in r.err
+    assert not _migrations(lab.emu)
+    assert _pools(lab.emu)[MARKER_POOL] == OTHER.to_text()  # not ours to remove
+    # --force-lock: recovery, with a warning naming the run it overrides
+    r = lab.pvetool("drain", "pve3", "--yes", "--force-lock")
+    assert r.code in (0, 1) and "Traceback" not in r.err, r.out + r.err
+    assert "warning: --force-lock: replacing the run marker 'pvetool-run' of run 2026" in r.err
+    assert _migrations(lab.emu)
+    assert MARKER_POOL not in _pools(lab.emu)
+
+
+def test_a_local_lock_held_by_a_live_run_refuses(lab: Cluster, tmp_path: Path) -> None:
+    folder = tmp_path / "state" / "clusters" / "lab"
+    folder.mkdir(parents=True, mode=0o700)
+    (tmp_path / "state").chmod(0o700)
+    (tmp_path / "state" / "clusters").chmod(0o700)
+    holder = Holder("20260101T000000Z-123456", os.getpid(), "here", "plan:abc", START_EPOCH)
+    with open(folder / "run.lock", "w") as handle:
+        handle.write(holder.to_text())
+        handle.flush()
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        r = lab.pvetool("drain", "pve3", "--yes")
+    assert r.code == 2, r.out + r.err
+    assert "another pvetool run holds the cluster 'lab'" in r.err
+    assert "run 20260101T000000Z-123456 (plan:abc, pid" in r.err
+    assert not _migrations(lab.emu)
+
+
+def test_a_lock_left_by_a_dead_run_is_taken_over_with_a_notice(
+    lab: Cluster, tmp_path: Path
+) -> None:
+    folder = tmp_path / "state" / "clusters" / "lab"
+    folder.mkdir(parents=True, mode=0o700)
+    (tmp_path / "state").chmod(0o700)
+    (tmp_path / "state" / "clusters").chmod(0o700)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    holder = Holder("20260101T000000Z-0dead0", dead.pid, "here", "drain:pve3", START_EPOCH)
+    (folder / "run.lock").write_text(holder.to_text())
+    r = lab.pvetool("drain", "pve3", "--yes")
+    assert r.code in (0, 1) and "Traceback" not in r.err, r.out + r.err
+    assert "notice: took over the run lock left by run 20260101T000000Z-0dead0" in r.err
+    assert _migrations(lab.emu)
+
+
+def test_a_token_without_pool_allocate_runs_with_the_local_lock_and_says_so(
+    tmp_path: Path,
+) -> None:
+    spec = load_cluster("lab")
+    token = TokenSpec(
+        "root@pam!migrate",
+        "1ab1ab1a-0000-4000-8000-0000000000aa",
+        ("Sys.Audit", "Sys.Console", "VM.Audit", "VM.Migrate", "VM.PowerMgmt", "Datastore.Audit"),
+    )
+    emu = Emulator(replace(spec, tokens=(*spec.tokens, token)), speed=0.0).start()
+    try:
+        env = emu.env()
+        env["PVETOOL_TOKEN"] = f"{token.id}={token.secret}"
+        env["PVETOOL_STATE_DIR"] = str(tmp_path / "state")
+        env["PVETOOL_POLL_INTERVAL"] = STEPPED_POLL
+        cluster = Cluster(emu, env, stepped=SteppedClock(emu))
+        r = cluster.pvetool("drain", "pve3", "--yes")
+        assert r.code in (0, 1) and "Traceback" not in r.err, r.out + r.err
+        assert "warning: this token may not create the pool 'pvetool-run' (Pool.Allocate" in r.err
+        assert _migrations(emu)
+    finally:
+        emu.stop()
+
+
+@pytest.mark.process
+def test_two_concurrent_drains_of_one_node_the_second_refuses_naming_the_first(
+    tmp_path: Path,
+) -> None:
+    # Slow enough (2x real time) that the first drain's container moves (13-19 emulated
+    # seconds each) are still under way when the second starts.
+    cluster = make_cluster(tmp_path, speed=2.0)
+    cluster.env["PVETOOL_POLL_INTERVAL"] = "0.1"
+    try:
+        first = cluster.spawn("drain", "pve3", "--yes")
+        seen: list[str] = []
+        assert read_until(first, " started ", seen) is not None, seen
+        second = cluster.pvetool("drain", "pve3", "--yes")
+        assert second.code == 2, second.out + second.err
+        assert "Traceback" not in second.err
+        run_id = journal_records(cluster)[0][0]["run"]
+        assert f"run {run_id} (drain:pve3, pid {first.pid}" in second.err
+        assert first.wait(120) in (0, 1)
+        assert len(journal_records(cluster)) == 1  # the second never started a run
+        for vmid in {int(t["vmid"]) for t in _migrations(cluster.emu)}:
+            assert len(migration_tasks(cluster.emu, vmid)) == 1, vmid
+        check_consistent(cluster.emu)
+    finally:
+        cluster.emu.stop()

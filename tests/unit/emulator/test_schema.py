@@ -30,7 +30,7 @@ PACKAGED = REPO_ROOT / "pvetool" / "emulator" / "data" / "pve-api-schema.json"
 # official file whenever it is present.
 OFFICIAL_SCHEMA_SHA256 = "d1d290ae989d0a634a10cea005b5df4eb07313624d86b2eeea7e481685d6730a"
 OFFICIAL_SCHEMA_BYTES = 1_405_816
-SUBSET_SHA256 = "95214d80dad759d3f2414786670abccde08313569326239da434497a41ac75fe"
+SUBSET_SHA256 = "f73927e72d7904643a895129865881f7df301dc0088f9e3aa322461d1d3e2a0f"
 FIXTURES = REPO_ROOT / "tests" / "data" / "fixtures"
 
 QM_MIGRATE = "/nodes/{node}/qemu/{vmid}/migrate"
@@ -126,7 +126,7 @@ def test_provenance_is_recorded(api: ApiSchema) -> None:
     assert prov["pve_version"] == "9.2"
     assert "apidoc" in prov["origin"] and "fivetwenty-io/proxmox-apiclient-go" in prov["origin"]
     assert "AGPL-3.0-or-later" in prov["licence"] and "Proxmox Server Solutions" in prov["licence"]
-    assert prov["endpoint_count"] == len(api.templates()) == 53
+    assert prov["endpoint_count"] == len(api.templates()) == 55
 
 
 def test_endpoint_lookup(api: ApiSchema) -> None:
