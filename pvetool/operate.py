@@ -122,6 +122,8 @@ class RunSetup:
     catch_sigint: bool = False
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    # Nodes pvetool drained (`ClusterSnapshot.held_nodes`): re-planning never targets them.
+    held_nodes: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -386,7 +388,7 @@ def run_plan(
         client,
         plan,
         follow=follow_with(client, wait, sleep=setup.sleep, clock=setup.clock),
-        snapshot=lambda: fetch_snapshot(client),
+        snapshot=lambda: replace(fetch_snapshot(client), held_nodes=setup.held_nodes),
         journal=journal,
         observer=observer,
         confirm=confirm,

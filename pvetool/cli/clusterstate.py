@@ -19,14 +19,23 @@ from dataclasses import replace
 
 import click
 
+from pvetool.api import fetch_snapshot
 from pvetool.cli.common import get_client, state
 from pvetool.journal import state_dir
 from pvetool.model import ClusterSnapshot
 from pvetool.operate import JobInfo
-from pvetool.state import ClusterState, identity_of
+from pvetool.state import ClusterIdentity, ClusterState, identity_of
+from pvetool.state.drained import held_nodes
 from pvetool.state.lock import Holder, hold_cluster
 
-__all__ = ["cluster_state", "endpoint_of", "holding", "job_on"]
+__all__ = [
+    "cluster_state",
+    "endpoint_of",
+    "holding",
+    "job_on",
+    "planning_snapshot",
+    "state_of",
+]
 
 
 def endpoint_of(ctx: click.Context) -> str:
@@ -36,9 +45,25 @@ def endpoint_of(ctx: click.Context) -> str:
 
 def cluster_state(ctx: click.Context, snapshot: ClusterSnapshot) -> ClusterState:
     """The state of the cluster `snapshot` was read from."""
-    st = state(ctx)
-    identity = identity_of(snapshot, endpoint_of(ctx))
-    return ClusterState(state_dir(), identity, emulated=st.emulator is not None)
+    return state_of(ctx, identity_of(snapshot, endpoint_of(ctx)))
+
+
+def state_of(ctx: click.Context, identity: ClusterIdentity) -> ClusterState:
+    """The state folder of the cluster `identity` names (``emulated/`` for ``--emulate``)."""
+    return ClusterState(state_dir(), identity, emulated=state(ctx).emulator is not None)
+
+
+def planning_snapshot(
+    ctx: click.Context, *, release: str | None = None
+) -> tuple[ClusterSnapshot, ClusterState]:
+    """The cluster as the planner must see it: read from PVE, with the nodes pvetool drained
+    (`ClusterSnapshot.held_nodes`; `release`: the node an undrain is about to release)."""
+    snapshot = fetch_snapshot(get_client(ctx))
+    cluster = cluster_state(ctx, snapshot)
+    held = held_nodes(cluster)
+    if release is not None:
+        held.pop(release, None)
+    return replace(snapshot, held_nodes=held), cluster
 
 
 def job_on(job: JobInfo, cluster: ClusterState) -> JobInfo:

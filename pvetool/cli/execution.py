@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
@@ -50,6 +51,7 @@ from pvetool.render.live import JsonView, PlainView, RichView
 from pvetool.render.plan import plan_data, plan_renderable
 from pvetool.render.report import report_data, report_junit, summary_lines, summary_renderable
 from pvetool.state import ClusterState
+from pvetool.state.drained import forget, remember
 from pvetool.units import parse_timeout
 
 __all__ = [
@@ -227,7 +229,10 @@ def show_plan(st: CliState, plan: ExecutionPlan, output: Output) -> None:
         st.stdout.print(plan_renderable(plan))
 
 
-def confirm_run(st: CliState, plan: ExecutionPlan, opts: RunOptions) -> bool:
+def confirm_run(
+    st: CliState, plan: ExecutionPlan, opts: RunOptions, where: str = "the cluster"
+) -> bool:
+    """Ask before anything moves, naming the cluster (`where`: its label and endpoint)."""
     if opts.yes:
         return True
     if not sys.stdin.isatty():
@@ -239,7 +244,7 @@ def confirm_run(st: CliState, plan: ExecutionPlan, opts: RunOptions) -> bool:
         raise click.exceptions.Exit(2)
     show_plan(st, plan, "table")
     count = len(plan.moves)
-    return click.confirm(f"Start {count} migration(s) on the cluster?", default=False)
+    return click.confirm(f"Start {count} migration(s) on the {where}?", default=False)
 
 
 def preflight(
@@ -249,9 +254,10 @@ def preflight(
     *,
     command: str = "",
     notes: Sequence[str] = (),
+    where: str = "the cluster",
 ) -> None:
     """Everything before the run that may end the command (see the module docstring); a run
-    that ends here writes its report files too."""
+    that ends here writes its report files too. `where` names the cluster in the question."""
     st = state(ctx)
 
     def _not_run(report: RunReport) -> NoReturn:
@@ -275,7 +281,7 @@ def preflight(
             click.echo(f"  blocked {vmid}: {'; '.join(reasons) or 'see the plan'}", err=True)
         _not_run(not_run_report(plan, "", refused=False))
     try:
-        confirmed = confirm_run(st, plan, opts)
+        confirmed = confirm_run(st, plan, opts, where)
     except click.exceptions.Exit:
         reason = "refused to migrate without confirmation (stdin is not a terminal; use --yes)"
         _not_run(not_run_report(plan, reason, refused=True))
@@ -338,6 +344,7 @@ def setup_of(st: CliState, snapshot: ClusterSnapshot, *, start_only: bool = Fals
         catch_sigint=True,
         sleep=st.clocks.sleep,
         clock=st.clocks.monotonic,
+        held_nodes=snapshot.held_nodes,
     )
 
 
@@ -412,15 +419,22 @@ def run_and_report(
     opts: RunOptions,
     resume: RunState | None = None,
     notes: Sequence[str] = (),
+    hold: Sequence[str] = (),
+    release: str | None = None,
 ) -> None:
-    """Show or confirm `plan`, run it, report; exits with the run's exit code."""
+    """Show or confirm `plan`, run it, report; exits with the run's exit code.
+
+    `hold`: the nodes this run drains, remembered as drained until undrain
+    (`pvetool.state.drained`); `release`: the node an undrain releases."""
     st = state(ctx)
     plan = opts.overrides.apply(plan)
     for note in notes:
         st.stderr.print(note)
-    preflight(ctx, plan, opts, command=job.command, notes=notes)
-    client = get_client(ctx)
     cluster = cluster_state(ctx, snapshot)
+    where = cluster.identity.label
+    preflight(ctx, plan, opts, command=job.command, notes=notes, where=where)
+    click.echo(f"Running on the {where}.", err=True)
+    client = get_client(ctx)
     job = job_on(replace(job, argv=tuple(sys.argv[1:])), cluster)
     run_id = resume.run_id if resume is not None else new_run_id()
     with (
@@ -428,6 +442,10 @@ def run_and_report(
         open_journal(cluster.ensure(), plan, job, resume, run_id=run_id) as journal,
         live_view(st, opts.output, yes=opts.yes) as (view, confirm),
     ):
+        if hold:
+            remember(cluster, hold, run_id, job.command, time.time())
+        if release is not None:
+            forget(cluster, release)
         report = run_plan(
             client,
             plan,

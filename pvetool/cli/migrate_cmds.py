@@ -4,7 +4,8 @@ The request becomes a one-move plan (`pvetool.planner.build.migrate_spec`, PVE's
 precondition of the guest merged into the checks) and runs through `pvetool.operate.run_plan`:
 the planner's checks before anything is asked of PVE, the journal (``--resume``), the reports
 and the shared live view (on stderr; stdout gets the one-line result). A guest the checks
-refuse is named with every reason (exit 1) and nothing is sent to PVE. ``--no-wait`` requests
+refuse is named with every reason (exit 2: refused before starting) and nothing is sent to
+PVE. ``--no-wait`` requests
 the migration, prints its UPID and does not follow it.
 """
 
@@ -16,8 +17,8 @@ from typing import Any
 
 import click
 
-from pvetool.api import PveClient, fetch_snapshot
-from pvetool.cli.clusterstate import cluster_state, holding, job_on
+from pvetool.api import PveClient
+from pvetool.cli.clusterstate import cluster_state, holding, job_on, planning_snapshot
 from pvetool.cli.common import CliState, get_client, state
 from pvetool.cli.execution import (
     Output,
@@ -175,6 +176,9 @@ def _result_line(st: CliState, report: RunReport, wait: bool) -> int:
 )
 @click.option("--dry-run", is_flag=True, help="Show the one-move plan and its checks; exit.")
 @click.option(
+    "--yes", "-y", is_flag=True, help="Do not ask on a terminal (without one it never asks)."
+)
+@click.option(
     "-o",
     "--output",
     type=click.Choice(["table", "json"]),
@@ -203,7 +207,7 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
     """
     st = state(ctx)
     client = get_client(ctx)
-    snapshot = fetch_snapshot(client)
+    snapshot, _ = planning_snapshot(ctx)
     job = JobInfo(f"migrate:{vmid}", "migrate", argv=tuple(sys.argv[1:]))
     resume = None
     if kw["resume"]:
@@ -233,12 +237,26 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
         for reason in refused:
             click.echo(f"  {reason}", err=True)
         report = replace(
-            not_run_report(plan, "; ".join(refused), refused=False), command=job.command
+            not_run_report(plan, "; ".join(refused), refused=True), command=job.command
         )
-        ctx.exit(write_reports(st, report, kw["reports"], kw["junit"]) or 1)
+        write_reports(st, report, kw["reports"], kw["junit"])
+        ctx.exit(2)  # refused before anything started
     cluster = cluster_state(ctx, snapshot)
     job = job_on(job, cluster)
     run_id = resume.run_id if resume is not None else new_run_id()
+    where = cluster.identity.label
+    if not kw["yes"] and sys.stdin.isatty() and resume is None:
+        show_plan(st, plan, "table")
+        move = plan.moves[0] if plan.moves else None
+        what = f"{vmid} {move.source} -> {move.target}" if move else str(vmid)
+        if not click.confirm(f"Migrate {what} on the {where}?", default=False):
+            click.echo("Cancelled; nothing was changed.", err=True)
+            report = replace(
+                not_run_report(plan, "cancelled by the operator", refused=False),
+                command=job.command,
+            )
+            ctx.exit(write_reports(st, report, kw["reports"], kw["junit"]) or 1)
+    click.echo(f"Running on the {where}.", err=True)
     with (
         holding(ctx, cluster, job, run_id, force=kw["force_lock"]),
         open_journal(cluster.ensure(), plan, job, resume, run_id=run_id) as journal,

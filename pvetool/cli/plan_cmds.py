@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import click
 
-from pvetool.api import PveClient, fetch_snapshot
+from pvetool.api import PveClient
+from pvetool.cli.clusterstate import planning_snapshot
 from pvetool.cli.common import get_client, output_option, state
 from pvetool.cli.group import cli
 from pvetool.errors import ApiError, ApiUnreachable, PlanError
@@ -84,7 +85,7 @@ def plan_validate(ctx: click.Context, file: str, output: str, link_bits_per_s: f
     either way.
     """
     spec = load_plan(file)
-    snapshot = fetch_snapshot(get_client(ctx))
+    snapshot, _ = planning_snapshot(ctx)
     plan = build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s)
     if output == "json":
         click.echo(to_json(matrix_data(plan)))
@@ -110,7 +111,7 @@ def plan_show(ctx: click.Context, file: str, output: str, link_bits_per_s: float
     was computed on); `pvetool plan apply` can run it later and refuses if the state drifted.
     """
     spec = load_plan(file)
-    snapshot = fetch_snapshot(get_client(ctx))
+    snapshot, _ = planning_snapshot(ctx)
     plan = build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s)
     if output == "json":
         click.echo(to_json(plan_data(plan)))
@@ -167,7 +168,7 @@ def check_drain(
     """
     spec = drain_spec([node], targets or None, with_local_disks=with_local_disks)
     client = get_client(ctx)
-    snapshot = fetch_snapshot(client)
+    snapshot, _ = planning_snapshot(ctx)
     pre = _preconditions(client, snapshot, [node]) if node in snapshot.nodes else {}
     plan = build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s, preconditions=pre)
     if output == "json":

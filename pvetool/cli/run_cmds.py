@@ -18,9 +18,7 @@ from typing import Any
 
 import click
 
-from pvetool.api import fetch_snapshot
-from pvetool.cli.clusterstate import cluster_state
-from pvetool.cli.common import get_client
+from pvetool.cli.clusterstate import cluster_state, planning_snapshot
 from pvetool.cli.execution import (
     check_report_paths,
     end_not_run,
@@ -43,13 +41,14 @@ from pvetool.planner.fingerprint import drift
 from pvetool.planner.loader import load_plan
 from pvetool.planner.loader_values import MAX_CONCURRENCY
 from pvetool.planner.spec import DrainStep, PlanSpec, RollingStep
+from pvetool.state.drained import forget
 from pvetool.units import parse_percent
 
 __all__ = ["apply_cmd", "drain_cmd", "rebalance_cmd", "undrain_cmd"]
 
 
 def _snapshot(ctx: click.Context) -> ClusterSnapshot:
-    return fetch_snapshot(get_client(ctx))
+    return planning_snapshot(ctx)[0]
 
 
 @cli.command("drain")
@@ -101,7 +100,7 @@ def drain_cmd(
             with_local_disks=with_local_disks,
         )
         plan = build.build_plan(spec, snapshot)
-    run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume)
+    run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume, hold=names)
 
 
 @cli.command("undrain")
@@ -125,13 +124,14 @@ def undrain_cmd(ctx: click.Context, /, node: str, **kw: Any) -> None:
         raise click.BadParameter(f"undrain takes one node, got {', '.join(names)}")
     node = names[0]
     key = f"undrain:{node}"
-    snapshot = _snapshot(ctx)
-    cluster = cluster_state(ctx, snapshot)
+    snapshot, cluster = planning_snapshot(ctx, release=node)
     if opts.resume:
         resume = resumable(cluster, command=key, what=f"'undrain {node}'")
         job = JobInfo(key, "undrain", undoes=resume.undoes)
         plan = journalled_plan(resume)
-        run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume)
+        run_and_report(
+            ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume, release=node
+        )
         return
     found = cluster.undrain_candidates(node)
     if found is None:
@@ -148,6 +148,10 @@ def undrain_cmd(ctx: click.Context, /, node: str, **kw: Any) -> None:
             )
         click.echo(message, err=True)
         check_report_paths(opts.reports, opts.junit)
+        if not opts.dry_run:
+            released = forget(cluster, node)
+            if released is not None:
+                click.echo(f"{node} is no longer held as {released.describe()}.", err=True)
         empty = RunReport("", f"undrain {node}", "", key, (), notes=(message,))
         end_not_run(ctx, empty, opts)
     drain_run, origins = found
@@ -155,7 +159,7 @@ def undrain_cmd(ctx: click.Context, /, node: str, **kw: Any) -> None:
     moves, notes = _homecoming(snapshot, node, drain_run.run_id, origins)
     plan = build.build_plan(_with_local_disks(build.undrain_spec(moves)), snapshot)
     job = JobInfo(key, "undrain", undoes=drain_run.run_id)
-    run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, notes=notes)
+    run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, notes=notes, release=node)
 
 
 def _homecoming(
@@ -266,11 +270,13 @@ def apply_cmd(ctx: click.Context, /, file: str, ignore_drift: bool, **kw: Any) -
         if not opts.resume and not ignore_drift:
             _refuse_drift(saved, snapshot, file)
         drained = [s.node for s in saved.stages if s.node and s.kind == "migrate"]
+        hold = []
         plan: ExecutionPlan | PlanSpec = saved
     else:
         plan = load_plan(file)
         digest = plan.digest
         drained = _drained_by(plan, snapshot)
+        hold = [n for step in plan.steps if isinstance(step, DrainStep) for n in step.nodes]
     job = JobInfo(f"plan:{digest}", "plan", drained_nodes=tuple(dict.fromkeys(drained)))
     resume = None
     if opts.resume:
@@ -280,7 +286,7 @@ def apply_cmd(ctx: click.Context, /, file: str, ignore_drift: bool, **kw: Any) -
         plan = journalled_plan(resume, file)
     elif isinstance(plan, PlanSpec):
         plan = build.build_plan(plan, snapshot)
-    run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume)
+    run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume, hold=hold)
 
 
 def _refuse_drift(plan: ExecutionPlan, snapshot: ClusterSnapshot, file: str) -> None:

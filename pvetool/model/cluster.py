@@ -522,6 +522,9 @@ class ClusterSnapshot:
     fetched_at: float | None = None
     # Targets of each guest's enabled storage replication jobs (`/cluster/replication`).
     replication: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    # Nodes pvetool drained and no undrain released yet (`pvetool.state.drained`): node ->
+    # "drained by pvetool (run ..., since ...)". Not read from PVE: the CLI adds it.
+    held_nodes: Mapping[str, str] = field(default_factory=dict)
 
     # -- lookups
     def node(self, name: str) -> Node:

@@ -26,6 +26,7 @@ from tests.e2e.lab import (
     STEPPED_POLL,
     Cluster,
     check_consistent,
+    guests_on,
     journal_records,
     make_cluster,
     migration_tasks,
@@ -292,3 +293,39 @@ def test_two_concurrent_drains_of_one_node_the_second_refuses_naming_the_first(
         check_consistent(cluster.emu)
     finally:
         cluster.emu.stop()
+
+
+# -- 3. drained nodes stay drained ---------------------------------------------------------------
+
+
+def test_drain_pve1_then_drain_pve3_never_targets_pve1(lab: Cluster) -> None:
+    r = lab.pvetool("drain", "pve1", "--yes")
+    assert r.code in (0, 1) and "Traceback" not in r.err, r.out + r.err
+    drain_run = journal_records(lab)[0][0]["run"]
+    arrived_before = set(guests_on(lab.emu, "pve1"))
+    r = lab.pvetool("drain", "pve3", "--yes", "-o", "json")
+    assert r.code in (0, 1) and "Traceback" not in r.err, r.out + r.err
+    intents = [rec for rec in journal_records(lab)[1] if rec["type"] == "intent"]
+    assert intents, "the second drain moved nothing"
+    assert {rec["target"] for rec in intents} == {"pve2"}
+    assert set(guests_on(lab.emu, "pve1")) <= arrived_before  # nothing arrived on pve1
+    # The plan says why pve1 was not chosen, with the run that drained it.
+    r = lab.pvetool("check", "drain", "pve2", "-o", "json")
+    assert "PVT-DRAINED" in r.out and drain_run in r.out
+    # status says so too
+    r = lab.pvetool("status")
+    assert r.code == 0, r.err
+    assert f"pve1: drained by pvetool (run {drain_run}, since " in r.out
+
+
+def test_migrate_to_a_drained_node_is_refused_and_undrain_releases_it(lab: Cluster) -> None:
+    r = lab.pvetool("drain", "pve3", "--yes")
+    assert r.code in (0, 1), r.out + r.err
+    mover = next(v for v in guests_on(lab.emu, "pve1") if v in (101, 103, 110, 113))
+    r = lab.pvetool("migrate", str(mover), "--to", "pve3", "--yes")
+    assert r.code in (1, 2) and "PVT-DRAINED" in r.err, r.out + r.err
+    assert mover in guests_on(lab.emu, "pve1")
+    r = lab.pvetool("undrain", "pve3", "--yes")
+    assert r.code in (0, 1) and "Traceback" not in r.err, r.out + r.err
+    r = lab.pvetool("status", "-o", "json")
+    assert json.loads(r.out)["pvetool"]["drained"] == {}

@@ -58,7 +58,7 @@ def test_a_passthrough_vm_is_refused_by_the_checks_before_any_write(
     lab: Emulator, requests_sent: list[tuple[str, str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = pvetool(capsys, "migrate", "114", "--to", "pve1")
-    assert code == 1 and out == ""
+    assert code == 2 and out == ""  # refused before starting
     assert "error: guest 114 cannot be migrated to pve1:" in err
     assert "PVT-LOCAL-DEVICE: 114 (gpu1): it uses host-bound devices: hostpci0" in err
     assert requests_sent and not [r for r in requests_sent if r[0] != "GET"]
