@@ -21,14 +21,19 @@ import click
 
 from pvetool.api import fetch_snapshot
 from pvetool.cli.common import get_client, state
+from pvetool.errors import ApiError, ApiUnreachable
 from pvetool.journal import state_dir
-from pvetool.model import ClusterSnapshot
+from pvetool.model import ClusterSnapshot, ExecutionPlan
 from pvetool.operate import JobInfo
+from pvetool.planner.spec import PlanSpec
+from pvetool.preflight import hook_findings, permission_findings
+from pvetool.settings import TokenAuth
 from pvetool.state import ClusterIdentity, ClusterState, identity_of
 from pvetool.state.drained import held_nodes
-from pvetool.state.lock import Holder, hold_cluster
+from pvetool.state.lock import Holder, hold_cluster, marker_pool
 
 __all__ = [
+    "checked_plan",
     "cluster_state",
     "endpoint_of",
     "holding",
@@ -101,3 +106,26 @@ def holding(
             yield
     finally:
         show()
+
+
+def checked_plan(
+    ctx: click.Context, plan: ExecutionPlan, spec: PlanSpec | None = None
+) -> ExecutionPlan:
+    """`plan` with what the planner cannot see (`pvetool.preflight`): the hooks of `spec` on
+    this machine, and the privileges of this connection (``GET /access/permissions``) for every
+    request the plan will make, the run marker's included. A permissions answer that cannot be
+    had adds nothing (PVE still refuses what is not allowed, move by move)."""
+    extra = list(hook_findings(spec)) if spec is not None else []
+    client = get_client(ctx)
+    auth = client.settings.auth
+    who = f"the token {auth.token_id}" if isinstance(auth, TokenAuth) else f"the user {auth.user}"
+    try:
+        perms = client.permissions()
+        pool: str | None = marker_pool(client)
+    except (ApiError, ApiUnreachable):
+        perms, pool = {}, None
+    if perms:
+        extra += permission_findings(plan, perms, who=who, marker_pool=pool)
+    if not extra:
+        return plan
+    return replace(plan, findings=(*plan.findings, *extra))

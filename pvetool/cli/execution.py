@@ -28,7 +28,7 @@ from typing import Any, Literal, NoReturn, TypeVar
 
 import click
 
-from pvetool.cli.clusterstate import cluster_state, holding, job_on
+from pvetool.cli.clusterstate import checked_plan, cluster_state, holding, job_on
 from pvetool.cli.common import CliState, get_client, state
 from pvetool.executor import Confirm
 from pvetool.journal import RunState, new_run_id
@@ -45,6 +45,7 @@ from pvetool.operate import (
     poll_policy,
     run_plan,
 )
+from pvetool.planner.spec import PlanSpec
 from pvetool.render import REPORT_SUFFIXES, render_report
 from pvetool.render.formats import to_json
 from pvetool.render.live import JsonView, PlainView, RichView
@@ -421,13 +422,15 @@ def run_and_report(
     notes: Sequence[str] = (),
     hold: Sequence[str] = (),
     release: str | None = None,
+    spec: PlanSpec | None = None,
 ) -> None:
     """Show or confirm `plan`, run it, report; exits with the run's exit code.
 
     `hold`: the nodes this run drains, remembered as drained until undrain
-    (`pvetool.state.drained`); `release`: the node an undrain releases."""
+    (`pvetool.state.drained`); `release`: the node an undrain releases; `spec`: the YAML plan
+    (its hooks are checked first, `pvetool.preflight`)."""
     st = state(ctx)
-    plan = opts.overrides.apply(plan)
+    plan = checked_plan(ctx, opts.overrides.apply(plan), spec)
     for note in notes:
         st.stderr.print(note)
     cluster = cluster_state(ctx, snapshot)

@@ -18,7 +18,13 @@ from typing import Any
 import click
 
 from pvetool.api import PveClient
-from pvetool.cli.clusterstate import cluster_state, holding, job_on, planning_snapshot
+from pvetool.cli.clusterstate import (
+    checked_plan,
+    cluster_state,
+    holding,
+    job_on,
+    planning_snapshot,
+)
 from pvetool.cli.common import CliState, get_client, state
 from pvetool.cli.execution import (
     Output,
@@ -36,7 +42,7 @@ from pvetool.cli.group import cli
 from pvetool.errors import ApiError, ApiUnreachable, ValidationError
 from pvetool.journal import journalled_plan, new_run_id
 from pvetool.model import ClusterSnapshot, ExecutionPlan, Precondition, RunReport
-from pvetool.operate import JobInfo, not_run_report, open_journal, run_plan
+from pvetool.operate import JobInfo, not_run_report, open_journal, plan_level_blockers, run_plan
 from pvetool.planner.build import build_plan, migrate_spec
 from pvetool.render.formats import duration
 from pvetool.units import parse_rate, parse_timeout
@@ -226,12 +232,13 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
             task_timeout_s=kw["timeout"],
         )
         plan = build_plan(spec, snapshot, preconditions=_precondition(client, snapshot, vmid))
+        plan = checked_plan(ctx, plan)  # privileges (pvetool.preflight)
     output: Output = kw["output"]
     if kw["dry_run"]:
         show_plan(st, plan, output)
         ctx.exit(2 if plan.blocked or not plan.can_run else 0)
     check_report_paths(kw["reports"], kw["junit"])
-    refused = _refused(plan, vmid, target)
+    refused = plan_level_blockers(plan) or _refused(plan, vmid, target)
     if refused:
         click.echo(f"error: guest {vmid} cannot be migrated to {target}:", err=True)
         for reason in refused:

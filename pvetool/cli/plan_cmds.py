@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import click
 
 from pvetool.api import PveClient
-from pvetool.cli.clusterstate import planning_snapshot
+from pvetool.cli.clusterstate import checked_plan, planning_snapshot
 from pvetool.cli.common import get_client, output_option, state
 from pvetool.cli.group import cli
 from pvetool.errors import ApiError, ApiUnreachable, PlanError
@@ -86,7 +86,7 @@ def plan_validate(ctx: click.Context, file: str, output: str, link_bits_per_s: f
     """
     spec = load_plan(file)
     snapshot, _ = planning_snapshot(ctx)
-    plan = build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s)
+    plan = checked_plan(ctx, build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s), spec)
     if output == "json":
         click.echo(to_json(matrix_data(plan)))
     else:
@@ -112,7 +112,7 @@ def plan_show(ctx: click.Context, file: str, output: str, link_bits_per_s: float
     """
     spec = load_plan(file)
     snapshot, _ = planning_snapshot(ctx)
-    plan = build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s)
+    plan = checked_plan(ctx, build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s), spec)
     if output == "json":
         click.echo(to_json(plan_data(plan)))
     elif output == "markdown":
@@ -171,6 +171,7 @@ def check_drain(
     snapshot, _ = planning_snapshot(ctx)
     pre = _preconditions(client, snapshot, [node]) if node in snapshot.nodes else {}
     plan = build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s, preconditions=pre)
+    plan = checked_plan(ctx, plan)
     if output == "json":
         click.echo(to_json(matrix_data(plan)))
     else:

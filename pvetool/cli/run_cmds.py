@@ -279,6 +279,7 @@ def apply_cmd(ctx: click.Context, /, file: str, ignore_drift: bool, **kw: Any) -
         hold = [n for step in plan.steps if isinstance(step, DrainStep) for n in step.nodes]
     job = JobInfo(f"plan:{digest}", "plan", drained_nodes=tuple(dict.fromkeys(drained)))
     resume = None
+    spec = plan if isinstance(plan, PlanSpec) else None  # its hooks are checked first
     if opts.resume:
         resume = resumable(
             cluster_state(ctx, snapshot), command=job.command, what=f"the plan {file}"
@@ -286,7 +287,9 @@ def apply_cmd(ctx: click.Context, /, file: str, ignore_drift: bool, **kw: Any) -
         plan = journalled_plan(resume, file)
     elif isinstance(plan, PlanSpec):
         plan = build.build_plan(plan, snapshot)
-    run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume, hold=hold)
+    run_and_report(
+        ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume, hold=hold, spec=spec
+    )
 
 
 def _refuse_drift(plan: ExecutionPlan, snapshot: ClusterSnapshot, file: str) -> None:

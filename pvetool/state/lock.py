@@ -20,7 +20,7 @@ The pool never gets members and is deleted when the run ends.
 A token without Pool.Allocate cannot set the marker: the run goes on with the local lock only,
 and a warning says that another machine could not see it (decided so because refusing would
 make the marker a new privilege every existing setup lacks; `plan validate` lists it as the
-finding PVT-PERM-POOL beforehand).
+finding PVT-PERM-MARKER beforehand).
 
 **Held by another run.** Refused (`RunConflict`, exit 2) naming the other run. ``--force-lock``
 takes the lock anyway, with a warning naming the run it overrides: for a marker left on the

@@ -329,3 +329,87 @@ def test_migrate_to_a_drained_node_is_refused_and_undrain_releases_it(lab: Clust
     assert r.code in (0, 1) and "Traceback" not in r.err, r.out + r.err
     r = lab.pvetool("status", "-o", "json")
     assert json.loads(r.out)["pvetool"]["drained"] == {}
+
+
+# -- 4/5. plans fail early: hooks and permissions -----------------------------------------------
+
+HOOK = Path(__file__).resolve().parents[1] / "data" / "hooks" / "emulator_hook.py"
+RO_TOKEN = "auditor@pve!ro=1ab1ab1a-0000-4000-8000-000000000002"  # lab.yaml: read-only
+
+
+def _rolling_plan(tmp: Path, before: list[str], nodes: str = "[pve1, pve2]") -> Path:
+    log = tmp / "hooks.log"
+    plan = tmp / "rolling.yaml"
+    after = [sys.executable, str(HOOK), "check", "--log", str(log)]
+    plan.write_text(
+        f"""version: 1
+name: rolling-lab
+rules:
+  exclude: {{tags: [gpu], vmids: [121, 115]}}
+  migration: {{with_local_disks: true}}
+  on_failure: stop
+steps:
+  - rolling:
+      nodes: {nodes}
+      before:
+        command: {json.dumps(before)}
+        timeout: 60s
+        pass_credentials: true
+      after:
+        command: {json.dumps(after)}
+        pass_credentials: true
+      wait_online_timeout: 60s
+""",
+        encoding="utf-8",
+    )
+    return plan
+
+
+def test_a_missing_hook_fails_plan_validate_with_its_file_and_line(
+    lab: Cluster, tmp_path: Path
+) -> None:
+    plan = _rolling_plan(tmp_path, ["/usr/local/sbin/no-such-hook", "before"])
+    for command in ("validate", "show"):
+        r = lab.pvetool("plan", command, str(plan), "-o", "json")  # json: lines not wrapped
+        text = r.out + r.err
+        assert "PVT-HOOK-MISSING" in text, text
+        assert f"{plan}:11: steps[0].rolling.before" in text
+        assert "'/usr/local/sbin/no-such-hook' does not exist" in text
+        assert "Traceback" not in r.err
+    r = lab.pvetool("plan", "validate", str(plan))
+    assert r.code == 2
+    # plan apply refuses it before anything moves
+    r = lab.pvetool("plan", "apply", str(plan), "--yes")
+    assert r.code == 2, r.out + r.err
+    assert "PVT-HOOK-MISSING" in r.out + r.err
+    assert not _migrations(lab.emu)
+
+
+def test_a_hook_that_is_not_executable_is_named(lab: Cluster, tmp_path: Path) -> None:
+    script = tmp_path / "hook.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    plan = _rolling_plan(tmp_path, [str(script), "before"])
+    r = lab.pvetool("plan", "validate", str(plan), "-o", "json")
+    assert r.code == 2
+    assert "PVT-HOOK-EXEC" in r.out and f"chmod +x {script}" in r.out
+    script.chmod(0o755)
+    r = lab.pvetool("plan", "validate", str(plan), "-o", "json")
+    assert "PVT-HOOK" not in r.out
+
+
+def test_a_read_only_token_fails_check_drain_naming_the_privilege(lab: Cluster) -> None:
+    env = {**lab.env, "PVETOOL_TOKEN": RO_TOKEN}
+    r = lab.pvetool("check", "drain", "pve3", env=env)
+    assert r.code == 2, r.out + r.err
+    assert "PVT-PERMISSION" in r.out + r.err
+    assert "the token auditor@pve!ro lacks VM.Migrate on /vms/" in r.out + r.err
+    assert "Traceback" not in r.err
+    r = lab.pvetool("drain", "pve3", "--yes", env=env)
+    assert r.code == 2, r.out + r.err
+    assert "lacks VM.Migrate" in r.out + r.err
+    assert not _migrations(lab.emu)  # refused up front, not move by move
+
+
+def test_a_full_token_has_no_permission_findings(lab: Cluster) -> None:
+    r = lab.pvetool("check", "drain", "pve3", "-o", "json")
+    assert "PVT-PERMISSION" not in r.out and "PVT-PERM-MARKER" not in r.out

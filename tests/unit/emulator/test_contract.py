@@ -156,6 +156,8 @@ def test_every_answer_matches_the_official_schema(emu: Emulator) -> None:
             "/cluster/ha/rules/{rule}",
         ),
         ("/cluster/ha/rules/tmp-away", {}, "DELETE", "/cluster/ha/rules/{rule}"),
+        ("/pools", {"poolid": "pvetool-run", "comment": "run"}, "POST", "/pools"),
+        ("/pools", {"poolid": "pvetool-run"}, "DELETE", "/pools"),
         (
             "/nodes/pve2/migrateall",
             {"target": "pve3", "vms": "105,117", "max-workers": 1},
