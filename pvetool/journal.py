@@ -15,8 +15,9 @@ directory and ``runs/`` are created mode 0700 and journals 0600 whatever the uma
 state directory or ``runs/`` that is a symbolic link, is writable by every user or belongs to
 another user is refused (`ConfigError`): a journal planted there would move guests.
 
-`read_run` rebuilds a `RunState` from a file; `find_resumable` finds the last unfinished run of
-a plan (by plan digest) or of a command (``drain:pve2``); `undrain_candidates` finds the guests
+`read_run` rebuilds a `RunState` from a file; `find_resumable` finds the last run of a plan (by
+plan digest) or of a command (``drain:pve2``) that did not complete (killed, interrupted, or
+failed); `undrain_candidates` finds the guests
 the latest not-yet-undone drain of a node moved away.
 
 Imports: the standard library, `pvetool.errors`, `pvetool.model`, `pvetool.plan_json` (the
@@ -305,7 +306,9 @@ def list_runs(directory: Path) -> list[RunState]:
 def find_resumable(
     directory: Path, *, digest: str | None = None, command: str | None = None
 ) -> RunState | None:
-    """The last unfinished run (killed, or interrupted) of this plan digest or command key."""
+    """The last run of this plan digest or command key that did not complete: killed,
+    interrupted, or ended with a failure (exit code not 0: `--resume` continues it from the
+    failed step once the cause is fixed). None when the last one succeeded."""
     for state in reversed(list_runs(directory)):
         if digest and state.plan_digest != digest:
             continue
@@ -313,7 +316,7 @@ def find_resumable(
             continue
         if not digest and not command:
             continue
-        return None if state.finished else state
+        return None if state.finished and state.exit_code == 0 else state
     return None
 
 

@@ -461,4 +461,50 @@ def run_and_report(
     report = replace(report, command=job.command, notes=tuple(notes))
     print_summary(st, report, opts.output)
     failed = write_reports(st, report, opts.reports, opts.junit)
+    for line in next_steps(job, plan, report):
+        click.echo(line, err=True)
     ctx.exit(report.exit_code or failed)
+
+
+def resume_command(job: JobInfo, plan: ExecutionPlan) -> str:
+    """The command line that continues this run (`--resume`), from its command key."""
+    kind, _, rest = job.command.partition(":")
+    if kind == "drain":
+        return f"pvetool drain {' '.join(rest.split(','))} --resume"
+    if kind == "undrain":
+        return f"pvetool undrain {rest} --resume"
+    if kind == "rebalance":
+        return f"pvetool rebalance --by {rest} --resume"
+    if kind == "migrate":
+        target = plan.moves[0].target if plan.moves else "NODE"
+        return f"pvetool migrate {rest} --to {target} --resume"
+    return f"pvetool plan apply {plan.source} --resume"
+
+
+def next_steps(job: JobInfo, plan: ExecutionPlan, report: RunReport) -> list[str]:
+    """What the operator does next, after any run that stopped short (and after a drain):
+    continue it with ``--resume`` once the cause is fixed, or bring the guests back."""
+    lines: list[str] = []
+    home: dict[int, str] = {}
+    now: dict[int, str] = {}
+    for r in report.results:  # in plan order: a guest's first move leaves its home
+        home.setdefault(r.vmid, r.move.source)
+        if r.status == "moved" and r.node:
+            now[r.vmid] = r.node
+    away = sorted(
+        {home[v] for v, node in now.items() if node != home[v] and home[v] in job.drained_nodes}
+    )
+    if report.exit_code != 0 and report.run_id:
+        lines.append(
+            f"Next: fix the cause above, then continue this run from where it stopped: "
+            f"{resume_command(job, plan)} (add --yes to run it without asking)"
+        )
+        if job.kind != "undrain" and away:
+            nodes = " and ".join(f"pvetool undrain {n}" for n in away)
+            lines.append(f"Or give up and bring the guests that left back: {nodes}")
+    elif job.kind == "drain" and report.run_id:
+        for node in job.drained_nodes:
+            lines.append(
+                f"{node} stays drained (no guest is placed on it) until: pvetool undrain {node}"
+            )
+    return lines

@@ -278,6 +278,12 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
             setup=setup_of(st, snapshot, start_only=not kw["wait"]),
         )
     failed = write_reports(st, report, kw["reports"], kw["junit"])
+    if report.exit_code not in (0, 130) and report.run_id and kw["wait"]:
+        click.echo(
+            f"Next: fix the cause, then continue with: pvetool migrate {vmid} --to {target} "
+            "--resume",
+            err=True,
+        )
     if output == "json":
         print_summary(st, report, output)
         ctx.exit(report.exit_code or failed)

@@ -413,3 +413,44 @@ def test_a_read_only_token_fails_check_drain_naming_the_privilege(lab: Cluster) 
 def test_a_full_token_has_no_permission_findings(lab: Cluster) -> None:
     r = lab.pvetool("check", "drain", "pve3", "-o", "json")
     assert "PVT-PERMISSION" not in r.out and "PVT-PERM-MARKER" not in r.out
+
+
+# -- 5. a failed run resumed after the cause is fixed --------------------------------------------
+
+_FAILING_HOOK = """import sys
+print("apt full-upgrade failed: unmet dependencies (simulated)")
+sys.exit(1)
+"""
+_FIXED_HOOK = """import runpy, sys
+sys.argv = [{hook!r}, "reboot", "--down-s", "0.3", "--log", {log!r}]
+runpy.run_path({hook!r}, run_name="__main__")
+"""
+
+
+def test_a_failed_rolling_maintenance_resumed_after_the_fix_brings_every_guest_home(
+    lab: Cluster, tmp_path: Path
+) -> None:
+    home = {int(v): g["node"] for v, g in lab.emu.state()["guests"].items()}
+    script = tmp_path / "maintenance_hook.py"
+    script.write_text(_FAILING_HOOK)
+    plan = _rolling_plan(tmp_path, [sys.executable, str(script)])
+    r = lab.pvetool("plan", "apply", str(plan), "--yes")
+    assert r.code == 1, r.out + r.err
+    assert "Traceback" not in r.err
+    # The run stopped at pve1's hook, with pve1 drained; it says what to do next.
+    assert f"pvetool plan apply {plan} --resume" in r.err
+    assert "pvetool undrain pve1" in r.err, r.out
+    away = {v for v, n in home.items() if n == "pve1" and v not in guests_on(lab.emu, "pve1")}
+    assert away, "the drain of pve1 moved nothing before the hook"
+    assert "pvetool undrain pve2" not in r.err  # pve2's guests never left
+    # The moves the stop left behind (every later stage's) are announced in one line.
+    stopped = [line for line in r.out.splitlines() if "moves not started" in line]
+    assert len(stopped) == 1 and "exited with status 1" in stopped[0], stopped
+
+    script.write_text(_FIXED_HOOK.format(hook=str(HOOK), log=str(tmp_path / "hooks.log")))
+    r = lab.pvetool("plan", "apply", str(plan), "--yes", "--resume")
+    assert r.code == 0, r.out + r.err
+    assert len(journal_records(lab)) == 1  # the failed run continued, in its own journal
+    end = {int(v): g["node"] for v, g in lab.emu.state()["guests"].items()}
+    assert end == home, {v: (home[v], end[v]) for v in home if home[v] != end[v]}
+    check_consistent(lab.emu)
