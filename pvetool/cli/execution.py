@@ -45,6 +45,7 @@ from pvetool.operate import (
     poll_policy,
     run_plan,
 )
+from pvetool.planner.fingerprint import drift
 from pvetool.planner.spec import PlanSpec
 from pvetool.render import REPORT_SUFFIXES, render_report
 from pvetool.render.formats import to_json
@@ -435,6 +436,11 @@ def run_and_report(
         st.stderr.print(note)
     cluster = cluster_state(ctx, snapshot)
     where = cluster.identity.label
+    if resume is not None:
+        # What changed since the run was planned (its own moves aside, `drift`): said, not
+        # refused; the executor checks every move against the cluster before starting it.
+        for change in drift(plan, snapshot):
+            click.echo(f"warning: since the run was planned: {change}", err=True)
     preflight(ctx, plan, opts, command=job.command, notes=notes, where=where)
     click.echo(f"Running on the {where}.", err=True)
     client = get_client(ctx)
@@ -502,7 +508,7 @@ def next_steps(job: JobInfo, plan: ExecutionPlan, report: RunReport) -> list[str
         if job.kind != "undrain" and away:
             nodes = " and ".join(f"pvetool undrain {n}" for n in away)
             lines.append(f"Or give up and bring the guests that left back: {nodes}")
-    elif job.kind == "drain" and report.run_id:
+    if job.kind == "drain" and report.run_id:
         for node in job.drained_nodes:
             lines.append(
                 f"{node} stays drained (no guest is placed on it) until: pvetool undrain {node}"

@@ -454,3 +454,63 @@ def test_a_failed_rolling_maintenance_resumed_after_the_fix_brings_every_guest_h
     end = {int(v): g["node"] for v, g in lab.emu.state()["guests"].items()}
     assert end == home, {v: (home[v], end[v]) for v in home if home[v] != end[v]}
     check_consistent(lab.emu)
+
+
+# -- 6. the truth about where it runs -----------------------------------------------------------
+
+
+def test_an_untrusted_certificate_is_reported_with_its_fingerprint(lab: Cluster) -> None:
+    env = {**lab.env, "PVETOOL_VERIFY": "true"}  # the system's CAs: the lab's CA is not one
+    r = lab.pvetool("status", env=env)
+    assert r.code == 1 and "Traceback" not in r.err, r.out + r.err
+    assert "the server's certificate is not trusted" in r.err
+    assert lab.emu.tls.fingerprint_sha256 in r.err
+    assert f"PVETOOL_FINGERPRINT={lab.emu.tls.fingerprint_sha256}" in r.err
+    assert "PVETOOL_VERIFY=/path/to/pve-root-ca.pem" in r.err
+    # Pinning it, as the message says, works.
+    pinned = {
+        **env,
+        "PVETOOL_FINGERPRINT": lab.emu.tls.fingerprint_sha256,
+        "PVETOOL_VERIFY": "false",
+    }
+    r = lab.pvetool("status", env=pinned)
+    assert r.code == 0, r.err
+    assert "verification is off" not in r.err
+
+
+def test_verify_false_warns(lab: Cluster) -> None:
+    r = lab.pvetool("status", env={**lab.env, "PVETOOL_VERIFY": "false"})
+    assert r.code == 0, r.err
+    assert "warning: TLS certificate verification is off (PVETOOL_VERIFY)" in r.err
+
+
+def test_status_and_the_run_name_the_cluster_and_endpoint(lab: Cluster) -> None:
+    where = f"cluster 'lab' (pve1, pve2, pve3) at {lab.env['PVETOOL_HOST']}"
+    r = lab.pvetool("status")
+    assert r.out.startswith(f"Cluster 'lab' (pve1, pve2, pve3) at {lab.env['PVETOOL_HOST']}")
+    data = json.loads(lab.pvetool("status", "-o", "json").out)["pvetool"]
+    assert data["cluster"] == "lab" and data["endpoint"] == lab.env["PVETOOL_HOST"]
+    r = lab.pvetool("drain", "pve3", "--yes")
+    assert f"Running on the {where}." in r.err
+    assert "pve3 stays drained (no guest is placed on it) until: pvetool undrain pve3" in r.err
+
+
+def test_migrate_refusals_exit_2_before_any_write(lab: Cluster) -> None:
+    before = lab.emu.state()["tasks"]
+    # PCI passthrough: the planner's checks, nothing sent to PVE
+    r = lab.pvetool("migrate", "114", "--to", "pve1", "--yes")
+    assert r.code == 2 and "PVT-LOCAL-DEVICE" in r.err and "Traceback" not in r.err
+    # An HA move PVE's rules forbid: refused naming the rule
+    r = lab.pvetool("migrate", "103", "--to", "pve3", "--yes")
+    assert r.code == 2 and "PVT-HA-NODE-AFFINITY" in r.err and "db-on-1-2" in r.err, r.err
+    assert lab.emu.state()["tasks"] == before
+    assert MARKER_POOL not in _pools(lab.emu)  # not even the run marker was set
+
+
+def test_migrate_json_output_and_journal(lab: Cluster) -> None:
+    r = lab.pvetool("migrate", "200", "--to", "pve3", "--yes", "-o", "json")
+    assert r.code in (0, 1), r.out + r.err
+    events = [json.loads(line) for line in r.out.splitlines() if line.startswith("{")]
+    assert events and events[-1]["event"] == "summary"
+    assert journal_records(lab)[0][0]["cluster"] == "lab"
+    assert "Running on the cluster 'lab'" in r.err
