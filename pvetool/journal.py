@@ -280,7 +280,9 @@ def read_run(path: Path) -> RunState:
             continue  # a record type this version does not know
         try:
             record: Record = from_data(cls, raw, cls.TYPE, ignore_unknown=True)
-            record.apply(state, float(t) if isinstance(t, int | float) else 0.0)
+            when = float(t) if isinstance(t, int | float) else 0.0
+            record.apply(state, when)
+            state.last_t = max(state.last_t, when)
         except (DecodeError, ValueError, TypeError, KeyError, AttributeError) as exc:
             state.unreadable += 1
             state.problems.append(f"{path}:{number}: a '{kind}' record that does not fit: {exc}")

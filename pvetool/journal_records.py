@@ -132,6 +132,9 @@ class RunState:
     torn_lines: int = 0  # not JSON objects: the last line of a killed process, or foreign
     unreadable: int = 0  # JSON objects that do not fit their record type (skipped)
     problems: list[str] = field(default_factory=list)  # "file:line: what is wrong", per line
+    hook_ends: dict[int, Hook] = field(default_factory=dict)  # stage index -> how it ended
+    waits: dict[int, WaitNode] = field(default_factory=dict)  # stage index -> how it ended
+    last_t: float = 0.0  # when the latest record was written (this machine's clock)
 
     @property
     def finished(self) -> bool:
@@ -446,6 +449,7 @@ class Hook:
         if self.event == "end":
             done = self.exit_code == 0
             (state.hooks_done if done else state.hooks_failed).add(self.index)
+            state.hook_ends[self.index] = self  # the latest attempt (a resumed run's) wins
 
 
 @dataclass(frozen=True)
@@ -460,7 +464,8 @@ class WaitNode:
     reason: str = ""
 
     def apply(self, state: RunState, t: float) -> None:
-        return None  # a resumed run waits again: the node may have gone meanwhile
+        # A resumed run waits again (the node may have gone meanwhile); kept for the history.
+        state.waits[self.index] = self
 
 
 @dataclass(frozen=True)

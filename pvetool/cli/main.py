@@ -26,6 +26,7 @@ import click
 
 from pvetool.cli import (  # noqa: F401  (registration)
     emulator_cmds,
+    history_cmds,
     migrate_cmds,
     plan_cmds,
     run_cmds,

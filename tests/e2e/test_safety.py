@@ -514,3 +514,38 @@ def test_migrate_json_output_and_journal(lab: Cluster) -> None:
     assert events and events[-1]["event"] == "summary"
     assert journal_records(lab)[0][0]["cluster"] == "lab"
     assert "Running on the cluster 'lab'" in r.err
+
+
+# -- 7. history: runs, runs show, report RUN (issue 11, point 3) --------------------------------
+
+
+def test_runs_are_listed_shown_and_reported_again_from_the_journal(
+    lab: Cluster, tmp_path: Path
+) -> None:
+    live = tmp_path / "live.json"
+    r = lab.pvetool("drain", "pve3", "--yes", "--report", str(live))
+    assert r.code in (0, 1), r.out + r.err
+    run_id = journal_records(lab)[0][0]["run"]
+    listed = json.loads(lab.pvetool("runs", "-o", "json").out)
+    assert [(e["run"], e["command"], e["cluster"]) for e in listed] == [
+        (run_id, "drain:pve3", "lab")
+    ]
+    assert json.loads(lab.pvetool("runs", "--node", "pve3", "-o", "json").out)
+    assert json.loads(lab.pvetool("runs", "--node", "pve9", "-o", "json").out) == []
+    assert json.loads(lab.pvetool("runs", "--cluster", "other", "-o", "json").out) == []
+    table = lab.pvetool("runs")
+    assert run_id in table.out and "drain:pve3" in table.out
+    shown = lab.pvetool("runs", "show", run_id[:20])
+    assert shown.code == 0 and f"run {run_id}: drain:pve3 on lab" in shown.out
+    rebuilt = tmp_path / "rebuilt.json"
+    html = tmp_path / "rebuilt.html"
+    r = lab.pvetool("report", run_id, "--report", str(rebuilt), "--report", str(html))
+    assert r.code == 0, r.err
+    assert html.read_text().lstrip().lower().startswith("<!doctype html")
+    was, now = json.loads(live.read_text()), json.loads(rebuilt.read_text())
+    assert now["summary"] == was["summary"]
+    assert [(m["vmid"], m["status"], m["node"]) for m in now["moves"]] == [
+        (m["vmid"], m["status"], m["node"]) for m in was["moves"]
+    ]
+    r = lab.pvetool("runs", "show", "no-such-run")
+    assert r.code == 2 and "there is no run no-such-run" in r.err and "Traceback" not in r.err
