@@ -149,9 +149,9 @@ def undrain_cmd(ctx: click.Context, /, node: str, **kw: Any) -> None:
         click.echo(message, err=True)
         check_report_paths(opts.reports, opts.junit)
         if not opts.dry_run:
-            released = forget(cluster, node)
-            if released is not None:
-                click.echo(f"{node} is no longer held as {released.describe()}.", err=True)
+            freed = forget(cluster, node)
+            if freed is not None:
+                click.echo(f"{node} is no longer held as {freed.describe()}.", err=True)
         empty = RunReport("", f"undrain {node}", "", key, (), notes=(message,))
         end_not_run(ctx, empty, opts)
     drain_run, origins = found
