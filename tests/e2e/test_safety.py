@@ -10,8 +10,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import pty
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -549,3 +551,48 @@ def test_runs_are_listed_shown_and_reported_again_from_the_journal(
     ]
     r = lab.pvetool("runs", "show", "no-such-run")
     assert r.code == 2 and "there is no run no-such-run" in r.err and "Traceback" not in r.err
+
+
+def _on_a_terminal(cluster: Cluster, args: list[str], answer: bytes) -> tuple[int, str]:
+    """`pvetool ARGS` as a process whose stdin is a terminal (a pty); `answer` is typed once the
+    question is asked. Its exit code and everything it printed."""
+    from tests.e2e.lab import _process_env
+
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from pvetool.cli.main import main; main()", *args],
+        stdin=secondary,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=_process_env(cluster.env),
+    )
+    os.close(secondary)
+    seen = b""
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    deadline = time.monotonic() + 60
+    while b"[y/N]" not in seen and time.monotonic() < deadline and proc.poll() is None:
+        chunk = proc.stdout.read() or b""
+        seen += chunk
+        time.sleep(0.05)
+    os.write(primary, answer)
+    os.set_blocking(proc.stdout.fileno(), True)
+    rest = proc.communicate(timeout=60)[0] or b""
+    os.close(primary)
+    return proc.returncode, (seen + rest).decode("utf-8", "replace")
+
+
+@pytest.mark.process
+def test_the_questions_name_the_cluster_and_its_endpoint(tmp_path: Path) -> None:
+    cluster = make_cluster(tmp_path, speed=20.0)
+    try:
+        where = f"cluster 'lab' (pve1, pve2, pve3) at {cluster.env['PVETOOL_HOST']}"
+        code, text = _on_a_terminal(cluster, ["drain", "pve3"], b"n\n")
+        assert f"on the {where}? [y/N]" in text, text
+        assert code == 1 and "Cancelled; nothing was changed." in text
+        code, text = _on_a_terminal(cluster, ["migrate", "200", "--to", "pve3"], b"n\n")
+        assert f"Migrate 200 pve1 -> pve3 on the {where}? [y/N]" in text, text
+        assert code == 1 and "Cancelled" in text
+        assert not _migrations(cluster.emu)
+    finally:
+        cluster.emu.stop()
