@@ -135,6 +135,7 @@ def undrain_cmd(ctx: click.Context, /, node: str, **kw: Any) -> None:
         return
     found = cluster.undrain_candidates(node)
     if found is None:
+        cluster.refuse_drain_elsewhere(node)
         message = (
             f"No drain of {node} to undo on the {cluster.identity.label}: its journals "
             f"({cluster.runs_dir}) show none, or its guests were brought back already."

@@ -129,6 +129,29 @@ class ClusterState:
             self.check_run(found[0])
         return found
 
+    def refuse_drain_elsewhere(self, node: str) -> None:
+        """Refuse an undrain of `node` that has nothing to undo on this cluster when another
+        cluster's folder holds a drain of a node of that name not undone yet: naming both
+        clusters, so the operator points pvetool at the right one."""
+        parent = self.root.parent  # the same namespace: real clusters, or emulated ones
+        if parent.is_dir() and not parent.is_symlink():
+            for folder in sorted(parent.iterdir()):
+                if folder == self.root or not folder.is_dir():
+                    continue
+                try:
+                    found = undrain_candidates(folder, node)
+                except (ConfigError, OSError):
+                    continue
+                if found is None:
+                    continue
+                other = run_identity(found[0])
+                raise RunConflict(
+                    f"the drain of {node} to undo (run {found[0].run_id}) was on the "
+                    f"{other.label}, not on the {self.identity.label} this command reaches; "
+                    f"nothing was moved. Point pvetool at the {other.label} (--host/--profile) "
+                    f"to bring {node}'s guests back"
+                )
+
     def legacy_drain_of(self, node: str) -> Path | None:
         """A journal of the old layout that drained `node` (for the "nothing to undrain"
         message: it may be this cluster's, nothing proves it)."""
@@ -141,11 +164,10 @@ class ClusterState:
     def _elsewhere(self, command: str) -> tuple[RunState, ClusterIdentity] | None:
         """An unfinished run of `command` in another cluster's folder or the old layout."""
         folders: list[Path] = []
-        for kind in (CLUSTERS, EMULATED):
-            parent = self.base / kind
-            if parent.is_dir() and not parent.is_symlink():
-                folders += [p for p in sorted(parent.iterdir()) if p != self.root and p.is_dir()]
-        if (self.base / "runs").is_dir():
+        parent = self.root.parent  # the same namespace: real clusters, or emulated ones
+        if parent.is_dir() and not parent.is_symlink():
+            folders += [p for p in sorted(parent.iterdir()) if p != self.root and p.is_dir()]
+        if (self.base / "runs").is_dir() and not self.emulated:
             folders.append(self.base)
         for folder in folders:
             try:

@@ -107,9 +107,11 @@ def test_undrain_uses_only_its_own_clusters_drain(lab: Cluster, tmp_path: Path) 
     other = _other_lab(tmp_path)
     try:
         r = other.pvetool("undrain", "pve3", "--yes")
-        # The other cluster has no drain of pve3: nothing to undo, nothing moved there.
-        assert r.code == 0, r.out + r.err
-        assert "No drain of pve3 to undo on the cluster 'lab2'" in r.err
+        # The drain of pve3 was lab's: refused naming both clusters, nothing moved on lab2.
+        assert r.code == 2, r.out + r.err
+        assert "was on the cluster 'lab' (pve1, pve2, pve3)" in r.err
+        assert "not on the cluster 'lab2' (pve1, pve2, pve3)" in r.err
+        assert "Traceback" not in r.err
         assert not [t for t in other.emu.state()["tasks"] if t["type"] == "qmigrate"]
     finally:
         other.emu.stop()
