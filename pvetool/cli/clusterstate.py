@@ -121,9 +121,12 @@ def checked_plan(
     who = f"the token {auth.token_id}" if isinstance(auth, TokenAuth) else f"the user {auth.user}"
     try:
         perms = client.permissions()
+    except (ApiError, ApiUnreachable):
+        perms = {}
+    try:
         pool: str | None = marker_pool(client)
     except (ApiError, ApiUnreachable):
-        perms, pool = {}, None
+        pool = None
     if perms:
         extra += permission_findings(plan, perms, who=who, marker_pool=pool)
     if not extra:
