@@ -7,6 +7,8 @@ Imports: the standard library only (this is the bottom of the import graph).
     PvetoolError                     base class; ``exit_code`` tells the CLI what to return
     ├── ConfigError                  connection settings or config file unusable        exit 2
     ├── PlanError                    the YAML plan cannot be read or is inconsistent    exit 2
+    ├── RunConflict                  another run holds the cluster, or a journal is     exit 2
+    │                                another cluster's (`pvetool.state`)
     ├── ValidationError              a value or request fails a check before it is sent exit 2
     ├── ApiError                     PVE answered and refused (HTTP 4xx/5xx + message)  exit 1
     │   ├── AuthError                401: missing, wrong or expired credentials         exit 2
@@ -38,6 +40,7 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "Interrupted",
+    "RunConflict",
     "InvalidAnswer",
     "NotFound",
     "PermissionDenied",
@@ -92,6 +95,13 @@ class PlanError(PvetoolError):
     def __init__(self, message: str, *, problems: Sequence[str] = ()) -> None:
         self.problems = tuple(problems)
         super().__init__(message)
+
+
+class RunConflict(PvetoolError):
+    """A run must not start here: another run holds the cluster, or the journal it would
+    continue belongs to another cluster (`pvetool.state`)."""
+
+    exit_code = 2
 
 
 class ValidationError(PvetoolError, ValueError):

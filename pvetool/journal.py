@@ -15,8 +15,9 @@ directory and ``runs/`` are created mode 0700 and journals 0600 whatever the uma
 state directory or ``runs/`` that is a symbolic link, is writable by every user or belongs to
 another user is refused (`ConfigError`): a journal planted there would move guests.
 
-`read_run` rebuilds a `RunState` from a file; `find_resumable` finds the last unfinished run of
-a plan (by plan digest) or of a command (``drain:pve2``); `undrain_candidates` finds the guests
+`read_run` rebuilds a `RunState` from a file; `find_resumable` finds the last run of a plan (by
+plan digest) or of a command (``drain:pve2``) that did not complete (killed, interrupted, or
+failed); `undrain_candidates` finds the guests
 the latest not-yet-undone drain of a node moved away.
 
 Imports: the standard library, `pvetool.errors`, `pvetool.model`, `pvetool.plan_json` (the
@@ -32,6 +33,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -130,9 +132,17 @@ def new_run_id(now: float | None = None) -> str:
 class Journal:
     """An open run journal. Thread-safe: every record is written under one lock."""
 
-    def __init__(self, path: Path, run_id: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        run_id: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        cluster_key: str = "",
+    ) -> None:
         self.path = path
         self.run_id = run_id
+        self.cluster_key = cluster_key  # stamped on every origin record
         self._clock = clock
         self._lock = threading.Lock()
         self._handle: IO[str] | None = None
@@ -146,18 +156,21 @@ class Journal:
         *,
         run_id: str | None = None,
         clock: Callable[[], float] = time.time,
+        cluster_key: str = "",
     ) -> Journal:
         """A new, empty journal under ``directory/runs`` (both checked, or created with mode
         0700)."""
         secure_dir(directory, create=True)
         runs = secure_dir(directory / "runs", create=True)
         rid = run_id or new_run_id(clock())
-        return cls(runs / f"{rid}.jsonl", rid, clock=clock)
+        return cls(runs / f"{rid}.jsonl", rid, clock=clock, cluster_key=cluster_key)
 
     @classmethod
-    def reopen(cls, state: RunState, *, clock: Callable[[], float] = time.time) -> Journal:
+    def reopen(
+        cls, state: RunState, *, clock: Callable[[], float] = time.time, cluster_key: str = ""
+    ) -> Journal:
         """Append to the journal of an earlier run (``--resume``)."""
-        return cls(state.path, state.run_id, clock=clock)
+        return cls(state.path, state.run_id, clock=clock, cluster_key=cluster_key)
 
     def close(self) -> None:
         with self._lock:
@@ -175,6 +188,8 @@ class Journal:
 
     def write(self, record: Record) -> None:
         """Append one record and fsync it."""
+        if isinstance(record, Origin) and not record.cluster and self.cluster_key:
+            record = replace(record, cluster=self.cluster_key)
         data: dict[str, Any] = {"type": record.TYPE, "t": round(self._clock(), 3)}
         data.update(to_data(record))
         line = json.dumps(data, separators=(",", ":"), default=str) + "\n"
@@ -197,6 +212,9 @@ class Journal:
         drained_nodes: Sequence[str] = (),
         undoes: str | None = None,
         argv: Sequence[str] = (),
+        cluster: str | None = None,
+        cluster_nodes: Sequence[str] = (),
+        endpoint: str = "",
     ) -> None:
         """The first record of a run: what runs, on which cluster state, and the whole plan."""
         self.write(
@@ -210,6 +228,9 @@ class Journal:
                 drained_nodes=tuple(drained_nodes),
                 undoes=undoes,
                 plan_json=plan_to_json(plan),
+                cluster=cluster,
+                cluster_nodes=tuple(cluster_nodes),
+                endpoint=endpoint,
             )
         )
 
@@ -259,7 +280,9 @@ def read_run(path: Path) -> RunState:
             continue  # a record type this version does not know
         try:
             record: Record = from_data(cls, raw, cls.TYPE, ignore_unknown=True)
-            record.apply(state, float(t) if isinstance(t, int | float) else 0.0)
+            when = float(t) if isinstance(t, int | float) else 0.0
+            record.apply(state, when)
+            state.last_t = max(state.last_t, when)
         except (DecodeError, ValueError, TypeError, KeyError, AttributeError) as exc:
             state.unreadable += 1
             state.problems.append(f"{path}:{number}: a '{kind}' record that does not fit: {exc}")
@@ -285,7 +308,9 @@ def list_runs(directory: Path) -> list[RunState]:
 def find_resumable(
     directory: Path, *, digest: str | None = None, command: str | None = None
 ) -> RunState | None:
-    """The last unfinished run (killed, or interrupted) of this plan digest or command key."""
+    """The last run of this plan digest or command key that did not complete: killed,
+    interrupted, or ended with a failure (exit code not 0: `--resume` continues it from the
+    failed step once the cause is fixed). None when the last one succeeded."""
     for state in reversed(list_runs(directory)):
         if digest and state.plan_digest != digest:
             continue
@@ -293,7 +318,7 @@ def find_resumable(
             continue
         if not digest and not command:
             continue
-        return None if state.finished else state
+        return None if state.finished and state.exit_code == 0 else state
     return None
 
 

@@ -113,6 +113,9 @@ class RunState:
     plan_json: str = ""
     drained_nodes: tuple[str, ...] = ()
     undoes: str | None = None
+    cluster: str | None = None  # see `RunStart.cluster`
+    cluster_nodes: tuple[str, ...] = ()
+    endpoint: str = ""
     moves: dict[str, MoveRecord] = field(default_factory=dict)
     origins: list[Origin] = field(default_factory=list)
     hooks_done: set[int] = field(default_factory=set)  # stage indexes whose hook succeeded
@@ -129,6 +132,9 @@ class RunState:
     torn_lines: int = 0  # not JSON objects: the last line of a killed process, or foreign
     unreadable: int = 0  # JSON objects that do not fit their record type (skipped)
     problems: list[str] = field(default_factory=list)  # "file:line: what is wrong", per line
+    hook_ends: dict[int, Hook] = field(default_factory=dict)  # stage index -> how it ended
+    waits: dict[int, WaitNode] = field(default_factory=dict)  # stage index -> how it ended
+    last_t: float = 0.0  # when the latest record was written (this machine's clock)
 
     @property
     def finished(self) -> bool:
@@ -186,9 +192,18 @@ class RunStart:
     drained_nodes: tuple[str, ...] = ()
     undoes: str | None = None
     plan_json: str = ""
+    # The cluster the run acts on (`pvetool.state.identity`): its name (None: a single node),
+    # its sorted node names and the endpoint that answered. Journals written before these
+    # fields existed read as an unknown cluster.
+    cluster: str | None = None
+    cluster_nodes: tuple[str, ...] = ()
+    endpoint: str = ""
 
     def apply(self, state: RunState, t: float) -> None:
         state.run_id = self.run or state.run_id
+        state.cluster = self.cluster or None
+        state.cluster_nodes = self.cluster_nodes
+        state.endpoint = self.endpoint
         state.started_t = t
         state.command = self.command
         state.kind = self.kind
@@ -388,6 +403,7 @@ class Origin:
     home: str
     now: str
     move: str = ""
+    cluster: str = ""  # the run's cluster key (`ClusterIdentity.key`), stamped by the journal
 
     def apply(self, state: RunState, t: float) -> None:
         state.origins.append(self)
@@ -433,6 +449,7 @@ class Hook:
         if self.event == "end":
             done = self.exit_code == 0
             (state.hooks_done if done else state.hooks_failed).add(self.index)
+            state.hook_ends[self.index] = self  # the latest attempt (a resumed run's) wins
 
 
 @dataclass(frozen=True)
@@ -447,7 +464,8 @@ class WaitNode:
     reason: str = ""
 
     def apply(self, state: RunState, t: float) -> None:
-        return None  # a resumed run waits again: the node may have gone meanwhile
+        # A resumed run waits again (the node may have gone meanwhile); kept for the history.
+        state.waits[self.index] = self
 
 
 @dataclass(frozen=True)

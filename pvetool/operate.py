@@ -132,6 +132,8 @@ class RunSetup:
     catch_sigint: bool = False
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    # Nodes pvetool drained (`ClusterSnapshot.held_nodes`): re-planning never targets them.
+    held_nodes: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,12 @@ class JobInfo:
     drained_nodes: tuple[str, ...] = ()
     undoes: str | None = None
     argv: tuple[str, ...] = ()
+    # The cluster it runs on (`pvetool.state.identity.ClusterIdentity`, flattened): its name,
+    # sorted node names, the endpoint that answered and its state folder's name.
+    cluster: str | None = None
+    cluster_nodes: tuple[str, ...] = ()
+    endpoint: str = ""
+    cluster_key: str = ""
 
 
 def credentials_env(settings: Settings) -> dict[str, str]:
@@ -224,13 +232,18 @@ def nothing_to_run(plan: ExecutionPlan) -> bool:
 
 
 def open_journal(
-    directory: Path, plan: ExecutionPlan, job: JobInfo, resume: RunState | None
+    directory: Path,
+    plan: ExecutionPlan,
+    job: JobInfo,
+    resume: RunState | None,
+    *,
+    run_id: str | None = None,
 ) -> Journal:
-    """The run's journal: the interrupted run's when resuming, else a new one that starts with
-    the whole plan."""
+    """The run's journal: the interrupted run's when resuming, else a new one (named `run_id`
+    when given) that starts with the whole plan."""
     if resume is not None:
-        return Journal.reopen(resume)
-    journal = Journal.create(directory)
+        return Journal.reopen(resume, cluster_key=job.cluster_key)
+    journal = Journal.create(directory, run_id=run_id, cluster_key=job.cluster_key)
     journal.start_run(
         plan,
         command=job.command,
@@ -238,6 +251,9 @@ def open_journal(
         drained_nodes=job.drained_nodes,
         undoes=job.undoes,
         argv=job.argv,
+        cluster=job.cluster,
+        cluster_nodes=job.cluster_nodes,
+        endpoint=job.endpoint,
     )
     return journal
 
@@ -443,7 +459,7 @@ def run_plan(
         client,
         plan,
         follow=follow_with(client, wait, sleep=setup.sleep, clock=setup.clock),
-        snapshot=lambda: fetch_snapshot(client),
+        snapshot=lambda: replace(fetch_snapshot(client), held_nodes=setup.held_nodes),
         before_stage=hold.before,
         after_stage=hold.after,
         journal=journal,

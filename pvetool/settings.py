@@ -267,6 +267,9 @@ class Settings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     wait: WaitPolicy = field(default_factory=WaitPolicy)
     sources: Mapping[str, str] = field(default_factory=dict)
+    # What the operator must know about these settings (printed by the CLI): environment
+    # variables an explicit --profile overrode, certificate verification turned off.
+    warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.hosts:
@@ -578,6 +581,24 @@ def _first(*candidates: tuple[Any, str]) -> tuple[Any, str] | None:
 # Entry point
 
 
+# The environment variables that say where and how to connect (an explicit --profile wins).
+CONNECTION_ENV = frozenset(
+    {
+        "PVETOOL_HOST",
+        "PVETOOL_TOKEN",
+        "PVETOOL_USER",
+        "PVETOOL_PASSWORD",
+        "PVETOOL_VERIFY",
+        "PVETOOL_FINGERPRINT",
+        "PROXMOX_HOST",
+        "PROXMOX_USER",
+        "PROXMOX_TOKEN_ID",
+        "PROXMOX_TOKEN_SECRET",
+        "PROXMOX_PASSWORD",
+    }
+)
+
+
 def load_settings(
     *,
     host: str | None = None,
@@ -589,15 +610,28 @@ def load_settings(
 ) -> Settings:
     """Build `Settings` from flags (the keyword arguments), the environment and the config file.
 
-    Precedence is flags > environment > profile, per setting. Secret commands run only for the
-    source that wins.
+    Precedence is flags > environment > profile, per setting, except that an explicit
+    `profile` (``--profile``) wins over the connection variables of the environment
+    (`CONNECTION_ENV`, ignored with a warning in `Settings.warnings`). Secret commands run only
+    for the source that wins.
     """
     env = os.environ if env is None else env
     run = run_command or (lambda argv, what: run_secret_command(argv, what))
     path = Path(config_path) if config_path is not None else default_config_path(env)
     config = _read_config(path)
     sources: dict[str, str] = {}
+    warnings: list[str] = []
     profile_name, prof = _chosen_profile(profile, env, config, path, sources)
+    if profile is not None:
+        # An explicit --profile names the cluster to act on: connection variables left in the
+        # environment (another cluster's host or token) must not silently win over it.
+        overridden = sorted(k for k in CONNECTION_ENV if env.get(k))
+        if overridden:
+            warnings.append(
+                f"--profile {profile} was given, so {', '.join(overridden)} from the "
+                "environment " + ("is" if len(overridden) == 1 else "are") + " ignored"
+            )
+            env = {k: v for k, v in env.items() if k not in CONNECTION_ENV}
     where = f"{path}: profile {profile_name}"
 
     host_value = _first(
@@ -632,6 +666,13 @@ def load_settings(
             f"retries must be a whole number of attempts from 1 to {MAX_RETRIES}", source=where
         )
 
+    if verify is False and not fingerprints:
+        warnings.append(
+            f"TLS certificate verification is off ({sources.get('verify')}): anyone between "
+            "this machine and the cluster can read the API token and act as pvetool. Trust the "
+            "cluster's CA instead (PVETOOL_VERIFY=/path/to/pve-root-ca.pem, or `verify:` in "
+            "the profile) or pin its certificate (PVETOOL_FINGERPRINT=<SHA-256>)"
+        )
     return Settings(
         hosts=hosts,
         auth=auth,
@@ -641,6 +682,7 @@ def load_settings(
         request_timeout_s=float(timeout_s),
         retry=RetryPolicy(attempts=retries),
         sources=sources,
+        warnings=tuple(warnings),
     )
 
 

@@ -98,6 +98,8 @@ WANTED: tuple[tuple[str, str], ...] = (
     # pools, access
     ("GET", "/pools"),
     ("GET", "/pools/{poolid}"),
+    ("POST", "/pools"),  # the run marker (pvetool.state.lock)
+    ("DELETE", "/pools"),
     ("GET", "/access/permissions"),
     ("GET", "/access/ticket"),
     ("POST", "/access/ticket"),

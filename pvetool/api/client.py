@@ -787,6 +787,52 @@ class PveClient:
             if len(page) < page_lines:
                 return tuple(lines)
 
+    # -- pools (the cluster-wide run marker, `pvetool.state.lock`) and permissions
+
+    def create_pool(self, poolid: str, comment: str) -> None:
+        """``POST /pools``: create an empty resource pool; PVE refuses (HTTP 500, "already
+        exists") when it exists: a create-if-absent under PVE's user.cfg lock (pve-manager
+        ``PVE/API2/Pool.pm`` ``create_pool``). Never retried: a retry of a create that went
+        through would find its own pool and take it for another run's."""
+        self._request("POST", "/pools", idempotent=False, poolid=poolid, comment=comment)
+
+    def pool_comment(self, poolid: str) -> str | None:
+        """``GET /pools?poolid=``: the pool's comment ("" when it has none); None when the pool
+        does not exist (PVE: HTTP 500 "pool '...' does not exist")."""
+        try:
+            raw = self._request("GET", "/pools", poolid=poolid)
+        except ApiError as exc:
+            if exc.status == 500 and "does not exist" in exc.reason:
+                return None
+            raise
+        for entry in raw if isinstance(raw, list) else []:
+            if isinstance(entry, dict) and entry.get("poolid") == poolid:
+                comment = entry.get("comment", "")
+                return comment if isinstance(comment, str) else ""
+        return None
+
+    def delete_pool(self, poolid: str) -> None:
+        """``DELETE /pools?poolid=``: delete an empty pool."""
+        self._request("DELETE", "/pools", idempotent=False, poolid=poolid)
+
+    def permissions(self) -> dict[str, dict[str, bool]]:
+        """``GET /access/permissions``: the caller's privileges per ACL path (for a token, what
+        the token may do: its own ACLs, intersected with its user's when privilege-separated;
+        pve-access-control ``PVE/API2/AccessControl.pm`` ``permissions``)."""
+        raw = self._request("GET", "/access/permissions")
+        out: dict[str, dict[str, bool]] = {}
+        if not isinstance(raw, dict):
+            raise InvalidAnswer(
+                method="GET",
+                path="/access/permissions",
+                problem="not an object of ACL paths",
+                host=str(self.current_host),
+            )
+        for path, privs in raw.items():
+            if isinstance(path, str) and isinstance(privs, dict):
+                out[path] = {str(k): bool(v) for k, v in privs.items()}
+        return out
+
     def stop_task(self, upid: Upid | str) -> None:
         """``DELETE /nodes/{node}/tasks/{upid}``: stop a running task."""
         task = _as_upid(upid)

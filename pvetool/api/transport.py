@@ -38,6 +38,7 @@ once more when PVE answers 401. Token authentication uses proxmoxer's
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import ssl
@@ -242,6 +243,36 @@ def _connection_lost(exc: BaseException) -> bool:
         return True
     text = " ".join(str(e) for e in seen)
     return "UNEXPECTED_EOF_WHILE_READING" in text or "EOF occurred in violation of protocol" in text
+
+
+def server_fingerprint(hostport: HostPort, timeout_s: float) -> str | None:
+    """The SHA-256 fingerprint (``AB:CD:...``, as PVE shows it) of the certificate the server
+    presents, read without trusting it; None when it cannot be had."""
+    try:
+        pem = ssl.get_server_certificate((hostport.host, hostport.port), timeout=timeout_s)
+    except (OSError, ValueError):
+        return None
+    digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest().upper()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def _untrusted(reason: str, hostport: HostPort, timeout_s: float) -> str:
+    """An untrusted certificate, said as such: the server's fingerprint and the two settings
+    that make pvetool trust it (a pin, or the cluster's CA)."""
+    fingerprint = server_fingerprint(hostport, min(timeout_s, 10.0))
+    seen = (
+        f"its SHA-256 fingerprint is {fingerprint}"
+        if fingerprint
+        else "its fingerprint could not be read"
+    )
+    pin = fingerprint or "<SHA-256 of the node's certificate>"
+    return (
+        f"the server's certificate is not trusted ({reason}); {seen}. If it is your cluster's "
+        "(compare with `pvenode cert info` on the node), either pin it: "
+        f"PVETOOL_FINGERPRINT={pin} (profile key `fingerprint`), or trust the cluster's CA: "
+        "copy /etc/pve/pve-root-ca.pem here and set PVETOOL_VERIFY=/path/to/pve-root-ca.pem "
+        "(profile key `verify`)"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -455,9 +486,14 @@ class Transport:
                     host=host, reason=reason, method=method, path=safe_path, retryable=True
                 ) from self._redact.scrub(exc)
             # A TLS failure is a configuration or security problem: never retried.
+            reason = self._redact(_short_reason(exc))
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                reason = _untrusted(
+                    reason, self._settings.hosts[index], self._settings.request_timeout_s
+                )
             raise ApiUnreachable(
                 host=host,
-                reason=self._redact(_short_reason(exc)),
+                reason=reason,
                 method=method,
                 path=safe_path,
                 retryable=False,

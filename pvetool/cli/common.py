@@ -104,6 +104,8 @@ def get_client(ctx: click.Context) -> PveClient:
             host=st.host, profile=st.profile, token_file=st.token_file, env=os.environ
         )
     st.settings = settings
+    for warning in settings.warnings:
+        click.echo(f"warning: {warning}", err=True)
     clocks = st.clocks
     st.client = PveClient(
         settings, sleep=clocks.sleep, wall_clock=clocks.wall, monotonic=clocks.monotonic

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
@@ -27,10 +28,11 @@ from typing import Any, Literal, NoReturn, TypeVar
 
 import click
 
+from pvetool.cli.clusterstate import checked_plan, cluster_state, holding, job_on
 from pvetool.cli.common import OUTPUT_CHOICES, CliState, get_client, state
 from pvetool.cli.output import emit
 from pvetool.executor import Confirm
-from pvetool.journal import RunState, find_resumable, state_dir
+from pvetool.journal import RunState, new_run_id
 from pvetool.model import ClusterSnapshot, ExecutionPlan, RunReport
 from pvetool.model.events import Observer
 from pvetool.operate import (
@@ -44,6 +46,8 @@ from pvetool.operate import (
     poll_policy,
     run_plan,
 )
+from pvetool.planner.fingerprint import drift
+from pvetool.planner.spec import PlanSpec
 from pvetool.render import REPORT_SUFFIXES, render_report
 from pvetool.render.formats import document, to_yaml
 from pvetool.render.live import JsonView, PlainView, RichView
@@ -56,6 +60,8 @@ from pvetool.render.report import (
     summary_renderable,
 )
 from pvetool.render.terminal import stdout_written
+from pvetool.state import ClusterState
+from pvetool.state.drained import forget, remember
 from pvetool.units import parse_timeout
 
 __all__ = [
@@ -93,6 +99,7 @@ class RunOptions:
     resume: bool
     on_failure: Literal["stop", "continue", "skip-guest"] | None
     task_timeout_s: float | None
+    force_lock: bool = False
 
     @property
     def overrides(self) -> Overrides:
@@ -132,6 +139,18 @@ def report_option(func: F) -> F:
     )(func)
 
 
+def force_lock_option(func: F) -> F:
+    """``--force-lock``: run although another run holds the cluster (recovery)."""
+    return click.option(
+        "--force-lock",
+        is_flag=True,
+        help=(
+            "Run although another pvetool run holds this cluster (its lock file or the marker "
+            "on the cluster): only when that run is gone, e.g. its machine crashed."
+        ),
+    )(func)
+
+
 def run_options(func: F) -> F:
     """The options every plan-running command shares."""
     decorators = [
@@ -165,6 +184,7 @@ def run_options(func: F) -> F:
             callback=_duration,
             help="How long to follow one migration task (it is not stopped after it).",
         ),
+        force_lock_option,
     ]
     for deco in reversed(decorators):
         func = deco(func)
@@ -181,6 +201,7 @@ def options_of(**kw: Any) -> RunOptions:
         resume=bool(kw["resume"]),
         on_failure=kw["on_failure"],
         task_timeout_s=kw["task_timeout"],
+        force_lock=bool(kw.get("force_lock", False)),
     )
 
 
@@ -195,12 +216,9 @@ def split_names(values: Sequence[str], *, what: str = "NODE") -> tuple[str, ...]
     return names
 
 
-def resumable(directory: Path, *, command: str, what: str) -> RunState:
-    found = find_resumable(directory, command=command)
-    if found is None:
-        raise click.UsageError(
-            f"there is no unfinished run of {what} to resume in {directory / 'runs'}"
-        )
+def resumable(cluster: ClusterState, *, command: str, what: str) -> RunState:
+    """The unfinished run of `command` on this cluster (refused, exit 2, with why not)."""
+    found = cluster.resumable(command, what)
     journal_problems(found)
     return found
 
@@ -226,7 +244,10 @@ def show_plan(st: CliState, plan: ExecutionPlan, output: Output) -> None:
     )
 
 
-def confirm_run(st: CliState, plan: ExecutionPlan, opts: RunOptions) -> bool:
+def confirm_run(
+    st: CliState, plan: ExecutionPlan, opts: RunOptions, where: str = "the cluster"
+) -> bool:
+    """Ask before anything moves, naming the cluster (`where`: its label and endpoint)."""
     if opts.yes:
         return True
     if not sys.stdin.isatty():
@@ -238,7 +259,7 @@ def confirm_run(st: CliState, plan: ExecutionPlan, opts: RunOptions) -> bool:
         raise click.exceptions.Exit(2)
     show_plan(st, plan, "table")
     count = len(plan.moves)
-    return click.confirm(f"Start {count} migration(s) on the cluster?", default=False)
+    return click.confirm(f"Start {count} migration(s) on the {where}?", default=False)
 
 
 def preflight(
@@ -248,9 +269,10 @@ def preflight(
     *,
     command: str = "",
     notes: Sequence[str] = (),
+    where: str = "the cluster",
 ) -> None:
     """Everything before the run that may end the command (see the module docstring); a run
-    that ends here writes its report files too."""
+    that ends here writes its report files too. `where` names the cluster in the question."""
     st = state(ctx)
 
     def _not_run(report: RunReport) -> NoReturn:
@@ -274,7 +296,7 @@ def preflight(
             click.echo(f"  blocked {vmid}: {'; '.join(reasons) or 'see the plan'}", err=True)
         _not_run(not_run_report(plan, "", refused=False))
     try:
-        confirmed = confirm_run(st, plan, opts)
+        confirmed = confirm_run(st, plan, opts, where)
     except click.exceptions.Exit:
         reason = "refused to migrate without confirmation (stdin is not a terminal; use --yes)"
         _not_run(not_run_report(plan, reason, refused=True))
@@ -340,6 +362,7 @@ def setup_of(st: CliState, snapshot: ClusterSnapshot, *, start_only: bool = Fals
         catch_sigint=True,
         sleep=st.clocks.sleep,
         clock=st.clocks.monotonic,
+        held_nodes=snapshot.held_nodes,
     )
 
 
@@ -427,19 +450,40 @@ def run_and_report(
     opts: RunOptions,
     resume: RunState | None = None,
     notes: Sequence[str] = (),
+    hold: Sequence[str] = (),
+    release: str | None = None,
+    spec: PlanSpec | None = None,
 ) -> None:
-    """Show or confirm `plan`, run it, report; exits with the run's exit code."""
+    """Show or confirm `plan`, run it, report; exits with the run's exit code.
+
+    `hold`: the nodes this run drains, remembered as drained until undrain
+    (`pvetool.state.drained`); `release`: the node an undrain releases; `spec`: the YAML plan
+    (its hooks are checked first, `pvetool.preflight`)."""
     st = state(ctx)
-    plan = opts.overrides.apply(plan)
+    plan = checked_plan(ctx, opts.overrides.apply(plan), spec)
     for note in notes:
         st.stderr.print(note)
-    preflight(ctx, plan, opts, command=job.command, notes=notes)
+    cluster = cluster_state(ctx, snapshot)
+    where = cluster.identity.label
+    if resume is not None:
+        # What changed since the run was planned (its own moves aside, `drift`): said, not
+        # refused; the executor checks every move against the cluster before starting it.
+        for change in drift(plan, snapshot):
+            click.echo(f"warning: since the run was planned: {change}", err=True)
+    preflight(ctx, plan, opts, command=job.command, notes=notes, where=where)
+    click.echo(f"Running on the {where}.", err=True)
     client = get_client(ctx)
-    job = replace(job, argv=tuple(sys.argv[1:]))
+    job = job_on(replace(job, argv=tuple(sys.argv[1:])), cluster)
+    run_id = resume.run_id if resume is not None else new_run_id()
     with (
-        open_journal(state_dir(), plan, job, resume) as journal,
+        holding(ctx, cluster, job, run_id, force=opts.force_lock),
+        open_journal(cluster.ensure(), plan, job, resume, run_id=run_id) as journal,
         live_view(st, opts.output, yes=opts.yes) as (view, confirm),
     ):
+        if hold:
+            remember(cluster, hold, run_id, job.command, time.time())
+        if release is not None:
+            forget(cluster, release)
         report = run_plan(
             client,
             plan,
@@ -452,4 +496,50 @@ def run_and_report(
     report = replace(report, command=job.command, notes=tuple(notes))
     print_summary(st, report, opts.output)
     failed = write_reports(st, report, opts.reports, opts.junit)
+    for line in next_steps(job, plan, report):
+        click.echo(line, err=True)
     ctx.exit(report.exit_code or failed)
+
+
+def resume_command(job: JobInfo, plan: ExecutionPlan) -> str:
+    """The command line that continues this run (`--resume`), from its command key."""
+    kind, _, rest = job.command.partition(":")
+    if kind == "drain":
+        return f"pvetool drain {' '.join(rest.split(','))} --resume"
+    if kind == "undrain":
+        return f"pvetool undrain {rest} --resume"
+    if kind == "rebalance":
+        return f"pvetool rebalance --by {rest} --resume"
+    if kind == "migrate":
+        target = plan.moves[0].target if plan.moves else "NODE"
+        return f"pvetool migrate {rest} --to {target} --resume"
+    return f"pvetool plan apply {plan.source} --resume"
+
+
+def next_steps(job: JobInfo, plan: ExecutionPlan, report: RunReport) -> list[str]:
+    """What the operator does next, after any run that stopped short (and after a drain):
+    continue it with ``--resume`` once the cause is fixed, or bring the guests back."""
+    lines: list[str] = []
+    home: dict[int, str] = {}
+    now: dict[int, str] = {}
+    for r in report.results:  # in plan order: a guest's first move leaves its home
+        home.setdefault(r.vmid, r.move.source)
+        if r.status == "moved" and r.node:
+            now[r.vmid] = r.node
+    away = sorted(
+        {home[v] for v, node in now.items() if node != home[v] and home[v] in job.drained_nodes}
+    )
+    if report.exit_code != 0 and report.run_id:
+        lines.append(
+            f"Next: fix the cause above, then continue this run from where it stopped: "
+            f"{resume_command(job, plan)} (add --yes to run it without asking)"
+        )
+        if job.kind != "undrain" and away:
+            nodes = " and ".join(f"pvetool undrain {n}" for n in away)
+            lines.append(f"Or give up and bring the guests that left back: {nodes}")
+    if job.kind == "drain" and report.run_id:
+        for node in job.drained_nodes:
+            lines.append(
+                f"{node} stays drained (no guest is placed on it) until: pvetool undrain {node}"
+            )
+    return lines

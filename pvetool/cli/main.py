@@ -27,6 +27,7 @@ import click
 from pvetool.cli import (  # noqa: F401  (registration)
     completion_cmds,
     emulator_cmds,
+    history_cmds,
     migrate_cmds,
     plan_cmds,
     run_cmds,

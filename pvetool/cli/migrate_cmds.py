@@ -4,7 +4,8 @@ The request becomes a one-move plan (`pvetool.planner.build.migrate_spec`, PVE's
 precondition of the guest merged into the checks) and runs through `pvetool.operate.run_plan`:
 the planner's checks before anything is asked of PVE, the journal (``--resume``), the reports
 and the shared live view (on stderr; stdout gets the one-line result). A guest the checks
-refuse is named with every reason (exit 1) and nothing is sent to PVE. ``--no-wait`` requests
+refuse is named with every reason (exit 2: refused before starting) and nothing is sent to
+PVE. ``--no-wait`` requests
 the migration, prints its UPID and does not follow it.
 """
 
@@ -16,11 +17,19 @@ from typing import Any
 
 import click
 
-from pvetool.api import PveClient, fetch_snapshot
+from pvetool.api import PveClient
+from pvetool.cli.clusterstate import (
+    checked_plan,
+    cluster_state,
+    holding,
+    job_on,
+    planning_snapshot,
+)
 from pvetool.cli.common import OUTPUT_CHOICES, CliState, get_client, state
 from pvetool.cli.execution import (
     Output,
     check_report_paths,
+    force_lock_option,
     live_view,
     print_summary,
     report_option,
@@ -31,9 +40,9 @@ from pvetool.cli.execution import (
 )
 from pvetool.cli.group import cli
 from pvetool.errors import ApiError, ApiUnreachable, ValidationError
-from pvetool.journal import journalled_plan, state_dir
+from pvetool.journal import journalled_plan, new_run_id
 from pvetool.model import ClusterSnapshot, ExecutionPlan, Precondition, RunReport
-from pvetool.operate import JobInfo, not_run_report, open_journal, run_plan
+from pvetool.operate import JobInfo, not_run_report, open_journal, plan_level_blockers, run_plan
 from pvetool.planner.build import build_plan, migrate_spec
 from pvetool.render.formats import duration
 from pvetool.render.report import interruption
@@ -175,6 +184,9 @@ def _result_line(st: CliState, report: RunReport, wait: bool) -> int:
 )
 @click.option("--dry-run", is_flag=True, help="Show the one-move plan and its checks; exit.")
 @click.option(
+    "--yes", "-y", is_flag=True, help="Do not ask on a terminal (without one it never asks)."
+)
+@click.option(
     "-o",
     "--output",
     type=click.Choice(OUTPUT_CHOICES),
@@ -185,6 +197,7 @@ def _result_line(st: CliState, report: RunReport, wait: bool) -> int:
 )
 @report_option
 @click.option("--resume", is_flag=True, help="Continue the last unfinished migrate of VMID.")
+@force_lock_option
 @click.pass_context
 def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> None:
     """Migrate one guest to NODE (live for running VMs; restart migration for containers).
@@ -203,11 +216,13 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
     """
     st = state(ctx)
     client = get_client(ctx)
-    snapshot = fetch_snapshot(client)
+    snapshot, _ = planning_snapshot(ctx)
     job = JobInfo(f"migrate:{vmid}", "migrate", argv=tuple(sys.argv[1:]))
     resume = None
     if kw["resume"]:
-        resume = resumable(state_dir(), command=job.command, what=f"'migrate {vmid}'")
+        resume = resumable(
+            cluster_state(ctx, snapshot), command=job.command, what=f"'migrate {vmid}'"
+        )
         plan = journalled_plan(resume)
     else:
         _check_request(snapshot, vmid, target, kw["offline"])
@@ -220,22 +235,41 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
             task_timeout_s=kw["timeout"],
         )
         plan = build_plan(spec, snapshot, preconditions=_precondition(client, snapshot, vmid))
+        plan = checked_plan(ctx, plan)  # privileges (pvetool.preflight)
     output: Output = kw["output"]
     if kw["dry_run"]:
         show_plan(st, plan, output)
         ctx.exit(2 if plan.blocked or not plan.can_run else 0)
     check_report_paths(kw["reports"], kw["junit"])
-    refused = _refused(plan, vmid, target)
+    refused = plan_level_blockers(plan) or _refused(plan, vmid, target)
     if refused:
         click.echo(f"error: guest {vmid} cannot be migrated to {target}:", err=True)
         for reason in refused:
             click.echo(f"  {reason}", err=True)
         report = replace(
-            not_run_report(plan, "; ".join(refused), refused=False), command=job.command
+            not_run_report(plan, "; ".join(refused), refused=True), command=job.command
         )
-        ctx.exit(write_reports(st, report, kw["reports"], kw["junit"]) or 1)
+        write_reports(st, report, kw["reports"], kw["junit"])
+        ctx.exit(2)  # refused before anything started
+    cluster = cluster_state(ctx, snapshot)
+    job = job_on(job, cluster)
+    run_id = resume.run_id if resume is not None else new_run_id()
+    where = cluster.identity.label
+    if not kw["yes"] and sys.stdin.isatty() and resume is None:
+        show_plan(st, plan, "table")
+        move = plan.moves[0] if plan.moves else None
+        what = f"{vmid} {move.source} -> {move.target}" if move else str(vmid)
+        if not click.confirm(f"Migrate {what} on the {where}?", default=False):
+            click.echo("Cancelled; nothing was changed.", err=True)
+            report = replace(
+                not_run_report(plan, "cancelled by the operator", refused=False),
+                command=job.command,
+            )
+            ctx.exit(write_reports(st, report, kw["reports"], kw["junit"]) or 1)
+    click.echo(f"Running on the {where}.", err=True)
     with (
-        open_journal(state_dir(), plan, job, resume) as journal,
+        holding(ctx, cluster, job, run_id, force=kw["force_lock"]),
+        open_journal(cluster.ensure(), plan, job, resume, run_id=run_id) as journal,
         live_view(st, output, yes=True, lines_to_stderr=True) as (view, _),
     ):
         report = run_plan(
@@ -247,6 +281,12 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
             setup=setup_of(st, snapshot, start_only=not kw["wait"]),
         )
     failed = write_reports(st, report, kw["reports"], kw["junit"])
+    if report.exit_code not in (0, 130) and report.run_id and kw["wait"]:
+        click.echo(
+            f"Next: fix the cause, then continue with: pvetool migrate {vmid} --to {target} "
+            "--resume",
+            err=True,
+        )
     if output != "table":
         print_summary(st, report, output)
         ctx.exit(report.exit_code or failed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from pvetool.api import fetch_snapshot
+from pvetool.cli.clusterstate import checked_plan, planning_snapshot
 from pvetool.cli.common import get_client, output_option, state
 from pvetool.cli.group import cli
 from pvetool.cli.output import emit
@@ -100,8 +100,8 @@ def plan_validate(ctx: click.Context, file: str, output: str, link_bits_per_s: f
     either way.
     """
     spec = load_plan(file)
-    snapshot = fetch_snapshot(get_client(ctx))
-    plan = build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s)
+    snapshot, _ = planning_snapshot(ctx)
+    plan = checked_plan(ctx, build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s), spec)
     _matrix(ctx, plan, output)
     _refuse_blocked(plan)
 
@@ -123,8 +123,8 @@ def plan_show(ctx: click.Context, file: str, output: str, link_bits_per_s: float
     was computed on); `pvetool plan apply` can run it later and refuses if the state drifted.
     """
     spec = load_plan(file)
-    snapshot = fetch_snapshot(get_client(ctx))
-    plan = build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s)
+    snapshot, _ = planning_snapshot(ctx)
+    plan = checked_plan(ctx, build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s), spec)
     emit(
         state(ctx),
         output,
@@ -172,9 +172,10 @@ def check_drain(
     allowed = [t.strip() for item in targets for t in item.split(",") if t.strip()]
     spec = drain_spec([node], allowed or None, with_local_disks=with_local_disks)
     client = get_client(ctx)
-    snapshot = fetch_snapshot(client)
+    snapshot, _ = planning_snapshot(ctx)
     pre = migrate_preconditions(client, snapshot, [g.vmid for g in snapshot.guests_on(node)])
     plan = build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s, preconditions=pre)
+    plan = checked_plan(ctx, plan)
     _matrix(ctx, plan, output)
     _refuse_blocked(plan)
 

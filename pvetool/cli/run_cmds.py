@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 
-from pvetool.api import fetch_snapshot
 from pvetool.api.ha_hold import released
+from pvetool.cli.clusterstate import cluster_state, planning_snapshot
 from pvetool.cli.common import get_client
 from pvetool.cli.execution import (
     check_report_paths,
@@ -32,7 +32,7 @@ from pvetool.cli.execution import (
 from pvetool.cli.group import cli
 from pvetool.cli.plan_cmds import plan_group
 from pvetool.errors import PlanError
-from pvetool.journal import journalled_plan, state_dir, undrain_candidates
+from pvetool.journal import journalled_plan
 from pvetool.model import ClusterSnapshot, ExecutionPlan, RunReport
 from pvetool.operate import JobInfo, homecoming, release_ha_hold, with_local_disks
 from pvetool.plan_json import plan_from_json, read_saved_plan
@@ -41,13 +41,14 @@ from pvetool.planner.fingerprint import drift
 from pvetool.planner.loader import load_plan
 from pvetool.planner.loader_values import MAX_CONCURRENCY
 from pvetool.planner.spec import DrainStep, PlanSpec, RollingStep
+from pvetool.state.drained import forget
 from pvetool.units import parse_percent
 
 __all__ = ["apply_cmd", "drain_cmd", "rebalance_cmd", "undrain_cmd"]
 
 
 def _snapshot(ctx: click.Context) -> ClusterSnapshot:
-    return fetch_snapshot(get_client(ctx))
+    return planning_snapshot(ctx)[0]
 
 
 @cli.command("drain")
@@ -87,7 +88,9 @@ def drain_cmd(
     snapshot = _snapshot(ctx)
     resume = None
     if opts.resume:
-        resume = resumable(state_dir(), command=job.command, what=f"'drain {' '.join(names)}'")
+        resume = resumable(
+            cluster_state(ctx, snapshot), command=job.command, what=f"'drain {' '.join(names)}'"
+        )
         plan = journalled_plan(resume)
     else:
         spec = build.drain_spec(
@@ -97,7 +100,7 @@ def drain_cmd(
             with_local_disks=with_local_disks,
         )
         plan = build.build_plan(spec, snapshot)
-    run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume)
+    run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume, hold=names)
 
 
 @cli.command("undrain")
@@ -121,18 +124,19 @@ def undrain_cmd(ctx: click.Context, /, node: str, **kw: Any) -> None:
         raise click.BadParameter(f"undrain takes one node, got {', '.join(names)}")
     node = names[0]
     key = f"undrain:{node}"
-    directory = state_dir()
-    snapshot = _snapshot(ctx)
+    snapshot, cluster = planning_snapshot(ctx, release=node)
     if opts.resume:
-        resume = resumable(directory, command=key, what=f"'undrain {node}'")
+        resume = resumable(cluster, command=key, what=f"'undrain {node}'")
         job = JobInfo(key, "undrain", undoes=resume.undoes)
         plan = journalled_plan(resume)
-        run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume)
+        run_and_report(
+            ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume, release=node
+        )
         return
     # The drain's HA hold (pvetool.api.ha_hold) ends before the guests come home: plan with it
     # ended, or HA guests would look barred from their own node.
     snapshot = released(snapshot, node)
-    found = undrain_candidates(directory, node)
+    found = cluster.undrain_candidates(node)
     moves, notes = _homecoming(snapshot, node, found[0].run_id, found[1]) if found else ([], [])
     if not moves and not opts.dry_run:
         # Nothing for the executor to bring home: end the HA drain hold here (with moves, the
@@ -140,19 +144,31 @@ def undrain_cmd(ctx: click.Context, /, node: str, **kw: Any) -> None:
         for note in release_ha_hold(get_client(ctx), node):
             click.echo(note, err=True)
     if found is None:
+        cluster.refuse_drain_elsewhere(node)
         message = (
-            f"No drain of {node} to undo: the journals in {directory / 'runs'} show none, or "
-            "its guests were brought back already."
+            f"No drain of {node} to undo on the {cluster.identity.label}: its journals "
+            f"({cluster.runs_dir}) show none, or its guests were brought back already."
         )
+        legacy = cluster.legacy_drain_of(node)
+        if legacy is not None:
+            message += (
+                f" A journal written before pvetool recorded clusters drained {node}: {legacy}."
+                " If it was this cluster's, adopt it with: "
+                f"mkdir -p {cluster.runs_dir} && mv {legacy} {cluster.runs_dir}/"
+            )
         click.echo(message, err=True)
         check_report_paths(opts.reports, opts.junit)
+        if not opts.dry_run:
+            freed = forget(cluster, node)
+            if freed is not None:
+                click.echo(f"{node} is no longer held as {freed.describe()}.", err=True)
         empty = RunReport("", f"undrain {node}", "", key, (), notes=(message,))
         end_not_run(ctx, empty, opts)
     drain_run, _ = found
     journal_problems(drain_run)
     plan = build.build_plan(_with_local_disks(build.undrain_spec(moves)), snapshot)
     job = JobInfo(key, "undrain", undoes=drain_run.run_id)
-    run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, notes=notes)
+    run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, notes=notes, release=node)
 
 
 # Shared with the Python API (pvetool.session): one undrain, however it is asked for.
@@ -203,7 +219,9 @@ def rebalance_cmd(
     snapshot = _snapshot(ctx)
     resume = None
     if opts.resume:
-        resume = resumable(state_dir(), command=job.command, what="the last rebalance")
+        resume = resumable(
+            cluster_state(ctx, snapshot), command=job.command, what="the last rebalance"
+        )
         plan = journalled_plan(resume)
     else:
         spec = build.rebalance_spec(by=by, threshold=threshold, max_moves=max_moves)
@@ -238,19 +256,26 @@ def apply_cmd(ctx: click.Context, /, file: str, ignore_drift: bool, **kw: Any) -
         if not opts.resume and not ignore_drift:
             _refuse_drift(saved, snapshot, file)
         drained = [s.node for s in saved.stages if s.node and s.kind == "migrate"]
+        hold = []
         plan: ExecutionPlan | PlanSpec = saved
     else:
         plan = load_plan(file)
         digest = plan.digest
         drained = _drained_by(plan, snapshot)
+        hold = [n for step in plan.steps if isinstance(step, DrainStep) for n in step.nodes]
     job = JobInfo(f"plan:{digest}", "plan", drained_nodes=tuple(dict.fromkeys(drained)))
     resume = None
+    spec = plan if isinstance(plan, PlanSpec) else None  # its hooks are checked first
     if opts.resume:
-        resume = resumable(state_dir(), command=job.command, what=f"the plan {file}")
+        resume = resumable(
+            cluster_state(ctx, snapshot), command=job.command, what=f"the plan {file}"
+        )
         plan = journalled_plan(resume, file)
     elif isinstance(plan, PlanSpec):
         plan = build.build_plan(plan, snapshot)
-    run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume)
+    run_and_report(
+        ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume, hold=hold, spec=spec
+    )
 
 
 def _refuse_drift(plan: ExecutionPlan, snapshot: ClusterSnapshot, file: str) -> None:

@@ -94,6 +94,9 @@ class Cluster:
         self.tz = zoneinfo.ZoneInfo(spec.datacenter.timezone)
         self.ha: Any = None  # the HA stack's state (`ha.HaState`), set by `ha.install`
         self.migration_locks: dict[int, str] = {}  # vmid -> UPID holding its migration lock
+        # user.cfg pools created or deleted through the API (POST/DELETE /pools) since start.
+        self.created_pools: dict[str, str] = {}  # poolid -> comment
+        self.deleted_pools: set[str] = set()
         self._build()
         from pvetool.emulator import ha  # late: the HA stack builds on this module
 
@@ -310,7 +313,13 @@ class Cluster:
         """user.cfg pools: the cluster file's `pools:` and every pool a guest names."""
         names = set(self.spec.pools)
         names.update(g.spec.pool for g in self.guests.values() if g.spec.pool)
-        return names
+        names.update(self.created_pools)
+        return names - self.deleted_pools
+
+    def pool_comment(self, pool: str) -> str:
+        if pool in self.created_pools:
+            return self.created_pools[pool]
+        return self.spec.pools[pool].comment if pool in self.spec.pools else ""
 
     # -- HA ---------------------------------------------------------------------------------------
     def ha_managed(self, g: GuestRt) -> bool:

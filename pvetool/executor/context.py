@@ -437,5 +437,33 @@ class RunContext:
         if len(results) == 1:
             self.emit(MoveFinished(results[0]))
             return
-        vmids = ", ".join(str(m.vmid) for m in fresh)
-        self.emit(Notice(f"{len(fresh)} moves not started ({vmids}): {reason}"))
+        self.emit(Notice(_not_started_line(fresh, reason)))
+
+    def not_started_stages(
+        self, stages: Sequence[tuple[int, Collection[Move]]], reason: str
+    ) -> None:
+        """`not_started` for every move of the stages a stop left behind, announced in one
+        line for all of them (the same reason is never repeated stage by stage)."""
+        fresh: list[Move] = []
+        for index, moves in stages:
+            for m in moves:
+                if m.id in self.results:
+                    continue
+                self.decide(
+                    index, m, "not-started", f"not started: {reason}", journal=False, emit=False
+                )
+                fresh.append(m)
+        if not fresh:
+            return
+        if len(fresh) == 1:
+            self.emit(MoveFinished(self.results[fresh[0].id]))
+            return
+        self.emit(Notice(_not_started_line(fresh, reason)))
+
+
+def _not_started_line(moves: Sequence[Move], reason: str, shown: int = 12) -> str:
+    """``N moves not started (101, 102, ... and 3 more): reason``."""
+    vmids = ", ".join(str(m.vmid) for m in moves[:shown])
+    if len(moves) > shown:
+        vmids += f" and {len(moves) - shown} more"
+    return f"{len(moves)} moves not started ({vmids}): {reason}"

@@ -109,12 +109,13 @@ class Executor:
             ctx.write(Resume(pid=os.getpid()))
         path = str(journal.path) if journal is not None else None
         ctx.emit(RunStarted(plan, ctx.run_id, path, resume is not None))
+        left: list[tuple[int, tuple[Move, ...]]] = []  # stages a stop left behind
         for index, stage in enumerate(plan.stages):
             _check_interrupt(ctx)
             if ctx.abandon:
                 break
             if ctx.stop_reason is not None:
-                ctx.not_started(index, stage.moves, ctx.stop_reason)
+                left.append((index, stage.moves))
                 continue
             ctx.write(StageEvent(index, stage.kind, "start", stage.label, stage.node))
             ctx.emit(StageStarted(index, stage))
@@ -127,6 +128,8 @@ class Executor:
                     for note in self._deps.after_stage(index, stage):
                         ctx.emit(Notice(note))
                 ctx.write(StageEvent(index, stage.kind, "end"))
+        if left and ctx.stop_reason is not None:
+            ctx.not_started_stages(left, ctx.stop_reason)  # one line, not one per stage
         # Anything not handled (abandoned run) is reported as not started.
         why = ctx.stop_reason or "the run ended before this move"
         for index, stage in enumerate(plan.stages):

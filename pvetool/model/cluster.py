@@ -572,6 +572,9 @@ class ClusterSnapshot:
     fetched_at: float | None = None
     # Targets of each guest's enabled storage replication jobs (`/cluster/replication`).
     replication: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    # Nodes pvetool drained and no undrain released yet (`pvetool.state.drained`): node ->
+    # "drained by pvetool (run ..., since ...)". Not read from PVE: the CLI adds it.
+    held_nodes: Mapping[str, str] = field(default_factory=dict)
     # Who the session is to PVE: a token's id (``user@realm!name``) or a password login's user;
     # None when not known. Only ``root@pam`` itself may send root-only options (a token never
     # is root@pam, not even ``root@pam!x``: pve-manager ``PVE/HTTPServer.pm`` ``auth_handler``

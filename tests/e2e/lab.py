@@ -259,7 +259,8 @@ def journal_records(cluster: Cluster) -> list[list[dict[str, Any]]]:
     and ends with random hex, so two runs in the same second (in-process runs are that quick)
     would sort at random."""
     result = []
-    for path in (Path(cluster.env["PVETOOL_STATE_DIR"]) / "runs").glob("*.jsonl"):
+    # Journals live per cluster (``clusters/<name>/runs/``, pvetool.state.layout).
+    for path in Path(cluster.env["PVETOOL_STATE_DIR"]).glob("*/*/runs/*.jsonl"):
         records = []
         for line in path.read_text().splitlines():
             try:

@@ -136,7 +136,7 @@ def _pytest(*args: str, env_file: Path | None = None) -> subprocess.CompletedPro
 # refuses, not in the path to the cluster. Each pvetool process costs about a second of start-up.
 PROOF = [
     "tests/e2e/test_portable_status.py",
-    "tests/e2e/test_portable_migrate.py::test_a_refused_migration_exits_1_with_pves_reason"
+    "tests/e2e/test_portable_migrate.py::test_a_refused_migration_exits_2_with_pves_reason"
     "[local-device]",
     "tests/e2e/test_portable_drain.py",
     "tests/e2e/test_portable_resume.py",

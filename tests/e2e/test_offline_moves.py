@@ -57,7 +57,7 @@ def test_drain_with_an_offline_override_shuts_down_migrates_and_starts(
     # The rest left pve1 as usual (live, by restart): the drain is complete.
     assert state["nodes"]["pve1"]["guests"] == [900]  # the template stays
 
-    runs = sorted((tmp_path / "state" / "runs").glob("*.jsonl"))
+    runs = sorted((tmp_path / "state").glob("clusters/*/runs/*.jsonl"))
     records = [json.loads(line) for line in runs[-1].read_text().splitlines()]
     power = [(r["action"], r["node"]) for r in records if r["type"] == "power"]
     assert power == [("shutdown", "pve1"), ("start", guest["node"])]

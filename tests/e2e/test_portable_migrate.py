@@ -62,7 +62,7 @@ def test_the_task_list_filters_by_the_exact_task_type(cluster: Backend) -> None:
 
 
 @pytest.mark.parametrize("case", ["local-device", "local-disk", "unknown-target"])
-def test_a_refused_migration_exits_1_with_pves_reason(cluster: Backend, case: str) -> None:
+def test_a_refused_migration_exits_2_with_pves_reason(cluster: Backend, case: str) -> None:
     # The planner's checks refuse these before anything is sent to PVE (`pvetool migrate` is a
     # one-move plan): the reason is the check's finding, naming what PVE would refuse.
     if case == "local-device":
@@ -84,7 +84,7 @@ def test_a_refused_migration_exits_1_with_pves_reason(cluster: Backend, case: st
     source = cluster.where(vmid)
 
     r = cluster.pvetool("migrate", str(vmid), "--to", target)
-    assert r.code == 1, (r.out, r.err)
+    assert r.code == 2, (r.out, r.err)  # refused before starting (issue 13)
     assert reason in r.err and detail in r.err
     assert "Traceback" not in r.err
     after = cluster.guests()[vmid]

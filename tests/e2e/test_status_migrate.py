@@ -80,7 +80,7 @@ def test_migrate_refused_with_pves_reason(
 ) -> None:
     source = lab.node_of(vmid)
     r = lab.pvetool("migrate", str(vmid), "--to", target)
-    assert r.code == 1
+    assert r.code == 2  # refused before starting (issue 13)
     assert reason in r.err
     assert "Traceback" not in r.err
     assert lab.node_of(vmid) == source
@@ -91,7 +91,7 @@ def test_migrate_to_an_offline_target(lab: Cluster) -> None:
     with lab.emu.locked() as c:
         c.set_node_online("pve3", False)
     r = lab.pvetool("migrate", "110", "--to", "pve3")
-    assert r.code == 1
+    assert r.code == 2  # refused before starting (issue 13)
     assert "PVT-OFFLINE" in r.err and "pve3 is offline" in r.err  # checked before PVE is asked
     assert lab.node_of(110) == "pve1"
 

@@ -120,8 +120,42 @@ def test_precedence_flags_over_env_over_profile(tmp_path: Path) -> None:
         "profile": "--profile",
         "host": "--host",
         "auth": "--token-file",
-        "verify": "PVETOOL_VERIFY",
+        "verify": "default",  # an explicit --profile wins over PVETOOL_VERIFY (issue 13)
     }
+
+
+def test_an_explicit_profile_wins_over_the_environment_and_says_so(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path, {"profiles": {"prod": {"host": "prod1", "token": f"prod@pve!t={SECRET}"}}}
+    )
+    env = {"PVETOOL_HOST": "lab1", "PVETOOL_TOKEN": TOKEN, "PVETOOL_VERIFY": "false"}
+    s = load_settings(profile="prod", env=env, config_path=config, run_command=fail_if_run)
+    assert s.hosts == (HostPort("prod1"),)
+    assert isinstance(s.auth, TokenAuth) and s.auth.user == "prod@pve"
+    assert s.verify is True
+    assert s.warnings == (
+        "--profile prod was given, so PVETOOL_HOST, PVETOOL_TOKEN, PVETOOL_VERIFY from the "
+        "environment are ignored",
+    )
+    assert SECRET not in " ".join(s.warnings)
+    # PVETOOL_PROFILE is not an explicit choice on the command line: the environment wins
+    s = load_settings(
+        env={**env, "PVETOOL_PROFILE": "prod"}, config_path=config, run_command=fail_if_run
+    )
+    assert s.hosts == (HostPort("lab1"),)
+
+
+def test_verification_turned_off_warns(tmp_path: Path) -> None:
+    env = {"PVETOOL_HOST": "h", "PVETOOL_TOKEN": TOKEN, "PVETOOL_VERIFY": "false"}
+    s = load_settings(env=env, config_path=tmp_path / "none.yaml")
+    assert s.verify is False
+    [warning] = s.warnings
+    assert "TLS certificate verification is off (PVETOOL_VERIFY)" in warning
+    assert "PVETOOL_FINGERPRINT" in warning and "PVETOOL_VERIFY=/path/to/pve-root-ca.pem" in warning
+    pinned = load_settings(
+        env={**env, "PVETOOL_FINGERPRINT": FP}, config_path=tmp_path / "none.yaml"
+    )
+    assert pinned.warnings == ()  # a pinned certificate is verified
 
 
 def test_profile_token_command_runs_without_a_shell(tmp_path: Path) -> None:

@@ -244,7 +244,7 @@ def get_pools(ctx: Ctx) -> Any:
         if not ctx.caller.has(f"/pool/{pool}", ["Pool.Audit"]):
             continue
         e: dict[str, Any] = {"poolid": pool}
-        comment = c.spec.pools[pool].comment if pool in c.spec.pools else ""
+        comment = c.pool_comment(pool)
         if comment:
             e["comment"] = comment
         if want:
@@ -258,6 +258,52 @@ def get_pools(ctx: Ctx) -> Any:
     return out
 
 
+@endpoint("POST", "/pools")
+def create_pool(ctx: Ctx) -> Any:
+    """pve-manager PVE/API2/Pool.pm create_pool (l.160-213): under `lock_user_config` (one
+    writer at a time; here the cluster lock every handler runs under), refused when the pool
+    exists, when a nested pool's parent does not, or when the (leaf) name does not start with a
+    letter; `lock_user_config` (pve-access-control AccessControl.pm l.81-93) prefixes the
+    error with "create pool failed: ". Pool.Allocate on /pool/{poolid} is checked by the
+    schema's permissions before this runs."""
+    c = ctx.cluster
+    pool = str(ctx.params["poolid"])
+    comment = str(ctx.params.get("comment") or "")
+    existing = c.pool_names()
+    if pool in existing:
+        raise PveError(500, f"create pool failed: pool '{pool}' already exists")
+    parent, sep, leaf = pool.rpartition("/")
+    if sep and parent not in existing:
+        raise PveError(
+            500, f"create pool failed: parent '{parent}' of pool '{pool}' does not exist"
+        )
+    if not (leaf[:1].isascii() and leaf[:1].isalpha()):
+        raise PveError(500, "create pool failed: pool name must start with a letter")
+    c.deleted_pools.discard(pool)
+    c.created_pools[pool] = comment
+    return None
+
+
+@endpoint("DELETE", "/pools")
+def delete_pool(ctx: Ctx) -> Any:
+    """pve-manager PVE/API2/Pool.pm delete_pool (l.478-537): only an empty pool (no sub-pool, no
+    existing guest; storages are not modelled), "delete pool failed: " prefixed as above."""
+    c = ctx.cluster
+    pool = str(ctx.params["poolid"])
+    if pool not in c.pool_names():
+        raise PveError(500, f"delete pool failed: pool '{pool}' does not exist")
+    for sub in sorted(c.pool_names()):
+        if sub.startswith(pool + "/"):
+            raise PveError(
+                500, f"delete pool failed: pool '{pool}' is not empty (contains pool '{sub}')"
+            )
+    for vmid in sorted(g.spec.vmid for g in c.guests.values() if g.spec.pool == pool):
+        raise PveError(500, f"delete pool failed: pool '{pool}' is not empty (contains VM {vmid})")
+    c.created_pools.pop(pool, None)
+    c.deleted_pools.add(pool)
+    return None
+
+
 @endpoint("GET", "/pools/{poolid}")
 def get_pool(ctx: Ctx) -> Any:
     c = ctx.cluster
@@ -268,7 +314,7 @@ def get_pool(ctx: Ctx) -> Any:
     if ctx.params.get("type"):
         members = [m for m in members if m["type"] == ctx.params["type"]]
     res: dict[str, Any] = {"members": members}
-    comment = c.spec.pools[pool].comment if pool in c.spec.pools else ""
+    comment = c.pool_comment(pool)
     if comment:
         res["comment"] = comment
     return res

@@ -16,6 +16,7 @@ PVT-UNKNOWN-GUEST          blocker   the plan names a guest the cluster does not
                                      (warning for a per-guest setting of a drain)
 PVT-OFFLINE                blocker   the target (or the guest's own node) is offline
 PVT-HA-MAINTENANCE         blocker   the target is in HA maintenance mode
+PVT-DRAINED                blocker   pvetool drained the target and no undrain released it
 PVT-CONFIG-UNKNOWN         blocker   the guest's configuration could not be read
 PVT-CONFIG-INVALID         blocker   PVE's answer for the guest's configuration is unusable
                                      (malformed, or not what PVE documents)
@@ -100,6 +101,7 @@ FINDING_IDS: Mapping[str, str] = {
     "PVT-UNKNOWN-GUEST": "the plan names a guest the cluster does not have",
     "PVT-OFFLINE": "the target or the guest's node is offline",
     "PVT-HA-MAINTENANCE": "the target is in HA maintenance mode",
+    "PVT-DRAINED": "the target was drained by pvetool and not undrained yet",
     "PVT-CONFIG-UNKNOWN": "the guest's configuration could not be read",
     "PVT-CONFIG-INVALID": "PVE's answer for the guest's configuration is unusable",
     "PVT-LOCKED": "the guest is locked",

@@ -13,6 +13,7 @@ from pvetool.model import (
     ClusterSnapshot,
     Guest,
 )
+from pvetool.planner.checks.drained import drained_issues
 from pvetool.planner.checks.rules import ha_issues, rule_issues, soft_issues
 from pvetool.planner.checks.verdicts import (
     CheckContext,
@@ -73,7 +74,7 @@ def target_verdict(
 
 def _node_issues(guest: Guest, target: str, snap: ClusterSnapshot) -> list[Issue]:
     """The target node itself refuses: HA maintenance, or another CPU architecture."""
-    issues: list[Issue] = []
+    issues: list[Issue] = drained_issues(target, snap)
     node = snap.nodes[target]
     if snap.in_ha_maintenance(target):
         issues.append(

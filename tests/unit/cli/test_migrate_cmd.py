@@ -58,7 +58,7 @@ def test_a_passthrough_vm_is_refused_by_the_checks_before_any_write(
     lab: Emulator, requests_sent: list[tuple[str, str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = pvetool(capsys, "migrate", "114", "--to", "pve1")
-    assert code == 1 and out == ""
+    assert code == 2 and out == ""  # refused before starting
     assert "error: guest 114 cannot be migrated to pve1:" in err
     assert "PVT-LOCAL-DEVICE: 114 (gpu1): it uses host-bound devices: hostpci0" in err
     assert requests_sent and not [r for r in requests_sent if r[0] != "GET"]
@@ -76,7 +76,7 @@ def test_no_wait_starts_journals_and_leaves_the_task_running(
     assert out.startswith("started: UPID:pve1:") and ":qmigrate:110:" in out
     posts = [path for method, path in requests_sent if method == "POST"]
     assert posts == ["/nodes/pve1/qemu/110/migrate"]
-    (run,) = list_runs(tmp_path / "state")
+    (run,) = list_runs(tmp_path / "state" / "clusters" / "lab")
     assert (run.command, run.kind) == ("migrate:110", "migrate")
     rec = run.moves[next(iter(run.moves))]
     assert rec.upid == out.split()[1] and rec.outcome is not None

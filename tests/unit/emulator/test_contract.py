@@ -188,6 +188,8 @@ def test_every_answer_matches_the_official_schema(emu: Emulator) -> None:
             "PUT",
             "/cluster/ha/resources/{sid}",
         ),
+        ("/pools", {"poolid": "pvetool-run", "comment": "run"}, "POST", "/pools"),
+        ("/pools", {"poolid": "pvetool-run"}, "DELETE", "/pools"),
         (
             "/nodes/pve2/migrateall",
             {"target": "pve3", "vms": "105,117", "max-workers": 1},

@@ -30,7 +30,7 @@ PACKAGED = REPO_ROOT / "pvetool" / "emulator" / "data" / "pve-api-schema.json"
 # official file whenever it is present.
 OFFICIAL_SCHEMA_SHA256 = "d1d290ae989d0a634a10cea005b5df4eb07313624d86b2eeea7e481685d6730a"
 OFFICIAL_SCHEMA_BYTES = 1_405_816
-SUBSET_SHA256 = "39cdb7bf7087ad3022b7b65562ccfc77204db7a8742d9ff9dfad86923d659b10"
+SUBSET_SHA256 = "7e88466c5116f1ebee51b97a7802f12a5b899aea05494c79f609bc625c2d534b"
 FIXTURES = REPO_ROOT / "tests" / "data" / "fixtures"
 
 QM_MIGRATE = "/nodes/{node}/qemu/{vmid}/migrate"
@@ -126,7 +126,7 @@ def test_provenance_is_recorded(api: ApiSchema) -> None:
     assert prov["pve_version"] == "9.2"
     assert "apidoc" in prov["origin"] and "fivetwenty-io/proxmox-apiclient-go" in prov["origin"]
     assert "AGPL-3.0-or-later" in prov["licence"] and "Proxmox Server Solutions" in prov["licence"]
-    assert prov["endpoint_count"] == len(api.templates()) == 59
+    assert prov["endpoint_count"] == len(api.templates()) == 61
 
 
 def test_endpoint_lookup(api: ApiSchema) -> None:

@@ -53,6 +53,12 @@ def test_reader_skips_a_torn_last_line_and_finds_unfinished_runs(tmp_path: Path)
     done.close()
     assert find_resumable(tmp_path, command="drain:pve1") is None  # the last run finished
 
+    failed = start(tmp_path, plan)
+    failed.write(RunEnd(exit_code=1, interrupted=False))
+    failed.close()
+    found = find_resumable(tmp_path, command="drain:pve1")  # a failure can be resumed
+    assert found is not None and found.run_id == failed.run_id
+
 
 def test_resume_never_migrates_an_arrived_guest_again(tmp_path: Path) -> None:
     api = FakeApi(NODES, [FakeGuest(101, "qemu", "pve2"), FakeGuest(102, "qemu", "pve1")])
