@@ -471,7 +471,7 @@ def run_and_report(
         for change in drift(plan, snapshot):
             click.echo(f"warning: since the run was planned: {change}", err=True)
     preflight(ctx, plan, opts, command=job.command, notes=notes, where=where)
-    click.echo(f"Running on the {where}.", err=True)
+    st.stderr.print(f"Running on the {where}.")
     client = get_client(ctx)
     job = job_on(replace(job, argv=tuple(sys.argv[1:])), cluster)
     run_id = resume.run_id if resume is not None else new_run_id()

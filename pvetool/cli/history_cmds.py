@@ -7,13 +7,15 @@ Imports: click, `pvetool.cli`, `pvetool.journal`, `pvetool.render` and `pvetool.
 from __future__ import annotations
 
 import click
+from rich.text import Text
 
 from pvetool.cli.common import output_option, state
 from pvetool.cli.execution import check_report_paths, print_summary, report_option, write_reports
 from pvetool.cli.group import cli
+from pvetool.cli.output import emit
 from pvetool.journal import state_dir
-from pvetool.render.formats import to_json
-from pvetool.render.report import report_data
+from pvetool.render.history import runs_markdown, runs_renderable
+from pvetool.render.report import report_data, report_markdown
 from pvetool.state.history import all_runs, find_run, rebuild_report
 
 __all__ = ["report_cmd", "runs_group"]
@@ -22,7 +24,7 @@ __all__ = ["report_cmd", "runs_group"]
 @cli.group("runs", invoke_without_command=True)
 @click.option("--cluster", metavar="NAME", help="Only runs on this cluster (its name).")
 @click.option("--node", metavar="NODE", help="Only runs that drained or moved to/from NODE.")
-@output_option(choices=("table", "json"))
+@output_option()
 @click.pass_context
 def runs_group(ctx: click.Context, cluster: str | None, node: str | None, output: str) -> None:
     """List past runs (id, command, cluster, start, result, moves), oldest first.
@@ -41,49 +43,51 @@ def runs_group(ctx: click.Context, cluster: str | None, node: str | None, output
         if (cluster is None or e.cluster == cluster or e.state.cluster == cluster)
         and (node is None or e.involves(node))
     ]
-    if output == "json":
-        click.echo(
-            to_json(
-                [
-                    {
-                        "run": e.state.run_id,
-                        "command": e.state.command,
-                        "cluster": e.state.cluster or e.cluster,
-                        "emulated": e.emulated,
-                        "endpoint": e.state.endpoint,
-                        "started": e.state.started_t,
-                        "result": e.result,
-                        "exit_code": e.state.exit_code,
-                        "moves": e.moves,
-                        "journal": str(e.state.path),
-                    }
-                    for e in entries
-                ]
-            )
-        )
-        return
-    if not entries:
+    rows = [
+        {
+            "run": e.state.run_id,
+            "command": e.state.command,
+            "cluster": e.state.cluster or e.cluster,
+            "emulated": e.emulated,
+            "endpoint": e.state.endpoint,
+            "started": e.state.started_t,
+            "result": e.result,
+            "exit_code": e.state.exit_code,
+            "moves": e.moves,
+            "journal": str(e.state.path),
+        }
+        for e in entries
+    ]
+    if not rows and output == "table":
         click.echo(f"No runs in {state_dir()}.", err=True)
         return
-    rows = [("RUN", "COMMAND", "CLUSTER", "STARTED (UTC)", "RESULT", "MOVES")]
-    for e in entries:
-        where = (e.state.cluster or e.cluster) + (" (emulated)" if e.emulated else "")
-        rows.append((e.state.run_id, e.state.command, where, e.started, e.result, str(e.moves)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    emit(
+        state(ctx),
+        output,
+        "runs",
+        lambda: {"runs": rows},
+        table=lambda: runs_renderable(rows),
+        markdown=lambda: runs_markdown(rows),
+    )
 
 
 @runs_group.command("show")
 @click.argument("run")
-@output_option(choices=("table", "json"))
+@output_option()
 @click.pass_context
 def runs_show(ctx: click.Context, run: str, output: str) -> None:
     """Show the report of RUN (an id, or the start of one), rebuilt from its journal."""
     entry = find_run(state_dir(), run)
     report = rebuild_report(entry.state)
-    if output == "json":
-        click.echo(to_json(report_data(report)))
+    if output != "table":
+        emit(
+            state(ctx),
+            output,
+            "report",
+            lambda: report_data(report),
+            table=lambda: Text(""),
+            markdown=lambda: report_markdown(report),
+        )
         return
     where = entry.state.cluster or entry.cluster
     endpoint = f" at {entry.state.endpoint}" if entry.state.endpoint else ""

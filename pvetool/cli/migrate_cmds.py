@@ -266,7 +266,7 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
                 command=job.command,
             )
             ctx.exit(write_reports(st, report, kw["reports"], kw["junit"]) or 1)
-    click.echo(f"Running on the {where}.", err=True)
+    st.stderr.print(f"Running on the {where}.")
     with (
         holding(ctx, cluster, job, run_id, force=kw["force_lock"]),
         open_journal(cluster.ensure(), plan, job, resume, run_id=run_id) as journal,

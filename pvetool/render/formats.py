@@ -25,6 +25,7 @@ VERSIONS: dict[str, int] = {
     "report": 1,
     "event": 1,
     "error": 1,
+    "runs": 1,
 }
 
 

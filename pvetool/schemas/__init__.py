@@ -1,8 +1,8 @@
 """JSON Schemas of pvetool's output documents (docs/output.md), shipped with the package.
 
 ``<kind>.schema.json`` describes the document ``{"format": "pvetool/<kind>", "version": N,
-...}``: status, check, plan, report, event (one per line of ``-o json`` while a run goes on)
-and error. ``plan-file.schema.json`` is the schema of YAML plan files (what ``pvetool plan
+...}``: status, check, plan, report, event (one per line of ``-o json`` while a run goes on),
+error and runs. ``plan-file.schema.json`` is the schema of YAML plan files (what ``pvetool plan
 schema`` prints; generated from the loader's spec, a test keeps the shipped copy identical).
 
 Imports: the standard library only.
@@ -16,7 +16,7 @@ from typing import Any
 
 __all__ = ["KINDS", "load_schema"]
 
-KINDS = ("status", "check", "plan", "report", "event", "error")
+KINDS = ("status", "check", "plan", "report", "event", "error", "runs")
 
 
 def load_schema(kind: str) -> dict[str, Any]:

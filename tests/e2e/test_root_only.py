@@ -81,6 +81,7 @@ def test_drain_and_migrate_with_a_token_never_send_root_only_options(lab: Cluste
     r = lab.pvetool("drain", "pve2", "--yes")
     assert r.code in (0, 1) and ", 0 failed," in r.out, r.out + r.err  # gpu1 is blocked
     assert "Only root may use this option" not in r.out + r.err
-    r = lab.pvetool("migrate", "110", "--to", "pve2")
+    # pve2 stays drained until undrain (PVT-DRAINED): the single migrate goes to pve3.
+    r = lab.pvetool("migrate", "110", "--to", "pve3")
     assert r.code == 0, r.out + r.err
-    assert lab.node_of(110) == "pve2"
+    assert lab.node_of(110) == "pve3"

@@ -17,11 +17,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from pvetool.emulator.clusterfile import load_cluster
 from pvetool.emulator.server import Emulator
 from pvetool.emulator.specs import TokenSpec
+from pvetool.schemas import load_schema
 from pvetool.state.lock import MARKER_POOL, Holder
 from tests.e2e.inprocess import SteppedClock
 from tests.e2e.lab import (
@@ -530,13 +532,24 @@ def test_runs_are_listed_shown_and_reported_again_from_the_journal(
     r = lab.pvetool("drain", "pve3", "--yes", "--report", str(live))
     assert r.code in (0, 1), r.out + r.err
     run_id = journal_records(lab)[0][0]["run"]
-    listed = json.loads(lab.pvetool("runs", "-o", "json").out)
-    assert [(e["run"], e["command"], e["cluster"]) for e in listed] == [
+    document = json.loads(lab.pvetool("runs", "-o", "json").out)
+    jsonschema.validate(document, load_schema("runs"))
+    assert (document["format"], document["version"]) == ("pvetool/runs", 1)
+    assert [(e["run"], e["command"], e["cluster"]) for e in document["runs"]] == [
         (run_id, "drain:pve3", "lab")
     ]
-    assert json.loads(lab.pvetool("runs", "--node", "pve3", "-o", "json").out)
-    assert json.loads(lab.pvetool("runs", "--node", "pve9", "-o", "json").out) == []
-    assert json.loads(lab.pvetool("runs", "--cluster", "other", "-o", "json").out) == []
+
+    def listed(*args: str) -> list[dict[str, object]]:
+        runs: list[dict[str, object]] = json.loads(lab.pvetool("runs", *args, "-o", "json").out)[
+            "runs"
+        ]
+        return runs
+
+    assert listed("--node", "pve3")
+    assert listed("--node", "pve9") == []
+    assert listed("--cluster", "other") == []
+    markdown = lab.pvetool("runs", "-o", "markdown").out
+    assert markdown.startswith("| run | command |") and run_id in markdown
     table = lab.pvetool("runs")
     assert run_id in table.out and "drain:pve3" in table.out
     shown = lab.pvetool("runs", "show", run_id[:20])

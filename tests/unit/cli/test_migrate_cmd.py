@@ -75,7 +75,9 @@ def test_no_wait_starts_journals_and_leaves_the_task_running(
     assert code == 0
     assert out.startswith("started: UPID:pve1:") and ":qmigrate:110:" in out
     posts = [path for method, path in requests_sent if method == "POST"]
-    assert posts == ["/nodes/pve1/qemu/110/migrate"]
+    # the run marker on the cluster (pvetool.state.lock: pool pvetool-run), then one migration
+    assert posts == ["/pools", "/nodes/pve1/qemu/110/migrate"]
+    assert ("DELETE", "/pools") in requests_sent  # the marker is gone when the command ends
     (run,) = list_runs(tmp_path / "state" / "clusters" / "lab")
     assert (run.command, run.kind) == ("migrate:110", "migrate")
     rec = run.moves[next(iter(run.moves))]
