@@ -24,13 +24,6 @@ from typing import Any
 
 import click
 
-from pvetool.cli import (  # noqa: F401  (registration)
-    emulator_cmds,
-    migrate_cmds,
-    plan_cmds,
-    run_cmds,
-    status_cmds,
-)
 from pvetool.cli.common import Clocks
 from pvetool.cli.group import cli
 from pvetool.errors import PvetoolError, TaskFailed

@@ -200,7 +200,7 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
     """
     st = state(ctx)
     client = get_client(ctx)
-    snapshot = fetch_snapshot(client)
+    snapshot = fetch_snapshot(client, configs_of=[vmid])
     job = JobInfo(f"migrate:{vmid}", "migrate", argv=tuple(sys.argv[1:]))
     resume = None
     if kw["resume"]:

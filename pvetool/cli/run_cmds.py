@@ -47,8 +47,9 @@ from pvetool.units import parse_percent
 __all__ = ["apply_cmd", "drain_cmd", "rebalance_cmd", "undrain_cmd"]
 
 
-def _snapshot(ctx: click.Context) -> ClusterSnapshot:
-    return fetch_snapshot(get_client(ctx))
+def _snapshot(ctx: click.Context, configs_on: Sequence[str] | None = None) -> ClusterSnapshot:
+    """The cluster; with `configs_on`, only those nodes' guest configs are read (a drain)."""
+    return fetch_snapshot(get_client(ctx), configs_on=configs_on)
 
 
 @cli.command("drain")
@@ -85,7 +86,7 @@ def drain_cmd(
     if not names:  # `drain ""` must not be a successful drain of nothing
         raise click.BadParameter("name the node(s) to drain", param_hint="NODE")
     job = JobInfo(f"drain:{','.join(sorted(names))}", "drain", drained_nodes=names)
-    snapshot = _snapshot(ctx)
+    snapshot = _snapshot(ctx, configs_on=names)
     resume = None
     if opts.resume:
         resume = resumable(state_dir(), command=job.command, what=f"'drain {' '.join(names)}'")
