@@ -31,7 +31,7 @@ from pvetool.cli.execution import (
     split_names,
 )
 from pvetool.cli.group import cli
-from pvetool.cli.plan_cmds import plan_group
+from pvetool.cli.plan_cmds import link_option, plan_group, planned_links
 from pvetool.errors import PlanError
 from pvetool.journal import Origin, journalled_plan, state_dir, undrain_candidates
 from pvetool.model import ClusterSnapshot, ExecutionPlan, RunReport
@@ -61,6 +61,7 @@ def _snapshot(ctx: click.Context, configs_on: Sequence[str] | None = None) -> Cl
     help="At most N migrations at once, and at most N from each source node.",
 )
 @click.option("--with-local-disks", is_flag=True, help="Move guests with local disks too.")
+@link_option
 @run_options
 @click.pass_context
 def drain_cmd(
@@ -70,6 +71,7 @@ def drain_cmd(
     targets: str | None,
     max_parallel: int | None,
     with_local_disks: bool,
+    links: dict[str, float],
     **kw: Any,
 ) -> None:
     """Move every movable guest off NODE (live for running VMs, restart for containers).
@@ -98,7 +100,7 @@ def drain_cmd(
             max_parallel=max_parallel,
             with_local_disks=with_local_disks,
         )
-        plan = build.build_plan(spec, snapshot)
+        plan = build.build_plan(spec, snapshot, **planned_links(get_client(ctx), snapshot, links))
     run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume)
 
 
@@ -203,10 +205,17 @@ def _percent(_: click.Context, __: click.Parameter, value: str) -> float:
     help="Stop when the most and least loaded nodes differ by at most this.",
 )
 @click.option("--max-moves", type=click.IntRange(min=1), help="At most N migrations.")
+@link_option
 @run_options
 @click.pass_context
 def rebalance_cmd(
-    ctx: click.Context, /, by: str, threshold: float, max_moves: int | None, **kw: Any
+    ctx: click.Context,
+    /,
+    by: str,
+    threshold: float,
+    max_moves: int | None,
+    links: dict[str, float],
+    **kw: Any,
 ) -> None:
     """Move guests until node loads are within the threshold of each other.
 
@@ -224,7 +233,7 @@ def rebalance_cmd(
         plan = journalled_plan(resume)
     else:
         spec = build.rebalance_spec(by=by, threshold=threshold, max_moves=max_moves)
-        plan = build.build_plan(spec, snapshot)
+        plan = build.build_plan(spec, snapshot, **planned_links(get_client(ctx), snapshot, links))
     run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume)
 
 
