@@ -514,9 +514,20 @@ def _topological(moves: Sequence[Move], key: Callable[[Move], tuple[object, ...]
     return out
 
 
-def _orders(moves: Sequence[Move], timings: Mapping[str, Timing]) -> dict[str, list[Move]]:
+def _orders(
+    moves: Sequence[Move], timings: Mapping[str, Timing], network: Network | None = None
+) -> dict[str, list[Move]]:
     def size(m: Move) -> float:
         return timings[m.id].ram_bytes + timings[m.id].disk_bytes
+
+    def alone_s(m: Move) -> float:
+        """The move's duration alone on its links: with per-node link speeds a move to a slow
+        node can bound the makespan though it is not the largest (issue 14: bottleneck first)."""
+        t = timings[m.id]
+        rate = t.cap_Bps
+        if network is not None:
+            rate = min(rate, network.link(m.source), network.link(m.target))
+        return t.pre_s + t.post_s + size(m) / max(rate, 1.0)
 
     def rank(m: Move) -> int:
         t = timings[m.id]
@@ -525,6 +536,7 @@ def _orders(moves: Sequence[Move], timings: Mapping[str, Timing]) -> dict[str, l
     orders = {
         "as planned": _topological(moves, lambda m: ()),
         "largest first": _topological(moves, lambda m: (-size(m),)),
+        "longest first": _topological(moves, lambda m: (-alone_s(m), -size(m))),
         "smallest first": _topological(moves, lambda m: (size(m),)),
         "hot first": _topological(moves, lambda m: (-rank(m), -size(m))),
         "hot last": _topological(moves, lambda m: (rank(m), -size(m))),
@@ -537,7 +549,8 @@ def _orders(moves: Sequence[Move], timings: Mapping[str, Timing]) -> dict[str, l
         seen[m.target] = turn[m.id] + 1
     orders["spread over targets"] = _topological(moves, lambda m: (turn[m.id], -size(m)))
     if len(moves) > 80:  # keep planning time bounded on very large stages
-        orders = {k: orders[k] for k in ("as planned", "largest first", "spread over targets")}
+        keep = ("as planned", "largest first", "longest first", "spread over targets")
+        orders = {k: orders[k] for k in keep}
     unique: dict[tuple[str, ...], str] = {}
     for name, order in orders.items():
         unique.setdefault(tuple(m.id for m in order), name)
@@ -567,7 +580,7 @@ def _best_order(
     params: TimingParams,
 ) -> tuple[str, list[Move], dict[str, Predicted], float]:
     best: tuple[tuple[float, float], str, list[Move], dict[str, Predicted]] | None = None
-    for name, order in _orders(moves, timings).items():
+    for name, order in _orders(moves, timings, network).items():
         pred = simulate(order, timings, caps, network, params)
         makespan = max((p.end_s for p in pred.values()), default=0.0)
         key = (round(makespan, 3), round(_mean_end(pred), 3))
