@@ -7,7 +7,7 @@ the cluster in one snapshot, calls `build_plan`, and renders. `validate` and `ch
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -52,9 +52,16 @@ link_option = click.option(
 
 
 def planned_links(
-    client: PveClient, snapshot: ClusterSnapshot, declared: Mapping[str, float]
+    client: PveClient | None,
+    snapshot: ClusterSnapshot,
+    declared: Mapping[str, float],
+    in_plan: Iterable[tuple[str, float]] = (),
 ) -> dict[str, Any]:
-    """`build_plan`'s link arguments: each node's speed and where the figure came from."""
+    """`build_plan`'s link arguments: each node's speed and where the figure came from.
+    `declared` (``--link``) wins over the plan's ``links:`` (`in_plan`); ``--link SPEED`` for
+    every node replaces the plan's section as a whole."""
+    if "default" not in declared:
+        declared = {**dict(in_plan), **declared}
     figures = cluster_links(client, snapshot, declared)
     return {"link_bits_per_s": figures.bits_per_s, "link_origin": figures.origin}
 
@@ -93,7 +100,7 @@ def plan_validate(ctx: click.Context, file: str, output: str, links: dict[str, f
     spec = load_plan(file)
     client = get_client(ctx)
     snapshot = fetch_snapshot(client)
-    plan = build_plan(spec, snapshot, **planned_links(client, snapshot, links))
+    plan = build_plan(spec, snapshot, **planned_links(client, snapshot, links, spec.links))
     if output == "json":
         click.echo(to_json(matrix_data(plan)))
     else:
@@ -120,7 +127,7 @@ def plan_show(ctx: click.Context, file: str, output: str, links: dict[str, float
     spec = load_plan(file)
     client = get_client(ctx)
     snapshot = fetch_snapshot(client)
-    plan = build_plan(spec, snapshot, **planned_links(client, snapshot, links))
+    plan = build_plan(spec, snapshot, **planned_links(client, snapshot, links, spec.links))
     if output == "json":
         click.echo(to_json(plan_data(plan)))
     elif output == "markdown":

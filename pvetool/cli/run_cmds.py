@@ -275,7 +275,8 @@ def apply_cmd(ctx: click.Context, /, file: str, ignore_drift: bool, **kw: Any) -
         resume = resumable(state_dir(), command=job.command, what=f"the plan {file}")
         plan = journalled_plan(resume, file)
     elif isinstance(plan, PlanSpec):
-        plan = build.build_plan(plan, snapshot)
+        links = planned_links(get_client(ctx), snapshot, {}, plan.links)
+        plan = build.build_plan(plan, snapshot, **links)
     run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume)
 
 
