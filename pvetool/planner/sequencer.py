@@ -659,7 +659,10 @@ def _caps_candidates(
     busiest = max(
         (max(Counter(m.source for m in s).values(), default=0) for s in stages), default=1
     )
-    wanted = set(range(1, fill + 2)) | {fill + 3, 2 * fill, 3 * fill, MAX_DEFAULT_PER_SOURCE}
+    # `busiest`: every move of the busiest source at once, when the links can take it (a few
+    # small guests finish soonest together; issue 14).
+    wanted = set(range(1, fill + 2)) | {fill + 3, 2 * fill, 3 * fill, busiest}
+    wanted.add(MAX_DEFAULT_PER_SOURCE)
     per_source_options = (
         [fixed_source]
         if fixed_source
