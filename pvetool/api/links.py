@@ -1,9 +1,10 @@
 """Learned link speeds: read recent finished migrations' task logs and say, per node, how fast
 its migration link carried a live RAM stream (issue 14: PVE's API has no link speed).
 
-`fetch_link_samples` lists each online node's recent ``qmigrate`` tasks (``GET /nodes/{n}/tasks
-?typefilter=qmigrate``, at most `max_workers` calls in flight) and reads the logs of the newest
-successful ones it has not seen before (`known`: UPIDs already parsed, kept by the caller).
+`fetch_link_samples` finds the recent ``qmigrate`` tasks of every online node (``GET
+/cluster/tasks``, or each node's ``GET /nodes/{n}/tasks?typefilter=qmigrate`` when that is
+refused) and reads the logs of the newest successful ones it has not seen before (`known`: UPIDs
+already parsed, kept by the caller), at most `max_workers` calls in flight.
 `learn_links` turns samples into a per-node figure:
 
 * a node's figure is the fastest RAM rate of its recent migrations, as source or target: a
@@ -58,25 +59,34 @@ def fetch_link_samples(
     per_node: int = 5,
     max_workers: int = 8,
 ) -> list[LinkSample]:
-    """Samples of the newest `per_node` successful migrations from each node not in `known`."""
+    """Samples of the newest `per_node` successful migrations from each node not in `known`.
+
+    One ``GET /cluster/tasks`` finds them on every node at once (a 100-node cluster costs one
+    call, not a hundred); only when PVE refuses it, each node's own list is read."""
     nodes = list(nodes)
     with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="pve") as pool:
-        listed = {
-            node: pool.submit(
-                client.tasks,
-                TaskQuery(node=node, typefilter="qmigrate", source="archive", limit=per_node * 4),
-            )
-            for node in nodes
-        }
+        try:
+            listed = {"*": client.cluster_tasks()}
+        except (ApiError, ApiUnreachable) as exc:
+            logger.info("Could not list the cluster's tasks (%s); reading each node's", exc)
+            listed = _per_node_lists(client, pool, nodes, per_node)
         wanted: list[TaskSummary] = []
-        for node, future in listed.items():
-            try:
-                tasks = future.result()
-            except (ApiError, ApiUnreachable) as exc:  # e.g. no Sys.Audit: nothing learned
-                logger.info("Could not list the migrations of %s: %s", node, exc)
-                continue
-            done = [t for t in tasks if t.exitstatus == "OK" and t.endtime is not None]
-            wanted += [t for t in done if str(t.upid) not in known][:per_node]
+        for tasks in listed.values():
+            done = [
+                t
+                for t in tasks
+                if t.upid.type == "qmigrate"
+                and t.upid.node in nodes
+                and t.exitstatus == "OK"
+                and t.endtime is not None
+                and str(t.upid) not in known
+            ]
+            done.sort(key=lambda t: -(t.endtime or 0))
+            count: dict[str, int] = {}
+            for task in done:
+                if count.get(task.upid.node, 0) < per_node:
+                    count[task.upid.node] = count.get(task.upid.node, 0) + 1
+                    wanted.append(task)
         logs = {str(t.upid): (t, pool.submit(client.task_log_all, t.upid)) for t in wanted}
         samples: list[LinkSample] = []
         for task, log_future in logs.values():
@@ -89,6 +99,25 @@ def fetch_link_samples(
             if sample is not None:
                 samples.append(sample)
     return samples
+
+
+def _per_node_lists(
+    client: PveClient, pool: ThreadPoolExecutor, nodes: list[str], per_node: int
+) -> dict[str, tuple[TaskSummary, ...]]:
+    futures = {
+        node: pool.submit(
+            client.tasks,
+            TaskQuery(node=node, typefilter="qmigrate", source="archive", limit=per_node * 4),
+        )
+        for node in nodes
+    }
+    out: dict[str, tuple[TaskSummary, ...]] = {}
+    for node, future in futures.items():
+        try:
+            out[node] = future.result()
+        except (ApiError, ApiUnreachable) as exc:  # e.g. no Sys.Audit: nothing learned there
+            logger.info("Could not list the migrations of %s: %s", node, exc)
+    return out
 
 
 def learn_links(

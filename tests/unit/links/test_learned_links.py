@@ -126,6 +126,10 @@ def test_declared_wins_then_learned_then_default() -> None:
         parse_links(["pve3=fast"])
 
 
+def _log_reads(emu: Emulator) -> int:
+    return sum(n for k, n in emu.stats.by_endpoint.items() if k.endswith("/log"))
+
+
 def _heterogeneous() -> str:
     text = generate_cluster(4, 16, seed=3, fleet="light")
     return re.sub(r'(  pve4: \{[^\n]*?)link: "10Gbit"', r'\1link: "1Gbit"', text)
@@ -150,7 +154,11 @@ def test_learned_from_the_emulator_and_planned_around(tmp_path: Path) -> None:
         with PveClient(load_settings(env=emu.env(), config_path=None)) as client:
             snap = fetch_snapshot(client)
             figures = cluster_links(client, snap, {}, state=tmp_path)
+            logs_read = _log_reads(emu)
             again = cluster_links(client, snap, {}, state=tmp_path)
+            assert _log_reads(emu) == logs_read == 4  # each log once: the samples are kept
+        listed = [k for k in emu.stats.by_endpoint if k.endswith("/tasks")]
+        assert listed == ["GET /cluster/tasks"]  # one call for the whole cluster
     finally:
         emu.stop()
     assert figures.origin["pve4"] == "learned from 2 migrations"
