@@ -689,22 +689,31 @@ def _promising_caps(
     """The fastest candidate and the least concurrent one within the tolerance of it, judged
     with one order (largest first): the order matters less than the concurrency, so every
     order is tried only for these two, which saves most of the work."""
-    quick: list[tuple[float, int, Caps]] = []
+    quick: list[tuple[float, int, Caps, float]] = []
     worse = 0
     for caps in candidates:  # ascending concurrency; stop once it keeps getting worse
         total = 0.0
+        ends: list[float] = []
         for s in stages:
             order = _topological(s, lambda m: (-_size(timings[m.id]),))
             pred = simulate(order, timings, caps, network, params)
+            ends += [total + p.end_s for p in pred.values()]
             total += max((p.end_s for p in pred.values()), default=0.0)
+        mean_end = sum(ends) / len(ends) if ends else 0.0
         worse = worse + 1 if quick and total > min(q[0] for q in quick) else 0
-        quick.append((round(total, 3), caps.per_source, caps))
+        quick.append((round(total, 3), caps.per_source, caps, mean_end))
         if worse >= 2:
             break
     quick.sort(key=lambda q: (q[0], q[1]))
     limit = quick[0][0] * (1 + CONCURRENCY_TOLERANCE) + 1e-9
-    # The fastest, and the least concurrency within the tolerance of it.
-    keep = [quick[0][2], min((q for q in quick if q[0] <= limit), key=lambda q: q[1])[2]]
+    near = [q for q in quick if q[0] <= limit]
+    # The fastest, the least concurrency within the tolerance of it, and the one whose moves
+    # end soonest on average within it (`_best_caps` chooses among them).
+    keep = [
+        quick[0][2],
+        min(near, key=lambda q: q[1])[2],
+        min(near, key=lambda q: (round(q[3]), q[1]))[2],
+    ]
     return [c for c in candidates if any(c is k for k in keep)]
 
 
@@ -724,6 +733,23 @@ def _best_caps(
         per_stage = [_best_order(s, timings, caps, network, params) for s in stages]
         results.append((sum(r[3] for r in per_stage), caps, per_stage))
     best_total = min(r[0] for r in results)
-    chosen = next(r for r in results if r[0] <= best_total * (1 + CONCURRENCY_TOLERANCE) + 1e-9)
-    _, caps, per_stage = chosen
+    near = [r for r in results if r[0] <= best_total * (1 + CONCURRENCY_TOLERANCE) + 1e-9]
+    # Among those as fast as the best, the one whose moves end soonest on average: small guests
+    # next to a long one finish early instead of queueing behind it, which also keeps a
+    # misjudged long move (its dirty rate is a guess) from holding the others back (issue 14).
+    # Ties (within a second) go to the least concurrency.
+    soonest = min(_mean_completion(r[2]) for r in near)
+    _, caps, per_stage = next(r for r in near if _mean_completion(r[2]) <= soonest + 1.0)
     return caps, per_stage
+
+
+def _mean_completion(
+    per_stage: Sequence[tuple[str, list[Move], dict[str, Predicted], float]],
+) -> float:
+    """Mean predicted end of the moves, stages placed one after the other."""
+    ends: list[float] = []
+    offset = 0.0
+    for _, _, pred, makespan in per_stage:
+        ends += [offset + p.end_s for p in pred.values()]
+        offset += makespan
+    return sum(ends) / len(ends) if ends else 0.0
