@@ -8,9 +8,9 @@ Drains. Each scenario of `bench/scenarios/` (seeded cluster files written by ``-
 served by a fresh in-process emulator for every tool, with its clock at ``--speed`` (1-4), and
 node pve1 is drained by:
 
-* ``pvetool``: ``pvetool drain pve1 --with-local-disks --yes`` as a child process (the real CLI;
-  ``--link`` declared only where the scenario file says a node is slower: a fresh emulator has no
-  migration history to learn from);
+* ``pvetool``: ``pvetool drain pve1 --with-local-disks --yes`` as a child process (the real CLI),
+  with ``--link`` declaring the scenario's link speeds (a fresh emulator has no migration history
+  for pvetool to learn them from; on a real cluster they are learned);
 * ``migrateall-1`` / ``migrateall-4``: PVE's own ``POST /nodes/pve1/migrateall`` to the node with
   the most free memory, ``max-workers`` 1 and 4, ``with-local-disks=1``;
 * ``proxlb``: ProxLB one-shot maintenance (``maintenance_nodes: [pve1]``, ``daemon: false``,
@@ -296,8 +296,10 @@ def overfilled(
 
 
 def pvetool_args(scenario: str) -> list[str]:
-    _, slow, _ = SCENARIOS.get(scenario, ({}, {}, 1.0))
-    links = [f"--link={n}={v}" for n, v in slow.items()]
+    gen, slow, _ = SCENARIOS.get(scenario, ({}, {}, 1.0))
+    # Declared, as an administrator would (or as pvetool learns from the cluster's past
+    # migrations; a fresh emulator has none): the scenario's link and its slower nodes.
+    links = [f"--link={gen.get('link', '10Gbit')}"] + [f"--link={n}={v}" for n, v in slow.items()]
     return ["drain", "pve1", "--with-local-disks", "--yes", *links]
 
 
