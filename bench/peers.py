@@ -647,9 +647,10 @@ def proxlb_rebalance(text: str, snap: Any) -> dict[str, Any] | None:
             elapsed = time.perf_counter() - started
     finally:
         emu.stop()
-    start = done.stdout.find("{")
+    # Its log shares stdout with the JSON: decode the object that starts a line, ignore the rest.
+    start = done.stdout.find("\n{") + 1 if not done.stdout.startswith("{") else 0
     try:
-        body = json.loads(done.stdout[start:]) if start >= 0 else {}
+        body, _ = json.JSONDecoder().raw_decode(done.stdout[start:])
     except ValueError:
         return {"status": f"unparsed output (rc {done.returncode})", "plan_s": elapsed}
     where = {g.vmid: g.node for g in snap.guests.values()}
