@@ -10,8 +10,9 @@ Per node, the first that applies:
    migrations";
 4. the built-in default, 10 Gbit/s.
 
-Learned samples are kept in the state directory (``link-samples.json``, newest
-`MAX_KEPT_SAMPLES`), keyed by task UPID, so each task log is read once and the figures improve
+Learned samples are kept in the state directory, one file per cluster name
+(``link-samples-<cluster>.json``, newest `MAX_KEPT_SAMPLES`; node names like pve1 repeat across
+clusters), keyed by task UPID, so each task log is read once and the figures improve
 with every run (the executor's own migrations are among the next run's samples).
 
 Imports: the standard library, `pvetool.api`, `pvetool.journal` (the state directory),
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -41,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_LINK_BITS_PER_S = 10e9
 MAX_KEPT_SAMPLES = 2000
-SAMPLES_FILE = "link-samples.json"
+SAMPLES_FILE = "link-samples-{cluster}.json"
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,8 @@ def cluster_links(
     learned: dict[str, LearnedLink] = {}
     if client is not None and "default" not in declared and not set(nodes) <= set(declared):
         params = params or TimingParams()
-        path = (state or state_dir()) / SAMPLES_FILE
+        cluster = re.sub(r"[^A-Za-z0-9_.-]", "_", snapshot.cluster_name or "cluster")
+        path = (state or state_dir()) / SAMPLES_FILE.format(cluster=cluster)
         kept = _load(path)
         online = [n for n, e in snapshot.nodes.items() if e.online]
         try:

@@ -166,7 +166,9 @@ def test_learned_from_the_emulator_and_planned_around(tmp_path: Path) -> None:
     for node in ("pve1", "pve2", "pve3"):  # stream-bound: "at least", the default stays
         assert (figures.origin[node], figures.bits_per_s[node]) == ("default", 10e9)
     assert again == figures  # from the kept samples
-    assert (tmp_path / "link-samples.json").exists()
+    assert [p.name for p in tmp_path.glob("link-samples-*.json")] == [
+        f"link-samples-{snap.cluster_name}.json"
+    ]
     source = next(n for n in ("pve1", "pve2", "pve3") if snap.guests_on(n))
     plan = build_plan(
         drain_spec([source]),
