@@ -779,3 +779,19 @@ __all__ = [
     "solo_migration",
     "stream_cap_Bps",
 ]
+
+
+def link_bits_for_goodput(goodput_Bps: float) -> float:
+    """The nominal link speed (bits/s) whose usable bytes/second is `goodput_Bps`: the inverse
+    of `link_goodput_Bps` (monotonic), for links learned from measured migration rates."""
+    _check_non_negative("goodput_Bps", goodput_Bps)
+    if goodput_Bps == 0:
+        return 0.0
+    low, high = 1.0, 1e13
+    for _ in range(100):  # bisection in log space: well below 1e-6 relative error
+        mid = math.sqrt(low * high)
+        if link_goodput_Bps(mid) < goodput_Bps:
+            low = mid
+        else:
+            high = mid
+    return high

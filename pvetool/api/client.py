@@ -758,6 +758,11 @@ class PveClient:
             errors=True if query.errors_only else None,
         )
 
+    def cluster_tasks(self) -> tuple[TaskSummary, ...]:
+        """``GET /cluster/tasks``: every node's recent tasks in one call (pve-cluster
+        `Cluster.pm` get_tasklist: the running ones and the newest finished, 25 per node)."""
+        return self._call("GET", "/cluster/tasks", convert.task_list)
+
     def task_status(self, upid: Upid | str) -> TaskStatus:
         """``GET /nodes/{node}/tasks/{upid}/status``."""
         task = _as_upid(upid)

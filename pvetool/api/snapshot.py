@@ -8,7 +8,7 @@ pure `convert.build_snapshot`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -35,7 +35,12 @@ T = TypeVar("T")
 
 
 def fetch_snapshot(
-    client: PveClient, *, max_workers: int = 8, cpu_models: bool | None = None
+    client: PveClient,
+    *,
+    max_workers: int = 8,
+    cpu_models: bool | None = None,
+    configs_on: Collection[str] | None = None,
+    configs_of: Collection[int] | None = None,
 ) -> ClusterSnapshot:
     """Read the whole cluster into a `ClusterSnapshot` in few calls.
 
@@ -48,6 +53,13 @@ def fetch_snapshot(
     kept with ``config_known=False`` and a warning, and with ``config_problem`` when PVE's
     answer was unusable (the planner blocks it either way). Replication jobs PVE refuses to
     list are left out with a warning.
+
+    `configs_on` (node names) and `configs_of` (VMIDs) narrow the configs read to what a plan
+    can move: a drain of pve7 moves only pve7's guests, so on a 100-node cluster it reads 50
+    configs, not 5,000 (issue 14). Every other guest is still in the snapshot, from
+    ``/cluster/resources`` (node, status, configured memory, vCPUs: what capacity and the rules
+    count), with ``config_known=False``; the planner never moves a guest whose config it has not
+    read. Both None (the default) reads every config.
 
     A guest list that names nodes the cluster does not have is an `InvalidAnswer`: nothing is
     planned on it.
@@ -65,7 +77,8 @@ def fetch_snapshot(
     online = [n.name for n in resources.nodes if n.online and member_online.get(n.name, True)]
     with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="pve") as pool:
         try:
-            raw = _per_node_answers(client, pool, online, resources, cpu_models)
+            wanted = _wanted_configs(resources, configs_on, configs_of)
+            raw = _per_node_answers(client, pool, online, resources, cpu_models, wanted)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -102,12 +115,23 @@ class _PerNode:
     config_problems: Mapping[int, str]
 
 
+def _wanted_configs(
+    resources: ClusterResources, nodes: Collection[str] | None, vmids: Collection[int] | None
+) -> frozenset[int] | None:
+    """The VMIDs whose config to read (None: all)."""
+    if nodes is None and vmids is None:
+        return None
+    on = set(nodes or ())
+    return frozenset(g.vmid for g in resources.guests if g.node in on) | frozenset(vmids or ())
+
+
 def _per_node_answers(
     client: PveClient,
     pool: ThreadPoolExecutor,
     online: list[str],
     resources: ClusterResources,
     cpu_models: bool | None,
+    wanted: frozenset[int] | None,
 ) -> _PerNode:
     """Versions, bridges and guest configs of the online nodes, all in flight at once; then
     the CPU models when a guest's ``cpu: host`` makes them matter (or the caller asks)."""
@@ -117,7 +141,7 @@ def _per_node_answers(
     config_futures = {
         g.vmid: pool.submit(client.guest_config, g.kind, g.node, g.vmid)
         for g in resources.guests
-        if g.node in online_set
+        if g.node in online_set and (wanted is None or g.vmid in wanted)
     }
     versions, _ = _collect(version_futures, "the PVE version")
     bridges, _ = _collect(bridge_futures, "the network bridges")

@@ -27,6 +27,7 @@ started at or after the ``hamigrate``) and returns the second's outcome.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Collection
@@ -116,6 +117,7 @@ class _Follower:
         self.tail: deque[str] = deque(maxlen=max(tail_lines, FAILURE_TAIL_LINES))
         self.moved = True
         self.interval = wait.poll_interval_s
+        self.near_end_s: float | None = None  # the log says the task ends within this
         self.downtime_ms: int | None = None
         self.logged_duration_s: int | None = None
         self.log_error: PvetoolError | None = None
@@ -176,8 +178,12 @@ class _Follower:
         if self.on_log_line is not None:
             self.on_log_line(line)
         progress = convert.parse_progress_line(self.upid, line.text, line.n)
-        if progress is not None and self.on_progress is not None:
-            self.on_progress(progress)
+        if progress is not None:
+            self.near_end_s = _time_left_s(progress, self.near_end_s)
+            if self.on_progress is not None:
+                self.on_progress(progress)
+        elif _FINISHING.search(line.text):
+            self.near_end_s = NEAR_END_POLL_S
         downtime = convert.parse_downtime_ms(line.text)
         if downtime is not None:
             self.downtime_ms = downtime
@@ -191,6 +197,8 @@ class _Follower:
             self.interval = self.wait.poll_interval_s
         else:
             self.interval = min(self.wait.max_poll_interval_s, self.interval * 1.5)
+        if self.near_end_s is not None:  # poll faster near the end, not slower (issue 14)
+            return max(NEAR_END_POLL_S, min(self.interval, self.near_end_s))
         return self.interval
 
     def last_lines(self, count: int = FAILURE_TAIL_LINES) -> tuple[str, ...]:
@@ -203,6 +211,31 @@ def _placeholder(text: str) -> bool:
     ``unable to open file - <errno text>`` when the file is not there (yet): pve-common
     ``src/PVE/Tools.pm`` ``dump_logfile`` (l.794, l.806). Neither is a line of the task."""
     return text == "no content" or text.startswith("unable to open file")
+
+
+# Once the log says the end is near, the status is read this often: the next migration of a
+# drain starts as soon as a slot frees, instead of up to a whole poll interval later.
+NEAR_END_POLL_S = 0.5
+# After these lines only the switch-over and cleanup remain (qemu-server QemuMigrate.pm
+# phase2: "migration status: completed", then phase3 / phase3_cleanup; BlockJob.pm: "all
+# 'mirror' jobs are ready" before the RAM phase of a local-disk move is the other long part, so
+# it is not one of them).
+_FINISHING = re.compile(
+    r"migration (?:status: )?completed|migration finished successfully|"
+    r"start container on target node|stopping NBD storage migration server"
+)
+
+
+def _time_left_s(progress: MigrationProgress, before: float | None) -> float | None:
+    """How long the log says the migration still needs: the RAM phase's remaining bytes at its
+    current rate (a drive mirror's by its percentage is not known here without its duration;
+    the RAM phase follows it anyway), or None when it does not say."""
+    if progress.completed:
+        return NEAR_END_POLL_S
+    if progress.phase != "ram" or not progress.rate_bps or progress.total_bytes is None:
+        return before
+    left = max(0, progress.total_bytes - progress.transferred_bytes)
+    return left / progress.rate_bps
 
 
 def _follow_one(

@@ -13,7 +13,7 @@ Imports: click, the standard library, `pvetool.cli.common`, `pvetool.journal`,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -59,11 +59,17 @@ def state_of(ctx: click.Context, identity: ClusterIdentity) -> ClusterState:
 
 
 def planning_snapshot(
-    ctx: click.Context, *, release: str | None = None
+    ctx: click.Context,
+    *,
+    release: str | None = None,
+    configs_on: Collection[str] | None = None,
+    configs_of: Collection[int] | None = None,
 ) -> tuple[ClusterSnapshot, ClusterState]:
     """The cluster as the planner must see it: read from PVE, with the nodes pvetool drained
-    (`ClusterSnapshot.held_nodes`; `release`: the node an undrain is about to release)."""
-    snapshot = fetch_snapshot(get_client(ctx))
+    (`ClusterSnapshot.held_nodes`; `release`: the node an undrain is about to release).
+    `configs_on` / `configs_of`: read only the guest configs of those nodes / guests (what a
+    drain / a single migration needs; `fetch_snapshot`)."""
+    snapshot = fetch_snapshot(get_client(ctx), configs_on=configs_on, configs_of=configs_of)
     cluster = cluster_state(ctx, snapshot)
     held = held_nodes(cluster)
     if release is not None:

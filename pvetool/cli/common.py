@@ -17,16 +17,18 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
 
-from pvetool.api import PveClient
 from pvetool.errors import ConfigError
 from pvetool.render.terminal import SafeConsole
 from pvetool.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # imported where a client is made: `pvetool --help` needs no HTTP stack
+    from pvetool.api import PveClient
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -107,6 +109,8 @@ def get_client(ctx: click.Context) -> PveClient:
     for warning in settings.warnings:
         click.echo(f"warning: {warning}", err=True)
     clocks = st.clocks
+    from pvetool.api import PveClient  # deferred: see the TYPE_CHECKING import
+
     st.client = PveClient(
         settings, sleep=clocks.sleep, wall_clock=clocks.wall, monotonic=clocks.monotonic
     )

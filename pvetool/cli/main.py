@@ -24,27 +24,13 @@ from typing import Any
 
 import click
 
-from pvetool.cli import (  # noqa: F401  (registration)
-    completion_cmds,
-    emulator_cmds,
-    history_cmds,
-    migrate_cmds,
-    plan_cmds,
-    run_cmds,
-    status_cmds,
-)
 from pvetool.cli.common import Clocks
-from pvetool.cli.group import add_verbosity_options, cli
+from pvetool.cli.group import cli
 from pvetool.errors import PvetoolError, TaskFailed
 from pvetool.render.formats import document
 from pvetool.render.terminal import escape_controls, escaping_streams, stdout_written
 
 __all__ = ["cli", "main"]
-
-# Every command registered: -q/-v/--debug-http after the command name too, and the dynamic
-# completion of node names, VMIDs and plan files.
-add_verbosity_options(cli)
-completion_cmds.attach_completions(cli)
 
 
 def _wants_json(args: Sequence[str]) -> bool:

@@ -216,7 +216,7 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
     """
     st = state(ctx)
     client = get_client(ctx)
-    snapshot, _ = planning_snapshot(ctx)
+    snapshot, _ = planning_snapshot(ctx, configs_of=[vmid])
     job = JobInfo(f"migrate:{vmid}", "migrate", argv=tuple(sys.argv[1:]))
     resume = None
     if kw["resume"]:

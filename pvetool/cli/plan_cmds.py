@@ -7,14 +7,19 @@ the cluster in one snapshot, calls `build_plan`, and renders. `validate` and `ch
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 import click
 
+from pvetool.api import PveClient
 from pvetool.cli.clusterstate import checked_plan, planning_snapshot
 from pvetool.cli.common import get_client, output_option, state
 from pvetool.cli.group import cli
 from pvetool.cli.output import emit
 from pvetool.errors import PlanError
-from pvetool.model import ExecutionPlan
+from pvetool.links import cluster_links, parse_links
+from pvetool.model import ClusterSnapshot, ExecutionPlan
 from pvetool.operate import migrate_preconditions
 from pvetool.planner.build import build_plan, drain_spec
 from pvetool.planner.loader import load_plan
@@ -27,30 +32,41 @@ from pvetool.render.plan import (
     plan_markdown,
     plan_renderable,
 )
-from pvetool.units import parse_rate
 
 __all__ = ["check_group", "plan_group"]
 
 
-def _link(ctx: click.Context, param: click.Parameter, value: str) -> float:
+def _link(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, float]:
     try:
-        bits = parse_rate(value) * 8
+        return parse_links(value)
     except ValueError as exc:
-        raise click.BadParameter(f"{exc} (e.g. 1Gbit, 10Gbit, 25Gbit)") from None
-    if bits <= 0:
-        raise click.BadParameter("the link speed must be above 0")
-    return bits
+        raise click.BadParameter(str(exc)) from None
 
 
 link_option = click.option(
     "--link",
-    "link_bits_per_s",
-    default="10Gbit",
-    show_default=True,
+    "links",
+    multiple=True,
     callback=_link,
-    metavar="SPEED",
-    help="Migration link speed of every node, for the predicted timeline (PVE does not report it).",
+    metavar="[NODE=]SPEED",
+    help="Migration link speed for the predicted timeline: of every node (10Gbit) or of one "
+    "(pve3=1Gbit; repeatable). Undeclared nodes: learned from recent migrations, else 10Gbit.",
 )
+
+
+def planned_links(
+    client: PveClient | None,
+    snapshot: ClusterSnapshot,
+    declared: Mapping[str, float],
+    in_plan: Iterable[tuple[str, float]] = (),
+) -> dict[str, Any]:
+    """`build_plan`'s link arguments: each node's speed and where the figure came from.
+    `declared` (``--link``) wins over the plan's ``links:`` (`in_plan`); ``--link SPEED`` for
+    every node replaces the plan's section as a whole."""
+    if "default" not in declared:
+        declared = {**dict(in_plan), **declared}
+    figures = cluster_links(client, snapshot, declared)
+    return {"link_bits_per_s": figures.bits_per_s, "link_origin": figures.origin}
 
 
 def _refuse_blocked(plan: ExecutionPlan) -> None:
@@ -93,15 +109,17 @@ def plan_schema_cmd() -> None:
 @output_option()
 @link_option
 @click.pass_context
-def plan_validate(ctx: click.Context, file: str, output: str, link_bits_per_s: float) -> None:
+def plan_validate(ctx: click.Context, file: str, output: str, links: dict[str, float]) -> None:
     """Check FILE against the cluster: every guest, whether it can move, and every reason.
 
     Exits 0 when the plan can run, 2 when it has blockers (each is named); warnings are shown
     either way.
     """
     spec = load_plan(file)
+    client = get_client(ctx)
     snapshot, _ = planning_snapshot(ctx)
-    plan = checked_plan(ctx, build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s), spec)
+    plan = build_plan(spec, snapshot, **planned_links(client, snapshot, links, spec.links))
+    plan = checked_plan(ctx, plan, spec)
     _matrix(ctx, plan, output)
     _refuse_blocked(plan)
 
@@ -116,15 +134,17 @@ def plan_validate(ctx: click.Context, file: str, output: str, link_bits_per_s: f
 @output_option()
 @link_option
 @click.pass_context
-def plan_show(ctx: click.Context, file: str, output: str, link_bits_per_s: float) -> None:
+def plan_show(ctx: click.Context, file: str, output: str, links: dict[str, float]) -> None:
     """Show what FILE would do: moves in order, blocked guests, predicted timeline.
 
     `-o json` writes the complete execution plan (with the fingerprint of the cluster state it
     was computed on); `pvetool plan apply` can run it later and refuses if the state drifted.
     """
     spec = load_plan(file)
+    client = get_client(ctx)
     snapshot, _ = planning_snapshot(ctx)
-    plan = checked_plan(ctx, build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s), spec)
+    plan = build_plan(spec, snapshot, **planned_links(client, snapshot, links, spec.links))
+    plan = checked_plan(ctx, plan, spec)
     emit(
         state(ctx),
         output,
@@ -163,7 +183,7 @@ def check_drain(
     targets: tuple[str, ...],
     with_local_disks: bool,
     output: str,
-    link_bits_per_s: float,
+    links: dict[str, float],
 ) -> None:
     """Can NODE be emptied? Every guest on it, where it would go, and every reason it cannot.
 
@@ -172,9 +192,9 @@ def check_drain(
     allowed = [t.strip() for item in targets for t in item.split(",") if t.strip()]
     spec = drain_spec([node], allowed or None, with_local_disks=with_local_disks)
     client = get_client(ctx)
-    snapshot, _ = planning_snapshot(ctx)
+    snapshot, _ = planning_snapshot(ctx, configs_on=[node])
     pre = migrate_preconditions(client, snapshot, [g.vmid for g in snapshot.guests_on(node)])
-    plan = build_plan(spec, snapshot, link_bits_per_s=link_bits_per_s, preconditions=pre)
+    plan = build_plan(spec, snapshot, preconditions=pre, **planned_links(client, snapshot, links))
     plan = checked_plan(ctx, plan)
     _matrix(ctx, plan, output)
     _refuse_blocked(plan)

@@ -12,6 +12,7 @@ UPIDs).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -30,7 +31,7 @@ from pvetool.cli.execution import (
     split_names,
 )
 from pvetool.cli.group import cli
-from pvetool.cli.plan_cmds import plan_group
+from pvetool.cli.plan_cmds import link_option, plan_group, planned_links
 from pvetool.errors import PlanError
 from pvetool.journal import journalled_plan
 from pvetool.model import ClusterSnapshot, ExecutionPlan, RunReport
@@ -47,8 +48,10 @@ from pvetool.units import parse_percent
 __all__ = ["apply_cmd", "drain_cmd", "rebalance_cmd", "undrain_cmd"]
 
 
-def _snapshot(ctx: click.Context) -> ClusterSnapshot:
-    return planning_snapshot(ctx)[0]
+def _snapshot(ctx: click.Context, configs_on: Sequence[str] | None = None) -> ClusterSnapshot:
+    """The cluster as the planner sees it (drained nodes held); with `configs_on`, only those
+    nodes' guest configs are read (a drain)."""
+    return planning_snapshot(ctx, configs_on=configs_on)[0]
 
 
 @cli.command("drain")
@@ -60,6 +63,7 @@ def _snapshot(ctx: click.Context) -> ClusterSnapshot:
     help="At most N migrations at once, and at most N from each source node.",
 )
 @click.option("--with-local-disks", is_flag=True, help="Move guests with local disks too.")
+@link_option
 @run_options
 @click.pass_context
 def drain_cmd(
@@ -69,6 +73,7 @@ def drain_cmd(
     targets: str | None,
     max_parallel: int | None,
     with_local_disks: bool,
+    links: dict[str, float],
     **kw: Any,
 ) -> None:
     """Move every movable guest off NODE (live for running VMs, restart for containers).
@@ -85,7 +90,7 @@ def drain_cmd(
     if not names:  # `drain ""` must not be a successful drain of nothing
         raise click.BadParameter("name the node(s) to drain", param_hint="NODE")
     job = JobInfo(f"drain:{','.join(sorted(names))}", "drain", drained_nodes=names)
-    snapshot = _snapshot(ctx)
+    snapshot = _snapshot(ctx, configs_on=names)
     resume = None
     if opts.resume:
         resume = resumable(
@@ -99,7 +104,7 @@ def drain_cmd(
             max_parallel=max_parallel,
             with_local_disks=with_local_disks,
         )
-        plan = build.build_plan(spec, snapshot)
+        plan = build.build_plan(spec, snapshot, **planned_links(get_client(ctx), snapshot, links))
     run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume, hold=names)
 
 
@@ -202,10 +207,17 @@ def _percent(_: click.Context, __: click.Parameter, value: str) -> float:
     help="Stop when the most and least loaded nodes differ by at most this.",
 )
 @click.option("--max-moves", type=click.IntRange(min=1), help="At most N migrations.")
+@link_option
 @run_options
 @click.pass_context
 def rebalance_cmd(
-    ctx: click.Context, /, by: str, threshold: float, max_moves: int | None, **kw: Any
+    ctx: click.Context,
+    /,
+    by: str,
+    threshold: float,
+    max_moves: int | None,
+    links: dict[str, float],
+    **kw: Any,
 ) -> None:
     """Move guests until node loads are within the threshold of each other.
 
@@ -225,7 +237,7 @@ def rebalance_cmd(
         plan = journalled_plan(resume)
     else:
         spec = build.rebalance_spec(by=by, threshold=threshold, max_moves=max_moves)
-        plan = build.build_plan(spec, snapshot)
+        plan = build.build_plan(spec, snapshot, **planned_links(get_client(ctx), snapshot, links))
     run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume)
 
 
@@ -272,7 +284,8 @@ def apply_cmd(ctx: click.Context, /, file: str, ignore_drift: bool, **kw: Any) -
         )
         plan = journalled_plan(resume, file)
     elif isinstance(plan, PlanSpec):
-        plan = build.build_plan(plan, snapshot)
+        links = planned_links(get_client(ctx), snapshot, {}, plan.links)
+        plan = build.build_plan(plan, snapshot, **links)
     run_and_report(
         ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, resume=resume, hold=hold, spec=spec
     )

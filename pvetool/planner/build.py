@@ -225,6 +225,7 @@ class _Builder:
     rejections: list[Finding] = field(default_factory=list)
     blocked: list[int] = field(default_factory=list)
     nodes: set[str] = field(default_factory=set)
+    links_Bps: Mapping[str, float] = field(default_factory=dict)
 
     def planner(self, sources: Collection[str] = ()) -> StagePlanner:
         return StagePlanner(
@@ -236,6 +237,7 @@ class _Builder:
             # earlier stages leave them (see `ClusterSnapshot.after`).
             replication=self.working.replication,
             preconditions=self.preconditions if self.working is self.snapshot else {},
+            links_Bps=self.links_Bps,
         )
 
     def close(self, sp: StagePlanner, label: str, node: str | None = None) -> Stage:
@@ -331,12 +333,16 @@ def build_plan(
     link_bits_per_s: float | Mapping[str, float] = DEFAULT_LINK_BITS_PER_S,
     replication: Mapping[int, Sequence[str]] | None = None,
     preconditions: Mapping[int, Precondition] | None = None,
+    link_origin: Mapping[str, str] | None = None,
 ) -> ExecutionPlan:
     """All checks + strategies + sequencing of `spec` on `snapshot`.
 
     `link_bits_per_s`: nominal migration link speed of every node (or per node; the API does not
-    report it). `replication`: storage replication job targets per vmid; None: those of the
-    snapshot (``/cluster/replication``).
+    report it: `pvetool.links` learns it from recent migrations), and `link_origin` where each
+    node's figure came from (shown in the plan's assumptions). With per-node speeds a slow-link
+    node is avoided for large guests (`StagePlanner.slow_link`).
+    `replication`: storage replication job targets per vmid; None: those of the snapshot
+    (``/cluster/replication``).
     `preconditions`: PVE's own migrate preconditions per vmid, if fetched (merged into the
     checks). Raises `PlanError` only for unknown node names.
     """
@@ -352,12 +358,15 @@ def build_plan(
         preconditions=preconditions or {},
         working=snapshot,
     )
+    network = Network.of(link_bits_per_s)
+    if isinstance(link_bits_per_s, Mapping):
+        b.links_Bps = {n: network.link(n) for n in snapshot.nodes}
     b.findings += cluster_findings(snapshot)
     spec_rules, root_only = _root_only_options(spec.rules, snapshot)
     b.findings += root_only
     for step in spec.steps:
         _plan_step(b, step, spec_rules)
-    caps, stages = _sequence(b, params, Network.of(link_bits_per_s), spec_rules)
+    caps, stages = _sequence(b, params, network, spec_rules)
     involved = {m.vmid for s in stages for m in s.moves} | set(b.blocked)
     for step in spec.steps:
         if isinstance(step, DrainStep):
@@ -382,7 +391,9 @@ def build_plan(
         rules=rules,
         rejections=tuple(b.rejections),
         facts=facts,
-        assumptions=_assumptions(snapshot, params, link_bits_per_s, spec_rules, rules),
+        assumptions=_assumptions(
+            snapshot, params, link_bits_per_s, spec_rules, rules, link_origin or {}
+        ),
     )
 
 
@@ -509,10 +520,24 @@ def _assumptions(
     link: float | Mapping[str, float],
     spec_rules: Rules,
     rules: PlanRules,
+    origin: Mapping[str, str],
 ) -> tuple[tuple[str, str], ...]:
     if isinstance(link, Mapping):
-        speeds = sorted(set(link.values()))
-        link_text = ", ".join(f"{s / 1e9:g} Gbit/s" for s in speeds) + " (per node)"
+        groups: dict[tuple[float, str], list[str]] = {}
+        for node in sorted(link):
+            key = (link[node], origin.get(node, "declared"))
+            groups.setdefault(key, []).append(node)
+        if len(groups) == 1:
+            (bits, why), _ = next(iter(groups.items()))
+            link_text = (
+                f"{bits / 1e9:.3g} Gbit/s per node ({link_goodput_Bps(bits) / 1e9:.2f} GB/s "
+                f"usable; {why})"
+            )
+        else:
+            link_text = "; ".join(
+                f"{_nodes_text(nodes, len(link))} {bits / 1e9:.3g} Gbit/s ({why})"
+                for (bits, why), nodes in sorted(groups.items(), key=lambda kv: -len(kv[1]))
+            )
     else:
         link_text = (
             f"{link / 1e9:g} Gbit/s per node ({link_goodput_Bps(link) / 2**20:.0f} MiB/s usable)"
@@ -536,6 +561,14 @@ def _assumptions(
         ("local disks", "their configured size (an upper bound of the allocated bytes)"),
         ("HA", "HA-managed guests wait about 10 s for the HA manager before they start"),
     )
+
+
+def _nodes_text(nodes: Sequence[str], of: int) -> str:
+    if len(nodes) == of and of > 1:
+        return "every node"
+    if len(nodes) > 4:
+        return f"{len(nodes)} nodes ({', '.join(nodes[:3])}, ...)"
+    return ", ".join(nodes)
 
 
 # --------------------------------------------------------------------------------------------

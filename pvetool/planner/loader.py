@@ -93,7 +93,7 @@ MIGRATION_TYPES: dict[str, Literal["secure", "insecure"]] = {
     "insecure": "insecure",
 }
 
-_TOP_KEYS = ("version", "name", "description", "rules", "steps")
+_TOP_KEYS = ("version", "name", "description", "rules", "steps", "links")
 _RULES_KEYS = (
     "exclude",
     "anti_affinity",
@@ -307,6 +307,28 @@ def _version(ck: PlanChecker, root: Loc, values: dict[str, Loc]) -> bool:
     return not isinstance(loc.value, int | float) or isinstance(loc.value, bool)
 
 
+def _links(ck: PlanChecker, loc: Loc) -> tuple[tuple[str, float], ...]:
+    """``links: {default: 10Gbit, pve4: 1Gbit}``: each node's migration link speed (bits/s);
+    ``--link`` on the command line wins, learned figures lose to it (`pvetool.links`)."""
+    values = ck.mapping(loc, "links", "a mapping of node name (or default) to a link speed")
+    if values is None:
+        return ()
+    out: list[tuple[str, float]] = []
+    for key, value in values.items():
+        path = f"links.{key}"
+        line = (loc.key_lines or {}).get(key, value.line)
+        if key != "default" and ck.node(Loc(key, line), path) is None:
+            continue
+        rate = ck.convert(value, path, to_rate)
+        if rate is None:
+            continue
+        if rate <= 0:
+            ck.add(value, path, "the link speed must be above 0")
+            continue
+        out.append((key, rate * 8))
+    return tuple(out)
+
+
 def _default_name(filename: str) -> str:
     stem = PurePath(filename).stem
     return "plan" if not stem or filename.startswith("<") else stem
@@ -325,6 +347,7 @@ def _plan(ck: PlanChecker, root: Loc, text: str, filename: str) -> PlanSpec:
         steps = read_steps(ck, values["steps"])
     else:
         ck.add(root, "", "missing required key 'steps' (a plan needs at least one step)")
+    links = _links(ck, values["links"]) if "links" in values else ()
     plan = PlanSpec(
         version=PLAN_VERSION,
         name=ck.get(values, "name", "", to_name, _default_name(filename)),
@@ -334,6 +357,7 @@ def _plan(ck: PlanChecker, root: Loc, text: str, filename: str) -> PlanSpec:
         source=filename,
         digest=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
         node_refs=tuple(sorted(ck.node_refs, key=lambda ref: ref[1].line)),
+        links=links,
     )
     if ck.problems:
         raise _plan_error(ck.problems)

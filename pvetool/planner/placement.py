@@ -50,13 +50,13 @@ def guest_label(guest: Guest) -> str:
 
 
 def memory_limit_bytes(snapshot: ClusterSnapshot, node: str, rules: PlanRules) -> int:
-    """What the guests on `node` may commit: memory - headroom - host overhead."""
+    """What `node` may hold, its host's own use included: memory - headroom.
+
+    The host's use is counted on the other side (`Placement.committed_memory` starts from it);
+    subtracting it here as well counted it twice and left guests that fit on a drained node.
+    """
     entry = snapshot.nodes[node]
-    return (
-        entry.memory_total_bytes
-        - rules.memory_headroom_for(entry.memory_total_bytes)
-        - snapshot.host_overhead_bytes(node)
-    )
+    return entry.memory_total_bytes - rules.memory_headroom_for(entry.memory_total_bytes)
 
 
 def disk_plan(guest: Guest, mapping: Iterable[tuple[str, str]]) -> tuple[tuple[str, str, int], ...]:

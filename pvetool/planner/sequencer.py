@@ -514,9 +514,20 @@ def _topological(moves: Sequence[Move], key: Callable[[Move], tuple[object, ...]
     return out
 
 
-def _orders(moves: Sequence[Move], timings: Mapping[str, Timing]) -> dict[str, list[Move]]:
+def _orders(
+    moves: Sequence[Move], timings: Mapping[str, Timing], network: Network | None = None
+) -> dict[str, list[Move]]:
     def size(m: Move) -> float:
         return timings[m.id].ram_bytes + timings[m.id].disk_bytes
+
+    def alone_s(m: Move) -> float:
+        """The move's duration alone on its links: with per-node link speeds a move to a slow
+        node can bound the makespan though it is not the largest (issue 14: bottleneck first)."""
+        t = timings[m.id]
+        rate = t.cap_Bps
+        if network is not None:
+            rate = min(rate, network.link(m.source), network.link(m.target))
+        return t.pre_s + t.post_s + size(m) / max(rate, 1.0)
 
     def rank(m: Move) -> int:
         t = timings[m.id]
@@ -525,6 +536,7 @@ def _orders(moves: Sequence[Move], timings: Mapping[str, Timing]) -> dict[str, l
     orders = {
         "as planned": _topological(moves, lambda m: ()),
         "largest first": _topological(moves, lambda m: (-size(m),)),
+        "longest first": _topological(moves, lambda m: (-alone_s(m), -size(m))),
         "smallest first": _topological(moves, lambda m: (size(m),)),
         "hot first": _topological(moves, lambda m: (-rank(m), -size(m))),
         "hot last": _topological(moves, lambda m: (rank(m), -size(m))),
@@ -537,7 +549,8 @@ def _orders(moves: Sequence[Move], timings: Mapping[str, Timing]) -> dict[str, l
         seen[m.target] = turn[m.id] + 1
     orders["spread over targets"] = _topological(moves, lambda m: (turn[m.id], -size(m)))
     if len(moves) > 80:  # keep planning time bounded on very large stages
-        orders = {k: orders[k] for k in ("as planned", "largest first", "spread over targets")}
+        keep = ("as planned", "largest first", "longest first", "spread over targets")
+        orders = {k: orders[k] for k in keep}
     unique: dict[tuple[str, ...], str] = {}
     for name, order in orders.items():
         unique.setdefault(tuple(m.id for m in order), name)
@@ -567,7 +580,7 @@ def _best_order(
     params: TimingParams,
 ) -> tuple[str, list[Move], dict[str, Predicted], float]:
     best: tuple[tuple[float, float], str, list[Move], dict[str, Predicted]] | None = None
-    for name, order in _orders(moves, timings).items():
+    for name, order in _orders(moves, timings, network).items():
         pred = simulate(order, timings, caps, network, params)
         makespan = max((p.end_s for p in pred.values()), default=0.0)
         key = (round(makespan, 3), round(_mean_end(pred), 3))
@@ -646,7 +659,10 @@ def _caps_candidates(
     busiest = max(
         (max(Counter(m.source for m in s).values(), default=0) for s in stages), default=1
     )
-    wanted = set(range(1, fill + 2)) | {fill + 3, 2 * fill, 3 * fill, MAX_DEFAULT_PER_SOURCE}
+    # `busiest`: every move of the busiest source at once, when the links can take it (a few
+    # small guests finish soonest together; issue 14).
+    wanted = set(range(1, fill + 2)) | {fill + 3, 2 * fill, 3 * fill, busiest}
+    wanted.add(MAX_DEFAULT_PER_SOURCE)
     per_source_options = (
         [fixed_source]
         if fixed_source
@@ -673,22 +689,31 @@ def _promising_caps(
     """The fastest candidate and the least concurrent one within the tolerance of it, judged
     with one order (largest first): the order matters less than the concurrency, so every
     order is tried only for these two, which saves most of the work."""
-    quick: list[tuple[float, int, Caps]] = []
+    quick: list[tuple[float, int, Caps, float]] = []
     worse = 0
     for caps in candidates:  # ascending concurrency; stop once it keeps getting worse
         total = 0.0
+        ends: list[float] = []
         for s in stages:
             order = _topological(s, lambda m: (-_size(timings[m.id]),))
             pred = simulate(order, timings, caps, network, params)
+            ends += [total + p.end_s for p in pred.values()]
             total += max((p.end_s for p in pred.values()), default=0.0)
+        mean_end = sum(ends) / len(ends) if ends else 0.0
         worse = worse + 1 if quick and total > min(q[0] for q in quick) else 0
-        quick.append((round(total, 3), caps.per_source, caps))
+        quick.append((round(total, 3), caps.per_source, caps, mean_end))
         if worse >= 2:
             break
     quick.sort(key=lambda q: (q[0], q[1]))
     limit = quick[0][0] * (1 + CONCURRENCY_TOLERANCE) + 1e-9
-    # The fastest, and the least concurrency within the tolerance of it.
-    keep = [quick[0][2], min((q for q in quick if q[0] <= limit), key=lambda q: q[1])[2]]
+    near = [q for q in quick if q[0] <= limit]
+    # The fastest, the least concurrency within the tolerance of it, and the one whose moves
+    # end soonest on average within it (`_best_caps` chooses among them).
+    keep = [
+        quick[0][2],
+        min(near, key=lambda q: q[1])[2],
+        min(near, key=lambda q: (round(q[3]), q[1]))[2],
+    ]
     return [c for c in candidates if any(c is k for k in keep)]
 
 
@@ -708,6 +733,23 @@ def _best_caps(
         per_stage = [_best_order(s, timings, caps, network, params) for s in stages]
         results.append((sum(r[3] for r in per_stage), caps, per_stage))
     best_total = min(r[0] for r in results)
-    chosen = next(r for r in results if r[0] <= best_total * (1 + CONCURRENCY_TOLERANCE) + 1e-9)
-    _, caps, per_stage = chosen
+    near = [r for r in results if r[0] <= best_total * (1 + CONCURRENCY_TOLERANCE) + 1e-9]
+    # Among those as fast as the best, the one whose moves end soonest on average: small guests
+    # next to a long one finish early instead of queueing behind it, which also keeps a
+    # misjudged long move (its dirty rate is a guess) from holding the others back (issue 14).
+    # Ties (within a second) go to the least concurrency.
+    soonest = min(_mean_completion(r[2]) for r in near)
+    _, caps, per_stage = next(r for r in near if _mean_completion(r[2]) <= soonest + 1.0)
     return caps, per_stage
+
+
+def _mean_completion(
+    per_stage: Sequence[tuple[str, list[Move], dict[str, Predicted], float]],
+) -> float:
+    """Mean predicted end of the moves, stages placed one after the other."""
+    ends: list[float] = []
+    offset = 0.0
+    for _, _, pred, makespan in per_stage:
+        ends += [offset + p.end_s for p in pred.values()]
+        offset += makespan
+    return sum(ends) / len(ends) if ends else 0.0

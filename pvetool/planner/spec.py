@@ -230,3 +230,5 @@ class PlanSpec:
     source: str = "<string>"
     digest: str = ""  # sha256 of the plan text
     node_refs: tuple[tuple[str, Where], ...] = field(default=())  # every node name it mentions
+    # `links:` migration link speed in bits/s per node name or "default" (issue 14)
+    links: tuple[tuple[str, float], ...] = ()

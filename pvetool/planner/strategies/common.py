@@ -4,8 +4,11 @@ reasons, and records every blocked guest with all its reasons.
 
 Target choice ("best fit that keeps nodes balanced"): among the targets where every check
 passes, prefer (1) fewer warnings (``cpu: host`` across CPU models, an older PVE, a non-strict HA
-rule), (2) a higher HA node-affinity priority, (3) the lowest memory load after the move (then
-vCPU load), (4) fewer moves already planned into the node (spreads the downlinks), (5) the name.
+rule), (2) a higher HA node-affinity priority, (3) a node whose migration link is not slow for
+this guest (`slow_link`: under half the fastest node's, and the guest's bytes would take more
+than `SLOW_LINK_EXTRA_S` longer there -- a 1 GbE node among 10 GbE ones receives small guests
+only, or none), (4) the lowest memory load after the move (then vCPU load), (5) fewer moves
+already planned into the node (spreads the downlinks), (6) the name.
 Each choice keeps a sentence, and every rejected target its "pve3 rejected for 101: ..." line.
 
 Pure: no I/O, no clock. Imports: the standard library, `pvetool.model`, `pvetool.planner`.
@@ -36,6 +39,9 @@ from pvetool.planner.checks import (
 )
 from pvetool.planner.placement import Placement, disk_plan
 from pvetool.planner.spec import MigrationSettings
+
+# A slow-link target is fine for a guest whose transfer there takes at most this much longer.
+SLOW_LINK_EXTRA_S = 5.0
 
 __all__ = [
     "MoveChoice",
@@ -129,8 +135,10 @@ class StagePlanner:
         sources: Iterable[str] = (),
         replication: Mapping[int, tuple[str, ...]] | None = None,
         preconditions: Mapping[int, Precondition] | None = None,
+        links_Bps: Mapping[str, float] | None = None,
     ) -> None:
         self.index = index
+        self.links_Bps = dict(links_Bps or {})  # usable bytes/s of each node's migration link
         self.snapshot = snapshot
         self.rules = rules
         self.ctx = CheckContext(
@@ -222,6 +230,7 @@ class StagePlanner:
             ev.scores[target] = (
                 warnings,
                 -self._ha_priority(members, target),
+                self.slow_link(members, target),
                 round(after, 6),
                 self.placement.incoming_count(target),
                 target,
@@ -245,6 +254,21 @@ class StagePlanner:
 
     def _untrial(self, vmid: int, move_id: str) -> None:
         self.placement.undo(move_id, vmid)
+
+    def slow_link(self, members: Sequence[MoveChoice], target: str) -> int:
+        """1 when `target`'s link is under half the fastest online node's and the unit's bytes
+        would take more than `SLOW_LINK_EXTRA_S` longer over it; else 0."""
+        link = self.links_Bps.get(target)
+        if link is None or link <= 0:
+            return 0
+        fastest = max(
+            (self.links_Bps.get(n, 0.0) for n, e in self.snapshot.nodes.items() if e.online),
+            default=0.0,
+        )
+        if link >= 0.5 * fastest:
+            return 0
+        sent = sum(send_bytes(m.guest, m.options) for m in members)
+        return 1 if sent / link - sent / fastest > SLOW_LINK_EXTRA_S else 0
 
     def _ha_priority(self, members: Sequence[MoveChoice], target: str) -> int:
         best = 0

@@ -41,6 +41,7 @@ __all__ = ["plan_rebalance"]
 FIXED_COST_BYTES = 1024**3
 DOWNTIME_COST_BYTES = 16 * 1024**3  # a restart migration (container) means downtime
 TOP_SOURCES = 3
+TOP_TARGETS = 4
 
 
 def _spread_after(
@@ -159,7 +160,12 @@ class _Rebalance:
                     )
                     self.sp.issue(Issue("PVT-BALANCED", "info", text), None)
                 return
-            best, rejected = self._first_allowed(self._scored(state))
+            # The least loaded few targets first (where a move narrows the spread most); all
+            # the nodes below the mean only when the checks refuse every pair there. Scoring
+            # every pair made planning grow as moves x guests x nodes (issue 14).
+            best, rejected = self._first_allowed(self._scored(state, state.light[:TOP_TARGETS]))
+            if best is None and len(state.light) > TOP_TARGETS:
+                best, rejected = self._first_allowed(self._scored(state, state.light))
             if best is None:
                 self.sp.issue(Issue("PVT-BALANCED", "info", self._stuck(made, state)), None)
                 return
@@ -183,7 +189,7 @@ class _Rebalance:
             target_storage=migration.target_storage,
         )
 
-    def _scored(self, state: _Loads) -> list[_Scored]:
+    def _scored(self, state: _Loads, targets: list[str]) -> list[_Scored]:
         """Every (guest, target) pair from the most loaded nodes that narrows the spread,
         scored by load alone (cheap), best first; the checks come later, for the best only."""
         snap, placement = self.sp.snapshot, self.sp.placement
@@ -213,12 +219,18 @@ class _Rebalance:
                 cost = send_bytes(guest, opts) + FIXED_COST_BYTES
                 if opts.restart or opts.shutdown:
                     cost += DOWNTIME_COST_BYTES
-                scored += self._pairs(state, guest, source, opts, cost)
+                scored += self._pairs(state, guest, source, opts, cost, targets)
         scored.sort(key=lambda c: (c[0], c[2]))
         return scored
 
     def _pairs(
-        self, state: _Loads, guest: Guest, source: str, opts: MoveOptions, cost: int
+        self,
+        state: _Loads,
+        guest: Guest,
+        source: str,
+        opts: MoveOptions,
+        cost: int,
+        targets: list[str],
     ) -> list[_Scored]:
         """The targets below the mean that shrink both the spread (by `min_improvement`) and
         the sum of squared deviations; one that reaches the threshold is scored by bytes sent,
@@ -227,7 +239,7 @@ class _Rebalance:
         n = len(loads)
         pairs: list[_Scored] = []
         ls = loads[source] - self._delta(guest, source)
-        for target in state.light:
+        for target in targets:
             lt = loads[target] + self._delta(guest, target)
             new_spread = _spread_after(state.top, state.bottom, (source, ls), (target, lt))
             if new_spread > state.spread - step.min_improvement + 1e-12:

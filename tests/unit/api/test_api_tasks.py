@@ -13,6 +13,7 @@ import pytest
 import responses
 
 from pvetool.api import PveClient, follow_task
+from pvetool.api.tasks import NEAR_END_POLL_S
 from pvetool.errors import ApiUnreachable, Interrupted, TaskFailed, TaskTimeout
 from pvetool.model import (
     MigrationProgress,
@@ -139,7 +140,8 @@ def test_success_reads_the_log_incrementally_and_reports_progress() -> None:
     assert starts == sorted(starts)
     assert sum(n for *_, n in api.log_calls) == len(lines)  # nothing read twice
     assert api.tasks_by_upid[QM].status_calls == len(clock.sleeps) + 1  # one status per poll
-    assert set(clock.sleeps[1:]) == {1.0}  # 1 s while the log moves
+    # 1 s while the log moves, 0.5 s once it says the end is near (issue 14)
+    assert set(clock.sleeps[1:]) == {1.0, NEAR_END_POLL_S}
 
 
 def test_warnings_is_success() -> None:

@@ -422,7 +422,8 @@ def test_unknown_version_is_the_only_problem() -> None:
         (plan("steps: &a [*a]"), "p.yaml:2: steps[0]: a recursive alias is not allowed here"),
         (
             plan("a: 1\nsteps: [drain: pve2]"),
-            "p.yaml:2: unknown key 'a'; expected one of version, name, description, rules, steps",
+            "p.yaml:2: unknown key 'a'; expected one of version, name, description, rules, "
+            "steps, links",
         ),
         # steps
         (

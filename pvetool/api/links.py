@@ -1,0 +1,163 @@
+"""Learned link speeds: read recent finished migrations' task logs and say, per node, how fast
+its migration link carried a live RAM stream (issue 14: PVE's API has no link speed).
+
+`fetch_link_samples` finds the recent ``qmigrate`` tasks of every online node (``GET
+/cluster/tasks``, or each node's ``GET /nodes/{n}/tasks?typefilter=qmigrate`` when that is
+refused) and reads the logs of the newest successful ones it has not seen before (`known`: UPIDs
+already parsed, kept by the caller), at most `max_workers` calls in flight.
+`learn_links` turns samples into a per-node figure:
+
+* a node's figure is the fastest RAM rate of its recent migrations, as source or target: a
+  migration runs at the slower end's speed, and sharing a link with other migrations only slows
+  it, so the fastest is the best lower bound of that node's link;
+* it is the link's speed only when the other end of that migration was seen faster (this node
+  was the bottleneck) and the rate is below the migration's per-stream cap (one SSH or QEMU
+  stream, `stream_cap_Bps`); otherwise it says only that the link is *at least* that fast, and
+  no figure is learned (the declared or default speed stays);
+* per node pair, the pair's own fastest rate (below the stream cap).
+
+Imports: the standard library, `pvetool.model`, `pvetool.errors` and the package's `client` and
+`convert`. The caller composes declared, learned and default figures (`pvetool.links`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from pvetool.api.client import PveClient
+from pvetool.api.convert.links import LinkSample, parse_migration_log
+from pvetool.errors import ApiError, ApiUnreachable
+from pvetool.model import TaskQuery, TaskSummary
+
+__all__ = ["LearnedLink", "LinkSample", "fetch_link_samples", "learn_links"]
+
+logger = logging.getLogger(__name__)
+
+# A rate this close to the stream cap says "the link is at least this fast", not its speed.
+CAP_BOUND_FRACTION = 0.85
+# A peer seen this much faster shows that the slow end of a migration was the other node.
+PEER_FASTER = 1.2
+
+
+@dataclass(frozen=True)
+class LearnedLink:
+    """What recent migrations say about one node's link (or one node pair)."""
+
+    goodput_Bps: float | None  # None: only "at least `fastest_Bps`" (stream-bound)
+    tasks: int  # samples it is learned from
+    fastest_Bps: float
+
+
+def fetch_link_samples(
+    client: PveClient,
+    nodes: Iterable[str],
+    *,
+    known: Collection[str] = (),
+    per_node: int = 5,
+    max_workers: int = 8,
+) -> list[LinkSample]:
+    """Samples of the newest `per_node` successful migrations from each node not in `known`.
+
+    One ``GET /cluster/tasks`` finds them on every node at once (a 100-node cluster costs one
+    call, not a hundred); only when PVE refuses it, each node's own list is read."""
+    nodes = list(nodes)
+    with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="pve") as pool:
+        try:
+            listed = {"*": client.cluster_tasks()}
+        except (ApiError, ApiUnreachable) as exc:
+            logger.info("Could not list the cluster's tasks (%s); reading each node's", exc)
+            listed = _per_node_lists(client, pool, nodes, per_node)
+        wanted: list[TaskSummary] = []
+        for tasks in listed.values():
+            done = [
+                t
+                for t in tasks
+                if t.upid.type == "qmigrate"
+                and t.upid.node in nodes
+                and t.exitstatus == "OK"
+                and t.endtime is not None
+                and str(t.upid) not in known
+            ]
+            done.sort(key=lambda t: -(t.endtime or 0))
+            count: dict[str, int] = {}
+            for task in done:
+                if count.get(task.upid.node, 0) < per_node:
+                    count[task.upid.node] = count.get(task.upid.node, 0) + 1
+                    wanted.append(task)
+        logs = {str(t.upid): (t, pool.submit(client.task_log_all, t.upid)) for t in wanted}
+        samples: list[LinkSample] = []
+        for task, log_future in logs.values():
+            try:
+                lines = log_future.result()
+            except (ApiError, ApiUnreachable) as exc:
+                logger.info("Could not read the log of %s: %s", task.upid, exc)
+                continue
+            sample = parse_migration_log(task.upid, (ln.text for ln in lines), task.endtime or 0)
+            if sample is not None:
+                samples.append(sample)
+    return samples
+
+
+def _per_node_lists(
+    client: PveClient, pool: ThreadPoolExecutor, nodes: list[str], per_node: int
+) -> dict[str, tuple[TaskSummary, ...]]:
+    futures = {
+        node: pool.submit(
+            client.tasks,
+            TaskQuery(node=node, typefilter="qmigrate", source="archive", limit=per_node * 4),
+        )
+        for node in nodes
+    }
+    out: dict[str, tuple[TaskSummary, ...]] = {}
+    for node, future in futures.items():
+        try:
+            out[node] = future.result()
+        except (ApiError, ApiUnreachable) as exc:  # e.g. no Sys.Audit: nothing learned there
+            logger.info("Could not list the migrations of %s: %s", node, exc)
+    return out
+
+
+def learn_links(
+    samples: Iterable[LinkSample],
+    stream_cap_Bps: Callable[[bool], float],
+    *,
+    recent: int = 10,
+) -> tuple[dict[str, LearnedLink], dict[tuple[str, str], LearnedLink]]:
+    """Per node and per (source, target) pair, from the `recent` newest RAM rates of each.
+
+    A migration runs at its slower end's speed, so a slow rate alone does not say which end was
+    slow. A node's figure is its fastest rate (`fastest_Bps`, a lower bound of its link); it is
+    learned as the link's speed (`goodput_Bps`) only when that rate is below the stream cap and
+    one of those migrations went to or from a node seen faster (by `PEER_FASTER`): then this
+    node was the bottleneck. Otherwise it is only "at least" (None).
+    """
+    by_node: dict[str, list[LinkSample]] = {}
+    by_pair: dict[tuple[str, str], list[LinkSample]] = {}
+    for sample in sorted(samples, key=lambda s: -s.endtime):
+        if sample.ram_Bps is None or sample.ram_Bps <= 0:
+            continue
+        for node in {sample.source, sample.target}:
+            by_node.setdefault(node, []).append(sample)
+        by_pair.setdefault((sample.source, sample.target), []).append(sample)
+    by_node = {n: s[:recent] for n, s in by_node.items()}
+    fastest = {n: max(s.ram_Bps or 0.0 for s in found) for n, found in by_node.items()}
+    nodes: dict[str, LearnedLink] = {}
+    for node, found in by_node.items():
+        rate = fastest[node]
+        best = [s for s in found if (s.ram_Bps or 0.0) >= 0.9 * rate]
+        stream_bound = any(rate >= CAP_BOUND_FRACTION * stream_cap_Bps(s.secure) for s in best)
+        peers = {s.target if s.source == node else s.source for s in best}
+        bottleneck = any(fastest.get(p, 0.0) > PEER_FASTER * rate for p in peers)
+        learned = rate if bottleneck and not stream_bound else None
+        nodes[node] = LearnedLink(learned, len(found), rate)
+    pairs: dict[tuple[str, str], LearnedLink] = {}
+    for pair, found in by_pair.items():
+        found = found[:recent]
+        top = max(found, key=lambda s: s.ram_Bps or 0.0)
+        rate = top.ram_Bps or 0.0
+        bound = rate >= CAP_BOUND_FRACTION * stream_cap_Bps(top.secure)
+        pairs[pair] = LearnedLink(None if bound else rate, len(found), rate)
+    return nodes, pairs

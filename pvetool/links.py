@@ -1,0 +1,159 @@
+"""The migration link speed the planner assumes for each node, and where each figure came from
+(issue 14: "know the links").
+
+Per node, the first that applies:
+
+1. declared for that node: ``--link pve3=1Gbit`` or a plan's ``links: {pve3: 1Gbit}``;
+2. declared for every node: ``--link 10Gbit`` (or ``--link default=10Gbit``, ``links: {default:
+   ...}``) -- a declaration always wins over what was learned;
+3. learned from the cluster's recent migrations (`pvetool.api.links`): "learned from N
+   migrations";
+4. the built-in default, 10 Gbit/s.
+
+Learned samples are kept in the state directory, one file per cluster name
+(``link-samples-<cluster>.json``, newest `MAX_KEPT_SAMPLES`; node names like pve1 repeat across
+clusters), keyed by task UPID, so each task log is read once and the figures improve
+with every run (the executor's own migrations are among the next run's samples).
+
+Imports: the standard library, `pvetool.api`, `pvetool.journal` (the state directory),
+`pvetool.model`, `pvetool.timing` and `pvetool.units`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pvetool.api import PveClient
+from pvetool.api.links import LearnedLink, LinkSample, fetch_link_samples, learn_links
+from pvetool.journal import state_dir
+from pvetool.model import ClusterSnapshot
+from pvetool.timing import TimingParams, link_bits_for_goodput, stream_cap_Bps
+from pvetool.units import parse_rate
+
+__all__ = ["DEFAULT_LINK_BITS_PER_S", "LinkFigures", "cluster_links", "parse_links"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LINK_BITS_PER_S = 10e9
+MAX_KEPT_SAMPLES = 2000
+SAMPLES_FILE = "link-samples-{cluster}.json"
+
+
+@dataclass(frozen=True)
+class LinkFigures:
+    """Nominal link speed (bits/s) of every node, and where each figure came from."""
+
+    bits_per_s: Mapping[str, float]
+    origin: Mapping[str, str]  # "declared", "learned from N migrations", "default"
+
+
+def parse_links(values: Iterable[str]) -> dict[str, float]:
+    """``["10Gbit"]``, ``["pve3=1Gbit", "default=25Gbit"]`` or ``["pve3=1Gbit,pve4=1Gbit"]`` ->
+    {node or "default": bits/s}. Raises ValueError naming the bad item."""
+    out: dict[str, float] = {}
+    for value in values:
+        for item in str(value).split(","):
+            item = item.strip()
+            if not item:
+                continue
+            node, sep, speed = item.rpartition("=")
+            name = node.strip() if sep else "default"
+            try:
+                bits = parse_rate(speed.strip()) * 8
+            except ValueError as exc:
+                raise ValueError(f"'{item}': {exc} (e.g. 10Gbit or pve3=1Gbit)") from None
+            if bits <= 0:
+                raise ValueError(f"'{item}': the link speed must be above 0")
+            if not name:
+                raise ValueError(f"'{item}': name the node before '=' (or 'default')")
+            out[name] = bits
+    return out
+
+
+def resolve(
+    nodes: Iterable[str],
+    declared: Mapping[str, float],
+    learned: Mapping[str, LearnedLink],
+) -> LinkFigures:
+    """Each node's figure by the order in the module docstring."""
+    bits: dict[str, float] = {}
+    origin: dict[str, str] = {}
+    for node in nodes:
+        if node in declared:
+            bits[node], origin[node] = declared[node], "declared"
+        elif "default" in declared:
+            bits[node], origin[node] = declared["default"], "declared"
+        elif (found := learned.get(node)) is not None and found.goodput_Bps is not None:
+            bits[node] = link_bits_for_goodput(found.goodput_Bps)
+            many = "migration" if found.tasks == 1 else "migrations"
+            origin[node] = f"learned from {found.tasks} {many}"
+        else:
+            bits[node], origin[node] = DEFAULT_LINK_BITS_PER_S, "default"
+    return LinkFigures(bits, origin)
+
+
+def cluster_links(
+    client: PveClient | None,
+    snapshot: ClusterSnapshot,
+    declared: Mapping[str, float] | None = None,
+    *,
+    params: TimingParams | None = None,
+    state: Path | None = None,
+) -> LinkFigures:
+    """The figures for `snapshot`'s nodes; learns from the cluster unless every node's figure is
+    declared (or `client` is None). A failure to learn is logged, never fatal."""
+    declared = dict(declared or {})
+    nodes = list(snapshot.nodes)
+    learned: dict[str, LearnedLink] = {}
+    if client is not None and "default" not in declared and not set(nodes) <= set(declared):
+        params = params or TimingParams()
+        cluster = re.sub(r"[^A-Za-z0-9_.-]", "_", snapshot.cluster_name or "cluster")
+        path = (state or state_dir()) / SAMPLES_FILE.format(cluster=cluster)
+        kept = _load(path)
+        online = [n for n, e in snapshot.nodes.items() if e.online]
+        try:
+            new = fetch_link_samples(client, online, known=set(kept))
+        except Exception as exc:  # learning is an optimisation: plan with the defaults
+            logger.warning("Could not learn link speeds from recent migrations: %s", exc)
+            new = []
+        if new:
+            kept.update({s.upid: s for s in new})
+            _save(path, kept)
+        learned, _ = learn_links(kept.values(), lambda secure: stream_cap_Bps(params, secure))
+    return resolve(nodes, declared, learned)
+
+
+def _load(path: Path) -> dict[str, LinkSample]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return {
+            str(k): LinkSample(
+                **{f: v for f, v in row.items() if f in LinkSample.__dataclass_fields__}
+            )
+            for k, row in raw.get("samples", {}).items()
+        }
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        logger.warning("Ignoring unreadable %s: %s", path, exc)
+        return {}
+
+
+def _save(path: Path, samples: Mapping[str, LinkSample]) -> None:
+    newest = sorted(samples.values(), key=lambda s: -s.endtime)[:MAX_KEPT_SAMPLES]
+    body = json.dumps({"version": 1, "samples": {s.upid: asdict(s) for s in newest}}, indent=1)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".link-samples-")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(body)
+        os.replace(tmp, path)
+    except OSError as exc:
+        logger.warning("Could not keep the learned link samples in %s: %s", path, exc)
