@@ -1,10 +1,11 @@
 """PveClient: every REST call pvetool makes to PVE, one method per call.
 
 Imports: tenacity, the standard library, `pvetool.errors`, `pvetool.model`, `pvetool.settings`,
-`pvetool.api.convert` and `pvetool.api.transport`. Never proxmoxer or requests: every call goes
-through the transport's funnel (`PveClient._request`), which sends it, retries it when that is
-safe, fails over to the next host and translates errors (see `api/transport.py`). Each method
-checks its arguments, makes its call and hands the answer to a pure converter.
+`pvetool.api.convert`, `pvetool.api.transport` and `pvetool.api.client_base` (construction,
+the funnel and argument checks, which `PveClient` inherits). Never proxmoxer or requests: every
+call goes through the transport's funnel (`PveClient._request`), which sends it, retries it
+when that is safe, fails over to the next host and translates errors (see `api/transport.py`).
+Each method checks its arguments, makes its call and hands the answer to a pure converter.
 
 ``POST .../migrate`` is not idempotent and is never re-sent blindly: after an ambiguous failure
 the client looks for the migration task in the source node's task list and at the guest's lock,
@@ -17,10 +18,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
-import re
-import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
 from tenacity import (
@@ -31,7 +29,13 @@ from tenacity import (
 )
 
 from pvetool.api import convert
-from pvetool.api.transport import Transport
+from pvetool.api.client_base import SID_RE as _SID_RE
+from pvetool.api.client_base import ClientBase
+from pvetool.api.client_base import as_upid as _as_upid
+from pvetool.api.client_base import check_kind as _check_kind
+from pvetool.api.client_base import check_node as _check_node
+from pvetool.api.client_base import check_vmid as _check_vmid
+from pvetool.api.client_base import storage_pairs as _storage_pairs
 from pvetool.api.transport import encode_params as _encode_params
 from pvetool.api.transport import is_transient as _is_transient
 from pvetool.errors import (
@@ -68,7 +72,6 @@ from pvetool.model import (
     Upid,
     migrate_call_task_types,
 )
-from pvetool.settings import HostPort, Settings, TokenAuth
 
 __all__ = [
     "PARAM_MIN_VERSION",
@@ -98,154 +101,17 @@ POWER_TASK_TYPES: Mapping[tuple[str, str], frozenset[str]] = {
 CLOCK_SKEW_S = 60
 LOG_PAGE_LINES = 500
 
-_NODE_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?$")
-_STORAGE_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9\-_.]*[a-zA-Z0-9]$")
-_SID_RE = re.compile(r"^(?:(?:vm|ct):)?\d+$")
-
-
-def _check_node(node: str) -> str:
-    if not _NODE_RE.match(node):
-        raise ValidationError(f"'{node}' is not a valid PVE node name", field="node")
-    return node
-
-
-def _check_vmid(vmid: int) -> int:
-    if isinstance(vmid, bool) or not isinstance(vmid, int) or not 100 <= vmid <= 999_999_999:
-        raise ValidationError(f"'{vmid}' is not a valid VMID (100 to 999999999)", field="vmid")
-    return vmid
-
-
-def _check_kind(kind: str) -> GuestKind:
-    if kind == "qemu":
-        return "qemu"
-    if kind == "lxc":
-        return "lxc"
-    raise ValidationError(f"'{kind}' is not a guest kind (qemu or lxc)", field="kind")
-
-
-def _as_upid(upid: Upid | str) -> Upid:
-    return upid if isinstance(upid, Upid) else Upid.parse(upid)
-
-
-def _storage_pairs(value: Mapping[str, str] | str, field: str) -> str:
-    """{'local-lvm': 'ceph'} -> 'local-lvm:ceph' (PVE's storage-pair-list)."""
-    if isinstance(value, str):
-        if value != "1" and not _STORAGE_RE.match(value):
-            raise ValidationError(f"'{value}' is not a storage ID", field=field)
-        return value
-    pairs = []
-    for src, dst in value.items():
-        for storage in (src, dst):
-            if not _STORAGE_RE.match(storage):
-                raise ValidationError(f"'{storage}' is not a storage ID", field=field)
-        pairs.append(f"{src}:{dst}")
-    if not pairs:
-        raise ValidationError("the storage mapping is empty", field=field)
-    return ",".join(pairs)
-
-
 # --------------------------------------------------------------------------------------------
 # The client
 
 
-class PveClient:
+class PveClient(ClientBase):
     """A PVE API client built from `Settings`. Thread-safe; one per cluster.
 
     `sleep` (used for retry backoff and the ambiguous-POST check), `wall_clock` (epoch seconds,
     for task-list searches and snapshot times) and `monotonic` (durations, ticket age) can be
     replaced in tests.
     """
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        wall_clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._settings = settings
-        self._sleep = sleep
-        self._wall_clock = wall_clock
-        self._lock = threading.RLock()
-        self._versions: dict[str, PveVersion] = {}
-        self._transport = Transport(settings, sleep=sleep, monotonic=monotonic)
-
-    # -- housekeeping
-
-    def __repr__(self) -> str:
-        return f"PveClient(host={self.current_host}, auth={self._settings.auth!r})"
-
-    def __enter__(self) -> PveClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._transport.close()
-
-    def trace_http(self, hook: Callable[[Any], None]) -> None:
-        """Call `hook` with every HTTP answer (requests' response; see
-        `Transport.add_response_hook`: method, path, status and duration only)."""
-        self._transport.add_response_hook(hook)
-
-    @property
-    def settings(self) -> Settings:
-        return self._settings
-
-    @property
-    def session_user(self) -> str:
-        """Who this session is to PVE: the token id (``user@realm!name``) for a token, the
-        user of a password login (which uses a ticket). Only ``root@pam`` itself may send
-        ``force``, ``migration_type`` and ``migration_network`` (qemu-server
-        ``src/PVE/API2/Qemu.pm`` ``migrate_vm`` l.5577-5585)."""
-        auth = self._settings.auth
-        return auth.token_id if isinstance(auth, TokenAuth) else auth.user
-
-    @property
-    def current_host(self) -> HostPort:
-        """The host calls currently go to (it changes only on a connection failure)."""
-        return self._transport.current_host
-
-    def now_s(self) -> float:
-        """Epoch seconds by this client's wall clock (what snapshots are stamped with)."""
-        return self._wall_clock()
-
-    def _request(self, method: str, path: str, *, idempotent: bool = True, **params: Any) -> Any:
-        """Send one API call through the funnel (retried only when `idempotent`)."""
-        return self._transport.request(method, path, idempotent=idempotent, **params)
-
-    def read(self, path: str, **params: Any) -> Any:
-        """``GET path``: the raw ``data`` of an answer, through the same funnel (retries,
-        failover, the documented-shape check of the endpoints the client knows) but not
-        converted. For readers that need PVE's own fields as they are (`pvetool.capture`)."""
-        return self._request("GET", path, **params)
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        conv: Callable[[Any], T],
-        *,
-        idempotent: bool = True,
-        **params: Any,
-    ) -> T:
-        """One API call and the conversion of its (already shape-checked) answer."""
-        raw = self._request(method, path, idempotent=idempotent, **params)
-        return self._converted(method, path, conv, raw)
-
-    def _converted(self, method: str, path: str, conv: Callable[[Any], T], raw: Any) -> T:
-        """`conv(raw)`; what the converter cannot read (a vmid that is no vmid, a UPID that is
-        no UPID, a guest listed twice) is an `InvalidAnswer` naming the endpoint, never a crash
-        and never a guess."""
-        try:
-            return conv(raw)
-        except ValueError as exc:  # the converters' own words (ValidationError is one)
-            problem = str(exc) or type(exc).__name__
-        except (TypeError, KeyError, IndexError, AttributeError, ArithmeticError) as exc:
-            problem = f"it could not be read ({type(exc).__name__}: {exc})"
-        raise InvalidAnswer(method=method, path=path, problem=problem, host=str(self.current_host))
 
     # -- versions
 

@@ -748,12 +748,28 @@ def test_no_such_task_is_not_found(api: responses.RequestsMock, sleep: Recording
 def test_tasks_are_never_looked_up_in_the_cluster_task_list() -> None:
     # D13: /cluster/tasks keeps ~25 rows per node, running ones included (pve-common
     # RESTEnvironment.pm active_workers l.388-394), and shows a token without Sys.Audit
-    # nothing: the client reads tasks from their node only.
+    # nothing: the client looks tasks up on their node only. The one reader of
+    # /cluster/tasks is `PveClient.cluster_tasks`, used only to learn link speeds from recent
+    # migrations (pvetool.api.links, which falls back to each node's list).
     import inspect
+    from pathlib import Path
 
-    from pvetool.api import client, tasks
+    from pvetool.api import PveClient, client, tasks
 
-    for module in (client, tasks):
-        source = inspect.getsource(module)
-        code = [ln for ln in source.splitlines() if not ln.strip().startswith(("#", "``"))]
-        assert not any('"/cluster/tasks' in ln for ln in code), module.__name__
+    def code(obj: object) -> list[str]:
+        lines = inspect.getsource(obj).splitlines()  # type: ignore[arg-type]
+        return [ln for ln in lines if not ln.strip().startswith(("#", "``"))]
+
+    lookups = [tasks, PveClient.tasks, PveClient.task_status, PveClient.task_log]
+    lookups += [PveClient._started_migration, PveClient.start_migration]
+    for obj in lookups:
+        assert not any('"/cluster/tasks' in ln for ln in code(obj)), obj
+    readers = [ln for ln in code(client) if '"/cluster/tasks' in ln]
+    assert readers == ['        return self._call("GET", "/cluster/tasks", convert.task_list)']
+    package = Path(client.__file__).parent.parent
+    users = sorted(
+        str(p.relative_to(package))
+        for p in package.rglob("*.py")
+        if ".cluster_tasks(" in p.read_text() and p.name != "client.py"
+    )
+    assert users == ["api/links.py"]
