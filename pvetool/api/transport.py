@@ -477,27 +477,7 @@ class Transport:
                 host=host,
             ) from self._redact.scrub(exc)
         except requests.exceptions.SSLError as exc:
-            if _connection_lost(exc):
-                # The peer closed the TLS connection without a close_notify (a host dying or
-                # restarting mid-request): a transport failure like a reset, not a TLS problem.
-                reason = self._redact(_short_reason(exc))
-                self._fail_over(index, reason)
-                raise ApiUnreachable(
-                    host=host, reason=reason, method=method, path=safe_path, retryable=True
-                ) from self._redact.scrub(exc)
-            # A TLS failure is a configuration or security problem: never retried.
-            reason = self._redact(_short_reason(exc))
-            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-                reason = _untrusted(
-                    reason, self._settings.hosts[index], self._settings.request_timeout_s
-                )
-            raise ApiUnreachable(
-                host=host,
-                reason=reason,
-                method=method,
-                path=safe_path,
-                retryable=False,
-            ) from self._redact.scrub(exc)
+            raise self._tls_error(exc, method, safe_path, index) from self._redact.scrub(exc)
         except requests.exceptions.ConnectionError as exc:
             reason = self._redact(_short_reason(exc))
             self._fail_over(index, reason)
@@ -520,6 +500,27 @@ class Transport:
                 path=safe_path,
                 retryable=False,
             ) from self._redact.scrub(exc)
+
+    def _tls_error(
+        self, exc: requests.exceptions.SSLError, method: str, path: str, index: int
+    ) -> ApiUnreachable:
+        """A TLS failure: the connection ending early (retried on the next host) or a
+        configuration or security problem (never retried; an untrusted certificate is said as
+        such, with the server's fingerprint)."""
+        host = str(self._settings.hosts[index])
+        reason = self._redact(_short_reason(exc))
+        if _connection_lost(exc):
+            # The peer closed the TLS connection without a close_notify (a host dying or
+            # restarting mid-request): a transport failure like a reset, not a TLS problem.
+            self._fail_over(index, reason)
+            return ApiUnreachable(
+                host=host, reason=reason, method=method, path=path, retryable=True
+            )
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            reason = _untrusted(
+                reason, self._settings.hosts[index], self._settings.request_timeout_s
+            )
+        return ApiUnreachable(host=host, reason=reason, method=method, path=path, retryable=False)
 
     def _api_error(self, exc: Any, method: str, path: str, host: str) -> ApiError:
         status = int(exc.status_code)

@@ -40,7 +40,7 @@ from pvetool.cli.execution import (
 )
 from pvetool.cli.group import cli
 from pvetool.errors import ApiError, ApiUnreachable, ValidationError
-from pvetool.journal import journalled_plan, new_run_id
+from pvetool.journal import RunState, journalled_plan, new_run_id
 from pvetool.model import ClusterSnapshot, ExecutionPlan, Precondition, RunReport
 from pvetool.operate import JobInfo, not_run_report, open_journal, plan_level_blockers, run_plan
 from pvetool.planner.build import build_plan, migrate_spec
@@ -218,54 +218,19 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
     client = get_client(ctx)
     snapshot, _ = planning_snapshot(ctx, configs_of=[vmid])
     job = JobInfo(f"migrate:{vmid}", "migrate", argv=tuple(sys.argv[1:]))
-    resume = None
-    if kw["resume"]:
-        resume = resumable(
-            cluster_state(ctx, snapshot), command=job.command, what=f"'migrate {vmid}'"
-        )
-        plan = journalled_plan(resume)
-    else:
-        _check_request(snapshot, vmid, target, kw["offline"])
-        spec = migrate_spec(
-            vmid,
-            target,
-            with_local_disks=kw["with_local_disks"],
-            target_storage=_storage_map(kw["target_storage"]),
-            bwlimit_Bps=kw["bwlimit"],
-            task_timeout_s=kw["timeout"],
-        )
-        plan = build_plan(spec, snapshot, preconditions=_precondition(client, snapshot, vmid))
-        plan = checked_plan(ctx, plan)  # privileges (pvetool.preflight)
+    plan, resume = _plan_or_resume(ctx, client, snapshot, job, vmid, target, kw)
     output: Output = kw["output"]
     if kw["dry_run"]:
         show_plan(st, plan, output)
         ctx.exit(2 if plan.blocked or not plan.can_run else 0)
     check_report_paths(kw["reports"], kw["junit"])
-    refused = plan_level_blockers(plan) or _refused(plan, vmid, target)
-    if refused:
-        click.echo(f"error: guest {vmid} cannot be migrated to {target}:", err=True)
-        for reason in refused:
-            click.echo(f"  {reason}", err=True)
-        report = replace(
-            not_run_report(plan, "; ".join(refused), refused=True), command=job.command
-        )
-        write_reports(st, report, kw["reports"], kw["junit"])
-        ctx.exit(2)  # refused before anything started
+    _exit_if_refused(ctx, plan, job, vmid, target, kw)
     cluster = cluster_state(ctx, snapshot)
     job = job_on(job, cluster)
     run_id = resume.run_id if resume is not None else new_run_id()
     where = cluster.identity.label
     if not kw["yes"] and sys.stdin.isatty() and resume is None:
-        show_plan(st, plan, "table")
-        move = plan.moves[0] if plan.moves else None
-        what = f"{vmid} {move.source} -> {move.target}" if move else str(vmid)
-        if not click.confirm(f"Migrate {what} on the {where}?", default=False):
-            click.echo("Cancelled; nothing was changed.", err=True)
-            report = replace(
-                not_run_report(plan, "cancelled by the operator", refused=False),
-                command=job.command,
-            )
-            ctx.exit(write_reports(st, report, kw["reports"], kw["junit"]) or 1)
+        _confirm_or_exit(ctx, plan, job, vmid, where, kw)
     st.stderr.print(f"Running on the {where}.")
     with (
         holding(ctx, cluster, job, run_id, force=kw["force_lock"]),
@@ -291,3 +256,68 @@ def migrate_cmd(ctx: click.Context, /, vmid: int, target: str, **kw: Any) -> Non
         print_summary(st, report, output)
         ctx.exit(report.exit_code or failed)
     ctx.exit(_result_line(st, report, kw["wait"]) or failed)
+
+
+def _plan_or_resume(
+    ctx: click.Context,
+    client: PveClient,
+    snapshot: ClusterSnapshot,
+    job: JobInfo,
+    vmid: int,
+    target: str,
+    kw: dict[str, Any],
+) -> tuple[ExecutionPlan, RunState | None]:
+    """The one-move plan (checked like a drain's), or the journalled plan `--resume` continues."""
+    if kw["resume"]:
+        resume = resumable(
+            cluster_state(ctx, snapshot), command=job.command, what=f"'migrate {vmid}'"
+        )
+        return journalled_plan(resume), resume
+    _check_request(snapshot, vmid, target, kw["offline"])
+    spec = migrate_spec(
+        vmid,
+        target,
+        with_local_disks=kw["with_local_disks"],
+        target_storage=_storage_map(kw["target_storage"]),
+        bwlimit_Bps=kw["bwlimit"],
+        task_timeout_s=kw["timeout"],
+    )
+    plan = build_plan(spec, snapshot, preconditions=_precondition(client, snapshot, vmid))
+    return checked_plan(ctx, plan), None  # privileges (pvetool.preflight)
+
+
+def _exit_if_refused(
+    ctx: click.Context,
+    plan: ExecutionPlan,
+    job: JobInfo,
+    vmid: int,
+    target: str,
+    kw: dict[str, Any],
+) -> None:
+    """A move the checks refuse: every reason named, a report written, exit 2 (nothing sent)."""
+    refused = plan_level_blockers(plan) or _refused(plan, vmid, target)
+    if not refused:
+        return
+    click.echo(f"error: guest {vmid} cannot be migrated to {target}:", err=True)
+    for reason in refused:
+        click.echo(f"  {reason}", err=True)
+    report = replace(not_run_report(plan, "; ".join(refused), refused=True), command=job.command)
+    write_reports(state(ctx), report, kw["reports"], kw["junit"])
+    ctx.exit(2)  # refused before anything started
+
+
+def _confirm_or_exit(
+    ctx: click.Context, plan: ExecutionPlan, job: JobInfo, vmid: int, where: str, kw: dict[str, Any]
+) -> None:
+    """On a terminal: the plan, then the question naming the cluster; no means exit 1."""
+    st = state(ctx)
+    show_plan(st, plan, "table")
+    move = plan.moves[0] if plan.moves else None
+    what = f"{vmid} {move.source} -> {move.target}" if move else str(vmid)
+    if not click.confirm(f"Migrate {what} on the {where}?", default=False):
+        click.echo("Cancelled; nothing was changed.", err=True)
+        report = replace(
+            not_run_report(plan, "cancelled by the operator", refused=False),
+            command=job.command,
+        )
+        ctx.exit(write_reports(st, report, kw["reports"], kw["junit"]) or 1)
