@@ -650,22 +650,7 @@ def load_settings(
     auth = _winning_auth(token_file, env, prof, where, run, path, sources)
     verify, fingerprints = _tls(env, prof, where, sources)
 
-    timeout_s = prof.get("timeout_s", 30.0)
-    if (
-        not isinstance(timeout_s, int | float)
-        or isinstance(timeout_s, bool)
-        or not 0 < timeout_s <= MAX_TIMEOUT_S
-    ):
-        raise ConfigError(
-            f"timeout_s must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}",
-            source=where,
-        )
-    retries = prof.get("retries", RetryPolicy().attempts)
-    if not isinstance(retries, int) or isinstance(retries, bool) or not 1 <= retries <= MAX_RETRIES:
-        raise ConfigError(
-            f"retries must be a whole number of attempts from 1 to {MAX_RETRIES}", source=where
-        )
-
+    timeout_s, retries = _limits(prof, where)
     if verify is False and not fingerprints:
         warnings.append(
             f"TLS certificate verification is off ({sources.get('verify')}): anyone between "
@@ -684,6 +669,26 @@ def load_settings(
         sources=sources,
         warnings=tuple(warnings),
     )
+
+
+def _limits(prof: Mapping[str, Any], where: str) -> tuple[float, int]:
+    """The profile's request timeout and retry attempts, range-checked."""
+    timeout_s = prof.get("timeout_s", 30.0)
+    if (
+        not isinstance(timeout_s, int | float)
+        or isinstance(timeout_s, bool)
+        or not 0 < timeout_s <= MAX_TIMEOUT_S
+    ):
+        raise ConfigError(
+            f"timeout_s must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}",
+            source=where,
+        )
+    retries = prof.get("retries", RetryPolicy().attempts)
+    if not isinstance(retries, int) or isinstance(retries, bool) or not 1 <= retries <= MAX_RETRIES:
+        raise ConfigError(
+            f"retries must be a whole number of attempts from 1 to {MAX_RETRIES}", source=where
+        )
+    return float(timeout_s), retries
 
 
 def _chosen_profile(

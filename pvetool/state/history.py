@@ -26,6 +26,7 @@ from pvetool.journal import journalled_plan, list_runs, read_run, secure_dir
 from pvetool.journal_records import RunState
 from pvetool.model import (
     BlockedGuest,
+    ExecutionPlan,
     HookResult,
     MoveResult,
     NodeWaitResult,
@@ -112,12 +113,9 @@ def find_run(base: Path, run_id: str) -> RunEntry:
     return found[0]
 
 
-def rebuild_report(state: RunState) -> RunReport:
-    """The run's report, from its journal alone (module docstring)."""
-    try:
-        plan = journalled_plan(state)
-    except PlanError as exc:
-        raise ValidationError(f"the journal {state.path} holds no readable plan: {exc}") from None
+def _results(plan: ExecutionPlan, state: RunState) -> tuple[list[MoveResult], str]:
+    """Each planned move's result as its journal records it, and why the run stopped early
+    (the first move it did not start, if any)."""
     results: list[MoveResult] = []
     stop = ""
     for index, stage in enumerate(plan.stages):
@@ -147,6 +145,16 @@ def rebuild_report(state: RunState) -> RunReport:
                     node=move.source,
                 )
             results.append(result)
+    return results, stop
+
+
+def rebuild_report(state: RunState) -> RunReport:
+    """The run's report, from its journal alone (module docstring)."""
+    try:
+        plan = journalled_plan(state)
+    except PlanError as exc:
+        raise ValidationError(f"the journal {state.path} holds no readable plan: {exc}") from None
+    results, stop = _results(plan, state)
     hooks = tuple(
         HookResult(
             stage_index=h.index,
