@@ -31,13 +31,13 @@ COMMAND_MODULES = (
 
 SUMMARIES = {
     "check": "Pre-flight checks without a plan file (read-only).",
-    "completion": "COMPLETION",
+    "completion": "Print the completion script for SHELL.",
     "drain": "Move every movable guest off NODE (live for running VMs, restart for containers).",
     "emulator": "Run an emulated Proxmox VE 9.2 cluster (HTTPS API) for trials and tests.",
     "migrate": (
         "Migrate one guest to NODE (live for running VMs; restart migration for containers)."
     ),
-    "plan": "Check and show YAML maintenance plans against the cluster (read-only).",
+    "plan": "YAML maintenance plans: validate and show (read-only), apply, schema.",
     "rebalance": "Move guests until node loads are within the threshold of each other.",
     "report": "Write the report files of RUN again, from its journal.",
     "runs": "List past runs (id, command, cluster, start, result, moves), oldest first.",

@@ -296,6 +296,13 @@ def plan_schema() -> Schema:
             "description": {"type": "string"},
             "rules": _rules(),
             "steps": {"type": "array", "minItems": 1, "items": {"anyOf": steps}},
+            "links": {
+                "type": "object",
+                "description": "each node's migration link speed (or `default` for every "
+                "node); `--link` on the command line wins",
+                "propertyNames": {"anyOf": [{"const": "default"}, NODE]},
+                "additionalProperties": RATE,
+            },
         },
         required=("version", "steps"),
     )
