@@ -78,10 +78,16 @@ def pre_condition(ctx: RunContext, flight: Flight) -> Check | MoveEnd:
         # then qm unlock), or the HA manager moves it (its failback, say), when a request now
         # would be dropped (see wait_settled). Wait for it to end, then look again: the guest
         # may be on the target by then (skipped) or back where it was.
+        # A lock means a whole migration may still be under way (the HA manager's failback
+        # after a hold is released, say): allow it the plan's task timeout, as our own moves.
         wait_settled(
             ctx.api,
             move.vmid,
-            timeout_s=HA_SETTLE_TIMEOUT_S,
+            timeout_s=(
+                max(HA_SETTLE_TIMEOUT_S, ctx.plan.task_timeout_s)
+                if guest is not None and guest.lock == "migrate"
+                else HA_SETTLE_TIMEOUT_S
+            ),
             poll_s=ctx.options.node_poll_s,
             sleep=ctx.deps.sleep,
             clock=ctx.deps.clock,
