@@ -1,16 +1,21 @@
 """The Python API: docs/python-api.md's example runs as written against the embedded emulator,
-and a session journals like the CLI (a script's drain is found by `pvetool undrain`)."""
+and a session runs like the CLI: journalled in the cluster's folder (`pvetool runs` lists a
+script's drain), the cluster held for the run (a held lock raises `RunConflict`), drained nodes
+held until `undrain` releases them."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 import pvetool
+from pvetool.cli.main import cli
 from pvetool.errors import ConfigError, RunConflict
 from pvetool.state.history import all_runs
 from pvetool.state.lock import Holder, hold_cluster
@@ -74,6 +79,14 @@ def test_a_sessions_drain_is_the_clusters_and_held_until_undrain(tmp_path: Path)
         assert run.cluster == "lab" and tuple(run.cluster_nodes) == ("pve1", "pve2", "pve3")
         assert run.endpoint == str(pve.client.current_host)
         assert run.path.parent == base / "emulated" / "lab" / "runs"
+        shown = CliRunner().invoke(
+            cli, ["runs", "--cluster", "lab", "-o", "json"], env={"PVETOOL_STATE_DIR": str(base)}
+        )
+        assert shown.exit_code == 0, shown.output
+        rows = json.loads(shown.stdout)["runs"]
+        assert [(r["run"], r["command"], r["emulated"]) for r in rows] == [
+            (run.run_id, "drain:pve3", True)
+        ]
 
         # pve3 is held (what `status` lists): no later plan places a guest on it
         held = pve.drained()
