@@ -12,7 +12,8 @@ codes stay in the CLI; opening the journal is `open_journal`, closing it the cal
 snapshot fetcher): what unit tests drive with an in-memory cluster.
 
 Imports: the standard library, `pvetool.errors`, `pvetool.model`, `pvetool.settings`,
-`pvetool.api`, `pvetool.planner`, `pvetool.executor` and `pvetool.journal`. Like the CLI it
+`pvetool.api`, `pvetool.planner`, `pvetool.executor`, `pvetool.journal` and `pvetool.state`
+(the cluster a run is on, `job_on`). Like the CLI it
 wires the layers; nothing in them imports it.
 """
 
@@ -60,10 +61,12 @@ from pvetool.model.events import Observer
 from pvetool.planner import build
 from pvetool.planner.spec import PlanSpec
 from pvetool.settings import Settings, TokenAuth, WaitPolicy
+from pvetool.state import ClusterState
 
 __all__ = [
     "JobInfo",
     "homecoming",
+    "job_on",
     "migrate_preconditions",
     "undrain_plan",
     "Overrides",
@@ -230,6 +233,18 @@ def not_run_report(plan: ExecutionPlan, reason: str, *, refused: bool) -> RunRep
 def nothing_to_run(plan: ExecutionPlan) -> bool:
     """No move, and no stage that is not a migration (a hook, a wait) either."""
     return not plan.moves and all(s.kind == "migrate" for s in plan.stages)
+
+
+def job_on(job: JobInfo, cluster: ClusterState) -> JobInfo:
+    """`job` with the cluster it runs on (recorded in its journal's first record)."""
+    identity = cluster.identity
+    return replace(
+        job,
+        cluster=identity.name,
+        cluster_nodes=identity.nodes,
+        endpoint=identity.endpoint,
+        cluster_key=identity.key,
+    )
 
 
 def open_journal(

@@ -12,45 +12,57 @@ the use cases on top of it, each built from the same functions the commands call
         pve.undrain("pve2")
 
 Plans are `ExecutionPlan`s and results `RunReport`s (`pvetool.model`); `pvetool.render` turns
-them into the same tables, JSON and Markdown as the CLI. A run is journalled like a CLI run, so
-`pvetool undrain NODE` and `pvetool drain NODE --resume` work on a drain a script started, and
-the other way round. Nothing is asked: `run` starts what the plan says (check `plan.can_run`
-and `plan.blocked` first, or pass `confirm`); a plan with plan-level blockers is refused with
-`PlanError`, blocked guests stay where they are.
+them into the same tables, JSON and Markdown as the CLI. A run is journalled like a CLI run, in the
+cluster's own folder (`pvetool.state`), so `pvetool undrain NODE`, `pvetool drain NODE
+--resume` and `pvetool runs` work on a drain a script started, and the other way round. Like a
+command, a run holds the cluster (`pvetool.state.lock`: local lock and cluster marker; a run
+already holding it raises `RunConflict`), and a drained node stays held (never a target of any
+plan) until `undrain` releases it (`pvetool.state.drained`). Nothing is asked: `run` starts
+what the plan says (check `plan.can_run` and `plan.blocked` first, or pass `confirm`); a plan
+with plan-level blockers is refused with `PlanError`, blocked guests stay where they are.
 
 Imports: the standard library, `pvetool.settings`, `pvetool.api`, `pvetool.planner`,
-`pvetool.journal`, `pvetool.model`, `pvetool.operate` and (for `emulate=` only) the emulator.
-Never the CLI.
+`pvetool.journal`, `pvetool.model`, `pvetool.operate`, `pvetool.state` and (for `emulate=`
+only) the emulator. Never the CLI.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pvetool.api import PveClient, fetch_snapshot
+from pvetool.api.ha_hold import released
 from pvetool.api.overview import ClusterOverview, fetch_overview
 from pvetool.errors import ConfigError
 from pvetool.executor import Confirm
-from pvetool.journal import state_dir, undrain_candidates
+from pvetool.journal import new_run_id, state_dir
 from pvetool.model import ClusterSnapshot, ExecutionPlan, RunReport
 from pvetool.model.events import Observer
 from pvetool.operate import (
     JobInfo,
     RunSetup,
     homecoming,
+    job_on,
     migrate_preconditions,
     open_journal,
     poll_policy,
+    release_ha_hold,
     run_plan,
     undrain_plan,
 )
 from pvetool.planner import build
 from pvetool.planner.loader import load_plan
+from pvetool.planner.spec import DrainStep
 from pvetool.settings import load_settings
+from pvetool.state import ClusterState
+from pvetool.state.cluster import cluster_of, with_held
+from pvetool.state.drained import DrainHold, forget, holds, remember
+from pvetool.state.lock import Holder, hold_cluster
 
 __all__ = ["Session", "connect"]
 
@@ -58,8 +70,10 @@ __all__ = ["Session", "connect"]
 class Session:
     """A connection to one cluster and what pvetool does on it (see the module docstring).
 
-    `client` is the underlying `PveClient` (PVE's API, read and migrate); `journal_dir` where
-    runs are journalled (the CLI's state directory unless given)."""
+    `client` is the underlying `PveClient` (PVE's API, read and migrate); `journal_dir` the
+    state folder (the CLI's state directory unless given): runs are journalled, drained nodes
+    remembered and the run lock taken in the cluster's folder under it
+    (``clusters/<name>/``, ``emulated/<name>/`` for ``emulate=``)."""
 
     def __init__(
         self,
@@ -74,6 +88,7 @@ class Session:
         self._emulator = emulator
         self._speed = speed
         self._jobs: dict[int, JobInfo] = {}  # id(plan) -> what it is, for the journal
+        self._holds: dict[int, tuple[str, ...]] = {}  # id(plan) -> a file's drain steps' nodes
 
     # -- housekeeping
 
@@ -102,8 +117,34 @@ class Session:
         return fetch_overview(self.client)
 
     def snapshot(self) -> ClusterSnapshot:
-        """Everything the planner looks at, read in one go."""
-        return fetch_snapshot(self.client)
+        """Everything the planner looks at, read in one go, with the nodes pvetool drained
+        (`ClusterSnapshot.held_nodes`: never a target)."""
+        return self._planning()[0]
+
+    def cluster_state(self, snapshot: ClusterSnapshot | None = None) -> ClusterState:
+        """The cluster this session reaches (`pvetool.state.ClusterState`: its identity, the
+        endpoint that answered and its folder under `journal_dir`), from `snapshot` (read now
+        when not given)."""
+        if snapshot is None:
+            snapshot = fetch_snapshot(self.client)
+        return cluster_of(
+            snapshot,
+            str(self.client.current_host),
+            emulated=self._emulator is not None,
+            base=self.journal_dir,
+        )
+
+    def drained(self) -> dict[str, DrainHold]:
+        """The nodes pvetool drained on this cluster and no undrain released yet (what
+        ``pvetool status`` lists as "drained by pvetool")."""
+        return holds(self.cluster_state())
+
+    def _planning(self, release: str | None = None) -> tuple[ClusterSnapshot, ClusterState]:
+        """The snapshot the planner must see (drained nodes held, but `release`) and the
+        cluster's state, as the CLI's `planning_snapshot`."""
+        snapshot = fetch_snapshot(self.client)
+        cluster = self.cluster_state(snapshot)
+        return with_held(snapshot, cluster, release=release), cluster
 
     # -- planning (read-only)
 
@@ -153,7 +194,12 @@ class Session:
 
     def plan_file(self, path: str | os.PathLike[str]) -> ExecutionPlan:
         """What ``pvetool plan show FILE`` shows (a `PlanError` names every problem of the file)."""
-        return build.build_plan(load_plan(path), self.snapshot())
+        spec = load_plan(path)
+        plan = build.build_plan(spec, self.snapshot())
+        drains = [n for step in spec.steps if isinstance(step, DrainStep) for n in step.nodes]
+        if drains:  # as `plan apply`: a file's drain steps stay drained until undrain
+            self._holds[id(plan)] = tuple(dict.fromkeys(drains))
+        return plan
 
     # -- running
 
@@ -175,7 +221,10 @@ class Session:
                 dict.fromkeys(s.node for s in plan.stages if s.node and s.kind == "migrate")
             )
             job = JobInfo(f"plan:{plan.name}", "plan", drained_nodes=drained)
-        return self._run(plan, job, observer=observer, confirm=confirm)
+        # what stays drained until undrain: a drain's nodes (a file's drain steps are in
+        # `_jobs` too); a rebalance or a caller's plan holds nothing, as `plan apply` of JSON
+        hold = job.drained_nodes if job.kind == "drain" else self._holds.get(id(plan), ())
+        return self._run(plan, job, observer=observer, confirm=confirm, hold=hold)
 
     def undrain(
         self,
@@ -188,17 +237,25 @@ class Session:
 
         Returns the `RunReport` (notes name guests left where they are), the plan with
         `dry_run`, or None when no drain of `node` is left to undo."""
-        found = undrain_candidates(self.journal_dir, node)
+        snapshot, cluster = self._planning(release=node)
+        # The drain's HA hold (pvetool.api.ha_hold) ends before the guests come home: plan with
+        # it ended, or HA guests would look barred from their own node (as `pvetool undrain`).
+        snapshot = released(snapshot, node)
+        found = cluster.undrain_candidates(node)
+        moves, notes = homecoming(snapshot, node, found[0].run_id, found[1]) if found else ([], [])
+        if not moves and not dry_run:
+            # nothing for the executor to bring home: end the HA hold and release the node here
+            # (with moves, the run ends the hold before they start and releases the node)
+            release_ha_hold(self.client, node)
+            forget(cluster, node)
         if found is None:
+            cluster.refuse_drain_elsewhere(node)
             return None
-        drain_run, origins = found
-        snapshot = self.snapshot()
-        moves, notes = homecoming(snapshot, node, drain_run.run_id, origins)
         plan = undrain_plan(snapshot, moves)
         if dry_run:
             return plan
-        job = JobInfo(f"undrain:{node}", "undrain", undoes=drain_run.run_id)
-        report = self._run(plan, job, observer=observer, confirm=None)
+        job = JobInfo(f"undrain:{node}", "undrain", undoes=found[0].run_id)
+        report = self._run(plan, job, observer=observer, confirm=None, release=node)
         return _with_notes(report, notes)
 
     def _run(
@@ -208,17 +265,32 @@ class Session:
         *,
         observer: Observer | None,
         confirm: Confirm | None,
+        hold: Sequence[str] = (),
+        release: str | None = None,
     ) -> RunReport:
-        snapshot = self.snapshot()
+        """Run `plan` as the CLI's `run_and_report` does: the cluster held for the run, the
+        journal in its folder, `hold` remembered as drained, `release` forgotten."""
+        snapshot, cluster = self._planning(release=release)
         emulated = self._emulator is not None
         setup = RunSetup(
             # an emulated clock runs `speed` times real time: poll that much more often
             wait=poll_policy(self.client.settings.wait, speed=self._speed) if emulated else None,
             agent_vmids=frozenset(g.vmid for g in snapshot.guests.values() if g.agent_enabled),
             hook_env=dict(self._emulator.env()) if emulated else {},
+            held_nodes=snapshot.held_nodes,
         )
-        with open_journal(self.journal_dir, plan, job, None) as journal:
-            return run_plan(
+        job = job_on(job, cluster)
+        run_id = new_run_id()
+        notices: list[str] = []
+        with (
+            hold_cluster(cluster, self.client, Holder.here(run_id, job.command), notices=notices),
+            open_journal(cluster.ensure(), plan, job, None, run_id=run_id) as journal,
+        ):
+            if hold:
+                remember(cluster, hold, run_id, job.command, time.time())
+            if release is not None:
+                forget(cluster, release)
+            report = run_plan(
                 self.client,
                 plan,
                 journal=journal,
@@ -226,6 +298,8 @@ class Session:
                 confirm=confirm or _refuse,
                 setup=setup,
             )
+        # the lock's notices and warnings (a marker that could not be set, ...) go with it
+        return replace(report, command=job.command, notes=(*report.notes, *notices))
 
 
 def _refuse(question: str) -> bool:

@@ -2,7 +2,8 @@
 
 `cluster_state(ctx, snapshot)` names the cluster the connected client reaches (name and node
 names from the snapshot, the endpoint that answered) and its folder under the state directory
-(``emulated/`` for ``--emulate``); `job_on` stamps a `JobInfo` with it, so that every journal
+(``emulated/`` for ``--emulate``; the core of both is `pvetool.state.cluster`, shared with the
+Python API); `job_on` (`pvetool.operate`) stamps a `JobInfo` with it, so that every journal
 records where it ran.
 
 `holding` holds the cluster for a run (one run at a time, `pvetool.state.lock`).
@@ -22,14 +23,13 @@ import click
 from pvetool.api import fetch_snapshot
 from pvetool.cli.common import get_client, state
 from pvetool.errors import ApiError, ApiUnreachable
-from pvetool.journal import state_dir
 from pvetool.model import ClusterSnapshot, ExecutionPlan
-from pvetool.operate import JobInfo
+from pvetool.operate import JobInfo, job_on
 from pvetool.planner.spec import PlanSpec
 from pvetool.preflight import hook_findings, permission_findings
 from pvetool.settings import TokenAuth
-from pvetool.state import ClusterIdentity, ClusterState, identity_of
-from pvetool.state.drained import held_nodes
+from pvetool.state import ClusterIdentity, ClusterState
+from pvetool.state.cluster import cluster_of, state_for, with_held
 from pvetool.state.lock import Holder, hold_cluster, marker_pool
 
 __all__ = [
@@ -50,12 +50,12 @@ def endpoint_of(ctx: click.Context) -> str:
 
 def cluster_state(ctx: click.Context, snapshot: ClusterSnapshot) -> ClusterState:
     """The state of the cluster `snapshot` was read from."""
-    return state_of(ctx, identity_of(snapshot, endpoint_of(ctx)))
+    return cluster_of(snapshot, endpoint_of(ctx), emulated=state(ctx).emulator is not None)
 
 
 def state_of(ctx: click.Context, identity: ClusterIdentity) -> ClusterState:
     """The state folder of the cluster `identity` names (``emulated/`` for ``--emulate``)."""
-    return ClusterState(state_dir(), identity, emulated=state(ctx).emulator is not None)
+    return state_for(identity, emulated=state(ctx).emulator is not None)
 
 
 def planning_snapshot(
@@ -71,22 +71,7 @@ def planning_snapshot(
     drain / a single migration needs; `fetch_snapshot`)."""
     snapshot = fetch_snapshot(get_client(ctx), configs_on=configs_on, configs_of=configs_of)
     cluster = cluster_state(ctx, snapshot)
-    held = held_nodes(cluster)
-    if release is not None:
-        held.pop(release, None)
-    return replace(snapshot, held_nodes=held), cluster
-
-
-def job_on(job: JobInfo, cluster: ClusterState) -> JobInfo:
-    """`job` with the cluster it runs on (recorded in its journal's first record)."""
-    identity = cluster.identity
-    return replace(
-        job,
-        cluster=identity.name,
-        cluster_nodes=identity.nodes,
-        endpoint=identity.endpoint,
-        cluster_key=identity.key,
-    )
+    return with_held(snapshot, cluster, release=release), cluster
 
 
 @contextmanager

@@ -3,7 +3,8 @@ run lock and the cluster marker, and the nodes pvetool drained.
 
 Modules: `identity` (`ClusterIdentity`), `layout` (`ClusterState`: folders, what `--resume` and
 `undrain` may use), `lock` (one run at a time: local lock file and cluster marker), `drained`
-(nodes drained until `undrain`).
+(nodes drained until `undrain`), `cluster` (a snapshot's `ClusterState` and the snapshot the
+planner sees, for the CLI and the Python API).
 
 Imports: the standard library, `pvetool.errors`, `pvetool.model` and `pvetool.journal`.
 """
