@@ -470,6 +470,11 @@ def run_and_report(
         # refused; the executor checks every move against the cluster before starting it.
         for change in drift(plan, snapshot):
             click.echo(f"warning: since the run was planned: {change}", err=True)
+    if release is not None and not opts.dry_run and nothing_to_run(plan):
+        # Nothing comes home (the guests are back already): the node is released all the same.
+        freed = forget(cluster, release)
+        if freed is not None:
+            st.stderr.print(f"{release} is no longer held as {freed.describe()}.")
     preflight(ctx, plan, opts, command=job.command, notes=notes, where=where)
     st.stderr.print(f"Running on the {where}.")
     client = get_client(ctx)

@@ -337,6 +337,27 @@ def test_migrate_to_a_drained_node_is_refused_and_undrain_releases_it(lab: Clust
     assert json.loads(r.out)["pvetool"]["drained"] == {}
 
 
+@pytest.mark.emulator_only
+def test_undrain_releases_the_node_when_every_guest_is_home_already(lab: Cluster) -> None:
+    """The guests the drain moved were brought home outside pvetool (another administrator,
+    the GUI): undrain has nothing to move and still releases the node (it would otherwise
+    stay drained for ever)."""
+    r = lab.pvetool("drain", "pve3", "--yes")
+    assert r.code in (0, 1), r.out + r.err
+    origins = [rec for rec in journal_records(lab)[0] if rec.get("type") == "origin"]
+    assert origins, "the drain of pve3 moved something"
+    cluster = lab.emu.cluster
+    with cluster.lock:  # as a migration PVE ran for someone else would leave them
+        cluster.sync()
+        for rec in origins:
+            cluster.set_node(cluster.guests[rec["vmid"]], "pve3")
+    assert "pve3" in json.loads(lab.pvetool("status", "-o", "json").out)["pvetool"]["drained"]
+    r = lab.pvetool("undrain", "pve3", "--yes")
+    assert r.code == 0 and "pve3 is no longer held" in r.err, r.out + r.err
+    assert "Nothing to migrate." in r.err
+    assert json.loads(lab.pvetool("status", "-o", "json").out)["pvetool"]["drained"] == {}
+
+
 # -- 4/5. plans fail early: hooks and permissions -----------------------------------------------
 
 HOOK = Path(__file__).resolve().parents[1] / "data" / "hooks" / "emulator_hook.py"
