@@ -178,8 +178,10 @@ class Phases(Protocol):
 
 def migrate(m: Migration, phases: Phases) -> JobGen:
     """pve-guest-common src/PVE/AbstractMigrate.pm migrate (l.152-251)."""
-    yield Wait(FORK_S)
     try:
+        # The worker's start is inside the eval too: a target lost while the task forks ends
+        # it as a failed prepare would ("migration aborted"), never outside the task.
+        yield Wait(FORK_S)
         yield from phases.prepare(m)  # sets m.running
         if m.dedicated_network:
             # l.161-174
