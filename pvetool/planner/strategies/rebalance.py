@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from pvetool.model import Guest, MoveOptions
+from pvetool.model import ClusterSnapshot, Guest, MoveOptions
 from pvetool.planner.checks import Issue, TargetVerdict, guest_issues, ha_partners, target_verdict
 from pvetool.planner.resolve import exclusion_reason
 from pvetool.planner.spec import RebalanceStep, Rules
@@ -42,6 +42,32 @@ FIXED_COST_BYTES = 1024**3
 DOWNTIME_COST_BYTES = 16 * 1024**3  # a restart migration (container) means downtime
 TOP_SOURCES = 3
 TOP_TARGETS = 4
+
+
+def failback_undoes(snap: ClusterSnapshot, guest: Guest, target: str) -> bool:
+    """Whether PVE's HA manager would move `guest` straight back from `target`: failback is on
+    (PVE's default, unless the resource turns it off) and a node-affinity rule of the guest
+    ranks `target` below the best-ranked node that is online (pve-ha-manager
+    ``src/PVE/HA/Manager.pm`` ``select_service_node``: with failback the service goes to the
+    highest-priority group of online nodes; a node outside a non-strict rule ranks below every
+    listed one). A rebalance move like that would be undone within a few CRM rounds."""
+    if not guest.ha_managed:
+        return False
+    resource = snap.ha_resources.get(guest.ha_sid)
+    if resource is not None and resource.failback is False:
+        return False
+    for rule in snap.ha_rules_for(guest.ha_sid):
+        if rule.type != "node-affinity":
+            continue
+        ranks = rule.node_priorities
+        online = [
+            rank
+            for node, rank in ranks.items()
+            if (entry := snap.nodes.get(node)) is not None and entry.online
+        ]
+        if online and ranks.get(target, -1) < max(online):
+            return True
+    return False
 
 
 def _spread_after(
@@ -240,6 +266,8 @@ class _Rebalance:
         pairs: list[_Scored] = []
         ls = loads[source] - self._delta(guest, source)
         for target in targets:
+            if failback_undoes(self.sp.snapshot, guest, target):
+                continue
             lt = loads[target] + self._delta(guest, target)
             new_spread = _spread_after(state.top, state.bottom, (source, ls), (target, lt))
             if new_spread > state.spread - step.min_improvement + 1e-12:
