@@ -35,6 +35,7 @@ CI_TRIALS = (
     ("lab-rolling", 23),  # a roll stopped early: not-started moves say where the guest is
     ("lab-rolling", 183),  # a failed drain + kill -9: resume does not re-run the ended stage
     ("lab-rolling", 11),  # quorum lost at planning: refused (exit 2) with a truthful report
+    ("rebalance", 64),  # an HA guest moved off its preferred node came back by failback
 )
 
 
