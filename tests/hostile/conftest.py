@@ -1,15 +1,22 @@
 """The hostile-server tests: marker ``hostile_full`` (the whole matrix, deselected unless
-``-m`` names it) and the tally printed at the end of a session that ran any of the matrix."""
+``-m`` names it) and the tally printed at the end of a session that ran any of the matrix.
+
+Each matrix test hands its runs to the tally through its report's `user_properties`, so the tally
+is complete whether the tests ran in this process or in pytest-xdist workers (the default run
+uses `-n 2`): the reports reach this process either way."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 
 from tests.hostile.harness import Verdict
 
-RESULTS = pytest.StashKey[list[tuple[str, str, str, int, Verdict]]]()
+Entry = tuple[str, str, str, int, Verdict]
+PROPERTY = "hostile-run"  # (kind, target, mode, exit code, crash reasons, wrong decisions)
+TALLY: list[Entry] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -18,7 +25,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "hostile_full: the whole hostile-server matrix (tests/hostile, about half an hour); "
         "run it with -m hostile_full",
     )
-    config.stash[RESULTS] = []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -33,14 +39,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture()
-def hostile_results(request: pytest.FixtureRequest) -> list[tuple[str, str, str, int, Verdict]]:
-    return request.config.stash[RESULTS]
+def hostile_results(request: pytest.FixtureRequest) -> Iterator[list[Entry]]:
+    runs: list[Entry] = []
+    yield runs
+    for kind, target, mode, code, v in runs:
+        run = (kind, target, mode, code, list(v.crash), list(v.wrong))
+        request.node.user_properties.append((PROPERTY, run))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == PROPERTY:
+            kind, target, mode, code, crash, wrong = value
+            TALLY.append((kind, target, mode, code, Verdict(list(crash), list(wrong))))
 
 
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
-    results = config.stash.get(RESULTS, [])
+    results = TALLY
     if not results:
         return
     codes = Counter(code for *_, code, _ in results)
