@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from pvetool.api import PveClient, TaskApi, fetch_snapshot, follow_task
-from pvetool.api.ha_hold import activate_nodes, hold_nodes, release_node
+from pvetool.api.ha_hold import activate_nodes, finish_release, hold_nodes, release_node
 from pvetool.errors import ApiError, ApiUnreachable, PlanError, PvetoolError
 from pvetool.executor import (
     SECRET_ENV,
@@ -358,10 +358,12 @@ def ha_hold_stage(plan: ExecutionPlan, stage: Stage) -> tuple[str, tuple[str, ..
     return None
 
 
-def release_ha_hold(client: PveClient, node: str) -> list[str]:
-    """End the HA drain hold on `node` (`pvetool.api.ha_hold`); notes say what changed."""
+def release_ha_hold(client: PveClient, node: str, *, keep_failback: bool = False) -> list[str]:
+    """End the HA drain hold on `node` (`pvetool.api.ha_hold`); notes say what changed.
+    `keep_failback`: before moves that bring guests home (the rules only; the stage's end
+    restores failback)."""
     try:
-        return release_node(client, node)
+        return release_node(client, node, keep_failback=keep_failback)
     except PvetoolError as exc:
         return [f"the HA rules could not be read to end the drain hold on {node}: {exc}"]
 
@@ -369,7 +371,7 @@ def release_ha_hold(client: PveClient, node: str) -> list[str]:
 class HaHold:
     """The executor's `before_stage`/`after_stage` for `plan`: the HA drain hold
     (`pvetool.api.ha_hold`): failback off before each drain stage, the drained node out of the
-    rules after it, all of it undone before guests come home. A rule or resource that cannot
+    rules after it; the rules as they were before guests come home, failback after. A rule or resource that cannot
     be changed is a note, never the end of the run: the guests still move, and the CRM may
     move some back."""
 
@@ -383,7 +385,13 @@ class HaHold:
             return []
         verb, nodes = action
         if verb == "release":
-            return [note for node in nodes for note in release_ha_hold(self._client, node)]
+            # Failback stays off during the moves home: with it on, the CRM would start the
+            # same migrations in its next round and pvetool's would fail on the lock.
+            return [
+                note
+                for node in nodes
+                for note in release_ha_hold(self._client, node, keep_failback=True)
+            ]
         try:
             return hold_nodes(self._client, nodes)
         except PvetoolError as exc:
@@ -391,8 +399,13 @@ class HaHold:
 
     def after(self, _index: int, stage: Stage) -> list[str]:
         action = ha_hold_stage(self._plan, stage)
-        if action is None or action[0] != "hold":
+        if action is None:
             return []
+        if action[0] == "release":
+            try:
+                return finish_release(self._client)
+            except PvetoolError as exc:
+                return [f"the HA rules could not be read to turn failback back on: {exc}"]
         try:
             return activate_nodes(self._client, action[1])
         except PvetoolError as exc:

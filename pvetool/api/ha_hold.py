@@ -33,6 +33,13 @@ anyway (``NodeAffinity.pm`` ``check_single_resource_reference`` l.206-248, ``src
 the planner does not move them). A guest without a node-affinity rule needs no hold: every
 online node has priority 0 for it and the CRM keeps it where it is (l.359).
 
+Ending the hold mirrors it, in two steps, so that pvetool and the CRM never both move a guest
+home: before the moves that bring guests back, the rule's original nodes (failback still off, so
+the CRM keeps each guest where it is, which the rule allows); after them, each resource's
+failback and the rule's own comment (`finish_release`). Restoring failback first would make the
+CRM start the same migrations in its next round, and pvetool's own would fail on the guest's
+``lock: migrate``.
+
 The originals (the rule's nodes, disable flag and comment, each resource's failback) are kept
 in the rule itself, in its comment (``pvetool-hold: {json}``; PVE stores a comment as given,
 ``Rules.pm`` ``encode_value``), so that `release_node`, run by ``undrain`` from any machine,
@@ -61,6 +68,8 @@ __all__ = [
     "HoldChange",
     "activate_changes",
     "activate_nodes",
+    "finish_changes",
+    "finish_release",
     "hold_changes",
     "hold_nodes",
     "release_changes",
@@ -226,10 +235,12 @@ def activate_changes(
 
 
 def release_changes(
-    rules: Iterable[HaRule], node: str
+    rules: Iterable[HaRule], node: str, *, keep_failback: bool = False
 ) -> tuple[list[HoldChange], list[FailbackChange]]:
     """The updates that end the hold on `node`: the original rule (and each resource's
-    failback) once no node is held any more, else the rule without `node` among the held."""
+    failback) once no node is held any more, else the rule without `node` among the held.
+    `keep_failback`: the first step of a release before guests come home: the original nodes,
+    but failback stays off and the marker stays (nothing held) until `finish_changes`."""
     changes: list[HoldChange] = []
     failbacks: list[FailbackChange] = []
     for rule in rules:
@@ -247,13 +258,34 @@ def release_changes(
             changes.append(replace(change, note=note))
             continue
         change = _rule_change(rule, data, "")
-        changes.append(
-            replace(
-                change, note=f"HA rule {rule.rule_id}: restored (nodes {_nodes_text(change.nodes)})"
-            )
-        )
+        note = f"HA rule {rule.rule_id}: restored (nodes {_nodes_text(change.nodes)})"
+        if keep_failback:
+            marker = MARKER + json.dumps(data, sort_keys=True, separators=(",", ":"))
+            note += f"; failback stays off for {', '.join(rule.resources)} until the moves end"
+            changes.append(replace(change, comment=marker, note=note))
+            continue
+        changes.append(replace(change, note=note))
         for sid, fb in sorted(data["failback"].items()):
             failbacks.append(FailbackChange(sid, None if fb is None else bool(fb)))
+    return changes, failbacks
+
+
+def finish_changes(rules: Iterable[HaRule]) -> tuple[list[HoldChange], list[FailbackChange]]:
+    """The second step of a release: for every rule whose marker holds no node any more, each
+    resource's original failback and the rule's own comment."""
+    changes: list[HoldChange] = []
+    failbacks: list[FailbackChange] = []
+    for rule in rules:
+        data = _marker(rule)
+        if data is None or data["held"]:
+            continue
+        sids = sorted(data["failback"])
+        note = f"HA rule {rule.rule_id}: failback as it was for {', '.join(sids) or 'its guests'}"
+        changes.append(_rule_change(rule, data, note))
+        failbacks += [
+            FailbackChange(s, None if fb is None else bool(fb))
+            for s, fb in sorted(data["failback"].items())
+        ]
     return changes, failbacks
 
 
@@ -326,8 +358,17 @@ def activate_nodes(client: PveClient, nodes: Iterable[str]) -> list[str]:
     return notes
 
 
-def release_node(client: PveClient, node: str) -> list[str]:
+def release_node(client: PveClient, node: str, *, keep_failback: bool = False) -> list[str]:
     """End the hold on `node`: the rules first, then the resources' failback; one note per
-    rule changed."""
-    changes, failbacks = release_changes(client.ha_rules(), node)
-    return _apply(client, changes) + _apply(client, (), failbacks)
+    rule changed. `keep_failback`: only the rules (`release_changes`); `finish_release` ends
+    it. Without it, a release left half done by an interrupted run is finished too."""
+    changes, failbacks = release_changes(client.ha_rules(), node, keep_failback=keep_failback)
+    notes = _apply(client, changes) + _apply(client, (), failbacks)
+    return notes if keep_failback else notes + finish_release(client)
+
+
+def finish_release(client: PveClient) -> list[str]:
+    """The second step of a release (`finish_changes`): failback first, the marker last, so
+    that a run killed in between leaves what the next release needs."""
+    changes, failbacks = finish_changes(client.ha_rules())
+    return _apply(client, (), failbacks) + _apply(client, changes)

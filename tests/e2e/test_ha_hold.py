@@ -66,7 +66,15 @@ def test_a_drain_holds_an_ha_guest_off_its_preferred_node_until_undrain(lab: Clu
 
     r = lab.pvetool("undrain", "pve1", "--yes")
     assert r.code == 0, r.out + r.err
-    assert "HA rule db-on-1-2: restored (nodes pve1:2,pve2)" in r.out + r.err
+    out = r.out + r.err
+    assert "HA rule db-on-1-2: restored (nodes pve1:2,pve2)" in out
+    # Failback comes back only after pvetool's own move home: with it on during the moves, the
+    # CRM starts the same migration and pvetool's fails on the lock (seen under load).
+    assert "failback stays off for vm:103 until the moves end" in out
+    assert out.index("moved VM 103 (db1) pve2 -> pve1") < out.index(
+        "HA rule db-on-1-2: failback as it was for vm:103"
+    )
+    assert len(migration_tasks(lab.emu, 103)) == 2  # pvetool's two, none by the CRM
     restored = _rule(lab, "db-on-1-2")
     assert restored == original | {"digest": restored["digest"]}
     assert "comment" not in restored

@@ -10,6 +10,7 @@ from pvetool.api.ha_hold import (
     FailbackChange,
     HoldChange,
     activate_changes,
+    finish_changes,
     hold_changes,
     release_changes,
 )
@@ -93,3 +94,32 @@ def test_rules_not_listing_the_node_and_strict_single_node_rules_are_left_alone(
         "HA rule only allows only pve1 for vm:106; not changed (its guests stay there)"
     ]
     assert release_changes([other, only, apart], "pve1") == ([], [])
+
+
+def test_a_release_before_moves_home_restores_the_rule_and_keeps_failback_off_until_the_end() -> (
+    None
+):
+    """Failback on while pvetool brings the guest home would make the CRM start the same
+    migration in its next round (and pvetool's would fail on the lock)."""
+    held = _held(DB, "pve1")
+    (first,), failbacks = release_changes([held], "pve1", keep_failback=True)
+    during = _applied(held, first)
+    assert failbacks == [] and "failback stays off for vm:103" in first.note
+    assert during.nodes == DB.nodes and not during.disabled  # the guest may go home now
+    assert during.comment is not None and during.comment.startswith("pvetool-hold: ")
+    assert finish_changes([held]) == ([], [])  # pve1 still held: nothing to finish
+    (last,), failbacks = finish_changes([during])
+    assert _applied(during, last) == DB
+    assert failbacks == [FailbackChange("vm:103", None)]
+    # A second release (an undrain again, after a run stopped between the steps) only finishes.
+    assert release_changes([during], "pve1") == ([], [])
+
+
+def test_an_unfinished_release_is_not_taken_for_a_hold_of_another_node() -> None:
+    during = _applied(
+        _held(DB, "pve1"), release_changes([_held(DB, "pve1")], "pve1", keep_failback=True)[0][0]
+    )
+    assert activate_changes([during], "pve1", set()) == ([], [])
+    (again,), off, _ = hold_changes([during], {"vm:103": False}, "pve1")
+    assert off == []  # failback is still off: a new drain holds pve1 with nothing to switch off
+    assert [n.node for n in _applied(during, again).nodes] == ["pve1", "pve2", "pve3"]
