@@ -326,11 +326,12 @@ def _task_failed(ctx: RunContext, flight: Flight, exc: TaskFailed, attached: boo
     reason = f"{exc.description} failed: {exc.reason}"
     trouble = target_trouble(exc.reason) or target_offline(ctx.api, move.target)
     if trouble is not None:
-        node, _ = whereabouts(ctx.api, move)
+        node, where = whereabouts(ctx.api, move, ended=True)
         if still_at_source(ctx.api, move):
             return MoveEnd(trouble, reason=reason, upid=exc.upid)
-        return ctx.finish(flight, "failed", reason, node=node, upid=exc.upid)
-    node, where = whereabouts(ctx.api, move)
+        # Past the point of no return (the config moved, or a lock stays): say where it is.
+        return ctx.finish(flight, "failed", f"{reason}; {where}", node=node, upid=exc.upid)
+    node, where = whereabouts(ctx.api, move, ended=True)
     return ctx.finish(
         flight, "failed", f"{reason}; {where}", node=node, upid=exc.upid, attached=attached
     )
