@@ -486,8 +486,9 @@ def _named_by_report(ev: Evidence, vmid: int, guest: dict[str, Any]) -> bool:
     """A ``migrate`` lock PVE itself left (its last cleanup step, ``qm unlock``/``pct unlock``
     over ssh on the target, failed: qemu-server `QemuMigrate.pm` `phase3_cleanup`,
     pve-container `LXC/Migrate.pm` `final_cleanup`) is no leftover of pvetool's when the last
-    report that speaks of the guest says so: not moved, on the node it is on, with this lock
-    and the command that clears it there. Any other lock stays a violation."""
+    report that speaks of the guest says so: a move of it that failed on the node it is on,
+    naming this lock and the command that clears it there, and no later move of it called
+    moved. Any other lock stays a violation."""
     if guest["lock"] != "migrate":
         return False
     node = guest["node"]
@@ -495,13 +496,16 @@ def _named_by_report(ev: Evidence, vmid: int, guest: dict[str, Any]) -> bool:
     fix = f"{word} {vmid} is on {node}, locked (migrate): run '{cli} unlock {vmid}' on {node}"
     for run in reversed(ev.runs):
         moves = [m for m in (run.report or {}).get("moves") or [] if int(m["vmid"]) == vmid]
-        if moves:
-            last = moves[-1]
-            return bool(
-                last["status"] in ("failed", "not-started")
-                and last.get("node") == node
-                and fix in str(last.get("reason") or "")
-            )
+        if not moves:
+            continue
+        named = [
+            i
+            for i, m in enumerate(moves)
+            if m["status"] == "failed"
+            and m.get("node") == node
+            and fix in str(m.get("reason") or "")
+        ]
+        return bool(named) and all(m["status"] != "moved" for m in moves[named[0] :])
     return False
 
 

@@ -282,6 +282,10 @@ def test_a_lock_pve_left_is_accepted_only_when_the_report_names_it_and_its_fix()
 
     task = "Migration of VM 101 failed: failed to clear migrate lock: exit code 255"
     assert check(left_locked(f"{task}; {named}")) == []
+    ev = left_locked(f"{task}; {named}")  # the way back was never started: still named
+    assert ev.runs[0].report is not None
+    ev.runs[0].report["moves"].append(_move(101, "not-started", reason="depends on s1:101"))
+    assert check(ev) == []
     assert invariants(left_locked(task)) == {"no-leftovers"}  # the lock is not named
     # named, but not with this lock, node, command or guest
     assert invariants(left_locked(f"{task}; {named}", lock="backup")) == {"no-leftovers"}
