@@ -181,16 +181,19 @@ class Migration:
         )
 
     def wait_through(self, seconds: float) -> JobGen:
-        """`seconds` of work the target's loss does not stop (the source's own steps, or a
-        command whose ssh connection just hangs). The engine throws `JobFailure` into the task
-        when the target goes offline; here that only marks the target lost."""
+        """`seconds` of phase 3 or final cleanup work the target's loss does not stop (the
+        source's own steps, or a command whose ssh connection just hangs). The engine throws
+        `JobFailure` into the task when the target goes offline; here that only marks the
+        target lost. A stop of the task neither stops it (see below)."""
         end_s = self.c.now + seconds
         while True:
             try:
                 yield Wait(max(0.0, end_s - self.c.now))
                 return
             except JobInterrupted:
-                raise
+                # A task stop (SIGTERM) outside eval_int meets migrate's own handler (l.144-150):
+                # logged, remembered, and the cleanup goes on.
+                self.log_err("received interrupt - delayed")
             except JobFailure:
                 if not self.source_online():
                     raise

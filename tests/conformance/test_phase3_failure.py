@@ -110,3 +110,19 @@ def test_a_target_lost_after_a_container_moved_leaves_it_locked(api: Api, probe:
     assert lines[-2].startswith("ERROR: migration finished with problems (duration ")
     g = probe.state()["guests"]["200"]
     assert (g["node"], g["lock"], g["status"]) == ("pve2", "migrate", "stopped")
+
+
+@pytest.mark.source(
+    "pve-guest-common", "src/PVE/AbstractMigrate.pm", "migrate", "l.144-150, l.209-221"
+)
+def test_a_task_stopped_in_phase_3_still_finishes(api: Api) -> None:
+    upid = api.post("/nodes/pve1/qemu/110/migrate", target="pve2", online=1)
+    _until_config_moved(api, upid, 110, "pve2")
+    api.call("DELETE", f"/nodes/pve1/tasks/{upid}")
+    status, log = run_task(api, upid)
+    lines = strip_ts(log)
+    assert "ERROR: received interrupt - delayed" in lines
+    assert lines[-2].startswith("migration finished successfully (duration ")
+    assert status["exitstatus"] == "OK"
+    g = api.guest(110)
+    assert (g["node"], g.get("lock", "")) == ("pve2", "")
