@@ -12,8 +12,10 @@
   storage mirrors (`PVE::QemuServer::BlockJob`), the RAM (`pvetool.timing.Precopy`), and the
   mirrors' cancel.
 - `phase3_cleanup` (l.1690-1910): the config moves to the target (l.1719) while the lock stays,
-  the VM resumes there, the source is stopped and its local volumes freed, then `qm unlock` on
-  the target (l.1902-1903) - a failure there leaves the guest locked on the target.
+  the VM resumes there over the tunnel, the tunnel closes, the source is stopped and its local
+  volumes freed, then `qm unlock` on the target (l.1902-1903) - a failure there leaves the guest
+  locked on the target. A target lost in this phase fails each of its steps (logged, `errors`
+  set) without stopping the others; the task ends "migration finished with problems".
 
 Imports: stdlib, `pvetool.timing` and the emulator's own modules.
 """
