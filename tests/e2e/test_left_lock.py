@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from pvetool.emulator.cluster import GuestRt
 from tests.e2e.lab import Cluster, checked, journal_records, make_cluster
 from tests.e2e.test_faults import drain_with, moves_by_vmid
 
@@ -48,3 +49,36 @@ def test_a_lock_left_by_pve_is_named_with_its_fix(fast_lab: Cluster, tmp_path: P
     with fast_lab.emu.locked() as c:  # the operator runs the fix; the fixture checks the rest
         c.set_lock(110, None)
         c.set_lock(200, None)
+
+
+@pytest.mark.emulator_only
+def test_a_target_lost_after_the_config_moved(fast_lab: Cluster, tmp_path: Path) -> None:
+    """The chaos finding (lab-rolling 127): the target goes offline the moment PVE moved the
+    VM's config to it, and stays away. PVE's task ends with problems, the VM on the target,
+    locked; the report says so with the fix; no other guest is lost."""
+    lost: list[str] = []
+    with fast_lab.emu.locked() as c:
+        move_config = c.set_node
+
+        def set_node(g: GuestRt, node: str) -> None:
+            move_config(g, node)
+            if g.vmid == 110 and g.migrating and not lost:
+                lost.append(node)  # offline right after this step of the task (not inside it)
+                c.engine.call_later(0.0, lambda: c.set_node_online(node, False))
+
+        c.set_node = set_node  # type: ignore[method-assign]
+    code, out, data = drain_with(fast_lab, tmp_path, lambda _: None, "--on-failure", "continue")
+    assert code == 1, out
+    assert lost, "110 never reached phase 3"
+    target = lost[0]
+    moved = moves_by_vmid(data)[110]
+    fix = f"VM 110 is on {target}, locked (migrate): run 'qm unlock 110' on {target}"
+    assert (moved["status"], moved["node"]) == ("failed", target), moved
+    assert fix in moved["reason"] and fix in " ".join(out.split())
+    with fast_lab.emu.locked() as c:
+        task = c.task(moved["upid"])
+        assert (task.status, task.exitstatus) == ("stopped", "migration problems")
+        assert (c.guests[110].node, c.guests[110].lock) == (target, "migrate")
+        c.set_node = move_config  # type: ignore[method-assign]
+        c.set_node_online(target, True)  # the node is back, the operator runs the fix
+        c.set_lock(110, None)
