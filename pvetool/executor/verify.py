@@ -353,7 +353,7 @@ def verify_arrival(
     arrival = last[0] if last else Arrival(False, None, ("it was not looked at",), None, False)
     if not arrival.ok:
         guest = arrival.guest
-        if guest is not None and guest.lock == "migrate" and guest.node == move.target:
+        if guest is not None and guest.lock == "migrate":
             # The task ended but PVE's last cleanup step (`qm unlock`/`pct unlock` over ssh on
             # the target) did not run or failed: nothing will ever clear this lock.
             return Arrival(
@@ -395,7 +395,7 @@ def _arrival(api: ClusterApi, move: Move, status_before: str) -> Arrival:
     if guest.node != move.target:
         problems.append(f"it is on {guest.node}, not on {move.target}")
     elif guest.lock == "migrate":
-        problems.append(f"it is on {guest.node}, still locked (migrate)")
+        problems.append("it is still locked (migrate)")
     elif guest.status != status_before:
         live = _live_status(api, move)
         if live != status_before:
