@@ -22,7 +22,7 @@ def _until_config_moved(api: Api, upid: str, vmid: int, target: str) -> None:
             raise AssertionError("the task ended before the config moved")
         if g["node"] == target and g.get("lock") == "migrate":
             return
-        api.advance(0.05)
+        api.advance(0.2)
     raise AssertionError("the config never moved")
 
 
