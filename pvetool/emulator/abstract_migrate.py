@@ -10,7 +10,10 @@ config lock and ends every migration one of three ways:
 - `phase2` dies or a cleanup fails: `errors` is set ("ERROR: online migrate failure - <err>",
   `phase2_cleanup`), phase 3 and the cleanups still run, and the task ends with
   "ERROR: migration finished with problems (duration ...)", TASK ERROR `migration problems`
-  (l.194-248);
+  (l.194-248). `phase3_cleanup` and `final_cleanup` run in an eval each (l.209-221): a step
+  that dies there is logged "ERROR: <err>" and only sets `errors`, so a target lost after the
+  config moved leaves the guest on the target, locked if its unlock failed, and the task ends
+  with problems, never "migration aborted";
 - else "migration finished successfully (duration HH:MM:SS)", TASK OK.
 
 Between `prepare` and `phase1` it logs "use dedicated network address ..." and tests the ssh
@@ -25,11 +28,12 @@ Imports: stdlib, `pvetool.timing` and the emulator's own modules.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from pvetool.emulator.cluster import Cluster, DiskRt, GuestRt, TaskRt, render_hms
-from pvetool.emulator.engine import JobFailure, JobGen, Wait
+from pvetool.emulator.engine import JobFailure, JobGen, JobInterrupted, Request, Wait
 from pvetool.emulator.schema import IdMap
 from pvetool.timing import stream_cap_Bps
 
@@ -38,6 +42,7 @@ __all__ = [
     "Migration",
     "MigrationError",
     "MigrationOptions",
+    "SSH_UNREACHABLE_S",
     "Phases",
     "migrate",
     "retarget_disk",
@@ -47,6 +52,10 @@ __all__ = [
 # A forked worker has written nothing yet: clients polling right after the POST read the log's
 # "no content" line (pve-common Tools.pm dump_logfile l.792-795), as on PVE.
 FORK_S = 0.2
+
+# ssh to an offline node on the same subnet gives up when ARP does: 3 probes 1 s apart (Linux
+# neigh defaults mcast_solicit=3, retrans_time_ms=1000), "No route to host".
+SSH_UNREACHABLE_S = 3.0
 
 
 class MigrationError(JobFailure):
@@ -95,6 +104,8 @@ class Migration:
     was_running: bool = False  # LXC $self->{was_running}
     replicated_to_target: bool = False  # a replication job to the target exists
     hang_pending: bool = False  # a hang fault that takes hold in phase 1
+    target_boot_epoch_s: float = 0.0  # the target's boot time when the migration began
+    target_lost: bool = False  # the target went offline during phase 3's steps
     copies: list[str] = field(default_factory=list)  # volumes copied (or being copied) so far
 
     def hang_if_armed(self) -> None:
@@ -137,6 +148,7 @@ class Migration:
             dedicated_network=dedicated,
             caller=task.user,
             replicated_to_target=target in g.replicate,
+            target_boot_epoch_s=c.nodes[target].boot_epoch_s,
         )
 
     def log(self, msg: str) -> None:
@@ -156,6 +168,62 @@ class Migration:
 
     def target_online(self) -> bool:
         return self.c.nodes[self.target].online
+
+    def source_online(self) -> bool:
+        return self.c.nodes[self.source].online
+
+    def tunnel_alive(self) -> bool:
+        """The ssh tunnel of phase 2 still answers: its target has been reachable, and not
+        rebooted, since the migration began."""
+        node = self.c.nodes[self.target]
+        return (
+            node.online and node.boot_epoch_s == self.target_boot_epoch_s and not self.target_lost
+        )
+
+    def wait_through(self, seconds: float) -> JobGen:
+        """`seconds` of phase 3 or final cleanup work the target's loss does not stop (the
+        source's own steps, or a command whose ssh connection just hangs). The engine throws
+        `JobFailure` into the task when the target goes offline; here that only marks the
+        target lost. A stop of the task neither stops it (see below)."""
+        end_s = self.c.now + seconds
+        while True:
+            try:
+                yield Wait(max(0.0, end_s - self.c.now))
+                return
+            except JobInterrupted:
+                # A task stop (SIGTERM) outside eval_int meets migrate's own handler (l.144-150):
+                # logged, remembered, and the cleanup goes on.
+                self.log_err("received interrupt - delayed")
+            except JobFailure:
+                if not self.source_online():
+                    raise
+                self.target_lost = True
+
+    def tunnel_command(
+        self, command: str, timeout_s: float, work_s: float
+    ) -> Generator[Request, Any, str | None]:
+        """pve-guest-common src/PVE/Tunnel.pm write_tunnel over a version 1 tunnel: the
+        error it dies with, or None. A tunnel whose target went away never replies: the read
+        times out after `timeout_s` (read_tunnel, run_with_timeout's "got timeout")."""
+        start_s = self.c.now
+        if self.tunnel_alive():
+            yield from self.wait_through(work_s)
+            if self.tunnel_alive():
+                return None
+        yield from self.wait_through(max(0.0, start_s + timeout_s - self.c.now))
+        return f"no reply to command '{command}': reading from tunnel failed: got timeout"
+
+    def ssh_reaches_target(self) -> Generator[Request, Any, bool]:
+        """A fresh ssh to the target (pve-cluster SSHInfo.pm ssh_info_to_command): False,
+        after ARP gave up (3 probes of 1 s, Linux's default), when the target is offline."""
+        if self.target_online():
+            return True
+        yield from self.wait_through(SSH_UNREACHABLE_S)
+        return False
+
+    def ssh_error(self) -> str:
+        """What ssh prints on stderr when the target is unreachable."""
+        return f"ssh: connect to host {self.ip} port 22: No route to host"
 
 
 class Phases(Protocol):
@@ -207,8 +275,17 @@ def migrate(m: Migration, phases: Phases) -> JobGen:
                 m.errors = True
                 m.log_err(f"online migrate failure - {phase2_err}")
             phases.phase2_cleanup(m, phase2_err)
-        yield from phases.phase3_cleanup(m)
-        yield from phases.final_cleanup(m)
+        # l.209-221: phase 3's cleanup and the final cleanup each run in their own eval: an
+        # error there (the target lost after the config moved, a failed `qm unlock`) is logged
+        # and sets `errors`; the task goes on and ends "migration finished with problems".
+        for cleanup in (phases.phase3_cleanup, phases.final_cleanup):
+            try:
+                yield from cleanup(m)
+            except JobFailure as exc:
+                if not m.source_online():
+                    raise  # the worker's own node went away: no eval catches that
+                m.log_err(str(exc))
+                m.errors = True
     except JobFailure as exc:
         m.log_err(f"migration aborted (duration {m.duration()}): {exc}")
         _end(m, "migration aborted")

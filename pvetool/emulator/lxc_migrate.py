@@ -64,7 +64,8 @@ class _LxcPhases:
     def phase3_cleanup(self, m: Migration) -> JobGen:
         """LXC/Migrate.pm phase3 (l.500-517): free the source's local volumes."""
         if m.local:
-            yield Wait(m.c.params.lxc_move_s)
+            # vdisk_free on the source: the target's loss does not stop it.
+            yield from m.wait_through(m.c.params.lxc_move_s)
 
     def final_cleanup(self, m: Migration) -> JobGen:
         yield from _final_cleanup(m)
@@ -193,15 +194,29 @@ def _final_cleanup(m: Migration) -> JobGen:
             g.started_at_s = c.now
             g.cpu_load = 0.05 + c.rng.random() * 0.1
         return
+    # l.553-554: `pct unlock` on the target through cmd_logerr (AbstractMigrate.pm): "# <command>",
+    # then "failed to clear migrate lock: <ssh's last stderr line>" (pve-common Cmd.pm
+    # run_command with errmsg); `errors` set, the cleanup goes on. The CT stays locked.
+    unlock = ssh_command(m, "pct", "unlock", str(g.vmid))
     if c.faults.unlock_fails.pop(g.vmid, False):
-        m.log(f"# {ssh_command(m, 'pct', 'unlock', str(g.vmid))}")
+        m.log(f"# {unlock}")
         m.log_err("failed to clear migrate lock: exit code 255")
+        m.errors = True
+    elif not (yield from m.ssh_reaches_target()):
+        m.log(f"# {unlock}")
+        m.log_err(f"failed to clear migrate lock: {m.ssh_error()}")
         m.errors = True
     else:
         c.set_lock(g, None)
     if m.opts.restart and m.was_running:
         m.log("start container on target node")
-        m.log(f"# {ssh_command(m, 'pct', 'start', str(g.vmid))}")
+        start = ssh_command(m, "pct", "start", str(g.vmid))
+        m.log(f"# {start}")
+        if not (yield from m.ssh_reaches_target()):
+            # l.557-560: $self->cmd dies (AbstractMigrate.pm run_command_quiet_full prints
+            # the command's output first); the eval around final_cleanup logs the error.
+            m.log(m.ssh_error())
+            raise MigrationError(f"command '{start}' failed: exit code 255")
         _, _, start_s = lxc_restart_times(c.rng, c.params)
         yield Wait(start_s)
         c.set_status(g, "running")

@@ -12,8 +12,10 @@
   storage mirrors (`PVE::QemuServer::BlockJob`), the RAM (`pvetool.timing.Precopy`), and the
   mirrors' cancel.
 - `phase3_cleanup` (l.1690-1910): the config moves to the target (l.1719) while the lock stays,
-  the VM resumes there, the source is stopped and its local volumes freed, then `qm unlock` on
-  the target (l.1902-1903) - a failure there leaves the guest locked on the target.
+  the VM resumes there over the tunnel, the tunnel closes, the source is stopped and its local
+  volumes freed, then `qm unlock` on the target (l.1902-1903) - a failure there leaves the guest
+  locked on the target. A target lost in this phase fails each of its steps (logged, `errors`
+  set) without stopping the others; the task ends "migration finished with problems".
 
 Imports: stdlib, `pvetool.timing` and the emulator's own modules.
 """
@@ -468,15 +470,19 @@ def _ram_event(m: Migration, ev: PrecopyEvent) -> None:
 
 # -- phase 3 --------------------------------------------------------------------------------------
 def _phase3_cleanup(m: Migration) -> JobGen:
-    """QemuMigrate.pm phase3_cleanup (l.1690-1910)."""
+    """QemuMigrate.pm phase3_cleanup (l.1690-1910). Every step on the target is in its own
+    eval that logs the error and sets `errors`, except the last, `qm unlock`, which
+    `cmd_logerr` runs: a target lost after the config moved leaves the guest there, locked."""
     if m.phase2_errors:
         return
     c, g, p = m.c, m.g, m.c.params
+    vmid = str(g.vmid)
     mapping = m.opts.targetstorage
     for d in m.local:
         if not m.replicated_to_target:
             retarget_disk(d, mapping.map(d.storage))
-    # l.1716-1721: the config moves to the target; the guest shows there, still locked.
+    # l.1716-1721: the config moves to the target (a rename inside pmxcfs, which needs only
+    # the source's quorum); the guest shows there, still locked.
     c.set_node(g, m.target)
     g.config_version += 1
     if g.replicate:
@@ -484,12 +490,40 @@ def _phase3_cleanup(m: Migration) -> JobGen:
     if m.running:
         if _online_volumes(m) and m.opts.with_local_disks:
             m.log("stopping NBD storage migration server on target.")
-        yield Wait(p.t_res_s)  # resume on the target
-    # Stop the source, free its local volumes, then `qm unlock` on the target.
-    yield Wait(p.t_post_s)
+            # l.1727-1741: a version 1 tunnel, so `qm nbdstop` over ssh, errors discarded.
+            if not (yield from m.ssh_reaches_target()):
+                m.log_err(
+                    f"command '{ssh_command(m, 'qm', 'nbdstop', vmid)}' failed: exit code 255"
+                )
+                m.errors = True
+        # l.1749-1756: "resume <vmid>" over the version 1 tunnel, 30 s for the reply. A VM
+        # whose resume got no answer stays paused on the target (the emulator keeps it running).
+        err = yield from m.tunnel_command(f"resume {vmid}", 30.0, p.t_res_s)
+        if err is not None:
+            m.log_err(err)
+            m.errors = True
+        # l.1836-1843: finish_tunnel (pve-guest-common Tunnel.pm): "quit", 30 s for the reply,
+        # then finish_command_pipe waits 30 s for the ssh process and sends it SIGTERM.
+        err = yield from m.tunnel_command("quit", 30.0, 0.0)
+        if err is not None:
+            yield from m.wait_through(30.0)
+            m.log("tunnel still running - terminating now with SIGTERM")
+            m.log_err(err)
+            m.errors = True
+    # l.1859-1894: stop the source's VM, free its local volumes (all on the source).
+    yield from m.wait_through(p.t_post_s)
+    # l.1896-1904: clear the migrate lock with `qm unlock` on the target (AbstractMigrate.pm
+    # cmd_logerr: "# <command>", then "failed to clear migrate lock: <ssh's last stderr line>"
+    # as pve-common Cmd.pm run_command's errmsg makes it; `errors` set, nothing dies).
+    cmd = ssh_command(m, "qm", "unlock", vmid)
     if c.faults.unlock_fails.pop(g.vmid, False):
-        m.log(f"# {ssh_command(m, 'qm', 'unlock', str(g.vmid))}")
+        m.log(f"# {cmd}")
         m.log_err("failed to clear migrate lock: exit code 255")
+        m.errors = True
+        return
+    if not (yield from m.ssh_reaches_target()):
+        m.log(f"# {cmd}")
+        m.log_err(f"failed to clear migrate lock: {m.ssh_error()}")
         m.errors = True
         return
     c.set_lock(g, None)

@@ -23,8 +23,9 @@ one. A task that says OK while the guest did not arrive fails here. For an offli
 running VM, `wait_for_status` waits for the shutdown (or start) to show, since an HA-managed
 guest's request task ends before the HA stack acts.
 
-After a failure: `whereabouts` says where the guest is, `still_at_source` whether another
-target may be tried, `target_offline` whether the target is the one to blame.
+After a failure: `whereabouts` says where the guest is (and, once the task is over, names a
+``migrate`` lock PVE left with the command that clears it: `left_locked`), `still_at_source`
+whether another target may be tried, `target_offline` whether the target is the one to blame.
 
 Imports: the standard library, `pvetool.errors`, `pvetool.model`, `pvetool.waiting` and
 `pvetool.executor.api`.
@@ -42,6 +43,7 @@ from pvetool.executor.api import ClusterApi
 from pvetool.model import (
     ClusterResources,
     Guest,
+    GuestKind,
     MappedResource,
     Move,
     Node,
@@ -58,6 +60,7 @@ __all__ = [
     "expected_status",
     "find_guest",
     "gib",
+    "left_locked",
     "precheck",
     "still_at_source",
     "target_offline",
@@ -349,16 +352,15 @@ def verify_arrival(
         last[:] = [Arrival(False, None, (f"where it is could not be read ({exc})",), None, False)]
     arrival = last[0] if last else Arrival(False, None, ("it was not looked at",), None, False)
     if not arrival.ok:
-        if arrival.guest is not None and arrival.guest.lock == "migrate":
+        guest = arrival.guest
+        if guest is not None and guest.lock == "migrate":
+            # The task ended but PVE's last cleanup step (`qm unlock`/`pct unlock` over ssh on
+            # the target) did not run or failed: nothing will ever clear this lock.
             return Arrival(
                 False,
                 arrival.node,
-                (
-                    *arrival.problems,
-                    f"PVE did not finish the migration's cleanup: check the task log, then "
-                    f"unlock it (qm unlock {move.vmid} on {arrival.node})",
-                ),
-                arrival.guest,
+                (left_locked(move.kind, move.vmid, guest.node, guest.lock),),
+                guest,
             )
         return arrival
     guest = arrival.guest
@@ -479,16 +481,31 @@ def wait_settled(
     )
 
 
-def whereabouts(api: ClusterApi, move: Move) -> tuple[str | None, str]:
-    """(node, sentence) saying where the guest is now, for failure reports."""
+def whereabouts(api: ClusterApi, move: Move, *, ended: bool = False) -> tuple[str | None, str]:
+    """(node, sentence) saying where the guest is now, for failure reports. `ended`: the
+    move's task is over, so a ``migrate`` lock is one PVE left behind (named with its fix)."""
     try:
         guest = find_guest(api.cluster_resources("vm"), move.vmid)
     except PvetoolError as exc:
         return None, f"where guest {move.vmid} is now could not be checked ({exc})"
     if guest is None:
         return None, f"guest {move.vmid} is not in /cluster/resources"
+    if ended and guest.lock == "migrate":
+        return guest.node, left_locked(guest.kind, move.vmid, guest.node, guest.lock)
     lock = f" (locked: {guest.lock})" if guest.lock else ""
     return guest.node, f"guest {move.vmid} is on {guest.node}{lock}, {guest.status}"
+
+
+def left_locked(kind: GuestKind, vmid: int, node: str, lock: str) -> str:
+    """Where a guest is that a finished migration left locked, and the one command that frees
+    it. PVE clears the ``migrate`` lock as the migration's very last step, over ssh on the
+    target (qemu-server `src/PVE/QemuMigrate.pm` `phase3_cleanup` ``qm unlock``, pve-container
+    `src/PVE/LXC/Migrate.pm` `final_cleanup` ``pct unlock``, or locally by `phase1_cleanup`);
+    when that step fails the task ends "migration finished with problems" (pve-guest-common
+    `src/PVE/AbstractMigrate.pm` `migrate`) and the lock stays until an administrator clears it
+    on the node that holds the config."""
+    word, cli = ("VM", "qm") if kind == "qemu" else ("CT", "pct")
+    return f"{word} {vmid} is on {node}, locked ({lock}): run '{cli} unlock {vmid}' on {node}"
 
 
 def still_at_source(api: ClusterApi, move: Move) -> bool:

@@ -21,7 +21,9 @@ the moment each pvetool process ended.
   the reference plan's guests are really off the drained node, or back home); 2 only when
   nothing was started; a run that ran a plan writes its report;
 - no-leftovers: after the cleanup no guest is locked (except locks present at the start or set
-  and kept by the schedule), no task runs, no HA migration is pending;
+  and kept by the schedule, and a ``migrate`` lock PVE's own migration left when the last
+  report that speaks of the guest names it: where the guest is and the exact ``qm unlock`` /
+  ``pct unlock`` to run there), no task runs, no HA migration is pending;
 - clean-output: no "Traceback" and no "internal error" in anything pvetool printed;
 - no-secret: neither the token secret nor the password nor a PVE ticket in anything pvetool
   printed or wrote (stdout, stderr, reports, journals);
@@ -468,6 +470,8 @@ def _no_leftovers(ev: Evidence) -> list[Violation]:
             continue
         if ev.held_on_purpose.get(int(vmid)) == lock:
             continue
+        if _named_by_report(ev, int(vmid), guest):
+            continue
         out.append(Violation("no-leftovers", f"guest {vmid} is left locked ({lock})"))
     running = [t["upid"] for t in ev.final["tasks"] if t["status"] == "running"]
     if running:
@@ -476,6 +480,33 @@ def _no_leftovers(ev: Evidence) -> list[Violation]:
     if listed:
         out.append(Violation("no-leftovers", f"/cluster/tasks lists running tasks: {listed}"))
     return out
+
+
+def _named_by_report(ev: Evidence, vmid: int, guest: dict[str, Any]) -> bool:
+    """A ``migrate`` lock PVE itself left (its last cleanup step, ``qm unlock``/``pct unlock``
+    over ssh on the target, failed: qemu-server `QemuMigrate.pm` `phase3_cleanup`,
+    pve-container `LXC/Migrate.pm` `final_cleanup`) is no leftover of pvetool's when the last
+    report that speaks of the guest says so: a move of it that failed on the node it is on,
+    naming this lock and the command that clears it there, and no later move of it called
+    moved. Any other lock stays a violation."""
+    if guest["lock"] != "migrate":
+        return False
+    node = guest["node"]
+    word, cli = ("VM", "qm") if guest["type"] == "qemu" else ("CT", "pct")
+    fix = f"{word} {vmid} is on {node}, locked (migrate): run '{cli} unlock {vmid}' on {node}"
+    for run in reversed(ev.runs):
+        moves = [m for m in (run.report or {}).get("moves") or [] if int(m["vmid"]) == vmid]
+        if not moves:
+            continue
+        named = [
+            i
+            for i, m in enumerate(moves)
+            if m["status"] == "failed"
+            and m.get("node") == node
+            and fix in str(m.get("reason") or "")
+        ]
+        return bool(named) and all(m["status"] != "moved" for m in moves[named[0] :])
+    return False
 
 
 def _clean_output(ev: Evidence) -> list[Violation]:

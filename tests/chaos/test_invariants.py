@@ -268,6 +268,41 @@ def test_a_lock_or_a_task_left_behind() -> None:
     assert invariants(ev) == {"no-leftovers"}
 
 
+def test_a_lock_pve_left_is_accepted_only_when_the_report_names_it_and_its_fix() -> None:
+    named = "VM 101 is on pve2, locked (migrate): run 'qm unlock 101' on pve2"
+
+    def left_locked(reason: str, *, lock: str = "migrate", node: str = "pve2") -> Evidence:
+        ev = evidence()
+        ev.final["guests"]["101"]["lock"] = lock
+        assert ev.runs[0].report is not None
+        ev.runs[0].report["moves"][0] = _move(101, "failed", node=node, reason=reason)
+        ev.runs[0].report["exit_code"] = 1
+        ev.runs[0].code = 1
+        return ev
+
+    task = "Migration of VM 101 failed: failed to clear migrate lock: exit code 255"
+    assert check(left_locked(f"{task}; {named}")) == []
+    ev = left_locked(f"{task}; {named}")  # the way back was never started: still named
+    assert ev.runs[0].report is not None
+    ev.runs[0].report["moves"].append(_move(101, "not-started", reason="depends on s1:101"))
+    assert check(ev) == []
+    assert invariants(left_locked(task)) == {"no-leftovers"}  # the lock is not named
+    # named, but not with this lock, node, command or guest
+    assert invariants(left_locked(f"{task}; {named}", lock="backup")) == {"no-leftovers"}
+    wrong_node = named.replace("on pve2", "on pve3")
+    assert invariants(left_locked(f"{task}; {wrong_node}")) == {"no-leftovers"}
+    wrong_cli = named.replace("'qm unlock", "'pct unlock")
+    assert invariants(left_locked(f"{task}; {wrong_cli}")) == {"no-leftovers"}
+    other = named.replace("101", "102")
+    assert invariants(left_locked(f"{task}; {other}")) == {"no-leftovers"}
+    # a report that calls the locked guest moved never excuses its lock
+    ev = evidence()
+    ev.final["guests"]["101"]["lock"] = "migrate"
+    assert ev.runs[0].report is not None
+    ev.runs[0].report["moves"][0]["reason"] = named
+    assert "no-leftovers" in invariants(ev)
+
+
 @pytest.mark.parametrize("text", ["Traceback (most recent call last):", "internal error: KeyError"])
 def test_a_crash_in_the_output(text: str) -> None:
     ev = evidence()

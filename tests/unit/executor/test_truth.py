@@ -335,7 +335,9 @@ def test_a_guest_left_locked_by_the_migration_is_a_failure_on_its_target() -> No
     )
     status, node = result_of(report, "a")
     assert (status, node) == ("failed", "pve2")
-    assert "qm unlock 101 on pve2" in report.results[0].reason
+    assert "VM 101 is on pve2, locked (migrate): run 'qm unlock 101' on pve2" in (
+        report.results[0].reason
+    )
 
 
 # -- the migrate request ----------------------------------------------------------------------
