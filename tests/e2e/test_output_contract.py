@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from pvetool.cli.common import OUTPUT_CHOICES
+from pvetool.cli.group import load_commands
 from pvetool.cli.main import cli
 from pvetool.schemas import KINDS, load_schema
 from tests.e2e.inprocess import ROOT
@@ -51,6 +52,7 @@ def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Com
 
 
 def test_every_command_that_prints_data_has_the_same_output_choices() -> None:
+    load_commands()  # the group imports its commands on first use: every one, whatever ran before
     with_output = {}
     for name, command in _commands(cli):
         for param in command.params:

@@ -17,6 +17,7 @@ from click.shell_completion import ShellComplete
 from click.testing import CliRunner
 
 from pvetool.cli import complete
+from pvetool.cli.group import load_commands
 from pvetool.cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -123,6 +124,7 @@ def _leaf_commands(group: click.Group) -> list[click.Command]:
 
 
 def test_quiet_verbose_and_debug_http_on_every_command() -> None:
+    load_commands()  # commands are imported on first use: all of them, whatever ran before
     for flags in (cli.params, *(c.params for c in _leaf_commands(cli))):
         names = {opt for p in flags for opt in getattr(p, "opts", [])}
         assert {"-q", "--quiet", "-v", "--verbose", "--debug-http"} <= names
