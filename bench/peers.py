@@ -61,6 +61,7 @@ sys.path.insert(0, str(ROOT))
 
 from pvetool.emulator.clusterfile import load_cluster  # noqa: E402
 from pvetool.emulator.fleet import generate_cluster  # noqa: E402
+from pvetool.emulator.qemu_migrate import mirror_bytes  # noqa: E402
 from pvetool.emulator.server import Emulator  # noqa: E402
 from pvetool.timing import (  # noqa: E402
     LbGuest,
@@ -187,7 +188,7 @@ def child_env(emu: Emulator, home: Path) -> dict[str, str]:
 
 def lower_bounds(emu: Emulator, node: str) -> tuple[float, float, str, int]:
     """LB_pure, LB_dirty and what bounds it for draining `node` (the emulator's ground truth:
-    used RAM, dirty profile, allocated local-disk bytes, each node's real link)."""
+    used RAM, dirty profile, the local-disk bytes a copy sends, each node's real link)."""
     c = emu.cluster
     secure = c.spec.datacenter.migration_type != "insecure"
     uplink = link_goodput_Bps(c.spec.nodes[node].link_bits_per_s)
@@ -198,7 +199,7 @@ def lower_bounds(emu: Emulator, node: str) -> tuple[float, float, str, int]:
     for g in c.guests.values():
         if g.node != node or g.spec.template:
             continue
-        local = float(sum(d.alloc_bytes for d in c.local_disks(g)))
+        local = float(sum(disk_copy_bytes(emu, g, d) for d in c.local_disks(g)))
         ram = float(g.used_bytes) if (g.type == "qemu" and g.status == "running") else 0.0
         if ram == 0.0 and local == 0.0:
             continue
@@ -208,6 +209,14 @@ def lower_bounds(emu: Emulator, node: str) -> tuple[float, float, str, int]:
         return 0.0, 0.0, "-", movable
     lb = drain_lower_bounds(guests, uplink, c.params, secure)
     return lb.lb_pure_s, lb.lb_dirty_s, lb.bound_by.split(" (")[0], movable
+
+
+def disk_copy_bytes(emu: Emulator, g: Any, d: Any) -> int:
+    """Bytes moving local volume `d` of guest `g` sends: a running VM's drive-mirror sends a
+    block device's whole size (the emulator's `mirror_bytes`), any other copy the allocated."""
+    if g.type == "qemu" and g.status == "running" and not d.unused:
+        return mirror_bytes(emu.cluster.spec.storages[d.storage].type, d)
+    return int(d.alloc_bytes)
 
 
 def busy(emu: Emulator) -> bool:
@@ -240,7 +249,10 @@ def measure(emu: Emulator, run: Run, tasks_before: int, requests_before: int, no
         memory = {g.vmid: g.memory_bytes for g in c.guests.values()}
         where = {g.vmid: g.node for g in c.guests.values()}
         used = {g.vmid: g.used_bytes for g in c.guests.values()}
-        alloc = {g.vmid: sum(d.alloc_bytes for d in c.local_disks(g)) for g in c.guests.values()}
+        alloc = {
+            g.vmid: sum(disk_copy_bytes(emu, g, d) for d in c.local_disks(g))
+            for g in c.guests.values()
+        }
         node_mem = {n.name: n.spec.memory_bytes for n in c.nodes.values()}
         requests_after = emu.stats.requests
     run.migrations = len(tasks)
