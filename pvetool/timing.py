@@ -771,11 +771,13 @@ __all__ = [
     "SoloResult",
     "TimingParams",
     "drain_lower_bounds",
+    "fit_dirty_profile",
     "fixed_time_s",
     "ha_delay_s",
     "link_goodput_Bps",
     "lxc_restart_times",
     "max_min_fair",
+    "profile_from_cpu",
     "solo_migration",
     "stream_cap_Bps",
 ]
@@ -795,3 +797,53 @@ def link_bits_for_goodput(goodput_Bps: float) -> float:
         else:
             high = mid
     return high
+
+
+def fit_dirty_profile(
+    ram_bytes: float,
+    sent_bytes: float,
+    rate_Bps: float,
+    params: TimingParams,
+    *,
+    converged_hardly: bool = False,
+) -> str:
+    """The dirty profile (a key of `DIRTY_PROFILES`) that best explains a guest's own finished
+    migration: the one whose pre-copy, from `ram_bytes` of RAM at the `rate_Bps` that migration
+    ran at, sends closest to the `sent_bytes` it really sent (ratio in log space).
+
+    What a guest re-sends is what it dirtied while it was sent; the planner has no better
+    witness (PVE reports no dirty rate, and CPU load says little: a busy guest may compute in
+    its caches, an almost idle one may stream writes). `converged_hardly` (QEMU's dirty rate
+    exceeded the transfer rate at some poll, or PVE had to raise the downtime limit) means
+    "hot" whatever the bytes say. `ram_bytes` should be the figure the planner will predict
+    with (the guest's used memory), so an error in it is absorbed here, not doubled.
+    Client side only: the emulator does not use it.
+    """
+    if converged_hardly:
+        return "hot"
+    if not (ram_bytes > 0 and sent_bytes > 0 and rate_Bps > 0) or math.isinf(rate_Bps):
+        raise ValueError("ram_bytes, sent_bytes and rate_Bps must be finite and > 0")
+    best, best_err = "idle", math.inf
+    for name, profile in DIRTY_PROFILES.items():
+        solo = solo_migration(ram_bytes, profile, rate_Bps, params, secure=True)
+        err = abs(math.log(max(solo.sent_bytes, 1.0) / sent_bytes))
+        if err < best_err:
+            best, best_err = name, err
+    return best
+
+
+# The CPU-load prior (`profile_from_cpu`). Dirtying memory takes CPU time, so a guest that uses
+# little CPU cannot dirty much; the converse does not hold (a compute-bound guest can dirty
+# almost nothing), so the prior errs towards "hot" (slower predictions), never towards "idle".
+CPU_PRIOR_MODERATE: float = 0.06
+CPU_PRIOR_HOT: float = 0.25
+
+
+def profile_from_cpu(cpu_fraction: float) -> str:
+    """The dirty profile guessed from a guest's CPU load (a fraction of its vCPUs, as
+    /cluster/resources reports it) when nothing better is known."""
+    if cpu_fraction >= CPU_PRIOR_HOT:
+        return "hot"
+    if cpu_fraction >= CPU_PRIOR_MODERATE:
+        return "moderate"
+    return "idle"
