@@ -684,6 +684,7 @@ class LbGuest:
     local_disk_bytes: float
     dirty: DirtyProfile
     rate_cap_Bps: float  # r_i = min(stream_cap, bwlimit, uplink(source), downlink(target))
+    kind: str = "qemu"  # "qemu" (live or offline) or "lxc" (restart): its fixed lead and tail
 
 
 @dataclass(frozen=True)
@@ -691,6 +692,9 @@ class LowerBounds:
     lb_pure_s: float
     lb_dirty_s: float
     bound_by: str  # "uplink" or "stream" (which term of the max bounds LB_dirty)
+    # max(LB_dirty, lead + sum of the dirty B_i / uplink + tail): the uplink carries nothing
+    # before the first migration's fixed lead is over, and the last one still has its tail
+    lb_link_s: float = 0.0
 
 
 def drain_lower_bounds(
@@ -701,6 +705,11 @@ def drain_lower_bounds(
     LB_pure  = max(sum B_i / uplink, max_i (T_fixed + B_i / r_i)), B_i = RAM + local disk bytes.
     LB_dirty = the same with B_i = the bytes guest i sends when it migrates alone at r_i (its
     pre-copy RAM bytes incl. stop-and-copy, plus its disks). On a tie bound_by is "uplink".
+    LB_link  = max(LB_dirty, min_i lead_i + sum B_i (dirty) / uplink + min_i tail_i): no byte
+    leaves before some migration is past its fixed lead (qemu: T_pre + T_start; lxc restart:
+    the shortest shutdown), and the migration that sends the last byte still has its fixed
+    tail (qemu: T_res + T_post; lxc: move + the shortest start). Still a lower bound, tighter
+    when many small guests share the uplink.
     """
     if not uplink_Bps > 0:
         raise ValueError(f"uplink_Bps must be > 0, got {uplink_Bps}")
@@ -724,10 +733,21 @@ def drain_lower_bounds(
 
     pure_uplink_s, pure_stream_s = bound(pure_bytes)
     dirty_uplink_s, dirty_stream_s = bound(dirty_bytes)
+    lb_dirty_s = max(dirty_uplink_s, dirty_stream_s)
+    tail_qemu_s = params.t_res_s + params.t_post_s
+    leads = [
+        params.lxc_shutdown_min_s if g.kind == "lxc" else t_fixed_s - tail_qemu_s for g in guests
+    ]
+    tails = [
+        params.lxc_move_s + params.lxc_start_min_s if g.kind == "lxc" else tail_qemu_s
+        for g in guests
+    ]
+    link_s = min(leads, default=0.0) + dirty_uplink_s + min(tails, default=0.0)
     return LowerBounds(
         lb_pure_s=max(pure_uplink_s, pure_stream_s),
-        lb_dirty_s=max(dirty_uplink_s, dirty_stream_s),
+        lb_dirty_s=lb_dirty_s,
         bound_by="uplink" if dirty_uplink_s >= dirty_stream_s else "stream",
+        lb_link_s=max(lb_dirty_s, link_s) if guests else 0.0,
     )
 
 

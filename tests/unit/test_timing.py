@@ -500,3 +500,20 @@ def test_ha_delay_is_deterministic_for_a_seed() -> None:
     assert delays[0] == delays[1]
     rng = random.Random(4)
     assert all(0.0 <= ha_delay_s(rng, PARAMS) <= 20.0 for _ in range(200))
+
+
+def test_drain_lower_bounds_link_term_counts_the_fixed_lead_and_tail() -> None:
+    """Many small guests: the uplink cannot carry anything during the first migration's lead
+    (T_pre + T_start) nor after the last byte (T_res + T_post); LB_dirty ignores both."""
+    small = [LbGuest(1 * GiB, 0.0, DirtyProfile(0.0, 0.0), 0.5 * GiB) for _ in range(8)]
+    bounds = drain_lower_bounds(small, 1 * GiB, PARAMS, secure=True)
+    assert bounds.lb_dirty_s == pytest.approx(8.0)  # uplink: 8 GiB at 1 GiB/s
+    assert bounds.lb_link_s == pytest.approx(8.0 + T_FIXED_SECURE_S)
+    # A restart-migrated container leads with its shortest shutdown and ends with the move
+    # and its shortest start.
+    mixed = [*small, LbGuest(0.0, 1 * GiB, DirtyProfile(0.0, 0.0), 0.5 * GiB, kind="lxc")]
+    bounds = drain_lower_bounds(mixed, 1 * GiB, PARAMS, secure=True)
+    assert bounds.lb_link_s == pytest.approx(2.0 + 9.0 + 1.65)
+    # One big stream-bound guest on a fast uplink: the stream term binds, LB_link = LB_dirty.
+    bounds = drain_lower_bounds(LB_GUESTS[:1], 10 * GiB, PARAMS, secure=True)
+    assert bounds.lb_link_s == bounds.lb_dirty_s > 15.0
