@@ -554,8 +554,9 @@ def solo_migration(
 ) -> SoloResult:
     """One qemu migration alone at a constant rate.
 
-    fixed phases + local disks (disk bytes / rate, before RAM) + pre-copy + stop-and-copy.
-    An aborted migration costs its fixed phases, disks and the pre-copy until the abort.
+    fixed phases + local disks (disk bytes / rate, before RAM) + pre-copy + stop-and-copy, or
+    until PVE's next query-migrate poll sees the end when that comes later. An aborted
+    migration costs its fixed phases, disks and the pre-copy until the abort.
     """
     if not rate_Bps > 0 or math.isinf(rate_Bps):
         raise ValueError(f"rate_Bps must be finite and > 0, got {rate_Bps}")
@@ -569,8 +570,13 @@ def solo_migration(
     disk_s = local_disk_bytes / rate_Bps
     stop_copy_s = 0.0 if precopy.aborted else precopy.stop_copy_s(rate_Bps)
     downtime_s = 0.0 if precopy.aborted else stop_copy_s + params.t_res_s
+    # PVE sees "completed" only at its next query-migrate poll (QemuMigrate.pm phase2).
+    seen_s = stop_copy_s
+    if not precopy.aborted:
+        end_s = precopy.elapsed_s + stop_copy_s
+        seen_s = max(stop_copy_s, precopy.next_poll_after_s(end_s) - precopy.elapsed_s)
     return SoloResult(
-        duration_s=fixed_time_s(params, secure) + disk_s + precopy.elapsed_s + stop_copy_s,
+        duration_s=fixed_time_s(params, secure) + disk_s + precopy.elapsed_s + seen_s,
         precopy_s=precopy.elapsed_s,
         sent_bytes=precopy.sent_bytes,
         downtime_s=downtime_s,

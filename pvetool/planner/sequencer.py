@@ -392,13 +392,17 @@ def _transitions(active: list[_Run], params: TimingParams) -> None:
                 and run.precopy is not None
                 and (run.precopy.finished or run.precopy.aborted)
             ):
-                stop_copy = 0.0
+                stop_copy = detect = 0.0
                 if run.precopy.finished:
                     rate = run.rate if run.rate > 0 else timing.cap_Bps
                     stop_copy = run.precopy.stop_copy_s(rate)
                     run.downtime_s = stop_copy + params.t_res_s
+                    # PVE sees "completed" only at its next query-migrate poll (qemu-server
+                    # QemuMigrate.pm phase2: usleep 1 s, 100 ms near the end), as the emulator
+                    elapsed = run.precopy.elapsed_s
+                    detect = run.precopy.next_poll_after_s(elapsed + stop_copy) - elapsed
                 run.phase = "post"
-                run.timer = stop_copy + timing.post_s
+                run.timer = max(stop_copy, detect) + timing.post_s
                 changed = True
             elif run.phase == "post" and run.timer <= _EPS:
                 run.phase = "done"
