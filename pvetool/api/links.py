@@ -4,7 +4,8 @@ its migration link carried a live RAM stream (issue 14: PVE's API has no link sp
 `fetch_link_samples` finds the recent ``qmigrate`` tasks of every online node (``GET
 /cluster/tasks``, or each node's ``GET /nodes/{n}/tasks?typefilter=qmigrate`` when that is
 refused) and reads the logs of the newest successful ones it has not seen before (`known`: UPIDs
-already parsed, kept by the caller), at most `max_workers` calls in flight.
+already parsed, kept by the caller), and of each listed guest's newest one (what that guest
+dirtied: `pvetool.links.learned_dirty`), at most `max_workers` calls in flight.
 `learn_links` turns samples into a per-node figure:
 
 * a node's figure is the fastest RAM rate of its recent migrations, as source or target: a
@@ -73,7 +74,8 @@ def fetch_link_samples(
             listed = {"*": client.cluster_tasks()}
         except (ApiError, ApiUnreachable) as exc:
             logger.info("Could not list the cluster's tasks (%s); reading each node's", exc)
-            listed = _per_node_lists(client, pool, nodes, per_node)
+            # a listing long enough for the guests' own migrations too
+            listed = _per_node_lists(client, pool, nodes, max(per_node, 5))
         wanted: list[TaskSummary] = []
         guests: list[TaskSummary] = []
         for tasks in listed.values():

@@ -398,7 +398,7 @@ def _transitions(active: list[_Run], params: TimingParams) -> None:
                     stop_copy = run.precopy.stop_copy_s(rate)
                     run.downtime_s = stop_copy + params.t_res_s
                     # PVE sees "completed" only at its next query-migrate poll (qemu-server
-                    # QemuMigrate.pm phase2: usleep 1 s, 100 ms near the end), as the emulator
+                    # QemuMigrate.pm phase2: usleep 1 s, 100 ms near the end); so does the emulator
                     elapsed = run.precopy.elapsed_s
                     detect = run.precopy.next_poll_after_s(elapsed + stop_copy) - elapsed
                 run.phase = "post"
