@@ -61,6 +61,7 @@ sys.path.insert(0, str(ROOT))
 
 from pvetool.emulator.clusterfile import load_cluster  # noqa: E402
 from pvetool.emulator.fleet import generate_cluster  # noqa: E402
+from pvetool.emulator.qemu_migrate import mirror_bytes  # noqa: E402
 from pvetool.emulator.server import Emulator  # noqa: E402
 from pvetool.timing import (  # noqa: E402
     LbGuest,
@@ -153,6 +154,8 @@ class Run:
     lb_dirty_s: float = 0.0
     lb_pure_s: float = 0.0
     bound_by: str = ""
+    lb_link_s: float = 0.0  # LB_link (timing.drain_lower_bounds): + the fixed lead and tail
+    exact_makespan_s: float = 0.0  # from the emulator's exact clock, not PVE's whole seconds
     mean_completion_s: float = 0.0
     max_downtime_s: float = 0.0
     bytes_ratio: float | None = None
@@ -164,6 +167,16 @@ class Run:
     @property
     def ratio(self) -> float | None:
         return self.makespan_s / self.lb_dirty_s if self.lb_dirty_s and self.makespan_s else None
+
+    @property
+    def prediction_error(self) -> float | None:
+        """(predicted - actual) / actual, against the exact makespan when it was measured."""
+        actual = self.exact_makespan_s or self.makespan_s
+        return (self.predicted_s - actual) / actual if self.predicted_s and actual else None
+
+    @property
+    def link_ratio(self) -> float | None:
+        return self.makespan_s / self.lb_link_s if self.lb_link_s and self.makespan_s else None
 
 
 def child_env(emu: Emulator, home: Path) -> dict[str, str]:
@@ -185,9 +198,9 @@ def child_env(emu: Emulator, home: Path) -> dict[str, str]:
     return env
 
 
-def lower_bounds(emu: Emulator, node: str) -> tuple[float, float, str, int]:
+def lower_bounds(emu: Emulator, node: str) -> tuple[float, float, str, int, float]:
     """LB_pure, LB_dirty and what bounds it for draining `node` (the emulator's ground truth:
-    used RAM, dirty profile, allocated local-disk bytes, each node's real link)."""
+    used RAM, dirty profile, the local-disk bytes a copy sends, each node's real link)."""
     c = emu.cluster
     secure = c.spec.datacenter.migration_type != "insecure"
     uplink = link_goodput_Bps(c.spec.nodes[node].link_bits_per_s)
@@ -198,16 +211,25 @@ def lower_bounds(emu: Emulator, node: str) -> tuple[float, float, str, int]:
     for g in c.guests.values():
         if g.node != node or g.spec.template:
             continue
-        local = float(sum(d.alloc_bytes for d in c.local_disks(g)))
+        local = float(sum(disk_copy_bytes(emu, g, d) for d in c.local_disks(g)))
         ram = float(g.used_bytes) if (g.type == "qemu" and g.status == "running") else 0.0
         if ram == 0.0 and local == 0.0:
             continue
-        guests.append(LbGuest(ram, local, g.dirty, cap))
+        kind = "lxc" if g.type == "lxc" and g.status == "running" else "qemu"
+        guests.append(LbGuest(ram, local, g.dirty, cap, kind=kind))
     movable = sum(1 for g in c.guests.values() if g.node == node)
     if not guests:
-        return 0.0, 0.0, "-", movable
+        return 0.0, 0.0, "-", movable, 0.0
     lb = drain_lower_bounds(guests, uplink, c.params, secure)
-    return lb.lb_pure_s, lb.lb_dirty_s, lb.bound_by.split(" (")[0], movable
+    return lb.lb_pure_s, lb.lb_dirty_s, lb.bound_by.split(" (")[0], movable, lb.lb_link_s
+
+
+def disk_copy_bytes(emu: Emulator, g: Any, d: Any) -> int:
+    """Bytes moving local volume `d` of guest `g` sends: a running VM's drive-mirror sends a
+    block device's whole size (the emulator's `mirror_bytes`), any other copy the allocated."""
+    if g.type == "qemu" and g.status == "running" and not d.unused:
+        return mirror_bytes(emu.cluster.spec.storages[d.storage].type, d)
+    return int(d.alloc_bytes)
 
 
 def busy(emu: Emulator) -> bool:
@@ -240,9 +262,17 @@ def measure(emu: Emulator, run: Run, tasks_before: int, requests_before: int, no
         memory = {g.vmid: g.memory_bytes for g in c.guests.values()}
         where = {g.vmid: g.node for g in c.guests.values()}
         used = {g.vmid: g.used_bytes for g in c.guests.values()}
-        alloc = {g.vmid: sum(d.alloc_bytes for d in c.local_disks(g)) for g in c.guests.values()}
+        alloc = {
+            g.vmid: sum(disk_copy_bytes(emu, g, d) for d in c.local_disks(g))
+            for g in c.guests.values()
+        }
         node_mem = {n.name: n.spec.memory_bytes for n in c.nodes.values()}
         requests_after = emu.stats.requests
+        mine = {t.upid for t in tasks}
+        exact: dict[str, dict[str, float]] = {}
+        for ev in c.events:
+            if ev.get("upid") in mine and ev.get("event") in ("task-start", "task-end"):
+                exact.setdefault(ev["upid"], {})[ev["event"]] = float(ev["t"])
     run.migrations = len(tasks)
     run.failed = sum(1 for t in tasks if t.exitstatus != "OK")
     run.left_on_node = sum(1 for n in where.values() if n == node)
@@ -252,6 +282,10 @@ def measure(emu: Emulator, run: Run, tasks_before: int, requests_before: int, no
     begin = min(float(t.starttime) for t in tasks)
     ends = [float(t.endtime) for t in tasks if t.endtime is not None]
     run.makespan_s = max(ends) - begin if ends else 0.0
+    starts = [e["task-start"] for e in exact.values() if "task-start" in e]
+    finished = [e["task-end"] for e in exact.values() if "task-end" in e]
+    if starts and finished:
+        run.exact_makespan_s = round(max(finished) - min(starts), 2)
     run.mean_completion_s = statistics.fmean(e - begin for e in ends) if ends else 0.0
     run.max_downtime_s = max(
         float(t.stats.to_json().get("guest_downtime_s", 0.0) or 0.0) for t in tasks
@@ -446,7 +480,9 @@ def one_run(scenario: str, tool: str, speed: float) -> Run:
     emu = Emulator(spec, speed=speed, start_epoch_s=START_EPOCH).start()
     run = Run(scenario, tool, speed)
     try:
-        run.lb_pure_s, run.lb_dirty_s, run.bound_by, run.movable = lower_bounds(emu, "pve1")
+        run.lb_pure_s, run.lb_dirty_s, run.bound_by, run.movable, run.lb_link_s = lower_bounds(
+            emu, "pve1"
+        )
         with tempfile.TemporaryDirectory(prefix="pvetool-peers-") as tmp:
             home = Path(tmp)
             if tool == "pvetool":
@@ -701,14 +737,27 @@ def fmt(value: float | None, spec: str = ".0f", suffix: str = "") -> str:
 def drain_table(runs: list[Run]) -> list[str]:
     out = [
         "| scenario | tool | exit | migr. | failed | left on pve1 | makespan | / LB_dirty | "
-        "predicted | mean compl. | max downtime | sent/needed | req/migr. | overfilled |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "/ LB_link | predicted | error | mean compl. | max downtime | sent/needed | req/migr. | "
+        "overfilled |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    # The bound is the scenario's (the emulator's ground truth), whichever tool's run found it.
+    link_lb = {r.scenario: r.lb_link_s for r in runs if r.lb_link_s}
+    order = {name: i for i, name in enumerate(SCENARIOS)}
+    runs = sorted(
+        runs,
+        key=lambda r: (
+            order.get(r.scenario, len(order)),
+            TOOLS.index(r.tool) if r.tool in TOOLS else 0,
+        ),
+    )
     for r in runs:
+        r.lb_link_s = r.lb_link_s or link_lb.get(r.scenario, 0.0)
         out.append(
             f"| {r.scenario} | {r.tool} | {r.exit_code} | {r.migrations} | {r.failed} | "
             f"{r.left_on_node}/{r.movable} | {fmt(r.makespan_s, '.0f', ' s')} | "
-            f"{fmt(r.ratio, '.2f')} | {fmt(r.predicted_s, '.0f', ' s')} | "
+            f"{fmt(r.ratio, '.2f')} | {fmt(r.link_ratio, '.2f')} | "
+            f"{fmt(r.predicted_s, '.0f', ' s')} | {fmt(r.prediction_error, '+.0%')} | "
             f"{fmt(r.mean_completion_s, '.0f', ' s')} | {fmt(r.max_downtime_s, '.2f', ' s')} | "
             f"{fmt(r.bytes_ratio, '.2f')} | {fmt(r.requests_per_migration, '.1f')} | "
             f"{r.overfilled_nodes} |"
@@ -800,8 +849,12 @@ def write_results(data: dict[str, Any]) -> None:
         "",
         "Columns: `migr.` migration tasks started (qmigrate/vzmigrate), `left on pve1` guests",
         "still there after quiescence / guests there before, `/ LB_dirty` makespan over the lower",
-        "bound (docs/timing-model.md, each node's real link), `predicted` pvetool's dry-run",
-        "makespan, `overfilled` nodes whose running guests' configured memory exceeded their",
+        "bound (docs/timing-model.md, each node's real link), `/ LB_link` over the tighter",
+        "bound that also counts the fixed time before the first and after the last byte",
+        "(`timing.drain_lower_bounds`), `predicted` pvetool's dry-run",
+        "makespan and `error` its error against the makespan on the emulator's exact clock",
+        "(the makespan column has PVE's whole-second task times), `overfilled` nodes whose",
+        "running guests' configured memory exceeded their",
         "memory at some moment (an incoming guest counted from its migration's start).",
         "",
     ]

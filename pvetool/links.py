@@ -10,6 +10,12 @@ Per node, the first that applies:
    migrations";
 4. the built-in default, 10 Gbit/s.
 
+The same task logs say what each guest dirtied during its last migration: `LinkFigures.dirty`
+holds, per running VM whose newest successful migration is known, the dirty profile that
+reproduces it (`pvetool.timing.fit_dirty_profile`, from the RAM bytes it sent at the rate it
+had, with the guest's used memory now), and the planner uses it instead of the CPU-load guess.
+Guests are learned from even when every link is declared.
+
 Learned samples are kept in the state directory, one file per cluster name
 (``link-samples-<cluster>.json``, newest `MAX_KEPT_SAMPLES`; node names like pve1 repeat across
 clusters), keyed by task UPID, so each task log is read once and the figures improve
@@ -27,17 +33,29 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pvetool.api import PveClient
 from pvetool.api.links import LearnedLink, LinkSample, fetch_link_samples, learn_links
 from pvetool.journal import state_dir
 from pvetool.model import ClusterSnapshot
-from pvetool.timing import TimingParams, link_bits_for_goodput, stream_cap_Bps
+from pvetool.timing import (
+    TimingParams,
+    fit_dirty_profile,
+    link_bits_for_goodput,
+    stream_cap_Bps,
+)
 from pvetool.units import parse_rate
 
-__all__ = ["DEFAULT_LINK_BITS_PER_S", "LinkFigures", "cluster_links", "parse_links"]
+__all__ = [
+    "DEFAULT_LINK_BITS_PER_S",
+    "LinkFigures",
+    "cluster_links",
+    "learned_dirty",
+    "parse_links",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +70,8 @@ class LinkFigures:
 
     bits_per_s: Mapping[str, float]
     origin: Mapping[str, str]  # "declared", "learned from N migrations", "default"
+    # vmid -> (dirty profile, where it came from), for guests learned from their last migration
+    dirty: Mapping[int, tuple[str, str]] = field(default_factory=dict)
 
 
 def parse_links(values: Iterable[str]) -> dict[str, float]:
@@ -112,22 +132,60 @@ def cluster_links(
     declared = dict(declared or {})
     nodes = list(snapshot.nodes)
     learned: dict[str, LearnedLink] = {}
-    if client is not None and "default" not in declared and not set(nodes) <= set(declared):
+    dirty: dict[int, tuple[str, str]] = {}
+    if client is not None:
         params = params or TimingParams()
+        links_declared = "default" in declared or set(nodes) <= set(declared)
         cluster = re.sub(r"[^A-Za-z0-9_.-]", "_", snapshot.cluster_name or "cluster")
         path = (state or state_dir()) / SAMPLES_FILE.format(cluster=cluster)
         kept = _load(path)
         online = [n for n, e in snapshot.nodes.items() if e.online]
+        vms = [g.vmid for g in snapshot.guests.values() if g.kind == "qemu" and g.running]
         try:
-            new = fetch_link_samples(client, online, known=set(kept))
+            new = fetch_link_samples(
+                client, online, known=set(kept), per_node=0 if links_declared else 5, vmids=vms
+            )
         except Exception as exc:  # learning is an optimisation: plan with the defaults
-            logger.warning("Could not learn link speeds from recent migrations: %s", exc)
+            logger.warning("Could not learn from recent migrations: %s", exc)
             new = []
         if new:
             kept.update({s.upid: s for s in new})
             _save(path, kept)
-        learned, _ = learn_links(kept.values(), lambda secure: stream_cap_Bps(params, secure))
-    return resolve(nodes, declared, learned)
+        if not links_declared:
+            learned, _ = learn_links(kept.values(), lambda secure: stream_cap_Bps(params, secure))
+        dirty = learned_dirty(snapshot, kept.values(), params)
+    return replace(resolve(nodes, declared, learned), dirty=dirty)
+
+
+def learned_dirty(
+    snapshot: ClusterSnapshot, samples: Iterable[LinkSample], params: TimingParams
+) -> dict[int, tuple[str, str]]:
+    """vmid -> (dirty profile, origin) for each running VM of `snapshot` whose newest sample
+    says how many RAM bytes it sent and at what rate (`LinkFigures.dirty`)."""
+    newest: dict[int, LinkSample] = {}
+    for sample in samples:
+        if sample.vmid and sample.ram_sent_bytes > 0 and sample.ram_Bps:
+            if sample.vmid not in newest or sample.endtime > newest[sample.vmid].endtime:
+                newest[sample.vmid] = sample
+    out: dict[int, tuple[str, str]] = {}
+    for vmid, sample in newest.items():
+        guest = snapshot.guests.get(vmid)
+        if guest is None or guest.kind != "qemu" or not guest.running or not sample.ram_Bps:
+            continue
+        # The figure the planner predicts with (`sequencer.move_timing`), so its error cancels.
+        ram = float(guest.used_memory_bytes or guest.memory_bytes * 0.7)
+        if ram <= 0:
+            continue
+        profile = fit_dirty_profile(
+            ram,
+            float(sample.ram_sent_bytes),
+            sample.ram_Bps,
+            params,
+            converged_hardly=sample.dirties_lots or sample.downtime_raised,
+        )
+        when = datetime.fromtimestamp(sample.endtime, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        out[vmid] = (profile, f"learned from its migration of {when}")
+    return out
 
 
 def _load(path: Path) -> dict[str, LinkSample]:

@@ -554,8 +554,9 @@ def solo_migration(
 ) -> SoloResult:
     """One qemu migration alone at a constant rate.
 
-    fixed phases + local disks (disk bytes / rate, before RAM) + pre-copy + stop-and-copy.
-    An aborted migration costs its fixed phases, disks and the pre-copy until the abort.
+    fixed phases + local disks (disk bytes / rate, before RAM) + pre-copy + stop-and-copy, or
+    until PVE's next query-migrate poll sees the end when that comes later. An aborted
+    migration costs its fixed phases, disks and the pre-copy until the abort.
     """
     if not rate_Bps > 0 or math.isinf(rate_Bps):
         raise ValueError(f"rate_Bps must be finite and > 0, got {rate_Bps}")
@@ -569,8 +570,13 @@ def solo_migration(
     disk_s = local_disk_bytes / rate_Bps
     stop_copy_s = 0.0 if precopy.aborted else precopy.stop_copy_s(rate_Bps)
     downtime_s = 0.0 if precopy.aborted else stop_copy_s + params.t_res_s
+    # PVE sees "completed" only at its next query-migrate poll (QemuMigrate.pm phase2).
+    seen_s = stop_copy_s
+    if not precopy.aborted:
+        end_s = precopy.elapsed_s + stop_copy_s
+        seen_s = max(stop_copy_s, precopy.next_poll_after_s(end_s) - precopy.elapsed_s)
     return SoloResult(
-        duration_s=fixed_time_s(params, secure) + disk_s + precopy.elapsed_s + stop_copy_s,
+        duration_s=fixed_time_s(params, secure) + disk_s + precopy.elapsed_s + seen_s,
         precopy_s=precopy.elapsed_s,
         sent_bytes=precopy.sent_bytes,
         downtime_s=downtime_s,
@@ -684,6 +690,7 @@ class LbGuest:
     local_disk_bytes: float
     dirty: DirtyProfile
     rate_cap_Bps: float  # r_i = min(stream_cap, bwlimit, uplink(source), downlink(target))
+    kind: str = "qemu"  # "qemu" (live or offline) or "lxc" (restart): its fixed lead and tail
 
 
 @dataclass(frozen=True)
@@ -691,6 +698,9 @@ class LowerBounds:
     lb_pure_s: float
     lb_dirty_s: float
     bound_by: str  # "uplink" or "stream" (which term of the max bounds LB_dirty)
+    # max(LB_dirty, lead + sum of the dirty B_i / uplink + tail): the uplink carries nothing
+    # before the first migration's fixed lead is over, and the last one still has its tail
+    lb_link_s: float = 0.0
 
 
 def drain_lower_bounds(
@@ -701,6 +711,11 @@ def drain_lower_bounds(
     LB_pure  = max(sum B_i / uplink, max_i (T_fixed + B_i / r_i)), B_i = RAM + local disk bytes.
     LB_dirty = the same with B_i = the bytes guest i sends when it migrates alone at r_i (its
     pre-copy RAM bytes incl. stop-and-copy, plus its disks). On a tie bound_by is "uplink".
+    LB_link  = max(LB_dirty, min_i lead_i + sum B_i (dirty) / uplink + min_i tail_i): no byte
+    leaves before some migration is past its fixed lead (qemu: T_pre + T_start; lxc restart:
+    the shortest shutdown), and the migration that sends the last byte still has its fixed
+    tail (qemu: T_res + T_post; lxc: move + the shortest start). Still a lower bound, tighter
+    when many small guests share the uplink.
     """
     if not uplink_Bps > 0:
         raise ValueError(f"uplink_Bps must be > 0, got {uplink_Bps}")
@@ -724,10 +739,21 @@ def drain_lower_bounds(
 
     pure_uplink_s, pure_stream_s = bound(pure_bytes)
     dirty_uplink_s, dirty_stream_s = bound(dirty_bytes)
+    lb_dirty_s = max(dirty_uplink_s, dirty_stream_s)
+    tail_qemu_s = params.t_res_s + params.t_post_s
+    leads = [
+        params.lxc_shutdown_min_s if g.kind == "lxc" else t_fixed_s - tail_qemu_s for g in guests
+    ]
+    tails = [
+        params.lxc_move_s + params.lxc_start_min_s if g.kind == "lxc" else tail_qemu_s
+        for g in guests
+    ]
+    link_s = min(leads, default=0.0) + dirty_uplink_s + min(tails, default=0.0)
     return LowerBounds(
         lb_pure_s=max(pure_uplink_s, pure_stream_s),
-        lb_dirty_s=max(dirty_uplink_s, dirty_stream_s),
+        lb_dirty_s=lb_dirty_s,
         bound_by="uplink" if dirty_uplink_s >= dirty_stream_s else "stream",
+        lb_link_s=max(lb_dirty_s, link_s) if guests else 0.0,
     )
 
 
@@ -771,11 +797,13 @@ __all__ = [
     "SoloResult",
     "TimingParams",
     "drain_lower_bounds",
+    "fit_dirty_profile",
     "fixed_time_s",
     "ha_delay_s",
     "link_goodput_Bps",
     "lxc_restart_times",
     "max_min_fair",
+    "profile_from_cpu",
     "solo_migration",
     "stream_cap_Bps",
 ]
@@ -795,3 +823,53 @@ def link_bits_for_goodput(goodput_Bps: float) -> float:
         else:
             high = mid
     return high
+
+
+def fit_dirty_profile(
+    ram_bytes: float,
+    sent_bytes: float,
+    rate_Bps: float,
+    params: TimingParams,
+    *,
+    converged_hardly: bool = False,
+) -> str:
+    """The dirty profile (a key of `DIRTY_PROFILES`) that best explains a guest's own finished
+    migration: the one whose pre-copy, from `ram_bytes` of RAM at the `rate_Bps` that migration
+    ran at, sends closest to the `sent_bytes` it really sent (ratio in log space).
+
+    What a guest re-sends is what it dirtied while it was sent; the planner has no better
+    witness (PVE reports no dirty rate, and CPU load says little: a busy guest may compute in
+    its caches, an almost idle one may stream writes). `converged_hardly` (QEMU's dirty rate
+    exceeded the transfer rate at some poll, or PVE had to raise the downtime limit) means
+    "hot" whatever the bytes say. `ram_bytes` should be the figure the planner will predict
+    with (the guest's used memory), so an error in it is absorbed here, not doubled.
+    Client side only: the emulator does not use it.
+    """
+    if converged_hardly:
+        return "hot"
+    if not (ram_bytes > 0 and sent_bytes > 0 and rate_Bps > 0) or math.isinf(rate_Bps):
+        raise ValueError("ram_bytes, sent_bytes and rate_Bps must be finite and > 0")
+    best, best_err = "idle", math.inf
+    for name, profile in DIRTY_PROFILES.items():
+        solo = solo_migration(ram_bytes, profile, rate_Bps, params, secure=True)
+        err = abs(math.log(max(solo.sent_bytes, 1.0) / sent_bytes))
+        if err < best_err:
+            best, best_err = name, err
+    return best
+
+
+# The CPU-load prior (`profile_from_cpu`). Dirtying memory takes CPU time, so a guest that uses
+# little CPU cannot dirty much; the converse does not hold (a compute-bound guest can dirty
+# almost nothing), so the prior errs towards "hot" (slower predictions), never towards "idle".
+CPU_PRIOR_MODERATE: float = 0.06
+CPU_PRIOR_HOT: float = 0.25
+
+
+def profile_from_cpu(cpu_fraction: float) -> str:
+    """The dirty profile guessed from a guest's CPU load (a fraction of its vCPUs, as
+    /cluster/resources reports it) when nothing better is known."""
+    if cpu_fraction >= CPU_PRIOR_HOT:
+        return "hot"
+    if cpu_fraction >= CPU_PRIOR_MODERATE:
+        return "moderate"
+    return "idle"

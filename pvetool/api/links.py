@@ -4,7 +4,8 @@ its migration link carried a live RAM stream (issue 14: PVE's API has no link sp
 `fetch_link_samples` finds the recent ``qmigrate`` tasks of every online node (``GET
 /cluster/tasks``, or each node's ``GET /nodes/{n}/tasks?typefilter=qmigrate`` when that is
 refused) and reads the logs of the newest successful ones it has not seen before (`known`: UPIDs
-already parsed, kept by the caller), at most `max_workers` calls in flight.
+already parsed, kept by the caller), and of each listed guest's newest one (what that guest
+dirtied: `pvetool.links.learned_dirty`), at most `max_workers` calls in flight.
 `learn_links` turns samples into a per-node figure:
 
 * a node's figure is the fastest RAM rate of its recent migrations, as source or target: a
@@ -58,8 +59,12 @@ def fetch_link_samples(
     known: Collection[str] = (),
     per_node: int = 5,
     max_workers: int = 8,
+    vmids: Collection[int] = (),
+    max_guest_logs: int = 64,
 ) -> list[LinkSample]:
-    """Samples of the newest `per_node` successful migrations from each node not in `known`.
+    """Samples of the newest `per_node` successful migrations from each node not in `known`,
+    and of the newest successful migration of each guest in `vmids` (what it dirtied), at most
+    `max_guest_logs` of those per call (the newest first; the rest come with the next runs).
 
     One ``GET /cluster/tasks`` finds them on every node at once (a 100-node cluster costs one
     call, not a hundred); only when PVE refuses it, each node's own list is read."""
@@ -69,24 +74,32 @@ def fetch_link_samples(
             listed = {"*": client.cluster_tasks()}
         except (ApiError, ApiUnreachable) as exc:
             logger.info("Could not list the cluster's tasks (%s); reading each node's", exc)
-            listed = _per_node_lists(client, pool, nodes, per_node)
+            # a listing long enough for the guests' own migrations too
+            listed = _per_node_lists(client, pool, nodes, max(per_node, 5))
         wanted: list[TaskSummary] = []
+        guests: list[TaskSummary] = []
         for tasks in listed.values():
-            done = [
+            finished = [
                 t
                 for t in tasks
                 if t.upid.type == "qmigrate"
                 and t.upid.node in nodes
                 and t.exitstatus == "OK"
                 and t.endtime is not None
-                and str(t.upid) not in known
             ]
-            done.sort(key=lambda t: -(t.endtime or 0))
+            finished.sort(key=lambda t: -(t.endtime or 0))
+            done = [t for t in finished if str(t.upid) not in known]
             count: dict[str, int] = {}
             for task in done:
                 if count.get(task.upid.node, 0) < per_node:
                     count[task.upid.node] = count.get(task.upid.node, 0) + 1
                     wanted.append(task)
+            guests += [
+                t for t in _newest_per_guest(finished, set(vmids)) if str(t.upid) not in known
+            ]
+        taken = {str(t.upid) for t in wanted}
+        guests.sort(key=lambda t: -(t.endtime or 0))
+        wanted += [t for t in guests if str(t.upid) not in taken][: max(0, max_guest_logs)]
         logs = {str(t.upid): (t, pool.submit(client.task_log_all, t.upid)) for t in wanted}
         samples: list[LinkSample] = []
         for task, log_future in logs.values():
@@ -99,6 +112,18 @@ def fetch_link_samples(
             if sample is not None:
                 samples.append(sample)
     return samples
+
+
+def _newest_per_guest(done: list[TaskSummary], vmids: set[int]) -> list[TaskSummary]:
+    """The newest task of each guest in `vmids` (`done` is newest first)."""
+    out: list[TaskSummary] = []
+    seen: set[int] = set()
+    for task in done:
+        vmid = int(task.upid.id) if task.upid.id.isdigit() else None
+        if vmid is not None and vmid in vmids and vmid not in seen:
+            seen.add(vmid)
+            out.append(task)
+    return out
 
 
 def _per_node_lists(

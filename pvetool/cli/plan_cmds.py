@@ -66,7 +66,11 @@ def planned_links(
     if "default" not in declared:
         declared = {**dict(in_plan), **declared}
     figures = cluster_links(client, snapshot, declared)
-    return {"link_bits_per_s": figures.bits_per_s, "link_origin": figures.origin}
+    return {
+        "link_bits_per_s": figures.bits_per_s,
+        "link_origin": figures.origin,
+        "learned_dirty": figures.dirty,
+    }
 
 
 def _refuse_blocked(plan: ExecutionPlan) -> None:

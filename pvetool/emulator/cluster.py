@@ -522,6 +522,8 @@ class Cluster:
         task = TaskRt(upid, node, pid, n.pstart, start, ttype, tid, user, vmid, tz=self.tz)
         self.tasks[upid] = task
         self.task_order.append(task)
+        # the exact emulated start (UPIDs and task lists have whole seconds), for benchmarks
+        self.events.append({"event": "task-start", "upid": upid, "t": self.now})
         return task
 
     def end_task(self, task: TaskRt, error: str | None) -> None:

@@ -38,9 +38,16 @@ from pvetool.emulator.cluster import DiskRt, render_bytes, render_duration
 from pvetool.emulator.engine import JobGen, Ram, Request, Send, Wait
 from pvetool.timing import Precopy, PrecopyEvent
 
-__all__ = ["worker"]
+__all__ = ["mirror_bytes", "worker"]
 
 _MIGRATABLE_TYPES = ("dir", "btrfs", "zfspool", "lvmthin", "lvm")  # scan_local_volumes l.576
+# Storages whose volumes QEMU opens as host block devices (an LV, a thin LV, a zvol). QEMU's
+# block/file-posix.c `find_allocation` asks lseek(SEEK_DATA/SEEK_HOLE) for holes; on a Linux
+# block device that reports the whole device as data (fs/read_write.c
+# `generic_file_llseek_size`, via `blkdev_llseek`), so a drive-mirror (block/mirror.c) reads and
+# sends every byte of the volume's size, unallocated thin extents included. Files (dir, btrfs:
+# raw with holes, qcow2 clusters) report their holes, so only allocated bytes are sent.
+_BLOCK_DEVICE_TYPES = frozenset({"lvm", "lvmthin", "zfspool"})
 
 
 def worker(m: Migration) -> JobGen:
@@ -194,6 +201,18 @@ def _copy_bytes(m: Migration, d: DiskRt) -> int:
     return 0 if m.replicated_to_target else d.alloc_bytes
 
 
+def mirror_bytes(storage_type: str, d: DiskRt) -> int:
+    """What a live drive-mirror of local volume `d` puts on the wire (see
+    `_BLOCK_DEVICE_TYPES`): its whole size on a block-device storage, else its allocated bytes."""
+    return d.size_bytes if storage_type in _BLOCK_DEVICE_TYPES else d.alloc_bytes
+
+
+def _mirror_copy_bytes(m: Migration, d: DiskRt) -> int:
+    if m.replicated_to_target:
+        return 0
+    return mirror_bytes(m.c.spec.storages[d.storage].type if d.storage else "", d)
+
+
 def _scan_local_volumes(m: Migration) -> None:
     """QemuMigrate.pm scan_local_volumes (l.367-606)."""
     c, g = m.c, m.g
@@ -285,8 +304,12 @@ def _phase2(m: Migration) -> JobGen:
         give_up_s=give_up_s,
     )
     if job is not None:
-        job.progress_total_bytes = float(sum(d.alloc_bytes for d in mirrors)) + m.g.used_bytes
+        job.progress_total_bytes = (
+            float(sum(_mirror_copy_bytes(m, d) for d in mirrors)) + m.g.used_bytes
+        )
     if mirrors:
+        # phase1 counted their allocated bytes; a mirror of a block device sends its size
+        m.local_bytes += sum(_mirror_copy_bytes(m, d) - _copy_bytes(m, d) for d in mirrors)
         yield from _mirror_local_disks(m, mirrors)
     yield from _migrate_ram(m, precopy)
     if mirrors:
@@ -341,7 +364,7 @@ def _mirror_local_disks(m: Migration, mirrors: list[DiskRt]) -> JobGen:
         else:
             m.raw(f"drive mirror is starting for drive-{d.key}")
         t0 = m.c.now
-        copy_bytes = _copy_bytes(m, d)
+        copy_bytes = _mirror_copy_bytes(m, d)
 
         def each_second(
             sent: float, rate: float, d: DiskRt = d, t0: float = t0, total: int = copy_bytes

@@ -334,6 +334,7 @@ def build_plan(
     replication: Mapping[int, Sequence[str]] | None = None,
     preconditions: Mapping[int, Precondition] | None = None,
     link_origin: Mapping[str, str] | None = None,
+    learned_dirty: Mapping[int, tuple[str, str]] | None = None,
 ) -> ExecutionPlan:
     """All checks + strategies + sequencing of `spec` on `snapshot`.
 
@@ -344,7 +345,9 @@ def build_plan(
     `replication`: storage replication job targets per vmid; None: those of the snapshot
     (``/cluster/replication``).
     `preconditions`: PVE's own migrate preconditions per vmid, if fetched (merged into the
-    checks). Raises `PlanError` only for unknown node names.
+    checks). `learned_dirty`: vmid -> (dirty profile, where it came from) for guests whose last
+    migration said how much they dirty (`pvetool.links`); the others' is guessed from CPU load.
+    Raises `PlanError` only for unknown node names.
     """
     params = params or TimingParams()
     if replication is not None:
@@ -358,7 +361,11 @@ def build_plan(
         preconditions=preconditions or {},
         working=snapshot,
     )
-    network = Network.of(link_bits_per_s)
+    learned_dirty = learned_dirty or {}
+    network = replace(
+        Network.of(link_bits_per_s),
+        dirty_profiles={vmid: profile for vmid, (profile, _) in learned_dirty.items()},
+    )
     if isinstance(link_bits_per_s, Mapping):
         b.links_Bps = {n: network.link(n) for n in snapshot.nodes}
     b.findings += cluster_findings(snapshot)
@@ -393,7 +400,8 @@ def build_plan(
         facts=facts,
         assumptions=_assumptions(
             snapshot, params, link_bits_per_s, spec_rules, rules, link_origin or {}
-        ),
+        )
+        + _dirty_assumptions(stages, learned_dirty),
     )
 
 
@@ -555,12 +563,31 @@ def _assumptions(
         ("memory headroom", headroom + " kept free, plus the host's own use"),
         ("RAM sent", "each running VM's used memory, plus pages dirtied meanwhile"),
         (
-            "dirty pages",
-            "estimated from each guest's CPU load: below 6 % idle, below 25 % moderate, else hot",
+            "local disks",
+            "their configured size (a live mirror sends all of an LVM or ZFS volume; of a file "
+            "only its allocated bytes, so less)",
         ),
-        ("local disks", "their configured size (an upper bound of the allocated bytes)"),
         ("HA", "HA-managed guests wait about 10 s for the HA manager before they start"),
     )
+
+
+def _dirty_assumptions(
+    stages: Sequence[Stage], learned: Mapping[int, tuple[str, str]]
+) -> tuple[tuple[str, str], ...]:
+    """Where each live-migrated guest's dirty-page profile came from: its own last migration
+    (named per guest), else its CPU load."""
+    guessed = "guessed from the guest's CPU load: below 6 % idle, below 25 % moderate, else hot"
+    live = [m for s in stages for m in s.moves if m.profile is not None]
+    known = [m for m in live if m.vmid in learned]
+    if not known:
+        return (("dirty pages", guessed),)
+    rows = [
+        (f"dirty pages of {m.vmid}", f"{learned[m.vmid][0]}, {learned[m.vmid][1]}")
+        for m in sorted(known, key=lambda m: m.vmid)
+    ]
+    if len(known) < len(live):
+        rows.append(("dirty pages of the others", guessed))
+    return tuple(rows)
 
 
 def _nodes_text(nodes: Sequence[str], of: int) -> str:

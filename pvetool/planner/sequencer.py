@@ -30,8 +30,10 @@ source uplink, every target downlink and every single stream; `bound_by` names t
 
 Inputs the cluster does not report are assumptions, listed in `ExecutionPlan.assumptions`:
 link speed (default 10 Gbit/s per node), the bytes a live VM sends (its used memory), local
-disk bytes (their configured size: an upper bound of what is allocated), and each guest's
-dirty-page profile, estimated from its CPU load (below 6 % idle, below 25 % moderate, else hot).
+disk bytes (their configured size: what a drive-mirror of a block device sends, an upper bound
+for files), and each guest's dirty-page profile: learned from its own last migration when
+known (`Network.dirty_profiles`, `pvetool.links`), else guessed from its CPU load
+(`timing.profile_from_cpu`: below 6 % idle, below 25 % moderate, else hot).
 
 Pure: no I/O, no clock. Imports: the standard library, `pvetool.model`, `pvetool.planner.spec`,
 `pvetool.timing`.
@@ -44,7 +46,7 @@ import heapq
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from pvetool.model import (
     Bounds,
@@ -64,6 +66,7 @@ from pvetool.timing import (
     fixed_time_s,
     link_goodput_Bps,
     max_min_fair,
+    profile_from_cpu,
     solo_migration,
     stream_cap_Bps,
 )
@@ -100,6 +103,8 @@ class Network:
 
     goodput_Bps: Mapping[str, float]
     default_Bps: float = link_goodput_Bps(DEFAULT_LINK_BITS_PER_S)
+    # Dirty profile per vmid learned from that guest's last migration (others: `estimate_profile`)
+    dirty_profiles: Mapping[int, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, link_bits_per_s: float | Mapping[str, float]) -> Network:
@@ -113,11 +118,7 @@ class Network:
 
 def estimate_profile(guest: Guest) -> str:
     """Dirty-page profile guessed from the guest's CPU load (PVE does not report dirty rates)."""
-    if guest.cpu_fraction >= 0.25:
-        return "hot"
-    if guest.cpu_fraction >= 0.06:
-        return "moderate"
-    return "idle"
+    return profile_from_cpu(guest.cpu_fraction)
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,10 @@ def move_timing(
     guest: Guest,
     params: TimingParams,
     datacenter: DatacenterOptions,
+    profile: str | None = None,
 ) -> Timing:
-    """The timing-model view of a planned move."""
+    """The timing-model view of a planned move (`profile`: the guest's learned dirty profile;
+    None: guessed from its CPU load)."""
     opts = move.options
     secure = (opts.migration_type or datacenter.migration_type) != "insecure"
     bwlimit: float | None
@@ -159,7 +162,7 @@ def move_timing(
         bwlimit = datacenter.bwlimit_migration_kib_s or datacenter.bwlimit_default_kib_s or None
     cap = stream_cap_Bps(params, secure, bwlimit)
     ha_s = (params.ha_crm_max_s + params.ha_lrm_max_s) / 2 if opts.ha else 0.0
-    profile = estimate_profile(guest)
+    profile = profile or estimate_profile(guest)
     shutdown_s = (params.lxc_shutdown_min_s + params.lxc_shutdown_max_s) / 2
     start_s = (params.lxc_start_min_s + params.lxc_start_max_s) / 2
     if guest.kind == "qemu" and opts.online:
@@ -389,13 +392,17 @@ def _transitions(active: list[_Run], params: TimingParams) -> None:
                 and run.precopy is not None
                 and (run.precopy.finished or run.precopy.aborted)
             ):
-                stop_copy = 0.0
+                stop_copy = detect = 0.0
                 if run.precopy.finished:
                     rate = run.rate if run.rate > 0 else timing.cap_Bps
                     stop_copy = run.precopy.stop_copy_s(rate)
                     run.downtime_s = stop_copy + params.t_res_s
+                    # PVE sees "completed" only at its next query-migrate poll (qemu-server
+                    # QemuMigrate.pm phase2: usleep 1 s, 100 ms near the end); so does the emulator
+                    elapsed = run.precopy.elapsed_s
+                    detect = run.precopy.next_poll_after_s(elapsed + stop_copy) - elapsed
                 run.phase = "post"
-                run.timer = stop_copy + timing.post_s
+                run.timer = max(stop_copy, detect) + timing.post_s
                 changed = True
             elif run.phase == "post" and run.timer <= _EPS:
                 run.phase = "done"
@@ -612,7 +619,8 @@ def choose_schedule(
     for moves, snap in zip(stages, snapshots, strict=True):
         for m in moves:
             guest = snap.guests[m.vmid]
-            timings[m.id] = move_timing(m, guest, params, snap.datacenter)
+            learned = network.dirty_profiles.get(m.vmid)
+            timings[m.id] = move_timing(m, guest, params, snap.datacenter, learned)
             labels[m.id] = f"{m.vmid} ({m.name})" if m.name else str(m.vmid)
     candidates = _caps_candidates(stages, timings, network, fixed)
     if len(candidates) > 2:

@@ -20,6 +20,12 @@ rate. Formats accepted, with or without the timestamp prefix (D20: BlockJob line
   the configured bytes copied per second (sparse disks copy faster than the link: that is the
   figure a prediction from configured sizes needs). Durations as pve-common
   `PVE::Format::render_duration` prints them: ``36s``, ``1m 2s``, ``2m``, ``1h 5s``.
+* What the guest dirtied (for its own dirty-page estimate, `pvetool.timing.fit_dirty_profile`):
+  the RAM bytes sent, from ``migration completed, transferred X VM-state`` (l.1493; PVE 8.2+),
+  else the last ``migration active, transferred X of Y`` line (a lower bound); whether QEMU's
+  dirty rate exceeded the transfer rate at some poll (``, VM dirties lots of memory: R/s``,
+  l.1541-1544) and whether PVE had to raise the downtime limit (``auto-increased downtime to
+  continue migration``, `increase_migrate_downtime`): both mean the pre-copy hardly converged.
 
 Pure: no I/O. Imports: the standard library, `pvetool.model` and `_coerce`.
 """
@@ -49,6 +55,8 @@ _COMPLETED = re.compile(_TS_RE + rf"migration completed, transferred {_NUM_UNIT}
 _LEGACY = re.compile(
     _TS_RE + r"migration status: active \(transferred (\d+), remaining (\d+)\), total (\d+)\)"
 )
+_DIRTIES_LOTS = re.compile(r"VM dirties lots of memory: ")
+_DOWNTIME_RAISED = re.compile(_TS_RE + r"auto-increased downtime to continue migration")
 _DRIVE = re.compile(
     _TS_RE + rf"(drive-[\w-]+): transferred {_NUM_UNIT} of {_NUM_UNIT} \(([\d.]+)%\) in (.+?)"
     r"(?:, (?:ready|still busy))?$"
@@ -74,6 +82,10 @@ class LinkSample:
     disk_Bps: float | None = None
     disk_bytes: int = 0
     secure: bool = True  # RAM over the SSH tunnel (unix: URI), not plain TCP (tcp: URI)
+    vmid: int = 0  # the migrated guest (the UPID's id); 0: unknown
+    ram_sent_bytes: int = 0  # RAM bytes QEMU sent (0: not logged)
+    dirties_lots: bool = False  # "VM dirties lots of memory" at some poll
+    downtime_raised: bool = False  # PVE raised the downtime limit to converge
 
 
 def parse_render_duration(text: str) -> float | None:
@@ -107,11 +119,17 @@ def parse_migration_log(upid: Upid | str, lines: Iterable[str], endtime: int) ->
     legacy: list[tuple[float, int]] = []
     drives: dict[str, tuple[int, float]] = {}
     secure = True
+    active_sent = 0
+    dirties_lots = downtime_raised = False
     for text in lines:
         if target is None and (m := _TARGET.match(text)):
             target = m.group(2)
         elif m := _ACTIVE.match(text):
             rates.append(float(parse_bytes(m.group(6), m.group(7))))
+            active_sent = max(active_sent, parse_bytes(m.group(2), m.group(3)))
+            dirties_lots = dirties_lots or _DIRTIES_LOTS.search(text) is not None
+        elif _DOWNTIME_RAISED.match(text):
+            downtime_raised = True
         elif m := _ONLINE_ON.match(text):
             secure = m.group(2) != "tcp"  # D20 row 5: insecure migrations use tcp:<ip>:<port>
         elif m := _START_CMD.match(text):
@@ -140,6 +158,10 @@ def parse_migration_log(upid: Upid | str, lines: Iterable[str], endtime: int) ->
         disk_Bps=disk_bytes / disk_s if disk_bytes and disk_s >= 1 else None,
         disk_bytes=disk_bytes,
         secure=secure,
+        vmid=int(task.id) if task.id.isdigit() else 0,
+        ram_sent_bytes=completed[1] if completed is not None else active_sent,
+        dirties_lots=dirties_lots,
+        downtime_raised=downtime_raised,
     )
 
 

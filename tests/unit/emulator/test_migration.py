@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from pvetool.emulator.qemu_migrate import mirror_bytes
 from pvetool.emulator.server import Emulator
 from tests.emu import Api, start
 
@@ -169,6 +170,30 @@ def test_local_disks_move_with_the_flag_and_the_storage_map(api: Api) -> None:
     assert "all 'mirror' jobs are ready" in log
     conf = api.get("/nodes/pve2/qemu/102/config")
     assert conf["scsi0"].startswith("fast:vm-102-disk-0")
+
+
+def test_a_live_mirror_of_a_thin_lv_sends_its_whole_size(api: Api, emu: Emulator) -> None:
+    """QEMU's drive-mirror finds no holes on a block device (file-posix `find_allocation`:
+    lseek SEEK_DATA reports a whole block device as data), so a thin LV's unallocated extents
+    cross the wire too; a file's holes do not."""
+    with emu.locked() as c:
+        disk = next(d for d in c.guests[102].disks if d.storage == "local-lvm")
+        size, alloc = disk.size_bytes, disk.alloc_bytes
+        assert c.spec.storages["local-lvm"].type == "lvmthin" and alloc < size
+    upid = api.post(
+        "/nodes/pve1/qemu/102/migrate",
+        target="pve2",
+        online=1,
+        **{"with-local-disks": 1, "targetstorage": "local-lvm:fast"},
+    )
+    assert api.wait_task(upid)["exitstatus"] == "OK"
+    with emu.locked() as c:
+        task = next(t for t in c.task_order if t.upid == upid)
+        sent = float(task.stats.to_json()["sent_bytes"])
+    assert sent >= size  # the whole LV, plus the RAM
+    assert mirror_bytes("lvmthin", disk) == size
+    assert mirror_bytes("zfspool", disk) == size
+    assert mirror_bytes("dir", disk) == alloc
 
 
 def test_stopped_vm_offline_migration_copies_local_disks(api: Api) -> None:
