@@ -371,9 +371,9 @@ def release_ha_hold(client: PveClient, node: str, *, keep_failback: bool = False
 class HaHold:
     """The executor's `before_stage`/`after_stage` for `plan`: the HA drain hold
     (`pvetool.api.ha_hold`): failback off before each drain stage, the drained node out of the
-    rules after it; the rules as they were before guests come home, failback after. A rule or resource that cannot
-    be changed is a note, never the end of the run: the guests still move, and the CRM may
-    move some back."""
+    rules after it; the rules as they were before guests come home, failback after. A rule or
+    resource that cannot be changed is a note, never the end of the run: the guests still
+    move, and the CRM may move some back."""
 
     def __init__(self, client: PveClient, plan: ExecutionPlan) -> None:
         self._client = client

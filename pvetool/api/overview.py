@@ -8,6 +8,7 @@ once), HA state (`/cluster/ha/status/current`) and each online node's PVE versio
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -48,5 +49,11 @@ def fetch_overview(client: PveClient, *, max_workers: int = 8) -> ClusterOvervie
                 versions[name] = future.result()
             except (ApiError, ApiUnreachable):
                 continue  # went offline meanwhile: shown without a version
-    nodes = tuple(sorted(resources.nodes, key=lambda n: n.name))
+    nodes = tuple(sorted(resources.nodes, key=lambda n: node_order(n.name)))
     return ClusterOverview(status, nodes, resources.guests, ha, versions)
+
+
+def node_order(name: str) -> tuple[str | int, ...]:
+    """Sort key for node names as an administrator counts: pve2 before pve10 (the split
+    alternates text and digits, so the parts compare type by type)."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
