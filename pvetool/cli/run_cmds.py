@@ -110,9 +110,10 @@ def drain_cmd(
 
 @cli.command("undrain")
 @click.argument("node")
+@link_option
 @run_options
 @click.pass_context
-def undrain_cmd(ctx: click.Context, /, node: str, **kw: Any) -> None:
+def undrain_cmd(ctx: click.Context, /, node: str, links: dict[str, float], **kw: Any) -> None:
     """Bring back the guests the latest drain of NODE moved away (from the journal).
 
     Capacity is checked again first; a guest that was moved elsewhere meanwhile is reported and
@@ -171,7 +172,10 @@ def undrain_cmd(ctx: click.Context, /, node: str, **kw: Any) -> None:
         end_not_run(ctx, empty, opts)
     drain_run, _ = found
     journal_problems(drain_run)
-    plan = build.build_plan(_with_local_disks(build.undrain_spec(moves)), snapshot)
+    spec = _with_local_disks(build.undrain_spec(moves))
+    # The same link figures as a drain (learned, declared, default) and each guest's dirty
+    # pages learned from its last migration: the drain that moved them wrote those logs.
+    plan = build.build_plan(spec, snapshot, **planned_links(get_client(ctx), snapshot, links))
     job = JobInfo(key, "undrain", undoes=drain_run.run_id)
     run_and_report(ctx, plan=plan, snapshot=snapshot, job=job, opts=opts, notes=notes, release=node)
 

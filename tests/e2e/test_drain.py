@@ -120,6 +120,10 @@ def test_undrain_brings_the_guests_back_and_reports_the_ones_moved_elsewhere(
     mover = next(v for v in (200, 110) if fast_lab.node_of(v) == "pve3")
     r = fast_lab.pvetool("migrate", str(mover), "--to", "pve2")
     assert r.code == 0, r.err
+    # The undrain plans with what the drain's migration logs taught (as a drain does): each
+    # running VM's dirty pages.
+    r = fast_lab.pvetool("undrain", "pve1", "--dry-run")
+    assert "dirty pages of 103: hot, learned from its migration of" in r.out, r.out
     with MemoryWatch(fast_lab) as watch:
         r = fast_lab.pvetool("undrain", "pve1", "--yes")
     assert r.code == 0, r.out + r.err
