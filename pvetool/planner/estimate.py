@@ -17,7 +17,7 @@ sequencer uses `estimate` instead:
   a move ends, walk the moves in order and start each one whose `after` moves have ended and
   that fits the caps.
 
-`estimate_floor` is a lower bound of `estimate` under given caps whatever the order, cheap to
+`estimate_floor` is a lower bound of `window_estimate` under given caps whatever the order, cheap to
 compute: the sequencer skips a concurrency whose floor is already slower than the best one
 found (it cannot win). tests/unit/planner/test_estimate.py holds the estimate to the
 simulation.
@@ -399,7 +399,7 @@ def _begin_transfer(
     """The bytes the move sends: local disks, and a live move's pre-copy at its rate now."""
     run.left = t.disk_bytes if t.disk_bytes > 1.0 else 0.0
     if t.mode == "live" and run.rate > 0:
-        _, sent, final, escalations, aborted = _precopy(t, _rate_key(run.rate), params, cache)
+        _, sent, final, escalations, aborted = _precopy(t, run.rate, params, cache)
         run.left += sent
         run.final = 0.0 if aborted else final
         run.result = (None, t.disk_bytes + sent + run.final, aborted, escalations)
@@ -420,12 +420,6 @@ def _end_transfer(run: _Run, t: Timing, params: TimingParams, now: float) -> Non
     run.result = (downtime, sent, aborted, escalations)
     run.left = 0.0
     run.after_s = now + stop_copy_s + t.post_s
-
-
-def _rate_key(rate_Bps: float) -> float:
-    """The rate rounded down to 1/64 of an octave (about 1 %): pre-copies at nearly the same
-    rate are computed once (a hot guest's takes milliseconds)."""
-    return float(2.0 ** (math.floor(math.log2(rate_Bps) * 64) / 64))
 
 
 def estimate_floor(
