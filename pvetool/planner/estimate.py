@@ -350,6 +350,12 @@ def estimate(
                 dt = min(dt, run.after_s - now)
             elif run.rate > 0:
                 dt = min(dt, run.left / run.rate)
+        if dt == math.inf:  # no link capacity at all: nothing would ever end
+            for run in active:
+                done[run.move.id] = Estimated(run.start_s, now, None, 0.0, False, 0)
+            for move in pending:
+                done[move.id] = Estimated(now, now, None, 0.0, False, 0)
+            break
         dt = max(dt, 0.0)
         now += dt
         finished = False
