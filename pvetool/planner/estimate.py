@@ -1,29 +1,29 @@
-"""Schedule estimate of large migrate stages: per move and per link in closed form, no fluid
-simulation of the pre-copies (issue 14: planning time of a 5,000-guest rebalance).
+"""Schedule estimates of large migrate stages: pre-copies in closed form, few events, no
+simulation on the 0.1 s grid (issue 14: planning time of a 5,000-guest rebalance).
 
 `sequencer.simulate` steps every running pre-copy on the timing model's 0.1 s grid at the
 max-min fair rates, recomputed at every event: exact for the model, but its cost grows as moves
-x simulated events (about 0.3 s per candidate order at 372 moves, and the sequencer tries
-several orders and concurrencies). For stages of more than `LARGE_STAGE_MOVES` moves the
-sequencer uses `estimate` instead:
+x simulated events (0.5-0.7 s for one order of a 372-move stage on this project's shared
+machine), and the sequencer tries several orders and concurrencies. For stages of more than
+`LARGE_STAGE_MOVES` moves it uses these instead:
 
-- the rate of a move is its share of its links when the window is full under the caps:
-  min(stream cap, uplink of its source / k_source, downlink of its target / k_target), where
-  k is the cap on that node, at most the stage's moves from (into) it and the cluster cap;
-- its duration at that rate: the fixed phases as in `simulate`, local disks / rate, the RAM
-  pre-copy (`precopy_closed_form`, or `timing.solo_migration` where the dirty rate is high
-  enough for auto-converge or downtime escalations), the stop-and-copy and the post phase;
-- the sliding window's rule (as `simulate`) over those durations: at the start and whenever
-  a move ends, walk the moves in order and start each one whose `after` moves have ended and
-  that fits the caps.
+- `window_estimate` ranks the candidates: each move at its share of its links when the window
+  is full under the caps, min(stream cap, uplink / k_source, downlink / k_target) with k the
+  cap on that node (at most the stage's moves from or into it, and the cluster cap), for its
+  whole duration: the fixed phases as in `simulate`, local disks / rate, the RAM pre-copy
+  (`precopy_closed_form`, or `timing.solo_migration` where the dirty rate is high enough for
+  auto-converge or downtime escalations), the stop-and-copy and the post phase; then the
+  sliding window's rule over those durations (at the start and whenever a move ends, walk the
+  moves in order and start each one whose `after` moves have ended and that fits the caps).
+- `estimate_floor` is a lower bound of `window_estimate` under given caps for every order: the
+  sequencer skips a concurrency whose floor is already beyond the best one found.
+- `estimate` predicts the chosen order and caps: `simulate`'s window, phases and max-min fair
+  link sharing, with each transfer a fixed number of bytes (local disks, and the pre-copy in
+  closed form at the rate the move gets when its transfer starts), so a few events per move.
+  tests/unit/planner/test_estimate.py holds it to the simulation (stated tolerance there).
 
-`estimate_floor` is a lower bound of `window_estimate` under given caps whatever the order, cheap to
-compute: the sequencer skips a concurrency whose floor is already slower than the best one
-found (it cannot win). tests/unit/planner/test_estimate.py holds the estimate to the
-simulation.
-
-Pure: no I/O, no clock. Imports: the standard library, `pvetool.model`, `pvetool.timing`
-(and `pvetool.planner.sequencer` for types only).
+Pure: no I/O, no clock. Imports: the standard library, `pvetool.model`, `pvetool.timing`,
+`pvetool.units` (and `pvetool.planner.sequencer` for types only).
 """
 
 from __future__ import annotations
