@@ -25,6 +25,14 @@ over targets. Moves that free memory for others always come first. The lowest pr
 makespan wins; within 3 % the smaller concurrency (fewer parallel streams: less risk, less
 re-sent memory).
 
+Stages of more than `estimate.LARGE_STAGE_MOVES` moves (a rebalance of thousands of guests)
+are not simulated: the simulation costs moves x events, and the search above runs it a dozen
+times. `estimate.window_estimate` (each move at its full-window share of its links, pre-copy in
+closed form) ranks their candidates, with the same rules; `estimate.estimate` (the window and
+max-min fair sharing of `simulate`, each transfer a fixed number of bytes) predicts the chosen
+order and caps. A candidate concurrency whose `estimate_floor` is beyond the tolerance of the
+best one so far is skipped. Drains (fewer moves) keep the simulation and its predictions.
+
 Lower bounds per stage (`Bounds`): LB_pure and LB_dirty as in the timing model, over every
 source uplink, every target downlink and every single stream; `bound_by` names the binding one.
 
@@ -36,7 +44,7 @@ known (`Network.dirty_profiles`, `pvetool.links`), else guessed from its CPU loa
 (`timing.profile_from_cpu`: below 6 % idle, below 25 % moderate, else hot).
 
 Pure: no I/O, no clock. Imports: the standard library, `pvetool.model`, `pvetool.planner.spec`,
-`pvetool.timing`.
+`pvetool.planner.estimate`, `pvetool.timing`.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from pvetool.model import (
     Bounds,
@@ -55,6 +64,13 @@ from pvetool.model import (
     DatacenterOptions,
     Guest,
     Move,
+)
+from pvetool.planner.estimate import (
+    LARGE_STAGE_MOVES,
+    estimate,
+    estimate_floor,
+    live_sent_bytes,
+    window_estimate,
 )
 from pvetool.planner.spec import AUTO_CONCURRENCY, Concurrency
 from pvetool.timing import (
@@ -443,8 +459,10 @@ def stage_bounds(
     network: Network,
     params: TimingParams,
     labels: Mapping[str, str] | None = None,
+    cache: dict[object, Any] | None = None,
 ) -> Bounds:
-    """LB_pure / LB_dirty of a stage: every uplink, every downlink, every single stream."""
+    """LB_pure / LB_dirty of a stage: every uplink, every downlink, every single stream
+    (`cache`: the pre-copies `estimate` computed, for a large stage)."""
     if not moves:
         return Bounds(0.0, 0.0, "nothing to move")
     labels = labels or {}
@@ -454,14 +472,16 @@ def stage_bounds(
     down_dirty: dict[str, float] = {}
     streams_pure: list[tuple[float, str]] = []
     streams_dirty: list[tuple[float, str]] = []
+    cache = {} if cache is None else cache
     for move in moves:
         t = timings[move.id]
         rate = min(t.cap_Bps, network.link(t.source), network.link(t.target))
         pure = t.ram_bytes + t.disk_bytes
         dirty = t.disk_bytes
-        if t.mode == "live":
-            solo = solo_migration(t.ram_bytes, t.dirty, rate, params, t.secure)
-            dirty += solo.sent_bytes
+        if t.mode == "live" and len(moves) > LARGE_STAGE_MOVES:
+            dirty += live_sent_bytes(t, rate, params, cache)  # the same, in closed form
+        elif t.mode == "live":
+            dirty += solo_migration(t.ram_bytes, t.dirty, rate, params, t.secure).sent_bytes
         up_pure[t.source] = up_pure.get(t.source, 0.0) + pure
         up_dirty[t.source] = up_dirty.get(t.source, 0.0) + dirty
         down_pure[t.target] = down_pure.get(t.target, 0.0) + pure
@@ -579,16 +599,34 @@ def _mean_end(pred: Mapping[str, Predicted]) -> float:
     return sum(p.end_s for p in pred.values()) / len(pred) if pred else 0.0
 
 
+def _predict(
+    order: Sequence[Move],
+    timings: Mapping[str, Timing],
+    caps: Caps,
+    network: Network,
+    params: TimingParams,
+    cache: dict[object, Any],
+) -> dict[str, Predicted]:
+    """`simulate`, or for a stage of more than `LARGE_STAGE_MOVES` moves `window_estimate`
+    (the simulation's cost grows as moves x events; issue 14): it ranks the candidate orders
+    and concurrencies, and `estimate` predicts the chosen one (`choose_schedule`)."""
+    if len(order) <= LARGE_STAGE_MOVES:
+        return simulate(order, timings, caps, network, params)
+    found = window_estimate(order, timings, caps, network, params, cache)
+    return {move_id: Predicted(*p) for move_id, p in found.items()}
+
+
 def _best_order(
     moves: Sequence[Move],
     timings: Mapping[str, Timing],
     caps: Caps,
     network: Network,
     params: TimingParams,
+    cache: dict[object, Any],
 ) -> tuple[str, list[Move], dict[str, Predicted], float]:
     best: tuple[tuple[float, float], str, list[Move], dict[str, Predicted]] | None = None
     for name, order in _orders(moves, timings, network).items():
-        pred = simulate(order, timings, caps, network, params)
+        pred = _predict(order, timings, caps, network, params, cache)
         makespan = max((p.end_s for p in pred.values()), default=0.0)
         key = (round(makespan, 3), round(_mean_end(pred), 3))
         if best is None or key < best[0]:
@@ -623,9 +661,15 @@ def choose_schedule(
             timings[m.id] = move_timing(m, guest, params, snap.datacenter, learned)
             labels[m.id] = f"{m.vmid} ({m.name})" if m.name else str(m.vmid)
     candidates = _caps_candidates(stages, timings, network, fixed)
+    cache: dict[object, Any] = {}  # pre-copies of `estimate`, shared by every candidate
     if len(candidates) > 2:
-        candidates = _promising_caps(candidates, stages, timings, network, params)
-    caps, per_stage = _best_caps(candidates, stages, timings, network, params)
+        candidates = _promising_caps(candidates, stages, timings, network, params, cache)
+    caps, per_stage = _best_caps(candidates, stages, timings, network, params, cache)
+    for i, (name, order, _, _) in enumerate(per_stage):
+        if len(order) > LARGE_STAGE_MOVES:
+            found = estimate(order, timings, caps, network, params, cache)
+            pred = {move_id: Predicted(*p) for move_id, p in found.items()}
+            per_stage[i] = (name, order, pred, max((p.end_s for p in pred.values()), default=0.0))
     schedules: list[StageSchedule] = []
     for moves, (name, order, pred, makespan) in zip(stages, per_stage, strict=True):
         ordered = tuple(
@@ -639,7 +683,7 @@ def choose_schedule(
             )
             for m in order
         )
-        bounds = stage_bounds(moves, timings, network, params, labels)
+        bounds = stage_bounds(moves, timings, network, params, labels, cache)
         schedules.append(StageSchedule(ordered, round(makespan, 3), bounds, name, pred))
     return caps, schedules
 
@@ -693,18 +737,35 @@ def _promising_caps(
     timings: Mapping[str, Timing],
     network: Network,
     params: TimingParams,
+    cache: dict[object, Any],
 ) -> list[Caps]:
     """The fastest candidate and the least concurrent one within the tolerance of it, judged
     with one order (largest first): the order matters less than the concurrency, so every
-    order is tried only for these two, which saves most of the work."""
+    order is tried only for these two, which saves most of the work.
+
+    A candidate whose large stages' `estimate_floor` alone is beyond the tolerance of the
+    fastest one so far is not estimated: it can be neither the fastest nor near it, so it
+    counts as worse without the work (at 5,000 guests a low per-source cap makes every hot
+    guest's pre-copy a long computation)."""
     quick: list[tuple[float, int, Caps, float]] = []
     worse = 0
     for caps in candidates:  # ascending concurrency; stop once it keeps getting worse
+        if quick:
+            floor = sum(
+                estimate_floor(s, timings, caps, network, params)
+                for s in stages
+                if len(s) > LARGE_STAGE_MOVES
+            )
+            if floor > min(q[0] for q in quick) * (1 + CONCURRENCY_TOLERANCE) + 1e-3:
+                worse += 1
+                if worse >= 2:
+                    break
+                continue
         total = 0.0
         ends: list[float] = []
         for s in stages:
             order = _topological(s, lambda m: (-_size(timings[m.id]),))
-            pred = simulate(order, timings, caps, network, params)
+            pred = _predict(order, timings, caps, network, params, cache)
             ends += [total + p.end_s for p in pred.values()]
             total += max((p.end_s for p in pred.values()), default=0.0)
         mean_end = sum(ends) / len(ends) if ends else 0.0
@@ -731,6 +792,7 @@ def _best_caps(
     timings: Mapping[str, Timing],
     network: Network,
     params: TimingParams,
+    cache: dict[object, Any],
 ) -> tuple[Caps, list[tuple[str, list[Move], dict[str, Predicted], float]]]:
     """Every order of every stage under each candidate; the first candidate (least
     concurrency) whose total makespan is within the tolerance of the best wins."""
@@ -738,7 +800,7 @@ def _best_caps(
         tuple[float, Caps, list[tuple[str, list[Move], dict[str, Predicted], float]]]
     ] = []
     for caps in candidates:
-        per_stage = [_best_order(s, timings, caps, network, params) for s in stages]
+        per_stage = [_best_order(s, timings, caps, network, params, cache) for s in stages]
         results.append((sum(r[3] for r in per_stage), caps, per_stage))
     best_total = min(r[0] for r in results)
     near = [r for r in results if r[0] <= best_total * (1 + CONCURRENCY_TOLERANCE) + 1e-9]

@@ -21,8 +21,10 @@ Pure. Imports: the standard library, `pvetool.model`, `pvetool.planner`.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import heapq
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pvetool.model import ClusterSnapshot, Guest, MoveOptions
 from pvetool.planner.checks import Issue, TargetVerdict, guest_issues, ha_partners, target_verdict
@@ -70,20 +72,6 @@ def failback_undoes(snap: ClusterSnapshot, guest: Guest, target: str) -> bool:
     return False
 
 
-def _spread_after(
-    top: list[tuple[float, str]],
-    bottom: list[tuple[float, str]],
-    a: tuple[str, float],
-    b: tuple[str, float],
-) -> float:
-    """max - min load once nodes a and b have their new loads (O(1): the other nodes'
-    extremes are among the three most and three least loaded)."""
-    changed = (a[0], b[0])
-    hi = next((v for v, x in top if x not in changed), a[1])
-    lo = next((v for v, x in bottom if x not in changed), a[1])
-    return max(hi, a[1], b[1]) - min(lo, a[1], b[1])
-
-
 def plan_rebalance(
     sp: StagePlanner, step: RebalanceStep, rules: Rules, moved_before: Collection[int] = ()
 ) -> None:
@@ -105,6 +93,25 @@ def plan_rebalance(
         )
         return
     _Rebalance(sp, step, rules, nodes, moved_before).run()
+
+
+class _Candidate(NamedTuple):
+    """A guest that may move in a rebalance step; ordered by (bytes sent, vmid)."""
+
+    cost: int  # bytes sent, plus the fixed costs (FIXED_COST_BYTES, DOWNTIME_COST_BYTES)
+    vmid: int
+    guest: Guest
+    opts: MoveOptions
+
+
+def _key(
+    reaches: bool, cost: int, improvement: float, new_spread: float, vmid: int
+) -> tuple[float, ...]:
+    """Sort key of a pair: one that reaches the threshold by bytes sent, else by the variance
+    improvement per byte (both grow with `cost`, then with the vmid)."""
+    if reaches:
+        return (0.0, float(cost), new_spread, float(vmid))
+    return (1.0, -improvement / cost, new_spread, float(vmid))
 
 
 # A pair scored by load alone: (sort key, guest, target, spread after, move options).
@@ -166,7 +173,9 @@ class _Rebalance:
         self.nodes = nodes
         self.in_groups = {v for g in sp.rules.affinity for v in g.vmids}
         self.moved: set[int] = set(moved_before)
-        self.blocked_in_itself: set[int] = set()
+        self.pools: dict[str, list[list[_Candidate]]] = {}
+        self.loads: dict[str, float] = {}
+        self.deltas: dict[tuple[str, int, int], float] = {}
         w_mem, w_cpu = step.memory_weight, step.cpu_weight
         self.by = "memory" if w_cpu == 0 else "vCPUs" if w_mem == 0 else "memory and vCPUs"
 
@@ -174,10 +183,10 @@ class _Rebalance:
         step, placement = self.step, self.sp.placement
         limit = step.max_moves if step.max_moves is not None else 10**9
         made = 0
+        # Loads change only on the source and the target of an accepted move (`_accept`).
+        self.loads = {n: placement.load(n, step.memory_weight, step.cpu_weight) for n in self.nodes}
         while made < limit:
-            state = _Loads.of(
-                {n: placement.load(n, step.memory_weight, step.cpu_weight) for n in self.nodes}
-            )
+            state = _Loads.of(dict(self.loads))
             if state.spread <= step.threshold + 1e-12:
                 if made == 0:
                     text = (
@@ -206,6 +215,21 @@ class _Rebalance:
         cpu = self.step.cpu_weight * guest.cores / cap if cap else 0.0
         return mem + cpu
 
+    def _fails_back(self, guest: Guest) -> bool:
+        """Whether `failback_undoes` may hold for `guest` on some target (it has a
+        node-affinity rule); such a guest is scored on its own."""
+        return guest.ha_managed and any(
+            r.type == "node-affinity" for r in self.sp.snapshot.ha_rules_for(guest.ha_sid)
+        )
+
+    def _delta_of(self, guest: Guest, node: str) -> float:
+        """`_delta`, remembered by what it depends on (the node, memory and vCPUs)."""
+        key = (node, guest.memory_bytes, guest.cores)
+        found = self.deltas.get(key)
+        if found is None:
+            found = self.deltas[key] = self._delta(guest, node)
+        return found
+
     def _options(self, guest: Guest) -> MoveOptions:
         migration = self.rules.migration
         return move_options(
@@ -215,77 +239,138 @@ class _Rebalance:
             target_storage=migration.target_storage,
         )
 
-    def _scored(self, state: _Loads, targets: list[str]) -> list[_Scored]:
-        """Every (guest, target) pair from the most loaded nodes that narrows the spread,
-        scored by load alone (cheap), best first; the checks come later, for the best only."""
-        snap, placement = self.sp.snapshot, self.sp.placement
-        scored: list[_Scored] = []
-        for source in state.heavy[:TOP_SOURCES]:
-            for vmid in placement.guests_planned_on(source):
-                guest = snap.guests[vmid]
-                if (
-                    not guest.running
-                    or vmid in self.moved
-                    or vmid in self.blocked_in_itself
-                    or vmid in self.in_groups
-                    or ha_partners(snap, guest, "positive")
-                    or exclusion_reason(self.rules, guest) is not None
-                ):
-                    continue
-                opts = self._options(guest)
-                level = guest_issues(
-                    guest,
-                    self.sp.ctx,
-                    with_local_disks=opts.with_local_disks,
-                    shutdown=opts.shutdown,
-                )
-                if any(i.severity == "blocker" for i in level):
-                    self.blocked_in_itself.add(vmid)
-                    continue
-                cost = send_bytes(guest, opts) + FIXED_COST_BYTES
-                if opts.restart or opts.shutdown:
-                    cost += DOWNTIME_COST_BYTES
-                scored += self._pairs(state, guest, source, opts, cost, targets)
-        scored.sort(key=lambda c: (c[0], c[2]))
-        return scored
+    def _candidate(self, vmid: int) -> _Candidate | None:
+        """What scoring needs of a guest that may move in this step (None: it may not), from
+        what does not change while the step is planned; `moved` is checked by the caller."""
+        snap = self.sp.snapshot
+        guest = snap.guests[vmid]
+        if (
+            not guest.running
+            or vmid in self.in_groups
+            or ha_partners(snap, guest, "positive")
+            or exclusion_reason(self.rules, guest) is not None
+        ):
+            return None
+        opts = self._options(guest)
+        level = guest_issues(
+            guest, self.sp.ctx, with_local_disks=opts.with_local_disks, shutdown=opts.shutdown
+        )
+        if any(i.severity == "blocker" for i in level):
+            return None
+        cost = send_bytes(guest, opts) + FIXED_COST_BYTES
+        if opts.restart or opts.shutdown:
+            cost += DOWNTIME_COST_BYTES
+        return _Candidate(cost, vmid, guest, opts)
 
-    def _pairs(
-        self,
-        state: _Loads,
-        guest: Guest,
-        source: str,
-        opts: MoveOptions,
-        cost: int,
-        targets: list[str],
-    ) -> list[_Scored]:
+    def _groups(self, node: str) -> list[list[_Candidate]]:
+        """The movable guests planned on `node`, in groups whose members add and take the same
+        load everywhere (same memory and vCPUs, where their weight is not 0; a guest with an
+        HA node-affinity rule alone, as failback depends on it), each by (bytes sent, vmid).
+        Built once per node: a guest that arrives in this step never moves again, and one that
+        leaves is taken out (`_accept`)."""
+        groups, step = self.pools.get(node), self.step
+        if groups is None:
+            by_class: dict[tuple[int, ...], list[_Candidate]] = {}
+            for vmid in self.sp.placement.guests_planned_on(node):
+                if vmid in self.moved:
+                    continue
+                found = self._candidate(vmid)
+                if found is None:
+                    continue
+                guest = found.guest
+                key = (
+                    guest.memory_bytes if step.memory_weight else 0,
+                    guest.cores if step.cpu_weight else 0,
+                    vmid if self._fails_back(guest) else 0,
+                )
+                by_class.setdefault(key, []).append(found)
+            groups = [sorted(members) for _, members in sorted(by_class.items())]
+            self.pools[node] = groups
+        return groups
+
+    def _scored(self, state: _Loads, targets: list[str]) -> Iterator[_Scored]:
+        """Every (guest, target) pair from the most loaded nodes that narrows the spread,
+        scored by load alone (cheap), best first; the checks come later, for the best only.
+
+        Members of a group score the same on a target but for their bytes sent and vmid, and
+        the key grows with both: so each (group, target) is scored once and its members are
+        merged in lazily (a heap), which yields the pairs in the order of sorting them all
+        and scores a few hundred groups per move instead of every guest on every target."""
+        heap: list[tuple[tuple[float, ...], str, int, list[_Candidate], bool, float, float]] = []
+        for source in state.heavy[:TOP_SOURCES]:
+            for members in self._groups(source):
+                if members:
+                    heap += self._group_heads(state, source, members, targets)
+        heapq.heapify(heap)
+        while heap:
+            key, target, i, members, reaches, improvement, new_spread = heap[0]
+            c = members[i]
+            if i + 1 < len(members):
+                nxt = members[i + 1]
+                heapq.heapreplace(
+                    heap,
+                    (
+                        _key(reaches, nxt.cost, improvement, new_spread, nxt.vmid),
+                        target,
+                        i + 1,
+                        members,
+                        reaches,
+                        improvement,
+                        new_spread,
+                    ),
+                )
+            else:
+                heapq.heappop(heap)
+            yield key, c.guest, target, new_spread, c.opts
+
+    def _group_heads(
+        self, state: _Loads, source: str, members: list[_Candidate], targets: list[str]
+    ) -> list[tuple[tuple[float, ...], str, int, list[_Candidate], bool, float, float]]:
         """The targets below the mean that shrink both the spread (by `min_improvement`) and
-        the sum of squared deviations; one that reaches the threshold is scored by bytes sent,
-        the others by improvement per byte."""
+        the sum of squared deviations when a member of the group moves there; one that reaches
+        the threshold is scored by bytes sent, the others by improvement per byte."""
         loads, step = state.loads, self.step
         n = len(loads)
-        pairs: list[_Scored] = []
-        ls = loads[source] - self._delta(guest, source)
+        head = members[0]
+        guest = head.guest
+        heads: list[tuple[tuple[float, ...], str, int, list[_Candidate], bool, float, float]] = []
+        load_s = loads[source]
+        ls = load_s - self._delta_of(guest, source)
+        fails_back = self._fails_back(guest)
+        top, bottom, spread = state.top, state.bottom, state.spread
+        enough = spread - step.min_improvement + 1e-12
         for target in targets:
-            if failback_undoes(self.sp.snapshot, guest, target):
+            if fails_back and failback_undoes(self.sp.snapshot, guest, target):
                 continue
-            lt = loads[target] + self._delta(guest, target)
-            new_spread = _spread_after(state.top, state.bottom, (source, ls), (target, lt))
-            if new_spread > state.spread - step.min_improvement + 1e-12:
+            load_t = loads[target]
+            lt = load_t + self._delta_of(guest, target)
+            # max - min load once source and target have their new loads (O(1): the other
+            # nodes' extremes are among the three most and three least loaded).
+            hi = lo = ls
+            for v, x in top:
+                if x != source and x != target:
+                    hi = v
+                    break
+            for v, x in bottom:
+                if x != source and x != target:
+                    lo = v
+                    break
+            new_spread = max(hi, ls, lt) - min(lo, ls, lt)
+            if new_spread > enough:
                 continue
-            n_s1 = state.s1 - loads[source] - loads[target] + ls + lt
-            n_s2 = state.s2 - loads[source] ** 2 - loads[target] ** 2 + ls * ls + lt * lt
+            n_s1 = state.s1 - load_s - load_t + ls + lt
+            n_s2 = state.s2 - load_s**2 - load_t**2 + ls * ls + lt * lt
             new_var = n_s2 - n_s1 * n_s1 / n
             if new_var >= state.variance - 1e-12:
                 continue
-            if new_spread <= step.threshold + 1e-12:
-                key: tuple[float, ...] = (0.0, float(cost), new_spread, float(guest.vmid))
-            else:
-                key = (1.0, -(state.variance - new_var) / cost, new_spread, float(guest.vmid))
-            pairs.append((key, guest, target, new_spread, opts))
-        return pairs
+            reaches = new_spread <= step.threshold + 1e-12
+            improvement = state.variance - new_var
+            key = _key(reaches, head.cost, improvement, new_spread, head.vmid)
+            heads.append((key, target, 0, members, reaches, improvement, new_spread))
+        return heads
 
     def _first_allowed(
-        self, scored: list[_Scored]
+        self, scored: Iterable[_Scored]
     ) -> tuple[_Best | None, dict[int, list[TargetVerdict]]]:
         """The best-scored pair every check allows, and the verdicts of those before it."""
         rejected: dict[int, list[TargetVerdict]] = {}
@@ -345,3 +430,12 @@ class _Rebalance:
         )
         self.sp.accept(ev, target, reason=reason)
         self.moved.add(guest.vmid)
+        for members in self.pools.get(source, ()):
+            for i, c in enumerate(members):
+                if c.vmid == guest.vmid:
+                    del members[i]
+                    break
+        placement, step = self.sp.placement, self.step
+        for node in (source, target):
+            if node in self.loads:
+                self.loads[node] = placement.load(node, step.memory_weight, step.cpu_weight)
