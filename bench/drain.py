@@ -56,6 +56,11 @@ from pvetool.timing import (  # noqa: E402
     stream_cap_Bps,
 )
 
+# bench/peers.py counts what a copy of a local volume sends (a live drive-mirror of a block
+# device sends all of it); the lower bounds here count the same.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import disk_copy_bytes  # noqa: E402
+
 MIGRATIONS = ("qmigrate", "vzmigrate")
 START_EPOCH = 1_790_000_000.0
 
@@ -96,7 +101,7 @@ def lower_bounds(emu: Emulator, node: str, secure: bool) -> tuple[float, float, 
     for g in c.guests.values():
         if g.node != node or g.spec.template:
             continue
-        local = float(sum(d.alloc_bytes for d in c.local_disks(g)))
+        local = float(sum(disk_copy_bytes(emu, g, d) for d in c.local_disks(g)))
         ram = float(g.used_bytes) if (g.type == "qemu" and g.status == "running") else 0.0
         if ram == 0.0 and local == 0.0:
             continue
@@ -134,7 +139,7 @@ def measure(emu: Emulator, result: Result, since_event: int, requests_before: in
             if "sent_bytes" in t.stats and t.vmid is not None:
                 g = guests[t.vmid]
                 sent += float(t.stats["sent_bytes"])
-                needed += g.used_bytes + sum(d.alloc_bytes for d in c.local_disks(g))
+                needed += g.used_bytes + sum(disk_copy_bytes(emu, g, d) for d in c.local_disks(g))
             if end is not None:
                 completions.append(end)
         hamigrate_starts = [
