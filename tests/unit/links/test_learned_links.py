@@ -31,7 +31,7 @@ from pvetool.timing import TimingParams, link_goodput_Bps, stream_cap_Bps
 from pvetool.units import GiB, MiB
 from tests.emu import START_EPOCH, Api
 
-FIXTURES = Path(__file__).resolve().parents[3] / ".." / "shared" / "pve-api" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"  # sources: SOURCES.md
 UPID = "UPID:pve1:0000A1B2:0001C3D4:6A000000:qmigrate:101:root@pam:"
 CAP = TimingParams()
 
@@ -76,13 +76,11 @@ def test_render_duration() -> None:
 
 
 def test_failed_and_ha_request_logs_give_no_rate() -> None:
-    recorded = FIXTURES.parent.parent.parent / "notes" / "fidelity" / "recorded"
     ha = (FIXTURES / "qmigrate_failed_local_disk.log").read_text().splitlines()
     sample = parse_migration_log(UPID, ha, endtime=1)
     assert sample is None or sample.ram_Bps is None
-    if recorded.exists():
-        blocked = (recorded / "hamigrate_blocked_negative_affinity_pve9.log").read_text()
-        assert parse_migration_log(UPID, blocked.splitlines(), endtime=1) is None
+    blocked = (FIXTURES / "hamigrate_blocked_negative_affinity_pve9.log").read_text()
+    assert parse_migration_log(UPID, blocked.splitlines(), endtime=1) is None
 
 
 def _sample(src: str, dst: str, rate: float, end: int = 1) -> LinkSample:
