@@ -270,14 +270,41 @@ def release_changes(
     return changes, failbacks
 
 
-def finish_changes(rules: Iterable[HaRule]) -> tuple[list[HoldChange], list[FailbackChange]]:
+def finish_changes(
+    rules: Iterable[HaRule],
+    where: Mapping[str, str] | None = None,
+    online: Collection[str] | None = None,
+) -> tuple[list[HoldChange], list[FailbackChange], list[str]]:
     """The second step of a release: for every rule whose marker holds no node any more, each
-    resource's original failback and the rule's own comment."""
+    resource's original failback and the rule's own comment, and notes on rules kept as they
+    are. `where` (HA sid -> node now) and `online` (the online nodes): a rule whose failback
+    would come back on for a guest that is not on its best online node keeps failback off (its
+    move home failed or did not run): the CRM would move it in its next round, and pvetool's
+    report would no longer say where it is."""
     changes: list[HoldChange] = []
     failbacks: list[FailbackChange] = []
+    notes: list[str] = []
     for rule in rules:
         data = _marker(rule)
         if data is None or data["held"]:
+            continue
+        nodes = _parse_nodes(str(data["nodes"]))
+        away = [
+            (sid, where[sid], best)
+            for sid, fb in sorted(data["failback"].items())
+            if fb is not False and where is not None and sid in where
+            for best in [_best_online(nodes, online)]
+            if best and where[sid] not in best
+        ]
+        if away:
+            sid, node, best = away[0]
+            kept = ", ".join(s for s, _, _ in away)
+            first = ", ".join(sorted(best))
+            notes.append(
+                f"HA rule {rule.rule_id}: failback stays off for {kept}: {sid} is on {node}, "
+                f"not on {first} where the rule puts it first (the HA manager would move it); "
+                "it comes back on once the guest is there (resume the run, or undrain again)"
+            )
             continue
         sids = sorted(data["failback"])
         note = f"HA rule {rule.rule_id}: failback as it was for {', '.join(sids) or 'its guests'}"
@@ -286,7 +313,17 @@ def finish_changes(rules: Iterable[HaRule]) -> tuple[list[HoldChange], list[Fail
             FailbackChange(s, None if fb is None else bool(fb))
             for s, fb in sorted(data["failback"].items())
         ]
-    return changes, failbacks
+    return changes, failbacks, notes
+
+
+def _best_online(nodes: Iterable[HaRuleNode], online: Collection[str] | None) -> set[str]:
+    """The rule's highest-priority online nodes, where the CRM with failback on puts a guest
+    (pve-ha-manager ``Manager.pm`` ``select_service_node``); empty when none is online."""
+    up = [n for n in nodes if online is None or n.node in online]
+    if not up:
+        return set()
+    top = max(n.priority for n in up)
+    return {n.node for n in up if n.priority == top}
 
 
 def released(snapshot: ClusterSnapshot, node: str) -> ClusterSnapshot:
@@ -370,5 +407,11 @@ def release_node(client: PveClient, node: str, *, keep_failback: bool = False) -
 def finish_release(client: PveClient) -> list[str]:
     """The second step of a release (`finish_changes`): failback first, the marker last, so
     that a run killed in between leaves what the next release needs."""
-    changes, failbacks = finish_changes(client.ha_rules())
-    return _apply(client, (), failbacks) + _apply(client, changes)
+    rules = client.ha_rules()
+    if not any((d := _marker(r)) is not None and not d["held"] for r in rules):
+        return []
+    resources = client.cluster_resources()
+    where = {g.ha_sid: g.node for g in resources.guests if g.ha_sid}
+    online = {n.name for n in resources.nodes if n.online}
+    changes, failbacks, notes = finish_changes(rules, where, online)
+    return notes + _apply(client, (), failbacks) + _apply(client, changes)

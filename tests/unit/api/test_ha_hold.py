@@ -107,8 +107,9 @@ def test_a_release_before_moves_home_restores_the_rule_and_keeps_failback_off_un
     assert failbacks == [] and "failback stays off for vm:103" in first.note
     assert during.nodes == DB.nodes and not during.disabled  # the guest may go home now
     assert during.comment is not None and during.comment.startswith("pvetool-hold: ")
-    assert finish_changes([held]) == ([], [])  # pve1 still held: nothing to finish
-    (last,), failbacks = finish_changes([during])
+    assert finish_changes([held]) == ([], [], [])  # pve1 still held: nothing to finish
+    (last,), failbacks, notes = finish_changes([during], {"vm:103": "pve1"}, {"pve1", "pve2"})
+    assert notes == []
     assert _applied(during, last) == DB
     assert failbacks == [FailbackChange("vm:103", None)]
     # A second release (an undrain again, after a run stopped between the steps) only finishes.
@@ -123,3 +124,30 @@ def test_an_unfinished_release_is_not_taken_for_a_hold_of_another_node() -> None
     (again,), off, _ = hold_changes([during], {"vm:103": False}, "pve1")
     assert off == []  # failback is still off: a new drain holds pve1 with nothing to switch off
     assert [n.node for n in _applied(during, again).nodes] == ["pve1", "pve2", "pve3"]
+
+
+def test_failback_stays_off_for_a_guest_whose_move_home_failed() -> None:
+    """With failback back on, the CRM would move a guest that is not on its rule's best online
+    node (its move home failed): the report would no longer say where it is."""
+    held = _held(DB, "pve1")
+    (first,), _ = release_changes([held], "pve1", keep_failback=True)
+    during = _applied(held, first)
+    online = {"pve1", "pve2", "pve3"}
+    changes, failbacks, notes = finish_changes([during], {"vm:103": "pve2"}, online)
+    assert changes == [] and failbacks == []
+    assert notes == [
+        "HA rule db: failback stays off for vm:103: vm:103 is on pve2, not on pve1 where the rule "
+        "puts it first (the HA manager would move it); it comes back on once the guest is there "
+        "(resume the run, or undrain again)"
+    ]
+    # Its best node offline: the CRM keeps it where it is, so failback may come back.
+    (last,), failbacks, notes = finish_changes([during], {"vm:103": "pve2"}, {"pve2", "pve3"})
+    assert notes == [] and failbacks == [FailbackChange("vm:103", None)]
+    # Failback off before the drain: nothing would move it, so the rule is finished.
+    (off_marked,), _, _ = hold_changes([DB], {"vm:103": False}, "pve1")
+    off_held = _applied(DB, off_marked)
+    (off_first,), _ = release_changes([off_held], "pve1", keep_failback=True)
+    (done,), failbacks, notes = finish_changes(
+        [_applied(off_held, off_first)], {"vm:103": "pve2"}, online
+    )
+    assert notes == [] and failbacks == [FailbackChange("vm:103", False)]
