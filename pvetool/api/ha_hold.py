@@ -164,7 +164,15 @@ def hold_changes(
         data = _marker(rule)
         if data is not None:
             held = [str(h) for h in data["held"]]
-            if node in held or node not in {n.node for n in _parse_nodes(str(data["nodes"]))}:
+            if node not in {n.node for n in _parse_nodes(str(data["nodes"]))}:
+                continue
+            # Failback off for every resource still on: a run killed between writing the
+            # marker and switching failback off left it on (chaos lab-drain 77: the resumed
+            # drain moved 103 and the CRM moved it straight back).
+            off += [
+                FailbackChange(s, False) for s in rule.resources if failbacks.get(s) is not False
+            ]
+            if node in held:
                 continue
             data["held"] = sorted([*held, node])
             changes.append(_rule_change(rule, data, f"HA rule {rule.rule_id}: also holds {node}"))

@@ -151,3 +151,16 @@ def test_failback_stays_off_for_a_guest_whose_move_home_failed() -> None:
         [_applied(off_held, off_first)], {"vm:103": "pve2"}, online
     )
     assert notes == [] and failbacks == [FailbackChange("vm:103", False)]
+
+
+def test_a_hold_killed_before_failback_went_off_is_finished_by_the_resumed_drain() -> None:
+    """The marker is written first; a run killed before failback goes off must not leave it
+    on for the resumed drain (chaos lab-drain 77: the CRM moved 103 straight back)."""
+    (marked,), off, _ = hold_changes([DB], {"vm:103": None}, "pve1")
+    assert off == [FailbackChange("vm:103", False)]
+    killed = _applied(DB, marked)  # the marker landed, the failback change did not
+    changes, off, notes = hold_changes([killed], {"vm:103": None}, "pve1")
+    assert changes == [] and notes == []
+    assert off == [FailbackChange("vm:103", False)]
+    # Once it is off, holding again changes nothing.
+    assert hold_changes([killed], {"vm:103": False}, "pve1") == ([], [], [])
