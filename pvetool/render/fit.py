@@ -240,14 +240,15 @@ def _mirrorable(table: Table) -> bool:
     )
 
 
-def _plain_cell(text: object) -> bool:
-    """A string rich would print as it is: no markup (``[``), no emoji code (``:``), nothing
-    its wrapping changes (control characters, tabs, new lines, trailing spaces)."""
+def _plain_cell(text: object, markup: bool, emoji: bool) -> bool:
+    """A string rich would print as it is: no markup (``[``) or emoji code (``:``) where the
+    console reads them, nothing its wrapping changes (controls, tabs, new lines, trailing
+    spaces)."""
     return (
         isinstance(text, str)
         and text.isprintable()
-        and "[" not in text
-        and ":" not in text
+        and not (markup and "[" in text)
+        and not (emoji and ":" in text)
         and not text[-1:].isspace()
     )
 
@@ -303,6 +304,7 @@ def _rows(
     show_header = table.show_header
     get_style = console.get_style
     null = Style.null()
+    markup, emoji = bool(console._markup), bool(console._emoji)
     column_options = [
         options.update(
             width=width,
@@ -328,7 +330,8 @@ def _rows(
         first, last = index == 0, index == count - 1
         header_row = first and show_header
         cells: list[list[list[Segment]]] = []
-        fast = True
+        fast = True  # every cell a `_plain_lines` line
+        unstyled = not border_style  # and no style anywhere on the row
         for c, width in enumerate(widths):
             cell = column_cells[c][index]
             style = get_style(cell.style)
@@ -341,7 +344,7 @@ def _rows(
                 and padding.expand
                 and not padding.top
                 and not padding.bottom
-                and _plain_cell(padding.renderable)
+                and _plain_cell(padding.renderable, markup, emoji)
                 and not column_options[c].highlight
             ):
                 lines = _plain_lines(
@@ -352,6 +355,7 @@ def _rows(
                     get_style(padding.style),
                     columns[c].justify,
                 )
+                unstyled = unstyled and all(not seg.style for seg in lines[0]) if lines else False
             if lines is None:
                 fast = False
                 lines = console.render_lines(cell.renderable, column_options[c], style=style + null)
@@ -375,6 +379,15 @@ def _rows(
             ]
         if the_box:
             left, right, divider = edges[0 if first else (2 if last else 1)]
+            if fast and unstyled and height == 1:
+                # Segments without a style print as their bare text: one segment for the row
+                # prints the same bytes (rich's Console writes a segment's style around it
+                # only when it has one) and spares the console 30 segments a row.
+                texts = ["".join(seg.text for seg in rendered[0]) for rendered in cells]
+                edge = (left, right) if show_edge else ("", "")
+                yield Segment(edge[0] + divider.join(texts) + edge[1])
+                yield new_line
+                continue
             left_s = Segment(left, border_style)
             right_s = Segment(right, border_style)
             divider_s = (

@@ -91,11 +91,23 @@ def _consoles(width: int) -> list[Console]:
         Console(width=width, file=None, force_terminal=False, color_system=None),
         Console(width=width, force_terminal=True, color_system="truecolor"),
         Console(width=width, force_terminal=True, color_system="standard", safe_box=True),
+        # as pvetool's SafeConsole: no markup, no emoji codes
+        Console(width=width, force_terminal=True, markup=False, emoji=False),
     ]
 
 
 def _segments(console: Console, renderable: object) -> list[Segment]:
-    return list(console.render(renderable, console.options))  # type: ignore[arg-type]
+    """The segments, with each run of unstyled ones joined: a segment without a style (None or
+    the null style) prints as its bare text, so such a run prints the same however it is cut
+    (`render_table` yields a plain row as one segment)."""
+    out: list[Segment] = []
+    for segment in console.render(renderable, console.options):  # type: ignore[arg-type]
+        plain = not segment.style and not segment.control
+        if plain and out and not out[-1].style and not out[-1].control:
+            out[-1] = Segment(out[-1].text + segment.text)
+        else:
+            out.append(Segment(segment.text) if plain else segment)
+    return out
 
 
 def _printed(console: Console, renderable: object) -> str:
