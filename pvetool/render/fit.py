@@ -171,11 +171,20 @@ class FitTable:
             and self.rows
             and all(_plain(row[i]).strip() in ("", "-") for row in self.rows)
         }
+        # a column's needs do not change while others are dropped: each is measured once
+        known: dict[tuple[int, bool], tuple[int, int]] = {}
+
+        def needs_of(i: int, shortened: bool) -> tuple[int, int]:
+            key = (i, shortened and self.cols[i].short is not None)
+            if key not in known:
+                known[key] = self._needs(*key)
+            return known[key]
+
         for shortened in (False, True):
             dropped: set[int] = set(empty)
             while True:
                 chosen = [i for i in range(len(self.cols)) if i not in dropped]
-                needs = [self._needs(i, shortened) for i in chosen]
+                needs = [needs_of(i, shortened) for i in chosen]
                 overhead = self._overhead(console, options, len(chosen))
                 if sum(n for n, _ in needs) + overhead <= width:
                     return chosen, self._widths(chosen, needs, width - overhead), shortened
@@ -184,7 +193,7 @@ class FitTable:
                     break
                 dropped.add(candidates[0])
         chosen = [i for i in range(len(self.cols)) if self.cols[i].keep >= 100]
-        needs = [self._needs(i, True) for i in chosen]
+        needs = [needs_of(i, True) for i in chosen]
         return chosen, [n for n, _ in needs], True
 
     def _widths(
