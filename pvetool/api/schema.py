@@ -198,9 +198,10 @@ class AnswerSchema:
 class _Shape:
     """What `_check` reads from one schema, read once (the 5,000 items of a large cluster's
     ``/cluster/resources`` share a handful of schemas), and `accepts`: a quick verdict on the
-    values that are certainly right, a plain string, an integer in range, a boolean. It only
-    ever answers True where the full check would find nothing (the full check decides every
-    other value; tests/unit/api/test_schema_shortcut.py compares the two on spoiled answers)."""
+    values that are certainly right, a plain string, one of a string's choices, an integer in
+    range, a boolean. It only ever answers True where the full check would find nothing (the
+    full check decides every other value; tests/unit/api/test_schema_shortcut.py compares the
+    two on spoiled answers)."""
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
         self.kinds = _types(schema)
@@ -209,12 +210,19 @@ class _Shape:
         self.indexed = {k[:-3]: sub for k, sub in self.known.items() if k.endswith("[n]")}
         self.additional = schema.get("additionalProperties")
         fmt, pattern = schema.get("format"), schema.get("pattern")
-        # nothing `_check_value` would look at: no choices, no checked format, no pattern
-        plain = (
-            not isinstance(schema.get("enum"), list)
-            and not isinstance(fmt, dict)
-            and not (isinstance(fmt, str) and fmt in _FORMATS)
-            and not isinstance(pattern, str)
+        choices = schema.get("enum")
+        # the text checks of `_check_value`: a property string, a checked format, a pattern
+        text_checked = (
+            isinstance(fmt, dict)
+            or (isinstance(fmt, str) and fmt in _FORMATS)
+            or isinstance(pattern, str)
+        )
+        plain = not isinstance(choices, list) and not text_checked
+        # a string that is one of the choices passes whether or not they are checked here
+        self.choices = (
+            frozenset(str(c) for c in choices)
+            if isinstance(choices, list) and self.kinds == ["string"] and not text_checked
+            else None
         )
         low = schema.get("minimum")
         if schema.get("renderer") in _NON_NEGATIVE_RENDERERS:
@@ -227,7 +235,7 @@ class _Shape:
     def accepts(self, value: Any) -> bool:
         kind = self.kind
         if kind is None:
-            return False
+            return self.choices is not None and type(value) is str and value in self.choices
         cls = type(value)
         if kind == "string":
             return cls is str

@@ -180,7 +180,9 @@ def test_quick_verdicts_are_taken() -> None:
     shape = schema_mod._Shape
     assert shape({"type": "string"}).accepts("pve1")
     assert not shape({"type": "string"}).accepts(True)
-    assert not shape({"type": "string", "enum": ["a"]}).accepts("a")
+    assert shape({"type": "string", "enum": ["a"]}).accepts("a")
+    assert not shape({"type": "string", "enum": ["a"]}).accepts("b")
+    assert not shape({"type": "string", "enum": ["a"], "pattern": "b"}).accepts("a")
     assert not shape({"type": "string", "format": "pve-node"}).accepts("pve1")
     assert shape({"type": "integer", "minimum": 0}).accepts(5)
     assert not shape({"type": "integer", "minimum": 0}).accepts(-1)
