@@ -335,40 +335,57 @@ def _rows(
             yield Segment(the_box.get_top(widths), border_style)
             yield new_line
     count = len(column_cells[0])
+    highlights = [o.highlight for o in column_options]
+    justifies = [c.justify for c in columns]
     for index in range(count):
         first, last = index == 0, index == count - 1
         header_row = first and show_header
-        cells: list[list[list[Segment]]] = []
-        fast = True  # every cell a `_plain_lines` line
+        # a cell's lines, or a plain cell's (left padding, text, right padding, their style)
+        parts: list[list[list[Segment]] | tuple[int, str, int, Style]] = []
+        fast = True  # every cell a plain one
         unstyled = not border_style  # and no style anywhere on the row
         for c, width in enumerate(widths):
             cell = column_cells[c][index]
-            style = get_style(cell.style)
-            lines = None
-            padding = cell.renderable
+            style = cell.style if isinstance(cell.style, Style) else get_style(cell.style)
+            padding = cell.renderable if isinstance(cell.renderable, Padding) else None
+            shown = None
             if (
-                not style
+                padding is not None
+                and not style
                 and not header_row
-                and isinstance(padding, Padding)
+                and not highlights[c]
                 and padding.expand
                 and not padding.top
                 and not padding.bottom
                 and _plain_cell(padding.renderable, markup, emoji)
-                and not column_options[c].highlight
             ):
-                lines = _plain_lines(
-                    str(padding.renderable),
-                    width,
-                    padding.left,
-                    padding.right,
-                    get_style(padding.style),
-                    columns[c].justify,
+                shown = _plain_text(
+                    str(padding.renderable), width - padding.left - padding.right, justifies[c]
                 )
-                unstyled = unstyled and all(not seg.style for seg in lines[0]) if lines else False
-            if lines is None:
+            if shown is None or padding is None:
                 fast = False
-                lines = console.render_lines(cell.renderable, column_options[c], style=style + null)
-            cells.append(lines)
+                parts.append(
+                    console.render_lines(cell.renderable, column_options[c], style=style + null)
+                )
+            else:
+                pad_style = get_style(padding.style)
+                unstyled = unstyled and not pad_style
+                parts.append((padding.left, shown, padding.right, pad_style))
+        if the_box and fast and unstyled:
+            # Segments without a style print as their bare text: one segment for the row prints
+            # the same bytes (rich's Console writes a segment's style around it only when it
+            # has one) and spares the console 30 segments a row.
+            left, right, divider = edges[0 if first else (2 if last else 1)]
+            texts = [
+                f"{' ' * part[0]}{part[1]}{' ' * part[2]}"
+                for part in parts
+                if isinstance(part, tuple)
+            ]
+            edge = (left, right) if show_edge else ("", "")
+            yield Segment(edge[0] + divider.join(texts) + edge[1])
+            yield new_line
+            continue
+        cells = [part if not isinstance(part, tuple) else _plain_lines(*part) for part in parts]
         height = max(len(lines) for lines in cells)
         if not fast or height != 1:
             vertical_of = [column_cells[c][index].vertical for c in range(len(widths))]
@@ -388,15 +405,6 @@ def _rows(
             ]
         if the_box:
             left, right, divider = edges[0 if first else (2 if last else 1)]
-            if fast and unstyled and height == 1:
-                # Segments without a style print as their bare text: one segment for the row
-                # prints the same bytes (rich's Console writes a segment's style around it
-                # only when it has one) and spares the console 30 segments a row.
-                texts = ["".join(seg.text for seg in rendered[0]) for rendered in cells]
-                edge = (left, right) if show_edge else ("", "")
-                yield Segment(edge[0] + divider.join(texts) + edge[1])
-                yield new_line
-                continue
             left_s = Segment(left, border_style)
             right_s = Segment(right, border_style)
             divider_s = (
@@ -437,23 +445,23 @@ def _align(
     return Segment.align_bottom(lines, width, height, style)
 
 
-def _plain_lines(
-    text: str, width: int, left: int, right: int, pad_style: Style, justify: str
-) -> list[list[Segment]] | None:
-    """What rich renders for `text` (a `_plain_cell`) in a padded cell `width` wide, when it
-    fits on one line; None when it does not (rich then renders it)."""
-    room = width - left - right
+def _plain_text(text: str, room: int, justify: str) -> str | None:
+    """What rich writes for `text` (a `_plain_cell`) in `room` columns (a cell without its
+    padding) when it fits on one line; None when it does not (rich then renders it)."""
     excess = room - cell_len(text)
     if room < 1 or excess < 0:
         return None
     if justify == "left":
-        shown = text + " " * excess
-    elif justify == "right":
-        shown = " " * excess + text
-    elif justify == "center":
-        shown = " " * (excess // 2) + text + " " * (excess - excess // 2)
-    else:
-        return None
+        return text + " " * excess
+    if justify == "right":
+        return " " * excess + text
+    if justify == "center":
+        return " " * (excess // 2) + text + " " * (excess - excess // 2)
+    return None
+
+
+def _plain_lines(left: int, shown: str, right: int, pad_style: Style) -> list[list[Segment]]:
+    """The line rich renders for a plain cell: Padding's spaces around the text."""
     line = [Segment(shown)]
     if left:
         line.insert(0, Segment(" " * left, pad_style))
