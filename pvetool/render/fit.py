@@ -234,7 +234,9 @@ class FitTable:
 
 def _mirrorable(table: Table) -> bool:
     """Whether `render_table` yields exactly what rich would for `table`: fixed-width columns
-    and none of the features it does not copy (rich 13-15 `Table.__rich_console__`/`_render`)."""
+    and none of the features it does not copy (written after rich 15.0's
+    `Table.__rich_console__` and `_render`; the random tables of test_fast_table.py hold it to
+    the rich that is installed)."""
     return (
         bool(table.columns)
         and all(c.width is not None and not c.ratio for c in table.columns)
