@@ -393,7 +393,9 @@ def _as_number(value: Any) -> float | None:
 
 
 def _range_problem(number: float, value: Any, schema: Mapping[str, Any]) -> str | None:
-    if not math.isfinite(number) or abs(number) >= INT_LIMIT:
+    # the size first: an integer beyond a float's range (``1`` and 400 zeros, which JSON
+    # allows) is out of range, not an OverflowError of math.isfinite
+    if abs(number) >= INT_LIMIT or not math.isfinite(number):
         return f"{_shown(value)} is out of range"
     low = schema.get("minimum")
     if schema.get("renderer") in _NON_NEGATIVE_RENDERERS:

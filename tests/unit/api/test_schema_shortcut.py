@@ -43,6 +43,7 @@ HOSTILE: list[Any] = [
     -(2**63),
     2**63,
     2**64,
+    10**400,
     1.5,
     -0.5,
     1e300,
@@ -196,3 +197,12 @@ def test_quick_verdicts_are_taken() -> None:
     assert shape({"type": "boolean"}).accepts(0)
     assert not shape({"type": "boolean"}).accepts(2)
     assert not shape({"type": ["string", "null"]}).accepts("x")
+
+
+def test_an_integer_beyond_a_float_is_out_of_range() -> None:
+    """JSON carries integers of any size; one beyond a float's range is refused as out of
+    range (it made math.isfinite raise OverflowError before)."""
+    problems = AnswerSchema.load().problems(
+        "GET", "/cluster/resources", [{"id": "qemu/100", "type": "qemu", "maxmem": 10**400}]
+    )
+    assert problems == [f'$[0].maxmem: {str(10**400)[:37]}..." is out of range']
