@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
 from rich import box
@@ -232,13 +233,26 @@ class FitTable:
 # --- rendering ---------------------------------------------------------------------------------
 
 
+def _rich_major() -> int:
+    try:
+        return int(version("rich").split(".")[0])
+    except (PackageNotFoundError, ValueError):
+        return 0
+
+
+# `render_table` copies rich 15's private table internals; any other rich renders its own
+# tables (same output, slower) rather than risk a difference no test here has seen.
+_MIRRORED_RICH = _rich_major() == 15
+
+
 def _mirrorable(table: Table) -> bool:
     """Whether `render_table` yields exactly what rich would for `table`: fixed-width columns
     and none of the features it does not copy (written after rich 15.0's
     `Table.__rich_console__` and `_render`; the random tables of test_fast_table.py hold it to
     the rich that is installed)."""
     return (
-        bool(table.columns)
+        _MIRRORED_RICH
+        and bool(table.columns)
         and all(c.width is not None and not c.ratio for c in table.columns)
         and table.width is None
         and table.min_width is None
