@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pvetool.api.client import PveClient
 from pvetool.api.snapshot import check_guest_nodes
@@ -25,9 +25,20 @@ class ClusterOverview:
     guests: tuple[Guest, ...]
     ha: HaStatus | None
     versions: dict[str, PveVersion]
+    _by_node: dict[str, tuple[Guest, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def guests_on(self, node: str) -> tuple[Guest, ...]:
-        return tuple(sorted((g for g in self.guests if g.node == node), key=lambda g: g.vmid))
+        """The guests on `node` by VMID (grouped once: `status` asks for every node, several
+        times, and a scan per question was 15,000 passes at 100 nodes / 5,000 guests)."""
+        if not self._by_node:
+            grouped: dict[str, list[Guest]] = {}
+            for g in sorted(self.guests, key=lambda g: g.vmid):
+                grouped.setdefault(g.node, []).append(g)
+            self._by_node.update({n: tuple(gs) for n, gs in grouped.items()})
+            self._by_node.setdefault("", ())  # grouped, even for a cluster without guests
+        return self._by_node.get(node, ())
 
 
 def fetch_overview(client: PveClient, *, max_workers: int = 8) -> ClusterOverview:
