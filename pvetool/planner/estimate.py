@@ -31,7 +31,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Collection, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from pvetool.model import Caps, Move
@@ -228,22 +228,8 @@ def window_estimate(
     by_target: Counter[str] = Counter()
     now = 0.0
     while pending or running:
-        started: list[int] = []
-        for i, move in enumerate(pending):
-            if len(running) >= caps.cluster:
-                break
-            if move.after and any(dep in stage_ids and dep not in done for dep in move.after):
-                continue
-            if by_source[move.source] >= caps.per_source:
-                continue
-            if by_target[move.target] >= caps.per_target:
-                continue
+        for move in _admit(pending, len(running), caps, stage_ids, done, by_source, by_target):
             heapq.heappush(running, (now + durations[move.id][0], position[move.id], now, move))
-            by_source[move.source] += 1
-            by_target[move.target] += 1
-            started.append(i)
-        for i in reversed(started):
-            del pending[i]
         if not running:
             # Unreachable with dependencies on earlier moves only; never loop forever.
             for move in pending:
@@ -257,6 +243,35 @@ def window_estimate(
             _, downtime, sent, aborted, escalations = durations[move.id]
             done[move.id] = Estimated(start, end, downtime, sent, aborted, escalations)
     return done
+
+
+def _admit(
+    pending: list[Move],
+    running: int,
+    caps: Caps,
+    stage_ids: Collection[str],
+    done: Mapping[str, object],
+    by_source: Counter[str],
+    by_target: Counter[str],
+) -> list[Move]:
+    """The sliding window's next starts, in order: each pending move whose dependencies in the
+    stage ended and whose source, target and the cluster have a free slot (`running` in
+    flight now); they leave `pending` and are counted on their nodes."""
+    started: list[int] = []
+    for i, move in enumerate(pending):
+        if running + len(started) >= caps.cluster:
+            break
+        if move.after and any(dep in stage_ids and dep not in done for dep in move.after):
+            continue
+        if by_source[move.source] >= caps.per_source or by_target[move.target] >= caps.per_target:
+            continue
+        by_source[move.source] += 1
+        by_target[move.target] += 1
+        started.append(i)
+    admitted = [pending[i] for i in started]
+    for i in reversed(started):
+        del pending[i]
+    return admitted
 
 
 class _Run:
@@ -309,22 +324,8 @@ def estimate(
     by_target: Counter[str] = Counter()
     now = 0.0
     while pending or active:
-        started: list[int] = []
-        for i, move in enumerate(pending):
-            if len(active) >= caps.cluster:
-                break
-            if move.after and any(dep in stage_ids and dep not in done for dep in move.after):
-                continue
-            if by_source[move.source] >= caps.per_source:
-                continue
-            if by_target[move.target] >= caps.per_target:
-                continue
+        for move in _admit(pending, len(active), caps, stage_ids, done, by_source, by_target):
             active.append(_Run(move, now, now + timings[move.id].pre_s))
-            by_source[move.source] += 1
-            by_target[move.target] += 1
-            started.append(i)
-        for i in reversed(started):
-            del pending[i]
         if not active:
             # Unreachable with dependencies on earlier moves only; never loop forever.
             for move in pending:
