@@ -4,7 +4,9 @@ sliding window of worker threads.
 The calling thread schedules; each migration runs in its own worker thread (`move`,
 `offline`). The window starts, whenever a migration ends, the next pending moves whose
 dependencies (`Move.after`) are done and for which the cluster, per-source and per-target caps
-have a free slot, in plan order. It never waits for a whole batch ("waves").
+have a free slot, in plan order. It never waits for a whole batch ("waves"). Under caps the
+sequencer chose (`Caps.copies_only`), a move that copies nothing (a container restart on shared
+storage) needs only a cluster slot and holds no source or target slot.
 
 Failures: `on_failure: stop` starts nothing new after a failure (running migrations finish),
 `continue` and `skip-guest` go on (`skip-guest` also leaves moves that depend on the failed one).
@@ -350,10 +352,12 @@ class _Window:
         if self.deferred.get(move.id) == self.completions:
             return "wait"
         caps = ctx.plan.caps
-        running = list(ctx.inflight.values())
-        if sum(1 for f in running if f.move.source == move.source) >= max(1, caps.per_source):
+        if not caps.holds_slot(move):  # nothing to copy: only the cluster cap applies
+            return "go"
+        running = [f.move for f in ctx.inflight.values() if caps.holds_slot(f.move)]
+        if sum(1 for m in running if m.source == move.source) >= max(1, caps.per_source):
             return "wait"
-        if sum(1 for f in running if f.move.target == move.target) >= max(1, caps.per_target):
+        if sum(1 for m in running if m.target == move.target) >= max(1, caps.per_target):
             return "wait"
         return "go"
 

@@ -80,14 +80,33 @@ class Move:
     profile: str | None = None  # dirty-page profile the prediction assumed (idle/moderate/hot)
     predicted_sent_bytes: float = 0.0  # bytes on the wire incl. re-sent dirty pages
 
+    @property
+    def copies(self) -> bool:
+        """Whether the migration puts bytes on the migration link: a live VM's RAM, or disks
+        copied. A container restart or an offline move on shared storage sends none (PVE
+        moves the config and, for the restart, stops and starts the guest)."""
+        return self.send_bytes > 0 or (self.kind == "qemu" and self.options.online)
+
 
 @dataclass(frozen=True, slots=True)
 class Caps:
-    """Concurrency limits of a sliding window (never waves)."""
+    """Concurrency limits of a sliding window (never waves).
+
+    `copies_only`: the per-source and per-target caps count only moves that put bytes on a
+    link (`Move.copies`): they limit the streams sharing each node's migration link, and a
+    container restart on shared storage does not wait behind them or hold a stream's slot
+    (issue 14: concurrency per link). The sequencer sets it when it chooses the caps; caps a
+    plan declares (`concurrency:`) count every move, as written.
+    """
 
     cluster: int = 4
     per_source: int = 2
     per_target: int = 2
+    copies_only: bool = False
+
+    def holds_slot(self, move: Move) -> bool:
+        """Whether `move` takes one of its source's and target's slots while it runs."""
+        return move.copies or not self.copies_only
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,8 +167,9 @@ def _rates(
     moves: Sequence[Move], timings: Mapping[str, Timing], caps: Caps, network: Network
 ) -> dict[str, float]:
     """Each move's share of its links when the window is full under `caps`."""
-    from_source = Counter(m.source for m in moves)
-    into_target = Counter(m.target for m in moves)
+    # Moves that hold no slot (`Caps.copies_only`: nothing to copy) share no link either.
+    from_source = Counter(m.source for m in moves if caps.holds_slot(m))
+    into_target = Counter(m.target for m in moves if caps.holds_slot(m))
     rates: dict[str, float] = {}
     for m in moves:
         k_up = max(1, min(caps.per_source, caps.cluster, from_source[m.source]))
@@ -238,8 +239,9 @@ def window_estimate(
         now = running[0][0]
         while running and running[0][0] <= now + _EPS:
             end, _, start, move = heapq.heappop(running)
-            by_source[move.source] -= 1
-            by_target[move.target] -= 1
+            if caps.holds_slot(move):
+                by_source[move.source] -= 1
+                by_target[move.target] -= 1
             _, downtime, sent, aborted, escalations = durations[move.id]
             done[move.id] = Estimated(start, end, downtime, sent, aborted, escalations)
     return done
@@ -263,10 +265,14 @@ def _admit(
             break
         if move.after and any(dep in stage_ids and dep not in done for dep in move.after):
             continue
-        if by_source[move.source] >= caps.per_source or by_target[move.target] >= caps.per_target:
-            continue
-        by_source[move.source] += 1
-        by_target[move.target] += 1
+        if caps.holds_slot(move):
+            if (
+                by_source[move.source] >= caps.per_source
+                or by_target[move.target] >= caps.per_target
+            ):
+                continue
+            by_source[move.source] += 1
+            by_target[move.target] += 1
         started.append(i)
     admitted = [pending[i] for i in started]
     for i in reversed(started):
@@ -343,8 +349,9 @@ def estimate(
         if ended:
             for run in ended:
                 active.remove(run)
-                by_source[run.move.source] -= 1
-                by_target[run.move.target] -= 1
+                if caps.holds_slot(run.move):
+                    by_source[run.move.source] -= 1
+                    by_target[run.move.target] -= 1
                 downtime, sent, aborted, escalations = run.result
                 if timings[run.move.id].downtime_all:
                     downtime = now - run.start_s
@@ -476,6 +483,7 @@ def estimate_floor(
     per_gib_s = params.abort_s_per_gib or CONVERGENCE_HORIZON_S_PER_GIB
     per_source: dict[str, float] = {}
     per_target: dict[str, float] = {}
+    slot = {m.id: caps.holds_slot(m) for m in moves}
     for move_id, rate in _rates(moves, timings, caps, network).items():
         t = timings[move_id]
         disk_s = t.disk_bytes / rate if t.disk_bytes > 1.0 else 0.0
@@ -485,11 +493,12 @@ def estimate_floor(
         duration = t.pre_s + t.post_s + disk_s + ram_s
         total += duration
         longest = max(longest, duration)
-        per_source[t.source] = per_source.get(t.source, 0.0) + duration
-        per_target[t.target] = per_target.get(t.target, 0.0) + duration
+        if slot[move_id]:
+            per_source[t.source] = per_source.get(t.source, 0.0) + duration
+            per_target[t.target] = per_target.get(t.target, 0.0) + duration
     return max(
         total / caps.cluster,
-        max(per_source.values()) / caps.per_source,
-        max(per_target.values()) / caps.per_target,
+        max(per_source.values(), default=0.0) / caps.per_source,
+        max(per_target.values(), default=0.0) / caps.per_target,
         longest,
     )

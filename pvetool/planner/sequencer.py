@@ -309,13 +309,15 @@ def simulate(
                 break
             if any(dep in stage_ids and dep not in done for dep in move.after):
                 continue
-            if by_source.get(move.source, 0) >= caps.per_source:
+            slot = caps.holds_slot(move)
+            if slot and by_source.get(move.source, 0) >= caps.per_source:
                 continue
-            if by_target.get(move.target, 0) >= caps.per_target:
+            if slot and by_target.get(move.target, 0) >= caps.per_target:
                 continue
             active.append(_Run(move, timings[move.id], now, params))
-            by_source[move.source] = by_source.get(move.source, 0) + 1
-            by_target[move.target] = by_target.get(move.target, 0) + 1
+            if slot:
+                by_source[move.source] = by_source.get(move.source, 0) + 1
+                by_target[move.target] = by_target.get(move.target, 0) + 1
             started.append(move)
         for move in started:
             pending.remove(move)
@@ -323,7 +325,7 @@ def simulate(
         finished = [r for r in active if r.phase == "done"]
         if finished:
             for run in finished:
-                _finish(run, now, done, active, by_source, by_target)
+                _finish(run, now, done, active, by_source, by_target, caps)
             continue
         if not active:
             # Unreachable with dependencies on earlier moves only; never loop forever.
@@ -431,10 +433,12 @@ def _finish(
     active: list[_Run],
     by_source: dict[str, int],
     by_target: dict[str, int],
+    caps: Caps,
 ) -> None:
     active.remove(run)
-    by_source[run.move.source] -= 1
-    by_target[run.move.target] -= 1
+    if caps.holds_slot(run.move):
+        by_source[run.move.source] -= 1
+        by_target[run.move.target] -= 1
     timing = run.timing
     downtime = run.downtime_s
     if timing.downtime_all:
@@ -706,10 +710,17 @@ def _caps_candidates(
         fill = math.ceil(max(links) / stream) + 1
     else:
         fill = 2
+    # Chosen caps limit the streams on each link (`Caps.copies_only`): a move that copies
+    # nothing (a container restart on shared storage) holds no source or target slot, so it
+    # neither waits behind the streams nor takes the place of one (issue 14: concurrency per
+    # link; PVE's `migrateall` counts it as a worker, and a stream waits behind it).
+    copies_only = not fixed_source and not fixed_target
+    counted = [[m for m in s if m.copies or not copies_only] for s in stages]
+    free = max((len(s) - len(c) for s, c in zip(stages, counted, strict=True)), default=0)
     # Around the concurrency that fills the link, plus higher ones: many small guests hide
     # their fixed per-migration time only with more of them in flight.
     busiest = max(
-        (max(Counter(m.source for m in s).values(), default=0) for s in stages), default=1
+        (max(Counter(m.source for m in s).values(), default=0) for s in counted), default=1
     )
     # `busiest`: every move of the busiest source at once, when the links can take it (a few
     # small guests finish soonest together; issue 14).
@@ -720,14 +731,21 @@ def _caps_candidates(
         if fixed_source
         else sorted(c for c in wanted if 1 <= c <= min(max(busiest, 1), MAX_DEFAULT_PER_SOURCE))
     )
-    sources_per_stage = max((len({m.source for m in s}) for s in stages), default=1) or 1
+    sources_per_stage = max((len({m.source for m in s}) for s in counted), default=1) or 1
     candidates: list[Caps] = []
     for per_source in per_source_options:
         per_target = fixed_target or max(per_source, 1)
-        cluster = fixed_cluster or max(
-            per_source, min(MAX_DEFAULT_CLUSTER_CAP, per_source * sources_per_stage)
+        streams = max(per_source, min(MAX_DEFAULT_CLUSTER_CAP, per_source * sources_per_stage))
+        # Room in the cluster's window for the moves that hold no link slot, within the cap.
+        cluster = fixed_cluster or max(streams, min(MAX_DEFAULT_CLUSTER_CAP, streams + free))
+        candidates.append(
+            Caps(
+                cluster=cluster,
+                per_source=per_source,
+                per_target=per_target,
+                copies_only=copies_only,
+            )
         )
-        candidates.append(Caps(cluster=cluster, per_source=per_source, per_target=per_target))
     return candidates
 
 

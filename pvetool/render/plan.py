@@ -22,7 +22,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from pvetool.model import ExecutionPlan, Finding, Move, Stage
+from pvetool.model import Caps, ExecutionPlan, Finding, Move, Stage
 from pvetool.plan_json import plan_to_dict
 from pvetool.render.fit import Cell, Col, FitTable
 from pvetool.render.formats import duration, gib, md_table
@@ -243,6 +243,16 @@ def _blocked_table(plan: ExecutionPlan) -> FitTable:
     )
 
 
+def caps_text(caps: Caps) -> str:
+    """``4 in the cluster, 2 per source, 2 per target``; caps the sequencer chose limit only
+    the moves that copy bytes (`Caps.copies_only`): ``2 copying per source``."""
+    each = "copying " if caps.copies_only else ""
+    return (
+        f"{caps.cluster} in the cluster, {caps.per_source} {each}per source, "
+        f"{caps.per_target} {each}per target"
+    )
+
+
 def plan_renderable(plan: ExecutionPlan) -> RenderableType:
     """The whole plan for a terminal."""
     parts: list[RenderableType] = []
@@ -250,8 +260,7 @@ def plan_renderable(plan: ExecutionPlan) -> RenderableType:
     parts.append(Text(plan_summary(plan), style=style))
     parts.append(
         Text(
-            f"source {plan.source}; caps: {plan.caps.cluster} in the cluster, "
-            f"{plan.caps.per_source} per source, {plan.caps.per_target} per target; "
+            f"source {plan.source}; caps: {caps_text(plan.caps)}; "
             f"on failure: {plan.on_failure}; task timeout {duration(plan.task_timeout_s)}; "
             f"cluster state {plan.fingerprint[:19]}",
             style="dim",
@@ -455,8 +464,7 @@ def plan_markdown(plan: ExecutionPlan) -> str:
     """The plan as a Markdown document (for a change request or a wiki)."""
     out = [f"# Plan {_md(plan.name)}", "", f"**{_md(plan_summary(plan))}**", ""]
     out.append(
-        f"Source `{plan.source}`; caps {plan.caps.cluster} in the cluster, "
-        f"{plan.caps.per_source} per source, {plan.caps.per_target} per target; on failure "
+        f"Source `{plan.source}`; caps {caps_text(plan.caps)}; on failure "
         f"`{plan.on_failure}`; state `{plan.fingerprint}`."
     )
     total = len(plan.stages)

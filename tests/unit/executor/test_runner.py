@@ -9,6 +9,8 @@ from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from pvetool.executor import Executor
 from pvetool.journal import Journal, read_run
 from pvetool.model import Caps, Move, RunReport
@@ -88,6 +90,40 @@ def test_sliding_window_honours_caps_and_never_waits_for_a_wave() -> None:
     assert by_vmid(result[0]) == dict.fromkeys(range(100, 106), "moved")
     assert api.max_cluster == 3
     assert max(api.max_target.values()) <= 2
+
+
+@pytest.mark.parametrize(("copies_only", "first_wave"), [(True, {100, 200, 201}), (False, {100})])
+def test_a_move_that_copies_nothing_needs_only_a_cluster_slot_under_chosen_caps(
+    copies_only: bool, first_wave: set[int]
+) -> None:
+    # Two VMs (RAM on the wire) and two containers restarted on shared storage (nothing to
+    # copy). Under caps the sequencer chose, per_source=1 limits the streams: the containers
+    # start next to the first VM; under the same caps declared by a plan they wait their turn.
+    api = cluster(
+        FakeGuest(100, "qemu", "pve1"),
+        FakeGuest(101, "qemu", "pve1"),
+        FakeGuest(200, "lxc", "pve1"),
+        FakeGuest(201, "lxc", "pve1"),
+    )
+    api.hold(100, 101, 200, 201)
+    moves = [
+        move("v0", 100, "pve1", "pve2"),
+        move("v1", 101, "pve1", "pve3"),
+        move("c0", 200, "pve1", "pve2", kind="lxc"),
+        move("c1", 201, "pve1", "pve3", kind="lxc"),
+    ]
+    assert [m.copies for m in moves] == [True, True, False, False]
+    plan = plan_of(moves, caps=Caps(cluster=4, per_source=1, per_target=1, copies_only=copies_only))
+    ex = executor(api)
+    result: list[RunReport] = []
+    runner = threading.Thread(target=lambda: result.append(ex.run(plan)))
+    runner.start()
+    assert wait_until(lambda: len(api.started) == len(first_wave))
+    assert {t.vmid for t in api.started} == first_wave
+    assert not wait_until(lambda: len(api.started) > len(first_wave), timeout_s=0.5)
+    api.release()
+    runner.join(30)
+    assert by_vmid(result[0]) == dict.fromkeys((100, 101, 200, 201), "moved")
 
 
 def test_already_on_target_is_skipped_and_elsewhere_fails() -> None:

@@ -15,6 +15,7 @@ from pvetool.planner.sequencer import (
     simulate,
     stage_bounds,
 )
+from pvetool.planner.spec import Concurrency
 from pvetool.timing import (
     DIRTY_PROFILES,
     GiB,
@@ -168,3 +169,42 @@ def test_network_per_node() -> None:
     assert net.link("a") == pytest.approx(0.117e9)
     assert net.link("b") == pytest.approx(2.9e9)
     assert net.link("zzz") == pytest.approx(link_goodput_Bps(10e9))
+
+
+def test_chosen_caps_count_only_moves_that_copy() -> None:
+    """Issue 14 (concurrency per link): two containers restarted on shared storage put nothing
+    on the link, so under the caps the sequencer chooses they start at once without holding a
+    stream's slot, and the large VM shares pve1's link with fewer streams than if every move
+    ran at once (which is what counting every move as a slot came to)."""
+    vms = [_move(1, "pve1", "pve2"), _move(2, "pve1", "pve3"), _move(3, "pve1", "pve3")]
+    ram = {"m1": 16 * GiB, "m2": 4 * GiB, "m3": 3 * GiB}
+    vms = [replace(m, send_bytes=int(ram[m.id])) for m in vms]
+    cts = [
+        replace(_move(i, "pve1", "pve2"), kind="lxc", options=MoveOptions(restart=True))
+        for i in (4, 5)
+    ]
+    moves = vms + cts
+    snap = snap_for(moves)
+    guests = dict(snap.guests)
+    for m in moves:
+        kind = "lxc" if m in cts else "qemu"
+        used = int(ram.get(m.id, 1 * GiB))
+        guests[m.vmid] = replace(
+            guests[m.vmid], kind=kind, memory_bytes=used + GiB, used_memory_bytes=used
+        )
+    snap = replace(snap, guests=guests)
+    assert [m.copies for m in moves] == [True, True, True, False, False]
+    caps, schedules = choose_schedule([moves], [snap], PARAMS, NET)
+    assert caps.copies_only
+    placed = {m.id: m for m in schedules[0].moves}
+    assert placed["m4"].predicted_start_s == 0.0 and placed["m5"].predicted_start_s == 0.0
+    streams = [placed[m.id] for m in vms]
+    for m in streams:  # never more streams on pve1 than the chosen per-source cap
+        t = m.predicted_start_s
+        running = [o for o in streams if o.predicted_start_s <= t < o.predicted_end_s]
+        assert len(running) <= caps.per_source
+    # Against every move at once (the only way the old slot count let the containers start
+    # at 0), the chosen schedule ends sooner.
+    every, at_once = choose_schedule([moves], [snap], PARAMS, NET, fixed=Concurrency(5, 5, 5))
+    assert every == Caps(cluster=5, per_source=5, per_target=5, copies_only=False)
+    assert schedules[0].makespan_s < at_once[0].makespan_s
