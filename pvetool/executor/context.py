@@ -141,6 +141,10 @@ class Flight:
     reserved_bytes: int = 0  # memory held on the target from the room check to the end
     wall_start_s: float | None = None
     origin: bool = True  # a move that empties its stage's node: journal the guest's home
+    # Its task ended: the migration holds no window slot while its arrival is verified (the
+    # link is free; the next move need not wait for the checks). Dependants still wait for
+    # the move's end.
+    task_over: bool = False
 
 
 def migration_request(move: Move, *, online: bool) -> MigrationRequest:
@@ -235,7 +239,8 @@ class RunContext:
         self._emit_lock = threading.Lock()
         self._target_locks: dict[str, threading.Lock] = {}
         self.inflight: dict[str, Flight] = {}
-        self.done: queue.Queue[tuple[str, MoveEnd]] = queue.Queue()
+        # (move id, its end), or (move id, None): its task ended, its slot is free (`Flight`).
+        self.done: queue.Queue[tuple[str, MoveEnd | None]] = queue.Queue()
         # control
         self.handled_interrupts = 0
         self.stop_reason: str | None = None

@@ -242,6 +242,8 @@ def follow_and_verify(
         result = ctx.deps.follow(upid, ctx.plan.task_timeout_s, ctx.progress(move))
     except PvetoolError as exc:
         return _follow_failed(ctx, flight, upid, exc, attached, status_before)
+    flight.task_over = True  # the window may start the next move while this one is verified
+    ctx.done.put((move.id, None))
     return _post_condition(ctx, flight, result, status_before, attached)
 
 

@@ -4,9 +4,10 @@ sliding window of worker threads.
 The calling thread schedules; each migration runs in its own worker thread (`move`,
 `offline`). The window starts, whenever a migration ends, the next pending moves whose
 dependencies (`Move.after`) are done and for which the cluster, per-source and per-target caps
-have a free slot, in plan order. It never waits for a whole batch ("waves"). Under caps the
-sequencer chose (`Caps.copies_only`), a move that copies nothing (a container restart on shared
-storage) needs only a cluster slot and holds no source or target slot.
+have a free slot, in plan order. It never waits for a whole batch ("waves"). A migration
+whose task ended frees its slot at once: the next move starts while its arrival is verified.
+Under caps the sequencer chose (`Caps.copies_only`), a move that copies nothing (a container
+restart on shared storage) needs only a cluster slot and holds no source or target slot.
 
 Failures: `on_failure: stop` starts nothing new after a failure (running migrations finish),
 `continue` and `skip-guest` go on (`skip-guest` also leaves moves that depend on the failed one).
@@ -294,6 +295,8 @@ class _Window:
                 move_id, end = ctx.done.get(timeout=ctx.options.tick_s)
             except queue.Empty:
                 continue
+            if end is None:  # its task ended, its arrival is being verified: a slot is free
+                continue
             with ctx.lock:
                 flight = ctx.inflight.pop(move_id)
             self.completions += 1
@@ -308,7 +311,8 @@ class _Window:
         waiting = {m.id for m in self.pending} | set(ctx.inflight)
         remaining: list[Move] = []
         for pos, move in enumerate(self.pending):
-            if len(ctx.inflight) >= cluster_cap or ctx.stop_reason is not None:
+            busy = sum(1 for f in ctx.inflight.values() if not f.task_over)
+            if busy >= cluster_cap or ctx.stop_reason is not None:
                 remaining.extend(self.pending[pos:])
                 break
             verdict = self._eligible(move, waiting)
@@ -354,7 +358,9 @@ class _Window:
         caps = ctx.plan.caps
         if not caps.holds_slot(move):  # nothing to copy: only the cluster cap applies
             return "go"
-        running = [f.move for f in ctx.inflight.values() if caps.holds_slot(f.move)]
+        running = [
+            f.move for f in ctx.inflight.values() if not f.task_over and caps.holds_slot(f.move)
+        ]
         if sum(1 for m in running if m.source == move.source) >= max(1, caps.per_source):
             return "wait"
         if sum(1 for m in running if m.target == move.target) >= max(1, caps.per_target):

@@ -113,6 +113,7 @@ class FakeApi:
         self.power: list[FakeTask] = []  # shutdown/start tasks, in order
         # gates and concurrency bookkeeping
         self.gates: dict[int, threading.Event] = {}
+        self.ping_gates: dict[int, threading.Event] = {}  # agent pings of vmid wait for it
         self.running: list[FakeTask] = []
         self.max_cluster = 0
         self.max_source: dict[str, int] = {}
@@ -383,6 +384,9 @@ class FakeApi:
         return TaskResult(upid=upid, exitstatus="OK", duration_s=3.0)
 
     def agent_ping(self, node: str, vmid: int) -> bool:
+        gate = self.ping_gates.get(vmid)
+        if gate is not None:
+            gate.wait(20)
         with self.lock:
             self.pings += 1
             left = self.agent_silent_pings.get(vmid, 0)

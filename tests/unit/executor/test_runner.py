@@ -126,6 +126,29 @@ def test_a_move_that_copies_nothing_needs_only_a_cluster_slot_under_chosen_caps(
     assert by_vmid(result[0]) == dict.fromkeys((100, 101, 200, 201), "moved")
 
 
+def test_a_slot_is_free_once_the_task_ended_while_the_arrival_is_verified() -> None:
+    # One stream from pve1 at a time. 100's task ends, its arrival check (the guest agent's
+    # ping) hangs: 101 starts without waiting for that check, and 100 still ends as moved.
+    api = cluster(FakeGuest(100, "qemu", "pve1"), FakeGuest(101, "qemu", "pve1"))
+    api.hold(100, 101)
+    api.ping_gates[100] = threading.Event()
+    moves = [move("a", 100, "pve1", "pve2"), move("b", 101, "pve1", "pve3")]
+    plan = plan_of(moves, caps=Caps(cluster=1, per_source=1, per_target=1))
+    ex = executor(api, agent_vmids={100})
+    result: list[RunReport] = []
+    runner = threading.Thread(target=lambda: result.append(ex.run(plan)))
+    runner.start()
+    assert wait_until(lambda: len(api.started) == 1)
+    api.release(100)
+    assert wait_until(lambda: len(api.started) == 2)  # while 100's ping still hangs
+    assert not result
+    api.ping_gates[100].set()
+    api.release(101)
+    runner.join(30)
+    assert by_vmid(result[0]) == {100: "moved", 101: "moved"}
+    assert api.max_source["pve1"] == 1
+
+
 def test_already_on_target_is_skipped_and_elsewhere_fails() -> None:
     api = cluster(FakeGuest(101, "qemu", "pve2"), FakeGuest(102, "qemu", "pve3"))
     plan = plan_of(
