@@ -676,6 +676,7 @@ def choose_schedule(
             per_stage[i] = (name, order, pred, max((p.end_s for p in pred.values()), default=0.0))
     schedules: list[StageSchedule] = []
     for moves, (name, order, pred, makespan) in zip(stages, per_stage, strict=True):
+        order = _longest_first_at_each_start(order, pred)
         ordered = tuple(
             replace(
                 m,
@@ -690,6 +691,25 @@ def choose_schedule(
         bounds = stage_bounds(moves, timings, network, params, labels, cache)
         schedules.append(StageSchedule(ordered, round(makespan, 3), bounds, name, pred))
     return caps, schedules
+
+
+def _longest_first_at_each_start(
+    order: Sequence[Move], pred: Mapping[str, Predicted]
+) -> list[Move]:
+    """`order` by predicted start, the longest move first among those starting together.
+
+    The executor asks PVE for the moves that start together one after another (a few
+    hundredths of a second apart), so the one that bounds the makespan goes first (issue 14:
+    start the transfers that bound the makespan first). The simulation is unchanged: moves
+    that start at the same moment all start then, and a move starts after every move it
+    depends on has ended, so the dependencies stay in order."""
+    return sorted(
+        order,
+        key=lambda m: (
+            round(pred[m.id].start_s, 3),
+            -(pred[m.id].end_s - pred[m.id].start_s),
+        ),
+    )
 
 
 def _caps_candidates(
