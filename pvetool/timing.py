@@ -741,9 +741,8 @@ def drain_lower_bounds(
     dirty_uplink_s, dirty_stream_s = bound(dirty_bytes)
     lb_dirty_s = max(dirty_uplink_s, dirty_stream_s)
     tail_qemu_s = params.t_res_s + params.t_post_s
-    leads = [
-        params.lxc_shutdown_min_s if g.kind == "lxc" else t_fixed_s - tail_qemu_s for g in guests
-    ]
+    lead_lxc_s = params.t_pre_s / 2 + params.lxc_shutdown_min_s  # prepare, then the shutdown
+    leads = [lead_lxc_s if g.kind == "lxc" else t_fixed_s - tail_qemu_s for g in guests]
     tails = [
         params.lxc_move_s + params.lxc_start_min_s if g.kind == "lxc" else tail_qemu_s
         for g in guests

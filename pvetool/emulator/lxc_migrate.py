@@ -21,6 +21,7 @@ from collections.abc import Generator
 from typing import Any
 
 from pvetool.emulator.abstract_migrate import (
+    FORK_S,
     Migration,
     MigrationError,
     migrate,
@@ -100,7 +101,9 @@ def _prepare(m: Migration) -> Generator[Request, Any, None]:
             raise MigrationError(
                 f"{d.volid}: content type 'rootdir' is not available on storage '{target_sid}'"
             )
-    yield Wait(c.params.t_pre_s / 2)
+    # prepare's checks and ssh test: T_pre / 2 from the task's start (docs/timing-model.md),
+    # the worker's fork (`FORK_S`, before prepare) included.
+    yield Wait(max(0.0, c.params.t_pre_s / 2 - FORK_S))
     if not m.target_online():
         raise MigrationError("Can't connect to destination address using public key")  # l.161
     if running and m.opts.restart:

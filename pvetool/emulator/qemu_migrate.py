@@ -27,6 +27,7 @@ from collections.abc import Generator
 from typing import Any
 
 from pvetool.emulator.abstract_migrate import (
+    FORK_S,
     Migration,
     MigrationError,
     migrate,
@@ -112,8 +113,10 @@ def _prepare(m: Migration) -> Generator[Request, Any, None]:
             )
     _check_devices(m, running)
     _check_storages(m)
-    # The ssh test (l.358-361) and what prepare does besides take this long.
-    yield Wait(c.params.t_pre_s)
+    # The ssh test (l.358-361) and what prepare does besides take this long. T_pre of the
+    # timing model (docs/timing-model.md: "lock, checks, ssh", 1.5 s) counts from the task's
+    # start, so the worker's fork (`FORK_S`, spent before prepare) is part of it, not extra.
+    yield Wait(max(0.0, c.params.t_pre_s - FORK_S))
     if not m.target_online():
         raise MigrationError("Can't connect to destination address using public key")
     m.running = running

@@ -213,9 +213,11 @@ def move_timing(
             profile,
             cap,
             secure,
-            pre_s=ha_s + (shutdown_s if running else 0.0),
+            # prepare (checks, ssh: T_pre / 2, docs/timing-model.md), then the shutdown
+            pre_s=ha_s + params.t_pre_s / 2 + (shutdown_s if running else 0.0),
             post_s=params.lxc_move_s + (start_s if running else 0.0),
-            lb_fixed_s=params.lxc_move_s
+            lb_fixed_s=params.t_pre_s / 2
+            + params.lxc_move_s
             + ((params.lxc_shutdown_min_s + params.lxc_start_min_s) if running else 0.0),
             downtime_all=running,
         )

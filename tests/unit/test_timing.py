@@ -512,11 +512,11 @@ def test_drain_lower_bounds_link_term_counts_the_fixed_lead_and_tail() -> None:
     bounds = drain_lower_bounds(small, 1 * GiB, PARAMS, secure=True)
     assert bounds.lb_dirty_s == pytest.approx(8.0)  # uplink: 8 GiB at 1 GiB/s
     assert bounds.lb_link_s == pytest.approx(8.0 + T_FIXED_SECURE_S)
-    # A restart-migrated container leads with its shortest shutdown and ends with the move
-    # and its shortest start.
+    # A restart-migrated container leads with its prepare (T_pre / 2) and shortest shutdown
+    # (0.75 + 2 s, sooner than a VM's 4 s) and ends with the move and its shortest start.
     mixed = [*small, LbGuest(0.0, 1 * GiB, DirtyProfile(0.0, 0.0), 0.5 * GiB, kind="lxc")]
     bounds = drain_lower_bounds(mixed, 1 * GiB, PARAMS, secure=True)
-    assert bounds.lb_link_s == pytest.approx(2.0 + 9.0 + 1.65)
+    assert bounds.lb_link_s == pytest.approx(0.75 + 2.0 + 9.0 + 1.65)
     # One big stream-bound guest on a fast uplink: the stream term binds, LB_link = LB_dirty.
     bounds = drain_lower_bounds(LB_GUESTS[:1], 10 * GiB, PARAMS, secure=True)
     assert bounds.lb_link_s == bounds.lb_dirty_s > 15.0
