@@ -50,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,9 @@ class Run:
     lb_link_s: float = 0.0  # LB_link (timing.drain_lower_bounds): + the fixed lead and tail
     exact_makespan_s: float = 0.0  # from the emulator's exact clock, not PVE's whole seconds
     longest_task_s: float = 0.0  # the longest single migration task, exact clock
+    # LB_link of only the guests this run moved, when it left some (tight memory: a guest that
+    # fits nowhere is not part of what a drain that leaves it can be held to)
+    lb_link_moved_s: float | None = None
     # Slot hand-offs (exact clock): from the latest task end before a later task's start to
     # that start, for every task that started after another ended (issue 14: completion seen
     # within ~1 s); [] when every task started at once.
@@ -209,30 +213,49 @@ def child_env(emu: Emulator, home: Path) -> dict[str, str]:
     return env
 
 
-def lower_bounds(emu: Emulator, node: str) -> tuple[float, float, str, int, float]:
-    """LB_pure, LB_dirty and what bounds it for draining `node` (the emulator's ground truth:
-    used RAM, dirty profile, the local-disk bytes a copy sends, each node's real link)."""
+def lb_figures(emu: Emulator, node: str) -> tuple[dict[int, LbGuest], float, bool]:
+    """Each guest of `node` as the lower bound sees it now (the emulator's ground truth: used
+    RAM, dirty profile, the local-disk bytes a copy sends, each node's real link), `node`'s
+    uplink and whether migrations are secure."""
     c = emu.cluster
     secure = c.spec.datacenter.migration_type != "insecure"
     uplink = link_goodput_Bps(c.spec.nodes[node].link_bits_per_s)
     others = [n for n in c.spec.nodes if n != node]
     downlink = max(link_goodput_Bps(c.spec.nodes[n].link_bits_per_s) for n in others)
     cap = min(stream_cap_Bps(c.params, secure, None), uplink, downlink)
-    guests = []
+    figures: dict[int, LbGuest] = {}
     for g in c.guests.values():
         if g.node != node or g.spec.template:
             continue
         local = float(sum(disk_copy_bytes(emu, g, d) for d in c.local_disks(g)))
         ram = float(g.used_bytes) if (g.type == "qemu" and g.status == "running") else 0.0
-        if ram == 0.0 and local == 0.0:
-            continue
-        kind = "lxc" if g.type == "lxc" and g.status == "running" else "qemu"
-        guests.append(LbGuest(ram, local, g.dirty, cap, kind=kind))
-    movable = sum(1 for g in c.guests.values() if g.node == node)
-    if not guests:
+        if ram or local:
+            kind = "lxc" if g.type == "lxc" and g.status == "running" else "qemu"
+            figures[g.vmid] = LbGuest(ram, local, g.dirty, cap, kind=kind)
+    return figures, uplink, secure
+
+
+def lower_bounds(emu: Emulator, node: str) -> tuple[float, float, str, int, float]:
+    """LB_pure, LB_dirty, what bounds it, the guests on `node` and LB_link for draining it."""
+    figures, uplink, secure = lb_figures(emu, node)
+    movable = sum(1 for g in emu.cluster.guests.values() if g.node == node)
+    if not figures:
         return 0.0, 0.0, "-", movable, 0.0
-    lb = drain_lower_bounds(guests, uplink, c.params, secure)
+    lb = drain_lower_bounds(list(figures.values()), uplink, emu.cluster.params, secure)
     return lb.lb_pure_s, lb.lb_dirty_s, lb.bound_by.split(" (")[0], movable, lb.lb_link_s
+
+
+def lower_bounds_by_guest(emu: Emulator, node: str) -> Callable[[set[int]], float]:
+    """LB_link of a subset of `node`'s guests, their figures read now (before a run moves
+    them): `of(vmids)`."""
+    figures, uplink, secure = lb_figures(emu, node)
+    params = emu.cluster.params
+
+    def of(vmids: set[int]) -> float:
+        guests = [figures[v] for v in sorted(vmids) if v in figures]
+        return drain_lower_bounds(guests, uplink, params, secure).lb_link_s if guests else 0.0
+
+    return of
 
 
 def disk_copy_bytes(emu: Emulator, g: Any, d: Any) -> int:
@@ -510,6 +533,7 @@ def one_run(scenario: str, tool: str, speed: float) -> Run:
         run.lb_pure_s, run.lb_dirty_s, run.bound_by, run.movable, run.lb_link_s = lower_bounds(
             emu, "pve1"
         )
+        before = lower_bounds_by_guest(emu, "pve1")
         with tempfile.TemporaryDirectory(prefix="pvetool-peers-") as tmp:
             home = Path(tmp)
             if tool == "pvetool":
@@ -527,6 +551,15 @@ def one_run(scenario: str, tool: str, speed: float) -> Run:
             wait_quiescent(emu)
             run.real_s = time.monotonic() - started
         measure(emu, run, tasks_before, requests_before, "pve1")
+        moved = {
+            t.vmid
+            for t in emu.cluster.task_order[tasks_before:]
+            if t.type in MIGRATIONS
+            and t.exitstatus == "OK"
+            and emu.cluster.guests[t.vmid].node != "pve1"
+        }
+        if moved and len(moved) < run.movable:
+            run.lb_link_moved_s = before(moved)
     finally:
         emu.stop()
     return run
