@@ -15,7 +15,11 @@ dirtied: `pvetool.links.learned_dirty`), at most `max_workers` calls in flight.
   was the bottleneck) and the rate is below the migration's per-stream cap (one SSH or QEMU
   stream, `stream_cap_Bps`); otherwise it says only that the link is *at least* that fast, and
   no figure is learned (the declared or default speed stays);
-* per node pair, the pair's own fastest rate (below the stream cap).
+* per node pair (source, target), the pair's own fastest rate among its migrations that ran
+  alone on their links as far as the samples show (no other sample from the same source or into
+  the same target overlapped it: the UPID's start to the task's end), below the stream cap: a
+  migration that shared its source's uplink or its target's downlink says nothing about the
+  path between the two. Pairs whose migrations all overlapped others are not learned.
 
 Imports: the standard library, `pvetool.model`, `pvetool.errors` and the package's `client` and
 `convert`. The caller composes declared, learned and default figures (`pvetool.links`).
@@ -179,10 +183,44 @@ def learn_links(
         learned = rate if bottleneck and not stream_bound else None
         nodes[node] = LearnedLink(learned, len(found), rate)
     pairs: dict[tuple[str, str], LearnedLink] = {}
+    shared = _overlapping(s for found in by_pair.values() for s in found)
     for pair, found in by_pair.items():
-        found = found[:recent]
+        found = [s for s in found if s.upid not in shared][:recent]
+        if not found:
+            continue
         top = max(found, key=lambda s: s.ram_Bps or 0.0)
         rate = top.ram_Bps or 0.0
         bound = rate >= CAP_BOUND_FRACTION * stream_cap_Bps(top.secure)
         pairs[pair] = LearnedLink(None if bound else rate, len(found), rate)
     return nodes, pairs
+
+
+def _start_s(sample: LinkSample) -> int:
+    """The task's start (epoch seconds, the UPID's fifth field, hex); its end when unreadable."""
+    parts = sample.upid.split(":")
+    try:
+        return min(int(parts[4], 16), sample.endtime)
+    except (IndexError, ValueError):
+        return sample.endtime
+
+
+def _overlapping(samples: Iterable[LinkSample]) -> set[str]:
+    """UPIDs of the samples that ran while another one from the same source or into the same
+    target did (they shared an uplink or a downlink): one sweep per link, by start."""
+    by_link: dict[str, list[tuple[int, int, str]]] = {}
+    for s in samples:
+        span = (_start_s(s), s.endtime, s.upid)
+        by_link.setdefault(f"up:{s.source}", []).append(span)
+        by_link.setdefault(f"down:{s.target}", []).append(span)
+    out: set[str] = set()
+    for spans in by_link.values():
+        if len(spans) < 2:
+            continue
+        spans.sort()
+        end_s, holder = spans[0][1], spans[0][2]
+        for start_s, stop_s, upid in spans[1:]:
+            if start_s < end_s:  # it began before the longest-running earlier one ended
+                out.update((upid, holder))
+            if stop_s > end_s:
+                end_s, holder = stop_s, upid
+    return out

@@ -7,7 +7,8 @@ passes, prefer (1) fewer warnings (``cpu: host`` across CPU models, an older PVE
 rule), (2) a higher HA node-affinity priority, (3) a node whose migration link is not slow for
 this guest (`slow_link`: under half the fastest node's, and the guest's bytes would take more
 than `SLOW_LINK_EXTRA_S` longer there -- a 1 GbE node among 10 GbE ones receives small guests
-only, or none), (4) the lowest memory load after the move (then vCPU load), (5) fewer moves
+only, or none; likewise a target behind a slow path from the guest's node, a node pair with
+its own learned figure), (4) the lowest memory load after the move (then vCPU load), (5) fewer moves
 already planned into the node (spreads the downlinks), (6) the name.
 Each choice keeps a sentence, and every rejected target its "pve3 rejected for 101: ..." line.
 
@@ -136,9 +137,12 @@ class StagePlanner:
         replication: Mapping[int, tuple[str, ...]] | None = None,
         preconditions: Mapping[int, Precondition] | None = None,
         links_Bps: Mapping[str, float] | None = None,
+        pairs_Bps: Mapping[tuple[str, str], float] | None = None,
     ) -> None:
         self.index = index
         self.links_Bps = dict(links_Bps or {})  # usable bytes/s of each node's migration link
+        # (a, b) with a < b -> usable bytes/s of a path slower than both nodes' links
+        self.pairs_Bps = dict(pairs_Bps or {})
         self.snapshot = snapshot
         self.rules = rules
         self.ctx = CheckContext(
@@ -256,11 +260,18 @@ class StagePlanner:
         self.placement.undo(move_id, vmid)
 
     def slow_link(self, members: Sequence[MoveChoice], target: str) -> int:
-        """1 when `target`'s link is under half the fastest online node's and the unit's bytes
+        """1 when `target`'s link (or the path to it from a member's node, where that pair
+        has its own slower figure) is under half the fastest online node's and the unit's bytes
         would take more than `SLOW_LINK_EXTRA_S` longer over it; else 0."""
         link = self.links_Bps.get(target)
         if link is None or link <= 0:
             return 0
+        if self.pairs_Bps:
+            for m in members:
+                source = m.guest.node
+                pair = self.pairs_Bps.get((source, target) if source < target else (target, source))
+                if pair is not None and pair > 0:
+                    link = min(link, pair)
         fastest = max(
             (self.links_Bps.get(n, 0.0) for n, e in self.snapshot.nodes.items() if e.online),
             default=0.0,
