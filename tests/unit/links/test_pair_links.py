@@ -229,3 +229,54 @@ def test_the_assumptions_name_each_pair_figure_in_text_markdown_and_json() -> No
     assert ["link n1 <-> n2", rows["link n1 <-> n2"]] in listed
     none = build_plan(drain_spec(["n1"]), snap, link_bits_per_s=links, link_origin=origin)
     assert not [k for k, _ in none.assumptions if k.startswith("link ")]
+
+
+# -- end to end ------------------------------------------------------------------------------------
+# The emulator models one link per node (cluster-file key ``link``; `pvetool.emulator.engine`
+# shares each node's uplink and downlink), not a path between two nodes, so it cannot produce
+# a pair slower than both of its nodes. The command line is checked with the samples a previous
+# run kept in the state directory (what `cluster_links` reads before it asks the cluster).
+
+
+def test_drain_dry_run_plans_with_a_kept_pair_figure(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pvetool.api import PveClient, fetch_snapshot
+    from pvetool.cli.main import main
+    from pvetool.emulator.clusterfile import load_cluster
+    from pvetool.emulator.server import Emulator
+    from pvetool.links import _save
+    from pvetool.settings import load_settings
+    from tests.emu import START_EPOCH
+
+    root = Path(__file__).resolve().parents[3]
+    emu = Emulator(load_cluster("lab"), speed=0.0, start_epoch_s=START_EPOCH).start()
+    try:
+        for key, value in emu.env().items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(root / "tests" / "data" / "no-config"))
+        monkeypatch.setenv("PVETOOL_STATE_DIR", str(tmp_path))
+        with PveClient(load_settings(env=emu.env(), config_path=None)) as client:
+            cluster = fetch_snapshot(client).cluster_name
+        kept = (
+            _sample("pve1", "pve2", ONE_GBIT_Bps, 1),
+            _sample("pve2", "pve1", ONE_GBIT_Bps * 0.97, 2),
+            _sample("pve1", "pve3", 0.59e9, 3),
+            _sample("pve2", "pve3", 0.59e9, 4),
+        )
+        _save(tmp_path / f"link-samples-{cluster}.json", {s.upid: s for s in kept})
+
+        def dry_run(*extra: str) -> dict[str, str]:
+            with pytest.raises(SystemExit) as done:
+                main(["drain", "pve1", "--dry-run", "-o", "json", *extra])
+            out, _ = capsys.readouterr()
+            assert not done.value.code, out
+            return dict(json.loads(out)["plan"]["assumptions"])
+
+        rows = dry_run()
+        assert rows["link pve1 <-> pve2"].startswith("1 Gbit/s each way")
+        assert "learned from 2 migrations" in rows["link pve1 <-> pve2"]
+        # A declared speed for one of the pair's nodes is what its migrations run at.
+        assert "link pve1 <-> pve2" not in dry_run("--link", "pve2=10Gbit")
+    finally:
+        emu.stop()
