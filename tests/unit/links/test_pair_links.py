@@ -7,6 +7,7 @@ plan's assumptions."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -205,6 +206,28 @@ def test_a_target_behind_a_slow_path_receives_small_guests_only() -> None:
     targets = {m.vmid: m.target for m in plan.moves}
     assert targets[100] == "n3"  # 8 GiB over the 1 Gbit path: ~70 s more
     assert targets[101] == "n2"  # 0.25 GiB: ~2 s more; n2 is the emptier node
+
+
+def test_the_streams_already_planned_over_a_slow_path_count() -> None:
+    """Three 0.5 GiB guests: one alone over the 1 Gbit path costs ~4 s more (fine), two share
+    it and cost ~8 s more: the emptier node behind the path receives one, the other node two."""
+    from pvetool.model import Guest
+
+    snap = _two_targets(8)
+    base = snap.guests[101]
+    guests = {
+        vmid: replace(base, vmid=vmid, name=f"g{vmid}", node=node, memory_bytes=int(gib * GiB),
+                      used_memory_bytes=int(gib * GiB))
+        for vmid, node, gib in ((100, "n1", 0.5), (101, "n1", 0.5), (102, "n1", 0.5),
+                                (200, "n3", 16))
+    }  # fmt: skip
+    assert all(isinstance(g, Guest) for g in guests.values())
+    snap = replace(snap, guests=guests)
+    links = dict.fromkeys(("n1", "n2", "n3"), 10e9)
+    plain = build_plan(drain_spec(["n1"]), snap, link_bits_per_s=links)
+    assert sorted(m.target for m in plain.moves) == ["n2", "n2", "n2"]  # n3 is loaded
+    plan = build_plan(drain_spec(["n1"]), snap, link_bits_per_s=links, link_pairs=_link_pairs())
+    assert sorted(m.target for m in plan.moves) == ["n2", "n3", "n3"]
 
 
 def test_the_assumptions_name_each_pair_figure_in_text_markdown_and_json() -> None:
