@@ -19,7 +19,7 @@ from pvetool.model import Caps, Move, MoveOptions
 from pvetool.planner.build import build_plan, drain_spec
 from pvetool.planner.estimate import estimate, window_estimate
 from pvetool.planner.sequencer import Network, Timing, simulate, stage_bounds
-from pvetool.render.plan import plan_data, plan_markdown, plan_renderable
+from pvetool.render.plan import limited_by, plan_data, plan_markdown, plan_renderable
 from pvetool.timing import TimingParams, link_goodput_Bps, stream_cap_Bps
 from pvetool.units import GiB
 from tests.unit.links.test_learned_links import _sample, _two_targets, cap
@@ -188,6 +188,7 @@ def test_bounds_name_the_slow_path() -> None:
     timings = {m.id: _copy(m, 2 * GiB) for m in moves}
     bounds = stage_bounds(moves, timings, NET, PARAMS)
     assert bounds.bound_by == "path a -> b"
+    assert limited_by(bounds.bound_by) == "the path a -> b"
     assert bounds.lb_pure_s == pytest.approx(4 * GiB / ONE_GBIT_Bps)
     plain = stage_bounds(moves, timings, Network.of({"a": 10e9, "b": 10e9, "c": 10e9}), PARAMS)
     assert plain.bound_by != "path a -> b" and plain.lb_pure_s < bounds.lb_pure_s / 3
