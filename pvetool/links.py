@@ -13,9 +13,10 @@ Per node, the first that applies:
 Per node pair, where the data supports it: the path between two nodes can be slower than both
 nodes' links (two racks joined by a slower uplink, a routed or tunnelled path). A pair's figure
 is learned from its own migrations, both ways (`pvetool.api.links.learn_links`: the fastest RAM
-rate of those that shared neither end's link with another known migration, below the stream
-cap), and used only when it is clearly below what both ends' figures allow (under
-`PAIR_BELOW_ENDS` of the slower end's usable rate): otherwise the node figures already say it.
+rate of those that shared neither end's link with another migration, as far as the task list
+and the kept samples show, below the stream cap), and used only when it is clearly below what
+both ends' figures allow (under `PAIR_BELOW_ENDS` of the slower end's usable rate): otherwise
+the node figures already say it.
 In the planner (`pvetool.planner.sequencer.Network`) a pair figure is the capacity of the path
 each way, shared max-min fairly by the streams between the two nodes in that direction, as a
 node's link is shared by its streams; a stream crosses its source's uplink, its target's

@@ -16,8 +16,9 @@ dirtied: `pvetool.links.learned_dirty`), at most `max_workers` calls in flight.
   stream, `stream_cap_Bps`); otherwise it says only that the link is *at least* that fast, and
   no figure is learned (the declared or default speed stays);
 * per node pair (source, target), the pair's own fastest rate among its migrations that ran
-  alone on their links as far as the samples show (no other sample from the same source or into
-  the same target overlapped it: the UPID's start to the task's end), below the stream cap: a
+  alone on their links as far as PVE shows (no other migration left the same source meanwhile,
+  by the task list's start and end times, and no other sample from the same source or into the
+  same target overlapped it: the task list does not name targets), below the stream cap: a
   migration that shared its source's uplink or its target's downlink says nothing about the
   path between the two. Pairs whose migrations all overlapped others are not learned.
 
@@ -28,9 +29,10 @@ Imports: the standard library, `pvetool.model`, `pvetool.errors` and the package
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pvetool.api.client import PveClient
 from pvetool.api.convert.links import LinkSample, parse_migration_log
@@ -104,6 +106,7 @@ def fetch_link_samples(
         taken = {str(t.upid) for t in wanted}
         guests.sort(key=lambda t: -(t.endtime or 0))
         wanted += [t for t in guests if str(t.upid) not in taken][: max(0, max_guest_logs)]
+        shared = _shared_source(wanted, [t for tasks in listed.values() for t in tasks])
         logs = {str(t.upid): (t, pool.submit(client.task_log_all, t.upid)) for t in wanted}
         samples: list[LinkSample] = []
         for task, log_future in logs.values():
@@ -114,8 +117,32 @@ def fetch_link_samples(
                 continue
             sample = parse_migration_log(task.upid, (ln.text for ln in lines), task.endtime or 0)
             if sample is not None:
+                if str(task.upid) in shared:
+                    sample = replace(sample, shared_source=True)
                 samples.append(sample)
     return samples
+
+
+_MIGRATIONS = frozenset({"qmigrate", "vzmigrate"})
+
+
+def _shared_source(wanted: list[TaskSummary], listed: Iterable[TaskSummary]) -> set[str]:
+    """UPIDs of the `wanted` migrations during which another migration (of any outcome, or
+    still running) left the same node: the task list names a migration's source (the UPID's
+    node), not its target."""
+    by_node: dict[str, list[tuple[int, float, str]]] = {}
+    for t in listed:
+        if t.upid.type in _MIGRATIONS:
+            end = math.inf if t.endtime is None else float(t.endtime)
+            by_node.setdefault(t.upid.node, []).append((t.upid.starttime, end, str(t.upid)))
+    out: set[str] = set()
+    for task in wanted:
+        me, start, end = str(task.upid), task.upid.starttime, float(task.endtime or 0)
+        for other_start, other_end, other in by_node.get(task.upid.node, ()):
+            if other != me and other_start < end and start < other_end:
+                out.add(me)
+                break
+    return out
 
 
 def _newest_per_guest(done: list[TaskSummary], vmids: set[int]) -> list[TaskSummary]:
@@ -184,6 +211,7 @@ def learn_links(
         nodes[node] = LearnedLink(learned, len(found), rate)
     pairs: dict[tuple[str, str], LearnedLink] = {}
     shared = _overlapping(s for found in by_pair.values() for s in found)
+    shared |= {s.upid for found in by_pair.values() for s in found if s.shared_source}
     for pair, found in by_pair.items():
         found = [s for s in found if s.upid not in shared][:recent]
         if not found:

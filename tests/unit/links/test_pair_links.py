@@ -76,6 +76,47 @@ def test_migrations_that_shared_a_link_teach_nothing_about_the_pair() -> None:
     assert pairs[("pve2", "pve5")].goodput_Bps == pytest.approx(third)
 
 
+def test_a_migration_that_left_its_node_with_another_one_is_marked_from_the_task_list() -> None:
+    """The other migration's log was never read (it failed), but the task list shows it left
+    pve2 at the same time: the logged one's rate shared pve2's uplink."""
+    from pvetool.api.links import fetch_link_samples
+    from pvetool.model import TaskLogLine, TaskSummary, Upid
+
+    def task(vmid: int, start: int, end: int | None, status: str | None) -> TaskSummary:
+        upid = Upid.parse(f"UPID:pve2:00001234:00005678:{start:08X}:qmigrate:{vmid}:root@pam:")
+        return TaskSummary(upid, status, end)
+
+    log = [
+        "2026-01-02 10:00:00 starting migration of VM 101 to node 'pve5' (10.0.0.5)",
+        "2026-01-02 10:00:05 start migrate command to tcp:10.0.0.5:60000",
+        "2026-01-02 10:00:09 migration completed, transferred 400.0 MiB VM-state",
+    ]
+
+    class Cluster:
+        def __init__(self, tasks: list[TaskSummary]) -> None:
+            self.tasks = tasks
+
+        def cluster_tasks(self) -> tuple[TaskSummary, ...]:
+            return tuple(self.tasks)
+
+        def task_log_all(self, upid: Upid) -> list[TaskLogLine]:
+            return [TaskLogLine(i + 1, text) for i, text in enumerate(log)]
+
+    logged = task(101, 1000, 1009, "OK")
+    for others, shared in (
+        ([task(102, 1004, 1030, "migration aborted")], True),
+        ([task(103, 1001, None, None)], True),  # still running
+        ([task(104, 1009, 1030, "OK")], False),  # began as the logged one ended
+    ):
+        cluster = Cluster([logged, *others])
+        got = fetch_link_samples(cluster, ["pve2", "pve5"], per_node=2)  # type: ignore[arg-type]
+        mine = [(x.target, x.shared_source) for x in got if x.upid == str(logged.upid)]
+        assert mine == [("pve5", shared)]
+    flagged = replace(_sample("pve2", "pve5", ONE_GBIT_Bps, 1), shared_source=True)
+    assert learn_links([flagged], cap)[1] == {}
+    assert learn_links([replace(flagged, shared_source=False)], cap)[1] != {}
+
+
 def test_a_pair_as_fast_as_its_slow_node_adds_nothing() -> None:
     learned = {"pve5": LearnedLink(ONE_GBIT_Bps, 3, ONE_GBIT_Bps)}
     pairs = {("pve2", "pve5"): LearnedLink(ONE_GBIT_Bps * 0.9, 2, ONE_GBIT_Bps * 0.9)}
