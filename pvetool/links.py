@@ -10,6 +10,24 @@ Per node, the first that applies:
    migrations";
 4. the built-in default, 10 Gbit/s.
 
+Per node pair, where the data supports it: the path between two nodes can be slower than both
+nodes' links (two racks joined by a slower uplink, a routed or tunnelled path). A pair's figure
+is learned from its own migrations, both ways (`pvetool.api.links.learn_links`: the fastest RAM
+rate of those that shared neither end's link with another migration, as far as the task list
+and the kept samples show, below the stream cap), and used only when it is clearly below what
+both ends' figures allow (under `PAIR_BELOW_ENDS` of the slower end's usable rate): otherwise
+the node figures already say it.
+In the planner (`pvetool.planner.sequencer.Network`) a pair figure is the capacity of the path
+each way, shared max-min fairly by the streams between the two nodes in that direction, as a
+node's link is shared by its streams; a stream crosses its source's uplink, its target's
+downlink and, where there is one, the pair's path.
+
+Declarations win over what was learned, for pairs too: an administrator who declares a node's
+speed (``--link pve3=25Gbit``, ``links: {pve3: 25Gbit}``) says what that node's migrations run
+at, typically after changing its network, when what was learned about it is stale; and there
+is no way to declare a pair. So a learned pair figure is dropped when either of its nodes is
+declared, and with ``default`` (or every node) declared nothing learned is used at all.
+
 The same task logs say what each guest dirtied during its last migration: `LinkFigures.dirty`
 holds, per running VM whose newest successful migration is known, the dirty profile that
 reproduces it (`pvetool.timing.fit_dirty_profile`, from the RAM bytes it sent at the rate it
@@ -45,6 +63,7 @@ from pvetool.timing import (
     TimingParams,
     fit_dirty_profile,
     link_bits_for_goodput,
+    link_goodput_Bps,
     stream_cap_Bps,
 )
 from pvetool.units import parse_rate
@@ -60,6 +79,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_LINK_BITS_PER_S = 10e9
+# A learned pair figure under this share of the slower end's usable rate says something the
+# node figures do not (a measured rate varies by a few per cent from one migration to the next).
+PAIR_BELOW_ENDS = 0.8
 MAX_KEPT_SAMPLES = 2000
 SAMPLES_FILE = "link-samples-{cluster}.json"
 
@@ -72,6 +94,9 @@ class LinkFigures:
     origin: Mapping[str, str]  # "declared", "learned from N migrations", "default"
     # vmid -> (dirty profile, where it came from), for guests learned from their last migration
     dirty: Mapping[int, tuple[str, str]] = field(default_factory=dict)
+    # (a, b) with a < b -> (bits/s of the path each way, where it came from): only pairs whose
+    # path is clearly slower than both nodes' figures (module docstring)
+    pairs: Mapping[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
 
 
 def parse_links(values: Iterable[str]) -> dict[str, float]:
@@ -101,8 +126,10 @@ def resolve(
     nodes: Iterable[str],
     declared: Mapping[str, float],
     learned: Mapping[str, LearnedLink],
+    pairs: Mapping[tuple[str, str], LearnedLink] | None = None,
 ) -> LinkFigures:
-    """Each node's figure by the order in the module docstring."""
+    """Each node's figure by the order in the module docstring, and the learned pair figures
+    (`pairs`: per (source, target), as `learn_links` gives them) that are used."""
     bits: dict[str, float] = {}
     origin: dict[str, str] = {}
     for node in nodes:
@@ -116,7 +143,42 @@ def resolve(
             origin[node] = f"learned from {found.tasks} {many}"
         else:
             bits[node], origin[node] = DEFAULT_LINK_BITS_PER_S, "default"
-    return LinkFigures(bits, origin)
+    used: dict[tuple[str, str], tuple[float, str]] = {}
+    if "default" not in declared:
+        for (a, b), found in _both_ways(pairs or {}).items():
+            if found.goodput_Bps is None or a in declared or b in declared:
+                continue
+            if a not in bits or b not in bits:
+                continue
+            ends_Bps = min(link_goodput_Bps(bits[a]), link_goodput_Bps(bits[b]))
+            if found.goodput_Bps >= PAIR_BELOW_ENDS * ends_Bps:
+                continue
+            many = "migration" if found.tasks == 1 else "migrations"
+            used[(a, b)] = (
+                link_bits_for_goodput(found.goodput_Bps),
+                f"learned from {found.tasks} {many}",
+            )
+    return LinkFigures(bits, origin, pairs=used)
+
+
+def _both_ways(
+    pairs: Mapping[tuple[str, str], LearnedLink],
+) -> dict[tuple[str, str], LearnedLink]:
+    """Directed pair figures -> one per unordered pair (a < b): the path is the same both
+    ways, so its fastest rate either way is the best lower bound of its speed; the migrations
+    of both directions count."""
+    out: dict[tuple[str, str], LearnedLink] = {}
+    for (source, target), found in pairs.items():
+        if source == target:
+            continue
+        key = (source, target) if source < target else (target, source)
+        other = out.get(key)
+        if other is None:
+            out[key] = found
+            continue
+        best = found if found.fastest_Bps > other.fastest_Bps else other
+        out[key] = LearnedLink(best.goodput_Bps, found.tasks + other.tasks, best.fastest_Bps)
+    return out
 
 
 def cluster_links(
@@ -132,6 +194,7 @@ def cluster_links(
     declared = dict(declared or {})
     nodes = list(snapshot.nodes)
     learned: dict[str, LearnedLink] = {}
+    pairs: dict[tuple[str, str], LearnedLink] = {}
     dirty: dict[int, tuple[str, str]] = {}
     if client is not None:
         params = params or TimingParams()
@@ -152,9 +215,11 @@ def cluster_links(
             kept.update({s.upid: s for s in new})
             _save(path, kept)
         if not links_declared:
-            learned, _ = learn_links(kept.values(), lambda secure: stream_cap_Bps(params, secure))
+            learned, pairs = learn_links(
+                kept.values(), lambda secure: stream_cap_Bps(params, secure)
+            )
         dirty = learned_dirty(snapshot, kept.values(), params)
-    return replace(resolve(nodes, declared, learned), dirty=dirty)
+    return replace(resolve(nodes, declared, learned, pairs), dirty=dirty)
 
 
 def learned_dirty(

@@ -15,7 +15,12 @@ dirtied: `pvetool.links.learned_dirty`), at most `max_workers` calls in flight.
   was the bottleneck) and the rate is below the migration's per-stream cap (one SSH or QEMU
   stream, `stream_cap_Bps`); otherwise it says only that the link is *at least* that fast, and
   no figure is learned (the declared or default speed stays);
-* per node pair, the pair's own fastest rate (below the stream cap).
+* per node pair (source, target), the pair's own fastest rate among its migrations that ran
+  alone on their links as far as PVE shows (no other migration left the same source meanwhile,
+  by the task list's start and end times, and no other sample from the same source or into the
+  same target overlapped it: the task list does not name targets), below the stream cap: a
+  migration that shared its source's uplink or its target's downlink says nothing about the
+  path between the two. Pairs whose migrations all overlapped others are not learned.
 
 Imports: the standard library, `pvetool.model`, `pvetool.errors` and the package's `client` and
 `convert`. The caller composes declared, learned and default figures (`pvetool.links`).
@@ -24,9 +29,10 @@ Imports: the standard library, `pvetool.model`, `pvetool.errors` and the package
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pvetool.api.client import PveClient
 from pvetool.api.convert.links import LinkSample, parse_migration_log
@@ -100,6 +106,7 @@ def fetch_link_samples(
         taken = {str(t.upid) for t in wanted}
         guests.sort(key=lambda t: -(t.endtime or 0))
         wanted += [t for t in guests if str(t.upid) not in taken][: max(0, max_guest_logs)]
+        shared = _shared_source(wanted, [t for tasks in listed.values() for t in tasks])
         logs = {str(t.upid): (t, pool.submit(client.task_log_all, t.upid)) for t in wanted}
         samples: list[LinkSample] = []
         for task, log_future in logs.values():
@@ -110,8 +117,32 @@ def fetch_link_samples(
                 continue
             sample = parse_migration_log(task.upid, (ln.text for ln in lines), task.endtime or 0)
             if sample is not None:
+                if str(task.upid) in shared:
+                    sample = replace(sample, shared_source=True)
                 samples.append(sample)
     return samples
+
+
+_MIGRATIONS = frozenset({"qmigrate", "vzmigrate"})
+
+
+def _shared_source(wanted: list[TaskSummary], listed: Iterable[TaskSummary]) -> set[str]:
+    """UPIDs of the `wanted` migrations during which another migration (of any outcome, or
+    still running) left the same node: the task list names a migration's source (the UPID's
+    node), not its target."""
+    by_node: dict[str, list[tuple[int, float, str]]] = {}
+    for t in listed:
+        if t.upid.type in _MIGRATIONS:
+            end = math.inf if t.endtime is None else float(t.endtime)
+            by_node.setdefault(t.upid.node, []).append((t.upid.starttime, end, str(t.upid)))
+    out: set[str] = set()
+    for task in wanted:
+        me, start, end = str(task.upid), task.upid.starttime, float(task.endtime or 0)
+        for other_start, other_end, other in by_node.get(task.upid.node, ()):
+            if other != me and other_start < end and start < other_end:
+                out.add(me)
+                break
+    return out
 
 
 def _newest_per_guest(done: list[TaskSummary], vmids: set[int]) -> list[TaskSummary]:
@@ -179,10 +210,45 @@ def learn_links(
         learned = rate if bottleneck and not stream_bound else None
         nodes[node] = LearnedLink(learned, len(found), rate)
     pairs: dict[tuple[str, str], LearnedLink] = {}
+    shared = _overlapping(s for found in by_pair.values() for s in found)
+    shared |= {s.upid for found in by_pair.values() for s in found if s.shared_source}
     for pair, found in by_pair.items():
-        found = found[:recent]
+        found = [s for s in found if s.upid not in shared][:recent]
+        if not found:
+            continue
         top = max(found, key=lambda s: s.ram_Bps or 0.0)
         rate = top.ram_Bps or 0.0
         bound = rate >= CAP_BOUND_FRACTION * stream_cap_Bps(top.secure)
         pairs[pair] = LearnedLink(None if bound else rate, len(found), rate)
     return nodes, pairs
+
+
+def _start_s(sample: LinkSample) -> int:
+    """The task's start (epoch seconds, the UPID's fifth field, hex); its end when unreadable."""
+    parts = sample.upid.split(":")
+    try:
+        return min(int(parts[4], 16), sample.endtime)
+    except (IndexError, ValueError):
+        return sample.endtime
+
+
+def _overlapping(samples: Iterable[LinkSample]) -> set[str]:
+    """UPIDs of the samples that ran while another one from the same source or into the same
+    target did (they shared an uplink or a downlink): one sweep per link, by start."""
+    by_link: dict[str, list[tuple[int, int, str]]] = {}
+    for s in samples:
+        span = (_start_s(s), s.endtime, s.upid)
+        by_link.setdefault(f"up:{s.source}", []).append(span)
+        by_link.setdefault(f"down:{s.target}", []).append(span)
+    out: set[str] = set()
+    for spans in by_link.values():
+        if len(spans) < 2:
+            continue
+        spans.sort()
+        end_s, holder = spans[0][1], spans[0][2]
+        for start_s, stop_s, upid in spans[1:]:
+            if start_s < end_s:  # it began before the longest-running earlier one ended
+                out.update((upid, holder))
+            if stop_s > end_s:
+                end_s, holder = stop_s, upid
+    return out

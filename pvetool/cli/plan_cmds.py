@@ -70,6 +70,7 @@ def planned_links(
         "link_bits_per_s": figures.bits_per_s,
         "link_origin": figures.origin,
         "learned_dirty": figures.dirty,
+        "link_pairs": figures.pairs,
     }
 
 

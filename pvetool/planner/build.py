@@ -226,6 +226,7 @@ class _Builder:
     blocked: list[int] = field(default_factory=list)
     nodes: set[str] = field(default_factory=set)
     links_Bps: Mapping[str, float] = field(default_factory=dict)
+    pairs_Bps: Mapping[tuple[str, str], float] = field(default_factory=dict)
 
     def planner(self, sources: Collection[str] = ()) -> StagePlanner:
         return StagePlanner(
@@ -238,6 +239,7 @@ class _Builder:
             replication=self.working.replication,
             preconditions=self.preconditions if self.working is self.snapshot else {},
             links_Bps=self.links_Bps,
+            pairs_Bps=self.pairs_Bps,
         )
 
     def close(self, sp: StagePlanner, label: str, node: str | None = None) -> Stage:
@@ -335,6 +337,7 @@ def build_plan(
     preconditions: Mapping[int, Precondition] | None = None,
     link_origin: Mapping[str, str] | None = None,
     learned_dirty: Mapping[int, tuple[str, str]] | None = None,
+    link_pairs: Mapping[tuple[str, str], tuple[float, str]] | None = None,
 ) -> ExecutionPlan:
     """All checks + strategies + sequencing of `spec` on `snapshot`.
 
@@ -347,6 +350,9 @@ def build_plan(
     `preconditions`: PVE's own migrate preconditions per vmid, if fetched (merged into the
     checks). `learned_dirty`: vmid -> (dirty profile, where it came from) for guests whose last
     migration said how much they dirty (`pvetool.links`); the others' is guessed from CPU load.
+    `link_pairs`: (node, node) -> (bits/s each way, where it came from) for node pairs whose
+    path is slower than both nodes' links (`pvetool.links`): their streams share it, and a
+    target behind such a path is avoided for large guests like a slow-link node.
     Raises `PlanError` only for unknown node names.
     """
     params = params or TimingParams()
@@ -362,12 +368,14 @@ def build_plan(
         working=snapshot,
     )
     learned_dirty = learned_dirty or {}
+    link_pairs = link_pairs or {}
     network = replace(
-        Network.of(link_bits_per_s),
+        Network.of(link_bits_per_s, {k: bits for k, (bits, _) in link_pairs.items()}),
         dirty_profiles={vmid: profile for vmid, (profile, _) in learned_dirty.items()},
     )
     if isinstance(link_bits_per_s, Mapping):
         b.links_Bps = {n: network.link(n) for n in snapshot.nodes}
+        b.pairs_Bps = dict(network.pair_Bps)
     b.findings += cluster_findings(snapshot)
     spec_rules, root_only = _root_only_options(spec.rules, snapshot)
     b.findings += root_only
@@ -401,6 +409,7 @@ def build_plan(
         assumptions=_assumptions(
             snapshot, params, link_bits_per_s, spec_rules, rules, link_origin or {}
         )
+        + _pair_assumptions(link_pairs)
         + _dirty_assumptions(stages, learned_dirty),
     )
 
@@ -569,6 +578,25 @@ def _assumptions(
         ),
         ("HA", "HA-managed guests wait about 10 s for the HA manager before they start"),
     )
+
+
+def _pair_assumptions(
+    pairs: Mapping[tuple[str, str], tuple[float, str]],
+) -> tuple[tuple[str, str], ...]:
+    """One row per node pair whose path has its own figure (slower than both nodes'): its
+    speed and where it came from."""
+    rows = []
+    for (a, b), (bits, why) in sorted(pairs.items()):
+        a, b = (a, b) if a < b else (b, a)
+        rows.append(
+            (
+                f"link {a} <-> {b}",
+                f"{bits / 1e9:.3g} Gbit/s each way ({link_goodput_Bps(bits) / 2**20:.0f} MiB/s "
+                f"usable), {why}; slower than both nodes' links, shared by the migrations "
+                "between them",
+            )
+        )
+    return tuple(rows)
 
 
 def _dirty_assumptions(

@@ -9,7 +9,8 @@ machine), and the sequencer tries several orders and concurrencies. For stages o
 
 - `window_estimate` ranks the candidates: each move at its share of its links when the window
   is full under the caps, min(stream cap, uplink / k_source, downlink / k_target) with k the
-  cap on that node (at most the stage's moves from or into it, and the cluster cap), for its
+  cap on that node (at most the stage's moves from or into it, and the cluster cap; a node
+  pair with its own figure, `Network.pair`, likewise path / k over the pair's moves), for its
   whole duration: the fixed phases as in `simulate`, local disks / rate, the RAM pre-copy
   (`precopy_closed_form`, or `timing.solo_migration` where the dirty rate is high enough for
   auto-converge or downtime escalations), the stop-and-copy and the post phase; then the
@@ -177,6 +178,14 @@ def _rates(
         rates[m.id] = min(
             timings[m.id].cap_Bps, network.link(m.source) / k_up, network.link(m.target) / k_down
         )
+    if network.pair_Bps:  # a pair's path, shared by its streams that way
+        on_path = Counter((m.source, m.target) for m in moves)
+        for m in moves:
+            pair = network.pair(m.source, m.target)
+            if pair is not None:
+                ways = on_path[m.source, m.target]
+                k = max(1, min(caps.per_source, caps.per_target, caps.cluster, ways))
+                rates[m.id] = min(rates[m.id], pair / k)
     return rates
 
 
@@ -319,10 +328,7 @@ def estimate(
     a few per move."""
     cache = {} if cache is None else cache
     stage_ids = {m.id for m in order}
-    capacity: dict[str, float] = {}
-    for m in order:
-        capacity[f"up:{m.source}"] = network.link(m.source)
-        capacity[f"down:{m.target}"] = network.link(m.target)
+    capacity, routes = network.resources(order)
     pending = list(order)
     done: dict[str, Estimated] = {}
     active: list[_Run] = []
@@ -342,7 +348,7 @@ def estimate(
             for run in entering:
                 run.left = 0.0
             flows = [r for r in active if r.left >= 0 and r.after_s == math.inf]
-            _share(flows, timings, capacity)
+            _share(flows, timings, capacity, routes)
             for run in entering:
                 _begin_transfer(run, timings[run.move.id], params, cache, now)
         ended = [r for r in active if r.after_s <= now + _EPS]
@@ -383,31 +389,37 @@ def estimate(
                 _end_transfer(run, timings[run.move.id], params, now)
                 finished = True
         if finished:
-            _share([r for r in active if r.left >= 0 and r.after_s == math.inf], timings, capacity)
+            _share(
+                [r for r in active if r.left >= 0 and r.after_s == math.inf],
+                timings,
+                capacity,
+                routes,
+            )
     return done
 
 
-def _share(flows: list[_Run], timings: Mapping[str, Timing], capacity: Mapping[str, float]) -> None:
-    """Max-min fair rates of the transfers (`timing.max_min_fair`), each capped at one stream;
-    the caps themselves when no link is oversubscribed (the common case, and much cheaper)."""
+def _share(
+    flows: list[_Run],
+    timings: Mapping[str, Timing],
+    capacity: Mapping[str, float],
+    routes: Mapping[str, tuple[str, ...]],
+) -> None:
+    """Max-min fair rates of the transfers (`timing.max_min_fair`) over their links (`routes`:
+    `Network.resources`), each capped at one stream; the caps themselves when no link is
+    oversubscribed (the common case, and much cheaper)."""
     if not flows:
         return
     load: dict[str, float] = {}
     for run in flows:
         cap = timings[run.move.id].cap_Bps
-        up, down = f"up:{run.move.source}", f"down:{run.move.target}"
-        load[up] = load.get(up, 0.0) + cap
-        load[down] = load.get(down, 0.0) + cap
+        for name in routes[run.move.id]:
+            load[name] = load.get(name, 0.0) + cap
     if all(v <= capacity[k] for k, v in load.items()):
         for run in flows:
             run.rate = timings[run.move.id].cap_Bps
         return
     rates = max_min_fair(
-        [
-            Flow((f"up:{r.move.source}", f"down:{r.move.target}"), timings[r.move.id].cap_Bps)
-            for r in flows
-        ],
-        capacity,
+        [Flow(routes[r.move.id], timings[r.move.id].cap_Bps) for r in flows], capacity
     )
     for run, rate in zip(flows, rates, strict=True):
         run.rate = rate

@@ -11,8 +11,9 @@ its source, into its target); a move that cannot start yet is passed over, not w
   pre-copy (`timing.Precopy`, stepped with the bandwidth the move gets), stop-and-copy, resume
   and cleanup;
 - bandwidth: max-min fair sharing (`timing.max_min_fair`) of each source's uplink and each
-  target's downlink, each flow capped at one stream (`stream_cap_Bps`, bwlimit), recomputed at
-  every start, phase change and end.
+  target's downlink (and, for a node pair with its own figure, the pair's path that way:
+  `Network.resources`), each flow capped at one stream (`stream_cap_Bps`, bwlimit), recomputed
+  at every start, phase change and end.
 
 Caps and order are chosen from that model unless the plan fixes them. Per-source concurrency:
 every value from 1 to about ceil(link / stream cap) + 2 (the smallest that fills the link is
@@ -34,7 +35,8 @@ order and caps. A candidate concurrency whose `estimate_floor` is beyond the tol
 best one so far is skipped. Drains (fewer moves) keep the simulation and its predictions.
 
 Lower bounds per stage (`Bounds`): LB_pure and LB_dirty as in the timing model, over every
-source uplink, every target downlink and every single stream; `bound_by` names the binding one.
+source uplink, every target downlink, every pair path with a figure (each direction) and every
+single stream; `bound_by` names the binding one.
 
 Inputs the cluster does not report are assumptions, listed in `ExecutionPlan.assumptions`:
 link speed (default 10 Gbit/s per node), the bytes a live VM sends (its used memory), local
@@ -53,7 +55,7 @@ import copy
 import heapq
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -115,21 +117,68 @@ _PROFILE_RANK = {"idle": 0, "moderate": 1, "hot": 2}
 
 @dataclass(frozen=True)
 class Network:
-    """Usable bytes/second of each node's migration link (each direction)."""
+    """Usable bytes/second of each node's migration link (each direction), and of the path
+    between node pairs known to be slower than both ends (`pvetool.links`).
+
+    A stream from A to B crosses A's uplink, B's downlink and, when the pair has a figure, the
+    A -> B direction of their path: each is a capacity its streams share max-min fairly
+    (`resources`). Without pair figures nothing costs more than per-node links."""
 
     goodput_Bps: Mapping[str, float]
     default_Bps: float = link_goodput_Bps(DEFAULT_LINK_BITS_PER_S)
     # Dirty profile per vmid learned from that guest's last migration (others: `estimate_profile`)
     dirty_profiles: Mapping[int, str] = field(default_factory=dict)
+    # (a, b) with a < b -> usable bytes/s of their path, each direction
+    pair_Bps: Mapping[tuple[str, str], float] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, link_bits_per_s: float | Mapping[str, float]) -> Network:
+    def of(
+        cls,
+        link_bits_per_s: float | Mapping[str, float],
+        pair_bits_per_s: Mapping[tuple[str, str], float] | None = None,
+    ) -> Network:
+        pairs = {
+            (a, b) if a < b else (b, a): link_goodput_Bps(bits)
+            for (a, b), bits in (pair_bits_per_s or {}).items()
+        }
         if isinstance(link_bits_per_s, Mapping):
-            return cls({n: link_goodput_Bps(b) for n, b in link_bits_per_s.items()})
-        return cls({}, link_goodput_Bps(link_bits_per_s))
+            return cls({n: link_goodput_Bps(b) for n, b in link_bits_per_s.items()}, pair_Bps=pairs)
+        return cls({}, link_goodput_Bps(link_bits_per_s), pair_Bps=pairs)
 
     def link(self, node: str) -> float:
         return self.goodput_Bps.get(node, self.default_Bps)
+
+    def pair(self, source: str, target: str) -> float | None:
+        """The path's own figure between two nodes (either order), None without one."""
+        if not self.pair_Bps:
+            return None
+        return self.pair_Bps.get((source, target) if source < target else (target, source))
+
+    def path(self, source: str, target: str) -> float:
+        """Usable bytes/s of one stream alone from `source` to `target`, stream cap aside."""
+        rate = min(self.link(source), self.link(target))
+        pair = self.pair(source, target)
+        return rate if pair is None else min(rate, pair)
+
+    def resources(
+        self, moves: Iterable[Move]
+    ) -> tuple[dict[str, float], dict[str, tuple[str, ...]]]:
+        """The capacities `moves` share (``up:A``, ``down:B``, ``path:A>B``) and each move's
+        resources, by move id: what `timing.max_min_fair` shares."""
+        capacity: dict[str, float] = {}
+        routes: dict[str, tuple[str, ...]] = {}
+        for m in moves:
+            up, down = f"up:{m.source}", f"down:{m.target}"
+            capacity[up] = self.link(m.source)
+            capacity[down] = self.link(m.target)
+            pair = self.pair(m.source, m.target)
+            if pair is None:
+                routes[m.id] = (up, down)
+            else:
+                name = f"path:{m.source}>{m.target}"
+                capacity[name] = pair
+                routes[m.id] = (up, down, name)
+        return capacity, routes
 
 
 def estimate_profile(guest: Guest) -> str:
@@ -299,10 +348,7 @@ def simulate(
     by_source: dict[str, int] = {}
     by_target: dict[str, int] = {}
     stage_ids = {m.id for m in order}
-    capacity: dict[str, float] = {}
-    for m in order:
-        capacity[f"up:{m.source}"] = network.link(m.source)
-        capacity[f"down:{m.target}"] = network.link(m.target)
+    capacity, routes = network.resources(order)
     now = 0.0
     while pending or active:
         started = []
@@ -334,21 +380,21 @@ def simulate(
             for move in pending:
                 done[move.id] = Predicted(now, now, None, 0.0)
             break
-        _share_links(active, capacity)
+        _share_links(active, capacity, routes)
         now += _advance(active)
     return done
 
 
-def _share_links(active: list[_Run], capacity: Mapping[str, float]) -> None:
+def _share_links(
+    active: list[_Run], capacity: Mapping[str, float], routes: Mapping[str, tuple[str, ...]]
+) -> None:
     """Give every run that is copying (disks or RAM) its max-min fair share of the source's
-    uplink and the target's downlink, capped at one stream."""
+    uplink, the target's downlink and the pair's path if it has a figure (`routes`,
+    `Network.resources`), capped at one stream."""
     flows = [r for r in active if r.phase in ("disk", "ram")]
     if not flows:
         return
-    rates = max_min_fair(
-        [Flow((f"up:{r.move.source}", f"down:{r.move.target}"), r.timing.cap_Bps) for r in flows],
-        capacity,
-    )
+    rates = max_min_fair([Flow(routes[r.move.id], r.timing.cap_Bps) for r in flows], capacity)
     for run, rate in zip(flows, rates, strict=True):
         run.rate = rate
 
@@ -478,10 +524,12 @@ def stage_bounds(
     down_dirty: dict[str, float] = {}
     streams_pure: list[tuple[float, str]] = []
     streams_dirty: list[tuple[float, str]] = []
+    path_pure: dict[tuple[str, str], float] = {}
+    path_dirty: dict[tuple[str, str], float] = {}
     cache = {} if cache is None else cache
     for move in moves:
         t = timings[move.id]
-        rate = min(t.cap_Bps, network.link(t.source), network.link(t.target))
+        rate = min(t.cap_Bps, network.path(t.source, t.target))
         pure = t.ram_bytes + t.disk_bytes
         dirty = t.disk_bytes
         if t.mode == "live" and len(moves) > LARGE_STAGE_MOVES:
@@ -492,19 +540,30 @@ def stage_bounds(
         up_dirty[t.source] = up_dirty.get(t.source, 0.0) + dirty
         down_pure[t.target] = down_pure.get(t.target, 0.0) + pure
         down_dirty[t.target] = down_dirty.get(t.target, 0.0) + dirty
+        if network.pair_Bps and network.pair(t.source, t.target) is not None:
+            way = (t.source, t.target)
+            path_pure[way] = path_pure.get(way, 0.0) + pure
+            path_dirty[way] = path_dirty.get(way, 0.0) + dirty
         name = labels.get(move.id, str(move.vmid))
         streams_pure.append((t.lb_fixed_s + pure / rate, f"stream of {name}"))
         streams_dirty.append((t.lb_fixed_s + dirty / rate, f"stream of {name}"))
 
     def terms(
-        up: dict[str, float], down: dict[str, float], streams: list[tuple[float, str]]
+        up: dict[str, float],
+        down: dict[str, float],
+        paths: dict[tuple[str, str], float],
+        streams: list[tuple[float, str]],
     ) -> list[tuple[float, str]]:
         out = [(b / network.link(n), f"uplink of {n}") for n, b in up.items()]
         out += [(b / network.link(n), f"downlink of {n}") for n, b in down.items()]
+        out += [
+            (b / (network.pair(s, d) or network.path(s, d)), f"path {s} -> {d}")
+            for (s, d), b in paths.items()
+        ]
         return out + streams
 
-    pure_terms = terms(up_pure, down_pure, streams_pure)
-    dirty_terms = terms(up_dirty, down_dirty, streams_dirty)
+    pure_terms = terms(up_pure, down_pure, path_pure, streams_pure)
+    dirty_terms = terms(up_dirty, down_dirty, path_dirty, streams_dirty)
     # Ties: a link term wins over a stream term (as timing.drain_lower_bounds does).
     best_dirty = max(dirty_terms, key=lambda x: (x[0], not x[1].startswith("stream")))
     return Bounds(
@@ -559,7 +618,7 @@ def _orders(
         t = timings[m.id]
         rate = t.cap_Bps
         if network is not None:
-            rate = min(rate, network.link(m.source), network.link(m.target))
+            rate = min(rate, network.path(m.source, m.target))
         return t.pre_s + t.post_s + size(m) / max(rate, 1.0)
 
     def rank(m: Move) -> int:

@@ -122,6 +122,8 @@ def limited_by(bound_by: str) -> str:
             return f"{bound_by[len(prefix) :]}'s {link}"
     if bound_by.startswith("stream of "):
         return f"the migration of {bound_by[len('stream of ') :]} alone"
+    if bound_by.startswith("path "):  # a node pair's own (slower) path: ``path pve2 -> pve5``
+        return f"the path {bound_by[len('path ') :]}"
     return bound_by
 
 

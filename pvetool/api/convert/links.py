@@ -86,6 +86,9 @@ class LinkSample:
     ram_sent_bytes: int = 0  # RAM bytes QEMU sent (0: not logged)
     dirties_lots: bool = False  # "VM dirties lots of memory" at some poll
     downtime_raised: bool = False  # PVE raised the downtime limit to converge
+    # another migration from the same node ran meanwhile (from the task list: it shared the
+    # uplink, so the rate says little about the path to `target`)
+    shared_source: bool = False
 
 
 def parse_render_duration(text: str) -> float | None:

@@ -7,8 +7,10 @@ passes, prefer (1) fewer warnings (``cpu: host`` across CPU models, an older PVE
 rule), (2) a higher HA node-affinity priority, (3) a node whose migration link is not slow for
 this guest (`slow_link`: under half the fastest node's, and the guest's bytes would take more
 than `SLOW_LINK_EXTRA_S` longer there -- a 1 GbE node among 10 GbE ones receives small guests
-only, or none), (4) the lowest memory load after the move (then vCPU load), (5) fewer moves
-already planned into the node (spreads the downlinks), (6) the name.
+only, or none; likewise a target behind a slow path from the guest's node, a node pair with
+its own learned figure, counting what is already planned over that path), (4) the lowest
+memory load after the move (then vCPU load), (5) fewer moves already planned into the node
+(spreads the downlinks), (6) the name.
 Each choice keeps a sentence, and every rejected target its "pve3 rejected for 101: ..." line.
 
 Pure: no I/O, no clock. Imports: the standard library, `pvetool.model`, `pvetool.planner`.
@@ -136,9 +138,13 @@ class StagePlanner:
         replication: Mapping[int, tuple[str, ...]] | None = None,
         preconditions: Mapping[int, Precondition] | None = None,
         links_Bps: Mapping[str, float] | None = None,
+        pairs_Bps: Mapping[tuple[str, str], float] | None = None,
     ) -> None:
         self.index = index
         self.links_Bps = dict(links_Bps or {})  # usable bytes/s of each node's migration link
+        # (a, b) with a < b -> usable bytes/s of a path slower than both nodes' links
+        self.pairs_Bps = dict(pairs_Bps or {})
+        self._path_bytes: dict[tuple[str, str], float] = {}  # planned over each (source, target)
         self.snapshot = snapshot
         self.rules = rules
         self.ctx = CheckContext(
@@ -257,7 +263,9 @@ class StagePlanner:
 
     def slow_link(self, members: Sequence[MoveChoice], target: str) -> int:
         """1 when `target`'s link is under half the fastest online node's and the unit's bytes
-        would take more than `SLOW_LINK_EXTRA_S` longer over it; else 0."""
+        would take more than `SLOW_LINK_EXTRA_S` longer over it, or likewise the path to it from
+        a member's node where that pair has its own slower figure, counting the bytes already
+        planned over that path (its streams share it); else 0."""
         link = self.links_Bps.get(target)
         if link is None or link <= 0:
             return 0
@@ -265,10 +273,23 @@ class StagePlanner:
             (self.links_Bps.get(n, 0.0) for n, e in self.snapshot.nodes.items() if e.online),
             default=0.0,
         )
-        if link >= 0.5 * fastest:
-            return 0
-        sent = sum(send_bytes(m.guest, m.options) for m in members)
-        return 1 if sent / link - sent / fastest > SLOW_LINK_EXTRA_S else 0
+        if link < 0.5 * fastest:
+            sent = sum(send_bytes(m.guest, m.options) for m in members)
+            if sent / link - sent / fastest > SLOW_LINK_EXTRA_S:
+                return 1
+        if self.pairs_Bps:
+            on_path: dict[str, float] = {}
+            for m in members:
+                source = self.placement.node_of.get(m.guest.vmid, m.guest.node)
+                on_path[source] = on_path.get(source, 0.0) + send_bytes(m.guest, m.options)
+            for source, unit_bytes in on_path.items():
+                pair = self.pairs_Bps.get((source, target) if source < target else (target, source))
+                if pair is None or pair <= 0 or pair >= 0.5 * fastest:
+                    continue
+                path_bytes = unit_bytes + self._path_bytes.get((source, target), 0.0)
+                if path_bytes / pair - path_bytes / fastest > SLOW_LINK_EXTRA_S:
+                    return 1
+        return 0
 
     def _ha_priority(self, members: Sequence[MoveChoice], target: str) -> int:
         best = 0
@@ -341,6 +362,9 @@ class StagePlanner:
             )
             self.moves.append(move)
             made.append(move)
+            if self.pairs_Bps:
+                way = (move.source, target)
+                self._path_bytes[way] = self._path_bytes.get(way, 0.0) + move.send_bytes
             if member.primary and primary_id is None:
                 primary_id = move_id
         return made
